@@ -1,0 +1,188 @@
+//! The schema's rules, from the outside: valid events pass, and every refusal names the field
+//! and the reason.
+
+use proptest::prelude::*;
+use retailmind_schema::{validate, Event, Limits};
+use serde_json::json;
+
+const NOW: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
+
+fn valid() -> serde_json::Value {
+    json!({
+        "event_id": "01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f",
+        "type": "add_to_cart",
+        "anonymous_id": "anon-1",
+        "timestamp": NOW - 1000,
+        "context": {
+            "page": {"url": "https://shop.example/p/42", "referrer": "https://search.example/?q=shoes"},
+            "utm": {"source": "newsletter", "medium": "email"},
+            "locale": "de-CH",
+            "timezone": "Europe/Zurich"
+        },
+        "properties": {"product_id": "42", "price_minor": 1999, "currency": "EUR", "quantity": 2}
+    })
+}
+
+fn decode(v: serde_json::Value) -> Event {
+    serde_json::from_value(v).expect("decodes")
+}
+
+/// Validates `v` and returns the refusals as `field reason` strings.
+fn refusals(v: serde_json::Value) -> Vec<String> {
+    match validate(&decode(v), &Limits::default(), NOW) {
+        Ok(()) => vec![],
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn a_complete_event_is_valid_and_round_trips() {
+    let event = decode(valid());
+    assert_eq!(validate(&event, &Limits::default(), NOW), Ok(()));
+    let again: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+    assert_eq!(again, event);
+    assert_eq!(event.payload.kind(), "add_to_cart");
+}
+
+#[test]
+fn every_kind_decodes() {
+    for (kind, props) in [
+        ("page_view", json!({})),
+        (
+            "click",
+            json!({"element": "a", "href": "https://x.example/", "outbound": true}),
+        ),
+        ("product_view", json!({"product_id": "p1"})),
+        (
+            "remove_from_cart",
+            json!({"product_id": "p1", "quantity": 1}),
+        ),
+        (
+            "checkout_started",
+            json!({"value_minor": 500, "currency": "USD", "items": []}),
+        ),
+        (
+            "purchase",
+            json!({"order_id": "o1", "revenue_minor": 500, "currency": "USD"}),
+        ),
+        ("search", json!({"query": "red shoes", "results": 3})),
+        (
+            "custom",
+            json!({"name": "newsletter_signup", "props": {"list": "weekly"}}),
+        ),
+    ] {
+        let mut v = valid();
+        v["type"] = json!(kind);
+        v["properties"] = props;
+        assert_eq!(refusals(v), Vec::<String>::new(), "{kind}");
+    }
+}
+
+#[test]
+fn wrong_uuid_version_is_refused() {
+    let mut v = valid();
+    v["event_id"] = json!("6ba7b810-9dad-41d1-80b4-00c04fd430c8"); // version 4
+    assert_eq!(
+        refusals(v),
+        ["event_id must be a UUID version 7, got version 4"]
+    );
+}
+
+#[test]
+fn several_problems_are_reported_together() {
+    let mut v = valid();
+    v["anonymous_id"] = json!("  ");
+    v["context"]["page"]["url"] = json!("javascript:alert(1)");
+    v["properties"]["quantity"] = json!(0);
+    v["properties"]["currency"] = json!("eur");
+    assert_eq!(
+        refusals(v),
+        [
+            "anonymous_id must not be empty",
+            "context.page.url must be an absolute http:// or https:// URL",
+            "properties.currency must be a three-letter ISO 4217 code in capitals, e.g. EUR",
+            "properties.quantity must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn timestamps_far_from_now_are_refused() {
+    let mut future = valid();
+    future["timestamp"] = json!(NOW + 2 * 86_400_000);
+    assert_eq!(
+        refusals(future),
+        ["timestamp is more than 86400 s ahead of the collector's clock"]
+    );
+    let mut old = valid();
+    old["timestamp"] = json!(NOW - 31 * 86_400_000);
+    assert_eq!(refusals(old), ["timestamp is more than 30 days old"]);
+}
+
+#[test]
+fn money_and_lists_are_checked_inside_orders() {
+    let mut v = valid();
+    v["type"] = json!("purchase");
+    v["properties"] = json!({
+        "order_id": "o-1", "revenue_minor": -5, "currency": "CHF",
+        "items": [{"product_id": "a", "quantity": 1}, {"product_id": "", "quantity": 1, "price_minor": -1}]
+    });
+    assert_eq!(
+        refusals(v),
+        [
+            "properties.revenue_minor must not be negative",
+            "properties.items[1].product_id must not be empty",
+            "properties.items[1].price_minor must not be negative",
+        ]
+    );
+}
+
+#[test]
+fn long_strings_and_deep_custom_props_are_refused() {
+    let mut v = valid();
+    v["type"] = json!("custom");
+    v["properties"] = json!({"name": "x".repeat(129), "props": {"deep": [[[[[[1]]]]]]}});
+    assert_eq!(
+        refusals(v),
+        [
+            "properties.name is 129 characters long, at most 128 allowed",
+            "properties.props.deep nests deeper than 5 levels",
+        ]
+    );
+}
+
+#[test]
+fn unknown_kind_and_wrong_types_fail_to_decode() {
+    let mut v = valid();
+    v["type"] = json!("teleport");
+    let err = serde_json::from_value::<Event>(v).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `teleport`"), "{err}");
+
+    let mut v = valid();
+    v["properties"]["quantity"] = json!("two");
+    assert!(serde_json::from_value::<Event>(v).is_err());
+}
+
+proptest! {
+    /// Any anonymous id, URL and timestamp either validates or gets named refusals; the
+    /// validator never panics and an accepted event survives a JSON round trip unchanged.
+    #[test]
+    fn validation_is_total_and_accepted_events_round_trip(
+        anon in ".{0,200}",
+        url in "(https?://)?[a-z.]{0,20}(/[a-z0-9]{0,10})?",
+        skew in -40i64 * 86_400_000..3 * 86_400_000,
+    ) {
+        let mut v = valid();
+        v["anonymous_id"] = json!(anon);
+        v["context"]["page"]["url"] = json!(url);
+        v["timestamp"] = json!(NOW + skew);
+        let event = decode(v);
+        match validate(&event, &Limits::default(), NOW) {
+            Ok(()) => {
+                let again: Event = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
+                prop_assert_eq!(again, event);
+            }
+            Err(errors) => prop_assert!(errors.iter().all(|e| !e.field.is_empty())),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `cargo xtask <command>`: set-up and orchestration for RetailMind.
+//!
+//! - `demo`: installs what is missing, builds the tracker, starts collector, processor and the
+//!   demo storefront on the embedded default and prints the storefront's URL.
+//! - `test`: installs what is missing and runs every check and test (what `.ci/run` calls).
+//! - `setup`: only the installs.
+//! - `build-wasm`: builds the tracker package into `demo-site/pkg`.
+
+mod demo;
+mod setup;
+mod test;
+mod util;
+mod wasm;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo::run_demo(&rest),
+        Some("test") => test::run_tests(&rest),
+        Some("setup") => {
+            setup::wasm_toolchain()?;
+            setup::wasm_bindgen_cli()?;
+            setup::browser()?;
+            setup::moto()?;
+            Ok(())
+        }
+        Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm>");
+            bail!("unknown or missing command")
+        }
+    }
+}

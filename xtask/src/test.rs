@@ -1,0 +1,41 @@
+//! `cargo xtask test`: every check and test, with the real parts they need installed first.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::util::{run, workspace_root};
+use crate::{setup, wasm};
+
+pub fn run_tests(args: &[&str]) -> Result<()> {
+    let toolchain = setup::wasm_toolchain()?;
+    let browser = setup::browser()?;
+    let python = setup::moto()?;
+    let pkg = wasm::build_demo_package(&toolchain)?;
+    let root = workspace_root();
+
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["fmt", "--all", "--", "--check"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    // The end-to-end tests start Chromium, chromedriver and moto themselves from these paths; they
+    // fail (never skip) when one is missing.
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .env("RETAILMIND_CHROMIUM", &browser.chromium)
+        .env("RETAILMIND_CHROMEDRIVER", &browser.chromedriver)
+        .env("RETAILMIND_PYTHON", &python)
+        .env("RETAILMIND_DEMO_PKG", &pkg)
+        .args(["test", "--workspace"])
+        .args(args))?;
+
+    wasm::test_in_browser(&toolchain, &browser.chromedriver)
+}

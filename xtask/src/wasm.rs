@@ -1,0 +1,35 @@
+//! Builds the browser tracker with wasm-pack.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::setup::{self, WasmToolchain};
+use crate::util::{run, target_dir, workspace_root};
+
+/// Builds `sdk-wasm` for `<script type="module">` use into `demo-site/pkg` and returns that dir.
+pub fn build_demo_package(toolchain: &WasmToolchain) -> Result<PathBuf> {
+    setup::wasm_bindgen_cli()?;
+    let out_dir = workspace_root().join("demo-site/pkg");
+    let mut cmd = Command::new("wasm-pack");
+    toolchain.apply(&mut cmd);
+    cmd.current_dir(workspace_root().join("sdk-wasm"))
+        // The wasm build may use another rustc (the Debian route); keep its artifacts apart.
+        .env("CARGO_TARGET_DIR", target_dir().join("wasm"))
+        .args(["build", "--release", "--target", "web", "--out-dir"])
+        .arg(&out_dir);
+    run(&mut cmd)?;
+    Ok(out_dir)
+}
+
+/// Runs the tracker's `wasm_bindgen_test` tests in headless Chromium.
+pub fn test_in_browser(toolchain: &WasmToolchain, chromedriver: &std::path::Path) -> Result<()> {
+    let mut cmd = Command::new("wasm-pack");
+    toolchain.apply(&mut cmd);
+    cmd.current_dir(workspace_root().join("sdk-wasm"))
+        .env("CARGO_TARGET_DIR", target_dir().join("wasm"))
+        .args(["test", "--headless", "--chrome", "--chromedriver"])
+        .arg(chromedriver);
+    run(&mut cmd)
+}
