@@ -1,0 +1,234 @@
+//! A [`Session`] as a DynamoDB item, one attribute per field, so the table can be queried and
+//! read by other tools: numbers as `N`, text as `S`, an optional field left out when `None`,
+//! and `event_ids` as a list (`L`) of UUID strings in the session's order (a string set
+//! could not hold an empty set nor keep the order).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use retailmind_schema::Session;
+use uuid::Uuid;
+
+use crate::error::{ConnectorError, Result};
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Hash key of the sessions table.
+pub(crate) const ANONYMOUS_ID: &str = "anonymous_id";
+/// Range key of the sessions table.
+pub(crate) const START_MS: &str = "start_ms";
+/// The optimistic-concurrency counter the conditional writes compare.
+pub(crate) const VERSION: &str = "version";
+
+const SESSION_ID: &str = "session_id";
+const USER_ID: &str = "user_id";
+const END_MS: &str = "end_ms";
+const EVENT_COUNT: &str = "event_count";
+const PAGE_VIEWS: &str = "page_views";
+const ENTRY_URL: &str = "entry_url";
+const EXIT_URL: &str = "exit_url";
+const REFERRER: &str = "referrer";
+const UTM_SOURCE: &str = "utm_source";
+const UTM_MEDIUM: &str = "utm_medium";
+const UTM_CAMPAIGN: &str = "utm_campaign";
+const PRODUCTS_VIEWED: &str = "products_viewed";
+const CART_ADDS: &str = "cart_adds";
+const PURCHASES: &str = "purchases";
+const REVENUE_MINOR: &str = "revenue_minor";
+const EVENT_IDS: &str = "event_ids";
+
+/// A DynamoDB number.
+pub(crate) fn number(n: impl ToString) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// A DynamoDB string.
+pub(crate) fn string(s: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(s.into())
+}
+
+/// Every field of `session` as an attribute.
+pub(crate) fn to_item(session: &Session) -> Item {
+    let mut item = Item::new();
+    let mut put = |name: &str, value: AttributeValue| {
+        item.insert(name.to_owned(), value);
+    };
+    put(ANONYMOUS_ID, string(&session.anonymous_id));
+    put(START_MS, number(session.start_ms));
+    put(SESSION_ID, string(&session.session_id));
+    put(END_MS, number(session.end_ms));
+    put(EVENT_COUNT, number(session.event_count));
+    put(PAGE_VIEWS, number(session.page_views));
+    put(ENTRY_URL, string(&session.entry_url));
+    put(EXIT_URL, string(&session.exit_url));
+    put(PRODUCTS_VIEWED, number(session.products_viewed));
+    put(CART_ADDS, number(session.cart_adds));
+    put(PURCHASES, number(session.purchases));
+    put(REVENUE_MINOR, number(session.revenue_minor));
+    put(VERSION, number(session.version));
+    let event_ids = session
+        .event_ids
+        .iter()
+        .map(|id| string(id.to_string()))
+        .collect();
+    put(EVENT_IDS, AttributeValue::L(event_ids));
+    for (name, value) in [
+        (USER_ID, &session.user_id),
+        (REFERRER, &session.referrer),
+        (UTM_SOURCE, &session.utm_source),
+        (UTM_MEDIUM, &session.utm_medium),
+        (UTM_CAMPAIGN, &session.utm_campaign),
+    ] {
+        if let Some(value) = value {
+            put(name, string(value));
+        }
+    }
+    item
+}
+
+/// The session an item of the sessions table holds.
+pub(crate) fn from_item(item: &Item) -> Result<Session> {
+    let reader = ItemReader(item);
+    Ok(Session {
+        session_id: reader.string(SESSION_ID)?,
+        anonymous_id: reader.string(ANONYMOUS_ID)?,
+        user_id: reader.optional_string(USER_ID)?,
+        start_ms: reader.number(START_MS)?,
+        end_ms: reader.number(END_MS)?,
+        event_count: reader.number(EVENT_COUNT)?,
+        page_views: reader.number(PAGE_VIEWS)?,
+        entry_url: reader.string(ENTRY_URL)?,
+        exit_url: reader.string(EXIT_URL)?,
+        referrer: reader.optional_string(REFERRER)?,
+        utm_source: reader.optional_string(UTM_SOURCE)?,
+        utm_medium: reader.optional_string(UTM_MEDIUM)?,
+        utm_campaign: reader.optional_string(UTM_CAMPAIGN)?,
+        products_viewed: reader.number(PRODUCTS_VIEWED)?,
+        cart_adds: reader.number(CART_ADDS)?,
+        purchases: reader.number(PURCHASES)?,
+        revenue_minor: reader.number(REVENUE_MINOR)?,
+        event_ids: reader.uuids(EVENT_IDS)?,
+        version: reader.number(VERSION)?,
+    })
+}
+
+/// Typed access to an item's attributes; every mismatch is [`ConnectorError::Corrupt`].
+struct ItemReader<'a>(&'a Item);
+
+impl ItemReader<'_> {
+    fn corrupt(&self, name: &str, detail: impl std::fmt::Display) -> ConnectorError {
+        let key = self
+            .0
+            .get(ANONYMOUS_ID)
+            .and_then(|v| v.as_s().ok())
+            .map_or("?", String::as_str);
+        ConnectorError::Corrupt {
+            what: format!("session item of {key:?}"),
+            detail: format!("attribute {name}: {detail}"),
+        }
+    }
+
+    fn optional_string(&self, name: &str) -> Result<Option<String>> {
+        match self.0.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.corrupt(name, format!("expected a string, got {other:?}"))),
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<String> {
+        self.optional_string(name)?
+            .ok_or_else(|| self.corrupt(name, "missing"))
+    }
+
+    fn number<T: FromStr>(&self, name: &str) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(name) {
+            Some(AttributeValue::N(n)) => n.parse().map_err(|e| self.corrupt(name, e)),
+            Some(other) => Err(self.corrupt(name, format!("expected a number, got {other:?}"))),
+            None => Err(self.corrupt(name, "missing")),
+        }
+    }
+
+    fn uuids(&self, name: &str) -> Result<Vec<Uuid>> {
+        let values = match self.0.get(name) {
+            Some(AttributeValue::L(values)) => values,
+            None => return Ok(Vec::new()),
+            Some(other) => {
+                return Err(self.corrupt(name, format!("expected a list, got {other:?}")))
+            }
+        };
+        values
+            .iter()
+            .map(|value| match value {
+                AttributeValue::S(s) => Uuid::parse_str(s).map_err(|e| self.corrupt(name, e)),
+                other => Err(self.corrupt(name, format!("expected a UUID string, got {other:?}"))),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Session {
+        Session {
+            session_id: "0192f0c1-0000-7000-8000-000000000001".into(),
+            anonymous_id: "a-1".into(),
+            user_id: Some("u-9".into()),
+            start_ms: 1_732_527_000_000,
+            end_ms: 1_732_527_600_000,
+            event_count: 7,
+            page_views: 4,
+            entry_url: "https://shop.example/".into(),
+            exit_url: "https://shop.example/cart".into(),
+            referrer: Some("https://search.example/".into()),
+            utm_source: Some("news".into()),
+            utm_medium: Some("email".into()),
+            utm_campaign: Some("bf".into()),
+            products_viewed: 3,
+            cart_adds: 2,
+            purchases: 1,
+            revenue_minor: 4_999,
+            event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
+            version: 3,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let session = full();
+        assert_eq!(from_item(&to_item(&session)).expect("decodes"), session);
+        let bare = Session {
+            anonymous_id: "a-2".into(),
+            version: 1,
+            ..Session::default()
+        };
+        let item = to_item(&bare);
+        assert!(!item.contains_key(USER_ID) && !item.contains_key(UTM_SOURCE));
+        assert_eq!(from_item(&item).expect("decodes"), bare);
+    }
+
+    #[test]
+    fn stores_numbers_as_numbers() {
+        let item = to_item(&full());
+        assert_eq!(item[START_MS], AttributeValue::N("1732527000000".into()));
+        assert_eq!(item[VERSION], AttributeValue::N("3".into()));
+        assert!(matches!(&item[EVENT_IDS], AttributeValue::L(ids) if ids.len() == 2));
+    }
+
+    #[test]
+    fn a_wrong_type_is_corrupt() {
+        let mut item = to_item(&full());
+        item.insert(EVENT_COUNT.into(), string("seven"));
+        let err = from_item(&item).expect_err("corrupt");
+        assert!(
+            matches!(err, ConnectorError::Corrupt { ref detail, .. } if detail.contains(EVENT_COUNT))
+        );
+    }
+}

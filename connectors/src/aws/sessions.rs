@@ -1,0 +1,148 @@
+//! The sessions table on DynamoDB: hash key `anonymous_id` (S), range key `start_ms` (N), one
+//! attribute per [`Session`] field (see [`super::session_item`]).
+//!
+//! Reads are strongly consistent Queries on the key: `sessions_of` and `sessions_since`
+//! ascending, page after page; `latest_before` descending with `Limit=1`. Strong consistency
+//! lets a processor read back what it wrote, so its next conditional write does not lose to
+//! itself.
+//!
+//! Writes are conditional PutItems, one per snapshot and in the given order (a batch may hold
+//! two snapshots of one session): version 1 only if no item has the key, any later version only
+//! if the stored item has the version before it.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use retailmind_schema::Session;
+
+use super::errors::sdk_error;
+use super::session_item::{
+    from_item, number, string, to_item, Item, ANONYMOUS_ID, START_MS, VERSION,
+};
+use crate::error::{ConnectorError, Result};
+use crate::sessions::SessionStore;
+
+const SERVICE: &str = "dynamodb";
+
+pub(crate) struct DynamoSessions {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSessions {
+    pub(crate) fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoSessions {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn put_one(&self, session: &Session) -> Result<()> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(session)));
+        let request = match session.version {
+            0 => {
+                return Err(ConnectorError::Misconfigured(format!(
+                    "session {} of {:?} has version 0; versions start at 1",
+                    session.session_id, session.anonymous_id
+                )))
+            }
+            1 => request.condition_expression(format!("attribute_not_exists({ANONYMOUS_ID})")),
+            version => request
+                .condition_expression("#version = :previous")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":previous", number(version - 1)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ConnectorError::Conflict {
+                    what: format!(
+                        "session of {:?} starting at {} (writing version {})",
+                        session.anonymous_id, session.start_ms, session.version
+                    ),
+                })
+            }
+            Err(e) => Err(sdk_error(SERVICE, e)),
+        }
+    }
+
+    /// The visitor's sessions, oldest first, from `from_ms` on if given; every page of them.
+    async fn query_ascending(
+        &self,
+        anonymous_id: &str,
+        from_ms: Option<i64>,
+    ) -> Result<Vec<Session>> {
+        let mut sessions = Vec::new();
+        let mut start_key: Option<Item> = None;
+        loop {
+            let request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_names("#anon", ANONYMOUS_ID)
+                .expression_attribute_values(":anon", string(anonymous_id))
+                .scan_index_forward(true)
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key.take());
+            let request = match from_ms {
+                Some(from_ms) => request
+                    .key_condition_expression("#anon = :anon AND #start >= :from")
+                    .expression_attribute_names("#start", START_MS)
+                    .expression_attribute_values(":from", number(from_ms)),
+                None => request.key_condition_expression("#anon = :anon"),
+            };
+            let output = request.send().await.map_err(|e| sdk_error(SERVICE, e))?;
+            for item in output.items() {
+                sessions.push(from_item(item)?);
+            }
+            match output.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start_key = Some(key.clone()),
+                _ => return Ok(sessions),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoSessions {
+    async fn latest_before(&self, anonymous_id: &str, at_ms: i64) -> Result<Option<Session>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#anon = :anon AND #start <= :at")
+            .expression_attribute_names("#anon", ANONYMOUS_ID)
+            .expression_attribute_names("#start", START_MS)
+            .expression_attribute_values(":anon", string(anonymous_id))
+            .expression_attribute_values(":at", number(at_ms))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(SERVICE, e))?;
+        output.items().first().map(from_item).transpose()
+    }
+
+    async fn put(&self, sessions: &[Session]) -> Result<()> {
+        for session in sessions {
+            self.put_one(session).await?;
+        }
+        tracing::debug!(table = %self.table, sessions = sessions.len(), "sessions written");
+        Ok(())
+    }
+
+    async fn sessions_since(&self, anonymous_id: &str, from_ms: i64) -> Result<Vec<Session>> {
+        self.query_ascending(anonymous_id, Some(from_ms)).await
+    }
+
+    async fn sessions_of(&self, anonymous_id: &str) -> Result<Vec<Session>> {
+        self.query_ascending(anonymous_id, None).await
+    }
+}

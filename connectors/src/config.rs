@@ -1,0 +1,88 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which implementation of the edges to use. Read from the `[backend]` table of the config file
+/// or from `RETAILMIND_BACKEND__*` environment variables.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// One machine, no cloud account: SQLite for the stream, checkpoints and sessions, a local
+    /// folder for the lake.
+    Embedded {
+        /// Holds `retailmind.db` and `lake/`.
+        #[serde(default = "default_data_dir")]
+        data_dir: PathBuf,
+    },
+    /// Amazon Kinesis, DynamoDB and Kinesis Data Firehose.
+    Aws(AwsConfig),
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig::Embedded {
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".retailmind")
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// AWS region, e.g. `eu-central-1`. Credentials come from the usual AWS chain (environment,
+    /// profile, instance or task role); they never appear in this file.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Another endpoint than AWS's (moto, LocalStack). Unset in production.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    #[serde(default = "default_stream")]
+    pub stream_name: String,
+    #[serde(default = "default_sessions_table")]
+    pub sessions_table: String,
+    #[serde(default = "default_checkpoints_table")]
+    pub checkpoints_table: String,
+    /// Firehose delivery stream for lake events (S3 prefix `events/`).
+    #[serde(default = "default_delivery_stream")]
+    pub delivery_stream: String,
+    /// Firehose delivery stream for undecodable records (S3 prefix `errors/`). Unset, it is
+    /// `<delivery_stream>-errors`; see
+    /// [`errors_delivery_stream`](crate::aws::errors_delivery_stream).
+    #[serde(default)]
+    pub errors_delivery_stream: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_stream() -> String {
+    "retailmind-events".into()
+}
+fn default_sessions_table() -> String {
+    "retailmind-sessions".into()
+}
+fn default_checkpoints_table() -> String {
+    "retailmind-checkpoints".into()
+}
+fn default_delivery_stream() -> String {
+    "retailmind-lake".into()
+}
+
+impl AwsConfig {
+    /// Defaults for every name, in `region`.
+    pub fn new(region: impl Into<String>) -> Self {
+        AwsConfig {
+            region: region.into(),
+            endpoint_url: None,
+            stream_name: default_stream(),
+            sessions_table: default_sessions_table(),
+            checkpoints_table: default_checkpoints_table(),
+            delivery_stream: default_delivery_stream(),
+            errors_delivery_stream: None,
+        }
+    }
+}

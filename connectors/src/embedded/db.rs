@@ -1,0 +1,96 @@
+//! The embedded SQLite database: schema, and a small async façade over blocking rusqlite calls.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use crate::error::{ConnectorError, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS stream_log (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key  TEXT    NOT NULL,
+    data           BLOB    NOT NULL,
+    appended_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer      TEXT    NOT NULL,
+    shard_id      TEXT    NOT NULL,
+    sequence      TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (consumer, shard_id)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    anonymous_id  TEXT    NOT NULL,
+    start_ms      INTEGER NOT NULL,
+    session_id    TEXT    NOT NULL,
+    user_id       TEXT,
+    end_ms        INTEGER NOT NULL,
+    event_count   INTEGER NOT NULL,
+    page_views    INTEGER NOT NULL,
+    revenue_minor INTEGER NOT NULL,
+    version       INTEGER NOT NULL,
+    snapshot      TEXT    NOT NULL,
+    PRIMARY KEY (anonymous_id, start_ms)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_id ON sessions (session_id);
+";
+
+/// Opens (and creates) the database file with settings fit for one writer and several readers
+/// in other processes: WAL, a busy timeout, and full fsync on commit because an acknowledged
+/// event must survive a crash.
+pub fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| sqlite_err("open", e))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 10000;",
+    )
+    .map_err(|e| sqlite_err("configure", e))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| sqlite_err("create schema", e))?;
+    Ok(conn)
+}
+
+pub fn sqlite_err(what: &str, e: rusqlite::Error) -> ConnectorError {
+    ConnectorError::unavailable("sqlite", format!("{what}: {e}"))
+}
+
+/// One connection shared by the calls of a component, run on tokio's blocking pool.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Db {
+            conn: Arc::new(Mutex::new(open_connection(path)?)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| ConnectorError::unavailable("sqlite", "connection lock poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| ConnectorError::unavailable("sqlite", e))?
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

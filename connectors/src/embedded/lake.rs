@@ -1,0 +1,99 @@
+//! The embedded lake: a local folder in the same key layout as the S3 lake, one newline-JSON
+//! file per partition per write, each written to a temporary name and renamed into place so a
+//! reader never sees half a file.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::error::{ConnectorError, Result};
+use crate::lake::{error_partition, event_partition, LakeRecord, LakeWriter, UndecodableRecord};
+
+pub struct LocalLake {
+    root: PathBuf,
+}
+
+impl LocalLake {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalLake { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn io_err(e: std::io::Error) -> ConnectorError {
+    ConnectorError::unavailable("local lake", e)
+}
+
+/// Writes `lines` to `<root>/<prefix>part-<uuidv7>.json` atomically (temp file, fsync, rename).
+fn write_part(root: &Path, prefix: &str, lines: &[&[u8]]) -> Result<PathBuf> {
+    let dir = root.join(prefix);
+    std::fs::create_dir_all(&dir).map_err(io_err)?;
+    let name = format!("part-{}.json", uuid::Uuid::now_v7());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
+    for line in lines {
+        file.write_all(line).map_err(io_err)?;
+        file.write_all(b"\n").map_err(io_err)?;
+    }
+    file.sync_all().map_err(io_err)?;
+    let path = dir.join(name);
+    std::fs::rename(&tmp, &path).map_err(io_err)?;
+    Ok(path)
+}
+
+#[async_trait]
+impl LakeWriter for LocalLake {
+    async fn write_events(&self, records: &[LakeRecord]) -> Result<()> {
+        let mut by_partition: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
+        for r in records {
+            by_partition
+                .entry(event_partition(r.event_time_ms))
+                .or_default()
+                .push(&r.json);
+        }
+        let owned: Vec<(String, Vec<Vec<u8>>)> = by_partition
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(<[u8]>::to_vec).collect()))
+            .collect();
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            for (prefix, lines) in owned {
+                let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                write_part(&root, &prefix, &lines)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ConnectorError::unavailable("local lake", e))?
+    }
+
+    async fn write_errors(&self, records: &[UndecodableRecord]) -> Result<()> {
+        let mut by_partition: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in records {
+            let line = serde_json::json!({
+                "received_at_ms": r.received_at_ms,
+                "reason": r.reason,
+                "data": String::from_utf8_lossy(&r.data),
+            });
+            by_partition
+                .entry(error_partition(r.received_at_ms))
+                .or_default()
+                .push(line.to_string().into_bytes());
+        }
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            for (prefix, lines) in by_partition {
+                let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                write_part(&root, &prefix, &lines)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ConnectorError::unavailable("local lake", e))?
+    }
+}

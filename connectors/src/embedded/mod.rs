@@ -1,0 +1,41 @@
+//! The embedded default for one machine with no cloud account: SQLite (`retailmind.db`) holds
+//! the ordered log, the checkpoints and the sessions; `lake/` holds the data lake.
+
+mod db;
+mod lake;
+mod log;
+mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use lake::LocalLake;
+pub use log::{EmbeddedLogReader, EmbeddedLogWriter, SHARD_ID};
+pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
+
+use crate::error::{ConnectorError, Result};
+use crate::Backend;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "retailmind.db";
+/// The lake folder inside the data directory.
+pub const LAKE_DIR: &str = "lake";
+
+/// Opens every embedded edge under `data_dir`, creating what is missing.
+pub fn open(data_dir: &Path) -> Result<Backend> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        ConnectorError::Misconfigured(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let db_path = data_dir.join(DB_FILE);
+    let db = db::Db::open(&db_path)?;
+    Ok(Backend {
+        sink: Arc::new(EmbeddedLogWriter::open(&db_path)?),
+        reader: Arc::new(EmbeddedLogReader::new(db.clone())),
+        checkpoints: Arc::new(EmbeddedCheckpoints::new(db.clone())),
+        sessions: Arc::new(EmbeddedSessions::new(db)),
+        lake: Arc::new(LocalLake::new(data_dir.join(LAKE_DIR))),
+    })
+}

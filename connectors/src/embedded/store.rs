@@ -1,0 +1,207 @@
+//! Checkpoints and sessions in the embedded SQLite database.
+
+use async_trait::async_trait;
+use retailmind_schema::Session;
+use rusqlite::{params, OptionalExtension};
+
+use super::db::{now_ms, sqlite_err, Db};
+use crate::checkpoint::CheckpointStore;
+use crate::error::{ConnectorError, Result};
+use crate::sessions::SessionStore;
+use crate::stream::sequence_cmp;
+
+pub struct EmbeddedCheckpoints {
+    db: Db,
+}
+
+impl EmbeddedCheckpoints {
+    pub fn new(db: Db) -> Self {
+        EmbeddedCheckpoints { db }
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for EmbeddedCheckpoints {
+    async fn get(&self, consumer: &str, shard_id: &str) -> Result<Option<String>> {
+        let (consumer, shard_id) = (consumer.to_owned(), shard_id.to_owned());
+        self.db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT sequence FROM checkpoints WHERE consumer = ?1 AND shard_id = ?2",
+                    params![consumer, shard_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| sqlite_err("read checkpoint", e))
+            })
+            .await
+    }
+
+    async fn set(&self, consumer: &str, shard_id: &str, sequence: &str) -> Result<()> {
+        let (consumer, shard_id, sequence) = (
+            consumer.to_owned(),
+            shard_id.to_owned(),
+            sequence.to_owned(),
+        );
+        self.db
+            .call(move |conn| {
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| sqlite_err("checkpoint", e))?;
+                let stored: Option<String> = tx
+                    .query_row(
+                        "SELECT sequence FROM checkpoints WHERE consumer = ?1 AND shard_id = ?2",
+                        params![consumer, shard_id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| sqlite_err("checkpoint", e))?;
+                // A checkpoint only moves forward: a slower instance must not rewind another's.
+                if let Some(stored) = &stored {
+                    if sequence_cmp(stored, &sequence).is_gt() {
+                        return Err(ConnectorError::Conflict {
+                            what: format!(
+                                "checkpoint {consumer}/{shard_id} is already at {stored}"
+                            ),
+                        });
+                    }
+                }
+                tx.execute(
+                    "INSERT INTO checkpoints (consumer, shard_id, sequence, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (consumer, shard_id) DO UPDATE
+                     SET sequence = excluded.sequence, updated_at_ms = excluded.updated_at_ms",
+                    params![consumer, shard_id, sequence, now_ms()],
+                )
+                .map_err(|e| sqlite_err("checkpoint", e))?;
+                tx.commit().map_err(|e| sqlite_err("checkpoint", e))
+            })
+            .await
+    }
+}
+
+pub struct EmbeddedSessions {
+    db: Db,
+}
+
+impl EmbeddedSessions {
+    pub fn new(db: Db) -> Self {
+        EmbeddedSessions { db }
+    }
+}
+
+fn decode(snapshot: String) -> Result<Session> {
+    serde_json::from_str(&snapshot).map_err(|e| ConnectorError::Corrupt {
+        what: "sessions.snapshot".into(),
+        detail: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedSessions {
+    async fn latest_before(&self, anonymous_id: &str, at_ms: i64) -> Result<Option<Session>> {
+        let anonymous_id = anonymous_id.to_owned();
+        let snapshot: Option<String> = self
+            .db
+            .call(move |conn| {
+                conn.query_row(
+                    "SELECT snapshot FROM sessions WHERE anonymous_id = ?1 AND start_ms <= ?2
+                     ORDER BY start_ms DESC LIMIT 1",
+                    params![anonymous_id, at_ms],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| sqlite_err("read session", e))
+            })
+            .await?;
+        snapshot.map(decode).transpose()
+    }
+
+    async fn put(&self, sessions: &[Session]) -> Result<()> {
+        let rows = sessions
+            .iter()
+            .map(|s| {
+                serde_json::to_string(s)
+                    .map(|json| (s.clone(), json))
+                    .map_err(|e| ConnectorError::Corrupt {
+                        what: "session".into(),
+                        detail: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction().map_err(|e| sqlite_err("write sessions", e))?;
+                for (s, snapshot) in &rows {
+                    let stored: Option<i64> = tx
+                        .query_row(
+                            "SELECT version FROM sessions WHERE anonymous_id = ?1 AND start_ms = ?2",
+                            params![s.anonymous_id, s.start_ms],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(|e| sqlite_err("write sessions", e))?;
+                    let expected = (s.version > 1).then(|| s.version as i64 - 1);
+                    if stored != expected {
+                        return Err(ConnectorError::Conflict {
+                            what: format!(
+                                "session {} (stored version {stored:?}, writing {})",
+                                s.session_id, s.version
+                            ),
+                        });
+                    }
+                    tx.execute(
+                        "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id, end_ms,
+                             event_count, page_views, revenue_minor, version, snapshot)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (anonymous_id, start_ms) DO UPDATE SET
+                             session_id = excluded.session_id, user_id = excluded.user_id,
+                             end_ms = excluded.end_ms, event_count = excluded.event_count,
+                             page_views = excluded.page_views,
+                             revenue_minor = excluded.revenue_minor,
+                             version = excluded.version, snapshot = excluded.snapshot",
+                        params![
+                            s.anonymous_id,
+                            s.start_ms,
+                            s.session_id,
+                            s.user_id,
+                            s.end_ms,
+                            s.event_count,
+                            s.page_views,
+                            s.revenue_minor,
+                            s.version as i64,
+                            snapshot
+                        ],
+                    )
+                    .map_err(|e| sqlite_err("write sessions", e))?;
+                }
+                tx.commit().map_err(|e| sqlite_err("write sessions", e))
+            })
+            .await
+    }
+
+    async fn sessions_of(&self, anonymous_id: &str) -> Result<Vec<Session>> {
+        self.sessions_since(anonymous_id, i64::MIN).await
+    }
+
+    async fn sessions_since(&self, anonymous_id: &str, from_ms: i64) -> Result<Vec<Session>> {
+        let anonymous_id = anonymous_id.to_owned();
+        let snapshots: Vec<String> = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT snapshot FROM sessions WHERE anonymous_id = ?1 AND start_ms >= ?2
+                         ORDER BY start_ms",
+                    )
+                    .map_err(|e| sqlite_err("read sessions", e))?;
+                let rows = stmt
+                    .query_map(params![anonymous_id, from_ms], |r| r.get(0))
+                    .map_err(|e| sqlite_err("read sessions", e))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+                    .map_err(|e| sqlite_err("read sessions", e))
+            })
+            .await?;
+        snapshots.into_iter().map(decode).collect()
+    }
+}

@@ -1,0 +1,51 @@
+//! RetailMind's edges. Each outside system sits behind a small trait named for what it does:
+//!
+//! | trait | production | embedded default |
+//! |---|---|---|
+//! | [`EventSink`], [`StreamReader`] | Kinesis Data Streams | SQLite ordered log |
+//! | [`CheckpointStore`] | DynamoDB | SQLite table |
+//! | [`SessionStore`] | DynamoDB | SQLite table |
+//! | [`LakeWriter`] | Kinesis Data Firehose → S3 | local folder, same key layout |
+//!
+//! [`connect`] picks the implementations from a [`BackendConfig`].
+
+pub mod aws;
+mod checkpoint;
+mod config;
+pub mod embedded;
+mod error;
+pub mod lake;
+pub mod service;
+mod sessions;
+pub mod settings;
+pub mod stream;
+
+use std::sync::Arc;
+
+pub use checkpoint::CheckpointStore;
+pub use config::{AwsConfig, BackendConfig};
+pub use error::{ConnectorError, Result};
+pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
+pub use sessions::SessionStore;
+pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
+
+/// Every edge, ready to use. The collector uses `sink`; the processor the rest.
+#[derive(Clone)]
+pub struct Backend {
+    pub sink: Arc<dyn EventSink>,
+    pub reader: Arc<dyn StreamReader>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub lake: Arc<dyn LakeWriter>,
+}
+
+/// Opens the backend that `config` names.
+pub async fn connect(config: &BackendConfig) -> Result<Backend> {
+    match config {
+        BackendConfig::Embedded { data_dir } => embedded::open(data_dir),
+        BackendConfig::Aws(aws_config) => {
+            let sdk = aws::load_sdk_config(aws_config).await;
+            Ok(aws::backend(&sdk, aws_config))
+        }
+    }
+}
