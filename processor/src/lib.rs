@@ -1,0 +1,10 @@
+//! The processor: reads the event stream from its checkpoints, folds events into sessions,
+//! writes the sessions and every event to the lake, and only then moves the checkpoint.
+
+pub mod config;
+mod pipeline;
+pub mod sessionize;
+
+pub use config::ProcessorConfig;
+pub use pipeline::{BatchOutcome, Processor, ProcessorError};
+pub use sessionize::{sessionize, SessionRules};

@@ -1,0 +1,132 @@
+//! Sessionization in event time, as a pure function: a visitor's known sessions plus new events
+//! in, the sessions that changed out. No I/O, so every rule is tested directly.
+//!
+//! Rules: a session ends after `inactivity_ms` without events (30 minutes by default) or once it
+//! would last longer than `max_duration_ms` (a safety valve against bots that never stop).
+//! There is no split at midnight or on a campaign change. An event whose id a session already
+//! holds is not counted again, so replaying the stream changes nothing.
+
+use retailmind_schema::{Event, Payload, Session};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRules {
+    pub inactivity_ms: i64,
+    pub max_duration_ms: i64,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules {
+            inactivity_ms: 30 * 60 * 1000,
+            max_duration_ms: 12 * 3600 * 1000,
+        }
+    }
+}
+
+/// Folds `events` (one visitor's, any order) into `known` (that visitor's stored sessions around
+/// the events' time) and returns every session that changed, each with its version bumped once.
+pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) -> Vec<Session> {
+    let mut sessions: Vec<(Session, bool)> = known.into_iter().map(|s| (s, false)).collect();
+    sessions.sort_by_key(|(s, _)| s.start_ms);
+    let mut ordered: Vec<&Event> = events.to_vec();
+    ordered.sort_by_key(|e| (e.timestamp, e.event_id));
+
+    for event in ordered {
+        if sessions
+            .iter()
+            .any(|(s, _)| s.event_ids.contains(&event.event_id))
+        {
+            continue;
+        }
+        match sessions
+            .iter_mut()
+            .rev()
+            .find(|(s, _)| accepts(s, event.timestamp, rules))
+        {
+            Some((session, changed)) => {
+                fold(session, event);
+                *changed = true;
+            }
+            None => {
+                let pos = sessions.partition_point(|(s, _)| s.start_ms <= event.timestamp);
+                sessions.insert(pos, (start(event), true));
+            }
+        }
+    }
+
+    sessions
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(mut s, _)| {
+            s.version += 1;
+            s
+        })
+        .collect()
+}
+
+/// Whether an event at `ts` belongs to `s`: within the inactivity gap of its span, and the span
+/// stays under the maximum length.
+fn accepts(s: &Session, ts: i64, rules: &SessionRules) -> bool {
+    let within_gap = ts >= s.start_ms - rules.inactivity_ms && ts <= s.end_ms + rules.inactivity_ms;
+    let new_start = s.start_ms.min(ts);
+    let new_end = s.end_ms.max(ts);
+    within_gap && new_end - new_start <= rules.max_duration_ms
+}
+
+fn start(event: &Event) -> Session {
+    let mut s = Session {
+        session_id: event.event_id.to_string(),
+        anonymous_id: event.anonymous_id.clone(),
+        start_ms: event.timestamp,
+        end_ms: event.timestamp,
+        ..Session::default()
+    };
+    take_entry(&mut s, event);
+    s.exit_url = event.context.page.url.clone();
+    count(&mut s, event);
+    s
+}
+
+fn fold(s: &mut Session, event: &Event) {
+    if event.timestamp < s.start_ms {
+        s.start_ms = event.timestamp;
+        take_entry(s, event);
+    }
+    if event.timestamp >= s.end_ms {
+        s.end_ms = event.timestamp;
+        s.exit_url = event.context.page.url.clone();
+    }
+    count(s, event);
+}
+
+/// The first event decides how the visitor arrived.
+fn take_entry(s: &mut Session, event: &Event) {
+    let ctx = &event.context;
+    s.entry_url = ctx.page.url.clone();
+    s.referrer = ctx.page.referrer.clone().filter(|r| !r.is_empty());
+    let utm = ctx.utm.as_ref();
+    s.utm_source = utm.and_then(|u| u.source.clone());
+    s.utm_medium = utm.and_then(|u| u.medium.clone());
+    s.utm_campaign = utm.and_then(|u| u.campaign.clone());
+}
+
+fn count(s: &mut Session, event: &Event) {
+    s.event_ids.push(event.event_id);
+    s.event_count += 1;
+    if let Some(user) = &event.user_id {
+        s.user_id = Some(user.clone());
+    }
+    match &event.payload {
+        Payload::PageView(_) => s.page_views += 1,
+        Payload::ProductView(_) => s.products_viewed += 1,
+        Payload::AddToCart(_) => s.cart_adds += 1,
+        Payload::Purchase(p) => {
+            s.purchases += 1;
+            s.revenue_minor += p.revenue_minor;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

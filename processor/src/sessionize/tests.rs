@@ -1,0 +1,158 @@
+use retailmind_schema::{
+    CartLine, Context, Event, Page, PageView, Payload, Product, Purchase, Utm,
+};
+use uuid::Uuid;
+
+use super::*;
+
+const MIN: i64 = 60_000;
+
+fn event(n: u128, anon: &str, ts: i64, payload: Payload) -> Event {
+    // Version-7 layout with a counter in the low bits: distinct, ordered ids.
+    let id = Uuid::from_u128((0x0190_0000_0000_7000_8000_0000_0000_0000u128) | n);
+    Event {
+        event_id: id,
+        anonymous_id: anon.into(),
+        user_id: None,
+        session_id: None,
+        timestamp: ts,
+        received_at: None,
+        context: Context {
+            page: Page {
+                url: format!("https://shop.example/p{n}"),
+                referrer: None,
+                title: None,
+            },
+            ..Context::default()
+        },
+        payload,
+    }
+}
+
+fn page(n: u128, ts: i64) -> Event {
+    event(n, "a", ts, Payload::PageView(PageView::default()))
+}
+
+fn run(known: Vec<Session>, events: &[Event]) -> Vec<Session> {
+    let refs: Vec<&Event> = events.iter().collect();
+    sessionize(known, &refs, &SessionRules::default())
+}
+
+#[test]
+fn thirty_minutes_of_silence_starts_a_new_session() {
+    let events = [page(1, 0), page(2, 29 * MIN), page(3, 59 * MIN + 1)];
+    let out = run(vec![], &events);
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[0].start_ms, out[0].end_ms, out[0].page_views),
+        (0, 29 * MIN, 2)
+    );
+    assert_eq!(out[1].start_ms, 59 * MIN + 1);
+    assert_eq!(out[0].session_id, events[0].event_id.to_string());
+    assert!(out.iter().all(|s| s.version == 1));
+}
+
+#[test]
+fn events_out_of_order_give_the_same_session() {
+    let in_order = run(vec![], &[page(1, 0), page(2, 10 * MIN), page(3, 20 * MIN)]);
+    let shuffled = run(vec![], &[page(3, 20 * MIN), page(1, 0), page(2, 10 * MIN)]);
+    assert_eq!(in_order, shuffled);
+    assert_eq!(in_order[0].entry_url, "https://shop.example/p1");
+    assert_eq!(in_order[0].exit_url, "https://shop.example/p3");
+}
+
+#[test]
+fn replayed_events_change_nothing() {
+    let events = [page(1, 0), page(2, 5 * MIN)];
+    let first = run(vec![], &events);
+    let again = run(first.clone(), &events);
+    assert!(again.is_empty(), "a replay must not rewrite sessions");
+}
+
+#[test]
+fn new_events_extend_a_stored_session_and_bump_its_version() {
+    let stored = run(vec![], &[page(1, 0)]);
+    let out = run(stored, &[page(2, 10 * MIN)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].event_count, out[0].version), (2, 2));
+}
+
+#[test]
+fn late_event_just_before_a_session_joins_it_and_becomes_its_entry() {
+    let stored = run(vec![], &[page(2, 40 * MIN)]);
+    let out = run(stored, &[page(1, 15 * MIN)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].start_ms, 15 * MIN);
+    assert_eq!(out[0].entry_url, "https://shop.example/p1");
+}
+
+#[test]
+fn no_split_at_midnight_or_on_campaign_change() {
+    let midnight = 1_732_579_200_000; // 2024-11-26T00:00:00Z
+    let mut second = page(2, midnight + 5 * MIN);
+    second.context.utm = Some(Utm {
+        source: Some("newsletter".into()),
+        ..Utm::default()
+    });
+    let out = run(vec![], &[page(1, midnight - 5 * MIN), second]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].utm_source, None,
+        "the first event decides the source"
+    );
+}
+
+#[test]
+fn maximum_length_splits_a_never_ending_session() {
+    let events: Vec<Event> = (0..30).map(|i| page(i, i as i64 * 29 * MIN)).collect();
+    let out = run(vec![], &events);
+    assert!(out.len() >= 2);
+    assert!(out
+        .iter()
+        .all(|s| s.duration_ms() <= SessionRules::default().max_duration_ms));
+    assert_eq!(out.iter().map(|s| s.event_count).sum::<u32>(), 30);
+}
+
+#[test]
+fn shop_events_are_counted() {
+    let product = Product {
+        product_id: "42".into(),
+        ..Product::default()
+    };
+    let events = [
+        page(1, 0),
+        event(2, "a", MIN, Payload::ProductView(product.clone())),
+        event(
+            3,
+            "a",
+            2 * MIN,
+            Payload::AddToCart(CartLine {
+                product,
+                quantity: 2,
+            }),
+        ),
+        event(
+            4,
+            "a",
+            3 * MIN,
+            Payload::Purchase(Purchase {
+                order_id: "o-1".into(),
+                revenue_minor: 3998,
+                currency: "EUR".into(),
+                items: vec![],
+            }),
+        ),
+    ];
+    let s = &run(vec![], &events)[0];
+    assert_eq!(
+        (
+            s.page_views,
+            s.products_viewed,
+            s.cart_adds,
+            s.purchases,
+            s.revenue_minor
+        ),
+        (1, 1, 1, 1, 3998)
+    );
+    assert_eq!(s.event_count, 4);
+}

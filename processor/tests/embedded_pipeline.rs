@@ -1,0 +1,183 @@
+//! The consume loop against the embedded default: stream in SQLite, sessions in SQLite, lake on
+//! local disk.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use retailmind_connectors::{embedded, Backend, BackendConfig, StreamRecord};
+use retailmind_processor::{Processor, ProcessorConfig};
+use serde_json::json;
+
+const T0: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
+const MIN: i64 = 60_000;
+
+fn record(n: u32, anon: &str, ts: i64, kind: &str, props: serde_json::Value) -> StreamRecord {
+    let event = json!({
+        "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
+        "type": kind,
+        "anonymous_id": anon,
+        "timestamp": ts,
+        "context": {"page": {"url": format!("https://shop.example/{n}")}},
+        "properties": props
+    });
+    StreamRecord {
+        partition_key: anon.into(),
+        data: Bytes::from(event.to_string()),
+    }
+}
+
+fn processor(dir: &Path, backend: Backend, consumer: &str) -> Processor {
+    let config = ProcessorConfig {
+        backend: BackendConfig::Embedded {
+            data_dir: dir.to_path_buf(),
+        },
+        consumer: consumer.into(),
+        batch_size: 3, // several batches, so checkpoints move in between
+        ..ProcessorConfig::default()
+    };
+    Processor::new(backend, &config)
+}
+
+/// Every line of every lake file under `prefix`.
+fn lake_lines(dir: &Path, prefix: &str) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    let root = dir.join("lake").join(prefix);
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn events_become_sessions_and_lake_files_and_replays_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    let records = vec![
+        record(1, "alice", T0, "page_view", json!({})),
+        record(
+            2,
+            "alice",
+            T0 + MIN,
+            "product_view",
+            json!({"product_id": "p1"}),
+        ),
+        record(3, "bob", T0 + 2 * MIN, "page_view", json!({})),
+        record(
+            4,
+            "alice",
+            T0 + 3 * MIN,
+            "add_to_cart",
+            json!({"product_id": "p1", "quantity": 1}),
+        ),
+        // 40 minutes later: a new session for alice.
+        record(5, "alice", T0 + 43 * MIN, "page_view", json!({})),
+    ];
+    let mut with_garbage = records.clone();
+    with_garbage.insert(
+        2,
+        StreamRecord {
+            partition_key: "x".into(),
+            data: Bytes::from_static(b"{not json"),
+        },
+    );
+    backend.sink.append(with_garbage).await.unwrap();
+
+    let p = processor(dir.path(), backend.clone(), "main");
+    assert_eq!(p.drain().await.unwrap(), 6);
+
+    let alice = backend.sessions.sessions_of("alice").await.unwrap();
+    assert_eq!(alice.len(), 2);
+    assert_eq!(
+        (
+            alice[0].event_count,
+            alice[0].page_views,
+            alice[0].products_viewed,
+            alice[0].cart_adds
+        ),
+        (3, 1, 1, 1)
+    );
+    assert_eq!((alice[0].start_ms, alice[0].end_ms), (T0, T0 + 3 * MIN));
+    assert_eq!(alice[0].entry_url, "https://shop.example/1");
+    assert_eq!(alice[0].exit_url, "https://shop.example/4");
+    assert_eq!(alice[1].event_count, 1);
+    assert_eq!(backend.sessions.sessions_of("bob").await.unwrap().len(), 1);
+
+    let lake = lake_lines(dir.path(), "events/dt=2025-11-25/hour=10");
+    let mut ids: Vec<&str> = lake
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 5, "every event exactly once in the lake");
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    let errors = lake_lines(dir.path(), "errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["data"], "{not json");
+
+    let checkpoint = backend
+        .checkpoints
+        .get("main", embedded::SHARD_ID)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint.as_deref(), Some("6"));
+
+    // A second consumer reads the whole stream again: sessions must stay exactly as they are.
+    let before = backend.sessions.sessions_of("alice").await.unwrap();
+    let replay = processor(dir.path(), backend.clone(), "replay");
+    assert_eq!(replay.drain().await.unwrap(), 6);
+    assert_eq!(backend.sessions.sessions_of("alice").await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_restarted_processor_continues_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    backend
+        .sink
+        .append(
+            (1..=4)
+                .map(|n| record(n, "carol", T0 + i64::from(n) * MIN, "page_view", json!({})))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        processor(dir.path(), backend.clone(), "main")
+            .drain()
+            .await
+            .unwrap(),
+        4
+    );
+
+    // A new process: everything reopened from disk.
+    let reopened = embedded::open(dir.path()).unwrap();
+    reopened
+        .sink
+        .append(vec![record(
+            9,
+            "carol",
+            T0 + 10 * MIN,
+            "page_view",
+            json!({}),
+        )])
+        .await
+        .unwrap();
+    let p = processor(dir.path(), reopened.clone(), "main");
+    assert_eq!(p.drain().await.unwrap(), 1, "only the new record is read");
+    let carol = reopened.sessions.sessions_of("carol").await.unwrap();
+    assert_eq!(carol.len(), 1);
+    // Written once per batch: records 1-3, record 4, record 9.
+    assert_eq!((carol[0].event_count, carol[0].version), (5, 3));
+}
