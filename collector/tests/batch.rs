@@ -1,0 +1,207 @@
+//! `/v1/batch` through the real router, against the embedded stream in a temporary directory.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use retailmind_collector::{router, AppState, BatchResponse, CollectorConfig};
+use retailmind_connectors::{embedded, Backend, ConnectorError, EventSink, StreamRecord};
+use retailmind_schema::Event;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    backend: Backend,
+    config: CollectorConfig,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = embedded::open(dir.path()).unwrap();
+        Harness {
+            _dir: dir,
+            backend,
+            config: CollectorConfig {
+                max_body_bytes: 64 * 1024,
+                max_events_per_batch: 10,
+                ..CollectorConfig::default()
+            },
+        }
+    }
+
+    async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        post_to(self.backend.sink.clone(), &self.config, content_type, body).await
+    }
+
+    async fn stored(&self) -> Vec<Event> {
+        let batch = self
+            .backend
+            .reader
+            .read(embedded::SHARD_ID, None, 1000)
+            .await
+            .unwrap();
+        batch
+            .entries
+            .iter()
+            .map(|e| serde_json::from_slice(&e.data).unwrap())
+            .collect()
+    }
+}
+
+async fn post_to(
+    sink: Arc<dyn EventSink>,
+    config: &CollectorConfig,
+    content_type: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
+    let app = router(AppState::new(sink, config), config);
+    let response = app
+        .oneshot(
+            Request::post("/v1/batch")
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(r) = retry_after {
+        value["retry_after_header"] = json!(r.to_str().unwrap());
+    }
+    (status, value)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn event(n: u8) -> Value {
+    json!({
+        "event_id": format!("01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e{n:02x}"),
+        "type": "page_view",
+        "anonymous_id": "anon-1",
+        "timestamp": now_ms(),
+        "context": {"page": {"url": "https://shop.example/"}, "ip": "6.6.6.6"},
+        "properties": {}
+    })
+}
+
+fn batch(events: Vec<Value>) -> String {
+    json!({"batch_id": "01936a1c-3b5e-7cc4-9a1e-000000000001", "sent_at": now_ms(), "events": events})
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_valid_batch_is_stored_and_acknowledged() {
+    let h = Harness::new();
+    let (status, body) = h
+        .post("text/plain;charset=UTF-8", batch(vec![event(1), event(2)]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: BatchResponse = serde_json::from_value(body).unwrap();
+    assert_eq!((answer.accepted, answer.rejected.len()), (2, 0));
+
+    let stored = h.stored().await;
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|e| e.received_at.is_some()));
+    assert!(
+        stored.iter().all(|e| e.context.ip.is_none()),
+        "server-side fields are never taken from the client"
+    );
+}
+
+#[tokio::test]
+async fn bad_events_are_rejected_with_index_and_reason_and_the_good_ones_kept() {
+    let h = Harness::new();
+    let mut bad_url = event(2);
+    bad_url["context"]["page"]["url"] = json!("not a url");
+    let mut bad_type = event(3);
+    bad_type["properties"] = json!({"product_id": 7});
+    bad_type["type"] = json!("product_view");
+    let (status, body) = h
+        .post("application/json", batch(vec![event(1), bad_url, bad_type]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(
+        body["rejected"][0]["errors"][0]["field"],
+        "context.page.url"
+    );
+    assert_eq!(
+        body["rejected"][0]["errors"][0]["reason"],
+        "must be an absolute http:// or https:// URL"
+    );
+    assert_eq!(body["rejected"][1]["index"], 2);
+    let reason = body["rejected"][1]["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("invalid type"), "{reason}");
+    assert_eq!(h.stored().await.len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors_and_store_nothing() {
+    let h = Harness::new();
+    let (status, body) = h.post("application/json", "{\"batch_id\": ").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "malformed_batch");
+
+    let (status, body) = h.post("application/xml", batch(vec![event(1)])).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("application/xml"));
+
+    let (status, body) = h
+        .post("text/plain", batch((0..11).map(event).collect()))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"]["message"],
+        "the batch has 11 events, at most 10 are accepted per request"
+    );
+
+    let (status, body) = h.post("text/plain", "x".repeat(65 * 1024)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "body_too_large");
+
+    assert!(h.stored().await.is_empty());
+}
+
+/// A stream that is down: what the real parts cannot be made to do on demand.
+struct DownSink;
+
+#[async_trait]
+impl EventSink for DownSink {
+    async fn append(&self, _: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        Err(ConnectorError::unavailable("kinesis", "connection refused"))
+    }
+    async fn ready(&self) -> retailmind_connectors::Result<()> {
+        Err(ConnectorError::unavailable("kinesis", "connection refused"))
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_stream_answers_503_with_retry_after() {
+    let config = CollectorConfig::default();
+    let (status, body) = post_to(
+        Arc::new(DownSink),
+        &config,
+        "text/plain",
+        batch(vec![event(1)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(body["retry_after_header"], "5");
+}
