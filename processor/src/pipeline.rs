@@ -11,7 +11,7 @@ use std::time::Duration;
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::ProcessorConfig;
 use crate::sessionize::{sessionize, SessionRules};
@@ -151,7 +151,14 @@ impl Processor {
             sessions_written,
             millis_behind_latest: batch.millis_behind_latest,
         };
-        debug!(shard_id, ?outcome, checkpoint = %last_sequence, "batch processed");
+        info!(
+            shard_id,
+            records = outcome.records,
+            events = outcome.events,
+            sessions_written = outcome.sessions_written,
+            checkpoint = %last_sequence,
+            "batch processed"
+        );
         Ok(outcome)
     }
 

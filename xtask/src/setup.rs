@@ -32,7 +32,13 @@ impl WasmToolchain {
 }
 
 /// Makes sure a wasm32 build works and returns the environment that makes it work.
+///
+/// `RETAILMIND_WASM_ROUTE=debian` forces the Debian route (to check it on a machine where rustup
+/// works too).
 pub fn wasm_toolchain() -> Result<WasmToolchain> {
+    if std::env::var("RETAILMIND_WASM_ROUTE").as_deref() == Ok("debian") {
+        return debian_wasm_toolchain();
+    }
     if rustup_has_wasm_target() {
         return Ok(WasmToolchain::default());
     }
