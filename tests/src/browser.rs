@@ -1,0 +1,84 @@
+//! Headless Chromium driven through chromedriver (WebDriver), the same browser users run.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+
+use crate::{env_or, free_port, wait_for_port};
+
+/// chromedriver plus one browser session; both end on drop (call `close` for a clean end).
+pub struct Browser {
+    driver: Child,
+    pub client: Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver (`RETAILMIND_CHROMEDRIVER`, default /usr/bin/chromedriver) and a
+    /// headless Chromium (`RETAILMIND_CHROMIUM`, default /usr/bin/chromium) with a fresh profile.
+    pub async fn start() -> Browser {
+        let driver_path = env_or("RETAILMIND_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = env_or("RETAILMIND_CHROMIUM", "/usr/bin/chromium");
+        assert!(
+            std::path::Path::new(&chromium).exists(),
+            "Chromium not found at {chromium}; run `cargo xtask setup`"
+        );
+        let port = free_port();
+        let driver = Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start chromedriver at {driver_path}: {e}; run `cargo xtask setup`")
+            });
+        wait_for_port("chromedriver to listen", port, Duration::from_secs(30)).await;
+
+        let profile = tempfile::tempdir().expect("a Chromium profile directory");
+        // Without the networking switches Chromium keeps calling Google's services, which this
+        // closed network refuses.
+        let args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-quic".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": chromium, "args": args }),
+        );
+        let client = ClientBuilder::rustls()
+            .expect("TLS set-up for the WebDriver client")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a Chromium session from chromedriver");
+        Browser {
+            driver,
+            client,
+            _profile: profile,
+        }
+    }
+
+    /// Ends the browser session, then chromedriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

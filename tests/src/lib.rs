@@ -1,0 +1,55 @@
+//! Harness for RetailMind's end-to-end tests: starts the real parts (moto for the AWS wire
+//! protocols, chromedriver with headless Chromium) on free loopback ports and stops them when
+//! dropped.
+//!
+//! A missing part is a test failure with a message saying how to install it (`cargo xtask test`
+//! installs everything), never a silent skip.
+
+pub mod browser;
+pub mod moto;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub async fn wait_for_port(what: &str, port: u16, timeout: Duration) {
+    wait_for(what, timeout, || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await
+}
+
+/// Environment variable or a default.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}

@@ -1,0 +1,172 @@
+//! The same pipeline over the AWS wire protocols: the collector writes to Kinesis, the processor
+//! reads Kinesis, keeps sessions and checkpoints in DynamoDB and sends the lake through Firehose
+//! into S3, all served by a real moto_server on loopback.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use retailmind_connectors::aws::{self, LakeDestination};
+use retailmind_connectors::AwsConfig;
+use retailmind_tests::moto::MotoServer;
+use retailmind_tests::wait_for;
+use serde_json::json;
+
+use common::Pipeline;
+
+const BUCKET: &str = "retailmind-lake";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn event(anonymous_id: &str, ts: i64, kind: &str, props: serde_json::Value) -> serde_json::Value {
+    json!({
+        "event_id": uuid::Uuid::now_v7().to_string(),
+        "type": kind,
+        "anonymous_id": anonymous_id,
+        "timestamp": ts,
+        "context": {"page": {"url": "https://shop.example/p/1", "title": "Shoes"},
+                    "utm": {"source": "newsletter"}},
+        "properties": props
+    })
+}
+
+/// Every line of every object under `prefix` in the lake bucket.
+async fn s3_lines(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<serde_json::Value> {
+    let listing = s3
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for object in listing.contents() {
+        let body = s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(object.key().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_posted_to_the_collector_reach_dynamodb_sessions_and_the_s3_lake() {
+    let moto = MotoServer::start().await;
+    let sdk = moto.sdk_config();
+    let s3 = moto.s3();
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let mut config = AwsConfig::new("us-east-1");
+    config.endpoint_url = Some(moto.endpoint.clone());
+    aws::provision(
+        &sdk,
+        &config,
+        &LakeDestination {
+            bucket_arn: format!("arn:aws:s3:::{BUCKET}"),
+            role_arn: "arn:aws:iam::123456789012:role/retailmind-firehose".into(),
+            shards: 2,
+        },
+    )
+    .await
+    .unwrap();
+    let pipeline = Pipeline::start(aws::backend(&sdk, &config)).await;
+
+    let t = now_ms() - 60_000;
+    let events = vec![
+        event("alice", t, "page_view", json!({})),
+        event("bob", t + 1_000, "page_view", json!({})),
+        event(
+            "alice",
+            t + 2_000,
+            "product_view",
+            json!({"product_id": "p1"}),
+        ),
+        event(
+            "alice",
+            t + 3_000,
+            "add_to_cart",
+            json!({"product_id": "p1", "quantity": 1}),
+        ),
+        event(
+            "bob",
+            t + 4_000,
+            "purchase",
+            json!({"order_id": "o-1", "revenue_minor": 4990, "currency": "EUR"}),
+        ),
+    ];
+    let sent_ids: BTreeSet<String> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/batch", pipeline.collector_url))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(
+            json!({"batch_id": uuid::Uuid::now_v7(), "sent_at": now_ms(), "events": events})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["accepted"], 5, "{answer}");
+
+    let sessions = pipeline.backend.sessions.clone();
+    let (alice, bob) = wait_for("both sessions in DynamoDB", Duration::from_secs(30), || {
+        let sessions = sessions.clone();
+        async move {
+            let alice = sessions.sessions_of("alice").await.ok()?;
+            let bob = sessions.sessions_of("bob").await.ok()?;
+            let complete = alice.first().is_some_and(|s| s.event_count == 3)
+                && bob.first().is_some_and(|s| s.event_count == 2);
+            complete.then(|| (alice[0].clone(), bob[0].clone()))
+        }
+    })
+    .await;
+    assert_eq!(
+        (
+            alice.page_views,
+            alice.products_viewed,
+            alice.cart_adds,
+            alice.start_ms
+        ),
+        (1, 1, 1, t)
+    );
+    assert_eq!(alice.utm_source.as_deref(), Some("newsletter"));
+    assert_eq!((bob.purchases, bob.revenue_minor), (1, 4990));
+
+    let lines = wait_for("five lines in the S3 lake", Duration::from_secs(30), || {
+        let s3 = s3.clone();
+        async move {
+            let lines = s3_lines(&s3, "events/").await;
+            (lines.len() >= 5).then_some(lines)
+        }
+    })
+    .await;
+    let lake_ids: Vec<String> = lines
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lake_ids.len(), 5, "no event twice in the lake");
+    assert_eq!(lake_ids.into_iter().collect::<BTreeSet<_>>(), sent_ids);
+    assert!(lines.iter().all(|l| l["received_at"].is_i64()));
+
+    pipeline.stop().await;
+}

@@ -1,0 +1,190 @@
+//! The whole path on the embedded default, driven by a real browser: Chromium opens the demo
+//! storefront, the wasm tracker sends to the collector, the processor builds the session and
+//! writes the lake, and the test checks that the session and the lake hold exactly the events
+//! the browser sent.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fantoccini::Locator;
+use retailmind_connectors::embedded;
+use retailmind_schema::{Event, Payload};
+use retailmind_tests::browser::Browser;
+use retailmind_tests::wait_for;
+
+use common::{stream_events, Pipeline};
+
+/// The tracker package built by `cargo xtask build-wasm` (`cargo xtask test` builds it first).
+fn tracker_package() -> PathBuf {
+    let pkg = std::env::var_os("RETAILMIND_DEMO_PKG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/pkg"));
+    assert!(
+        pkg.join("retailmind_sdk.js").exists(),
+        "no tracker package in {}: run `cargo xtask build-wasm` (or `cargo xtask test`)",
+        pkg.display()
+    );
+    pkg
+}
+
+async fn serve_storefront(collector_url: &str) -> String {
+    let app = retailmind_demo_site::router(&tracker_package(), collector_url, "e2e-key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn wait_until_tracker_ready(browser: &Browser, page: &str) {
+    wait_for(
+        &format!("the tracker to load on {page}"),
+        Duration::from_secs(20),
+        || async {
+            let ready = browser
+                .client
+                .execute("return window.retailmindReady === true;", vec![])
+                .await
+                .ok()?;
+            (ready == serde_json::Value::Bool(true)).then_some(())
+        },
+    )
+    .await
+}
+
+/// Every line of every lake file under `dir`.
+fn lake_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                let text = std::fs::read_to_string(&path).unwrap();
+                lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storefront_clicks_become_one_session_and_lake_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let backend = embedded::open(data.path()).unwrap();
+    let pipeline = Pipeline::start(backend.clone()).await;
+    let storefront = serve_storefront(&pipeline.collector_url).await;
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    client.goto(&format!("{storefront}/")).await.unwrap();
+    wait_until_tracker_ready(&browser, "home").await;
+    // Leaving the page by a link: the click must still arrive (sent while the page unloads).
+    client
+        .find(Locator::Css("a[id^='product-link-']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until_tracker_ready(&browser, "product page").await;
+    client
+        .find(Locator::Id("add-to-cart"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let flushed = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             window.retailmind.flush().then(() => done('ok'), (e) => done('failed: ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(flushed, "ok");
+
+    // What the collector accepted: home page view, the link click, the product page view, the
+    // product view, the button click and the cart add.
+    let sent: Vec<Event> = wait_for("six events in the stream", Duration::from_secs(10), || {
+        let reader = backend.reader.clone();
+        async move {
+            let events = stream_events(reader.as_ref()).await;
+            (events.len() >= 6).then_some(events)
+        }
+    })
+    .await;
+    let mut kinds: Vec<&str> = sent.iter().map(|e| e.payload.kind()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "add_to_cart",
+            "click",
+            "click",
+            "page_view",
+            "page_view",
+            "product_view"
+        ]
+    );
+    let anonymous_id = &sent[0].anonymous_id;
+    assert!(sent.iter().all(|e| &e.anonymous_id == anonymous_id));
+    assert!(sent.iter().any(|e| matches!(
+        &e.payload,
+        Payload::Click(c) if c.element == "a" && c.href.as_deref().is_some_and(|h| h.contains("product"))
+    )));
+    let sent_ids: BTreeSet<String> = sent.iter().map(|e| e.event_id.to_string()).collect();
+
+    // The session: exactly those events, counted once.
+    let session = wait_for(
+        "the session to hold all six events",
+        Duration::from_secs(10),
+        || {
+            let sessions = backend.sessions.clone();
+            let anonymous_id = anonymous_id.clone();
+            async move {
+                let mut all = sessions.sessions_of(&anonymous_id).await.ok()?;
+                (all.len() == 1 && all[0].event_count == 6).then(|| all.remove(0))
+            }
+        },
+    )
+    .await;
+    let session_ids: BTreeSet<String> = session.event_ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(session_ids, sent_ids);
+    assert_eq!(
+        (
+            session.page_views,
+            session.products_viewed,
+            session.cart_adds
+        ),
+        (2, 1, 1)
+    );
+    assert!(session.entry_url.starts_with(&storefront));
+    assert!(session.exit_url.contains("product"));
+
+    // The lake: every event exactly once, as a JSON line under events/dt=…/hour=…/.
+    let lake_dir = data.path().join(embedded::LAKE_DIR).join("events");
+    let lines = wait_for(
+        "the lake to hold six lines",
+        Duration::from_secs(10),
+        || {
+            let lines = lake_lines(&lake_dir);
+            async move { (lines.len() >= 6).then_some(lines) }
+        },
+    )
+    .await;
+    let lake_ids: Vec<String> = lines
+        .iter()
+        .map(|l| l["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(lake_ids.len(), 6, "no event twice in the lake");
+    assert_eq!(lake_ids.into_iter().collect::<BTreeSet<_>>(), sent_ids);
+
+    browser.close().await;
+    pipeline.stop().await;
+}

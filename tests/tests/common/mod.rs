@@ -1,0 +1,95 @@
+//! A running pipeline for end-to-end tests: the collector on a loopback port and the processor
+//! consuming in the background, over whichever backend the test hands in.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::time::Duration;
+
+use retailmind_collector::{serve_on, AppState, CollectorConfig};
+use retailmind_connectors::{Backend, StreamReader};
+use retailmind_processor::{Processor, ProcessorConfig};
+use retailmind_schema::Event;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Pipeline {
+    pub collector_url: String,
+    pub backend: Backend,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the collector and the processor on `backend`.
+    pub async fn start(backend: Backend) -> Pipeline {
+        let (stop, stopped) = watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let collector_url = format!("http://{}", listener.local_addr().unwrap());
+        let config = CollectorConfig::default();
+        let state = AppState::new(backend.sink.clone(), &config);
+        let collector = tokio::spawn(async move {
+            serve_on(listener, state, &config, until(stopped))
+                .await
+                .expect("collector serves");
+        });
+
+        let processor = Processor::new(
+            backend.clone(),
+            &ProcessorConfig {
+                consumer: "e2e".into(),
+                idle_poll_ms: 50,
+                ..ProcessorConfig::default()
+            },
+        );
+        let stopped = stop.subscribe();
+        let processing = tokio::spawn(async move {
+            processor.run(until(stopped)).await.expect("processor runs");
+        });
+        Pipeline {
+            collector_url,
+            backend,
+            stop,
+            tasks: vec![collector, processing],
+        }
+    }
+
+    /// Stops both and waits for them; a panic in either fails the test here.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("pipeline stops within 10 s")
+                .expect("pipeline task did not panic");
+        }
+    }
+}
+
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Every event in every shard of the stream, oldest first per shard.
+pub async fn stream_events(reader: &dyn StreamReader) -> Vec<Event> {
+    let mut events = Vec::new();
+    for shard in reader.shards().await.unwrap() {
+        let mut after: Option<String> = None;
+        loop {
+            let batch = reader
+                .read(&shard.shard_id, after.as_deref(), 1000)
+                .await
+                .unwrap();
+            let Some(last) = batch.entries.last() else {
+                break;
+            };
+            after = Some(last.sequence.clone());
+            events.extend(
+                batch
+                    .entries
+                    .iter()
+                    .map(|e| serde_json::from_slice::<Event>(&e.data).unwrap()),
+            );
+        }
+    }
+    events
+}
