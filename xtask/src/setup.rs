@@ -172,10 +172,33 @@ pub fn wasm_bindgen_cli() -> Result<()> {
     if !cmd_ok("wasm-pack", &["--version"]) {
         cargo_install("wasm-pack", None)?;
     }
-    if !cmd_ok("wasm-opt", &["--version"]) {
-        apt_install(&["binaryen"], None)?;
-    }
+    binaryen()?;
     Ok(())
+}
+
+/// binaryen's version for `wasm-opt`: Debian 12's 108 breaks wasm-bindgen 0.2.106 output (the
+/// module then fails to load with "failed to grow table"), so a newer one comes from npm.
+const BINARYEN_VERSION: &str = "132.0.0";
+
+/// The directory holding a working `wasm-opt`, installed from npm into the target dir if needed.
+pub fn binaryen() -> Result<PathBuf> {
+    let prefix = crate::util::target_dir().join("tools/binaryen");
+    let bin = prefix.join("node_modules/.bin");
+    let wanted = format!("version {}", BINARYEN_VERSION.trim_end_matches(".0.0"));
+    let have =
+        cmd_output(&bin.join("wasm-opt").display().to_string(), &["--version"]).unwrap_or_default();
+    if !have.contains(&wanted) {
+        if !cmd_ok("npm", &["--version"]) {
+            apt_install(&["nodejs", "npm"], None)?;
+        }
+        eprintln!("xtask: npm install binaryen@{BINARYEN_VERSION} (wasm-opt)");
+        std::fs::create_dir_all(&prefix)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+    }
+    Ok(bin)
 }
 
 fn locked_version(package: &str) -> Result<String> {

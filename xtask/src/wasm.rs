@@ -14,6 +14,21 @@ pub fn build_demo_package(toolchain: &WasmToolchain) -> Result<PathBuf> {
     let out_dir = workspace_root().join("demo-site/pkg");
     let mut cmd = Command::new("wasm-pack");
     toolchain.apply(&mut cmd);
+    // wasm-pack runs the first `wasm-opt` on PATH: put the working one first.
+    let path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_os_string()))
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    let mut paths = vec![setup::binaryen()?];
+    paths.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(paths)?);
+    // Size over speed for the browser, in this build only (the wasm target dir is its own).
+    cmd.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")
+        .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort");
     cmd.current_dir(workspace_root().join("sdk-wasm"))
         // The wasm build may use another rustc (the Debian route); keep its artifacts apart.
         .env("CARGO_TARGET_DIR", target_dir().join("wasm"))
