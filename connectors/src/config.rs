@@ -42,6 +42,9 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     #[serde(default = "default_stream")]
     pub stream_name: String,
+    /// Kinesis stream for events the collector rejected, with the reasons (the dead letters).
+    #[serde(default = "default_bad_events_stream")]
+    pub bad_events_stream: String,
     #[serde(default = "default_sessions_table")]
     pub sessions_table: String,
     #[serde(default = "default_checkpoints_table")]
@@ -62,6 +65,9 @@ fn default_region() -> String {
 fn default_stream() -> String {
     "retailmind-events".into()
 }
+fn default_bad_events_stream() -> String {
+    "retailmind-bad-events".into()
+}
 fn default_sessions_table() -> String {
     "retailmind-sessions".into()
 }
@@ -79,6 +85,7 @@ impl AwsConfig {
             region: region.into(),
             endpoint_url: None,
             stream_name: default_stream(),
+            bad_events_stream: default_bad_events_stream(),
             sessions_table: default_sessions_table(),
             checkpoints_table: default_checkpoints_table(),
             delivery_stream: default_delivery_stream(),

@@ -18,6 +18,7 @@ pub mod lake;
 pub mod service;
 mod sessions;
 pub mod settings;
+pub mod spool;
 pub mod stream;
 
 use std::sync::Arc;
@@ -29,10 +30,12 @@ pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use sessions::SessionStore;
 pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
-/// Every edge, ready to use. The collector uses `sink`; the processor the rest.
+/// Every edge, ready to use. The collector uses `sink` and `dead_letters`; the processor the rest.
 #[derive(Clone)]
 pub struct Backend {
     pub sink: Arc<dyn EventSink>,
+    /// Where rejected events go, with why, so that nothing a sender sent is silently dropped.
+    pub dead_letters: Arc<dyn EventSink>,
     pub reader: Arc<dyn StreamReader>,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub sessions: Arc<dyn SessionStore>,

@@ -64,8 +64,13 @@ pub fn backend(sdk: &SdkConfig, c: &AwsConfig) -> Backend {
         aws_sdk_kinesis::Client::new(sdk),
         &c.stream_name,
     ));
+    let dead_letters = Arc::new(kinesis::KinesisStream::new(
+        aws_sdk_kinesis::Client::new(sdk),
+        &c.bad_events_stream,
+    ));
     Backend {
         sink: stream.clone(),
+        dead_letters,
         reader: stream,
         checkpoints: Arc::new(checkpoints::DynamoCheckpoints::new(
             dynamodb.clone(),

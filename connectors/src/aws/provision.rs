@@ -63,12 +63,10 @@ pub struct LakeDestination {
 /// streams get the static prefixes `events/` and `errors/` (error output `errors/`) instead.
 pub async fn provision(sdk: &SdkConfig, config: &AwsConfig, lake: &LakeDestination) -> Result<()> {
     let dynamic_partitioning = config.endpoint_url.is_none();
-    ensure_stream(
-        &aws_sdk_kinesis::Client::new(sdk),
-        &config.stream_name,
-        lake.shards,
-    )
-    .await?;
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    ensure_stream(&kinesis, &config.stream_name, lake.shards).await?;
+    // Dead letters are few; one shard is plenty.
+    ensure_stream(&kinesis, &config.bad_events_stream, 1).await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     let sessions_key = [
         (ANONYMOUS_ID, ScalarAttributeType::S),

@@ -14,6 +14,12 @@ CREATE TABLE IF NOT EXISTS stream_log (
     data           BLOB    NOT NULL,
     appended_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key  TEXT    NOT NULL,
+    data           BLOB    NOT NULL,
+    appended_at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     consumer      TEXT    NOT NULL,
     shard_id      TEXT    NOT NULL,

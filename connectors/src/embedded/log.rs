@@ -35,19 +35,41 @@ pub struct EmbeddedLogWriter {
     requests: mpsc::Sender<AppendRequest>,
 }
 
+/// The tables the writer can append to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTable {
+    /// The event stream the processor reads.
+    Events,
+    /// Rejected events with their reasons.
+    DeadLetters,
+}
+
+impl LogTable {
+    fn insert_sql(self) -> &'static str {
+        match self {
+            LogTable::Events => {
+                "INSERT INTO stream_log (partition_key, data, appended_at_ms) VALUES (?1, ?2, ?3)"
+            }
+            LogTable::DeadLetters => {
+                "INSERT INTO dead_letters (partition_key, data, appended_at_ms) VALUES (?1, ?2, ?3)"
+            }
+        }
+    }
+}
+
 impl EmbeddedLogWriter {
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: &Path, table: LogTable) -> Result<Self> {
         let conn = open_connection(path)?;
         let (tx, rx) = mpsc::channel(PENDING_REQUESTS);
         thread::Builder::new()
             .name("retailmind-log-writer".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, table, rx))
             .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
         Ok(EmbeddedLogWriter { requests: tx })
     }
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<AppendRequest>) {
+fn write_loop(mut conn: Connection, table: LogTable, mut rx: mpsc::Receiver<AppendRequest>) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut count = group[0].records.len();
@@ -60,7 +82,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<AppendRequest>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit_group(&mut conn, &group);
+        let outcome = commit_group(&mut conn, table, &group);
         for req in group {
             let answer = match &outcome {
                 Ok(()) => Ok(()),
@@ -72,12 +94,14 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<AppendRequest>) {
     }
 }
 
-fn commit_group(conn: &mut Connection, group: &[AppendRequest]) -> rusqlite::Result<()> {
+fn commit_group(
+    conn: &mut Connection,
+    table: LogTable,
+    group: &[AppendRequest],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO stream_log (partition_key, data, appended_at_ms) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut insert = tx.prepare_cached(table.insert_sql())?;
         let now = now_ms();
         for record in group.iter().flat_map(|r| &r.records) {
             insert.execute(params![record.partition_key, &record.data[..], now])?;

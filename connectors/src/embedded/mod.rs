@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use lake::LocalLake;
-pub use log::{EmbeddedLogReader, EmbeddedLogWriter, SHARD_ID};
+pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, SHARD_ID};
 pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
 
 use crate::error::{ConnectorError, Result};
@@ -32,7 +32,8 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
     let db_path = data_dir.join(DB_FILE);
     let db = db::Db::open(&db_path)?;
     Ok(Backend {
-        sink: Arc::new(EmbeddedLogWriter::open(&db_path)?),
+        sink: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::Events)?),
+        dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
         reader: Arc::new(EmbeddedLogReader::new(db.clone())),
         checkpoints: Arc::new(EmbeddedCheckpoints::new(db.clone())),
         sessions: Arc::new(EmbeddedSessions::new(db)),

@@ -1,0 +1,91 @@
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use super::*;
+
+/// A stream that can be switched off: the outage the spool exists for, which a real Kinesis
+/// cannot be made to have on demand.
+#[derive(Default)]
+struct SwitchableStream {
+    down: AtomicBool,
+    stored: Mutex<Vec<StreamRecord>>,
+}
+
+#[async_trait]
+impl EventSink for SwitchableStream {
+    async fn append(&self, records: Vec<StreamRecord>) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ConnectorError::unavailable("kinesis", "connection refused"));
+        }
+        self.stored.lock().unwrap().extend(records);
+        Ok(())
+    }
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn records(prefix: &str, n: usize) -> Vec<StreamRecord> {
+    (0..n)
+        .map(|i| StreamRecord {
+            partition_key: format!("{prefix}-{i}"),
+            data: Bytes::from(format!("{{\"n\":{i}}}")),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn records_written_during_an_outage_are_delivered_once_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+
+    sink.append(records("before", 2)).await.unwrap();
+    stream.down.store(true, Ordering::SeqCst);
+    sink.append(records("during", 3)).await.unwrap();
+    assert!(sink.spooled_bytes() > 0);
+    assert!(
+        sink.replay().await.is_err(),
+        "still down: the spool is kept"
+    );
+    assert_eq!(stream.stored.lock().unwrap().len(), 2);
+
+    stream.down.store(false, Ordering::SeqCst);
+    // A restarted collector finds the spool on disk.
+    let reopened = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    assert_eq!(reopened.spooled_bytes(), sink.spooled_bytes());
+    assert_eq!(reopened.replay().await.unwrap(), 3);
+    assert_eq!(reopened.replay().await.unwrap(), 0, "nothing twice");
+    assert_eq!(reopened.spooled_bytes(), 0);
+    let stored = stream.stored.lock().unwrap();
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored[2..], records("during", 3)[..]);
+}
+
+#[tokio::test]
+async fn a_full_spool_hands_the_outage_back_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    stream.down.store(true, Ordering::SeqCst);
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 100).unwrap();
+    sink.append(records("a", 2)).await.unwrap();
+    let err = sink.append(records("b", 10)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectorError::Unavailable {
+                service: "kinesis",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn encoding_round_trips_and_refuses_truncation() {
+    let rs = records("k", 4);
+    let encoded = encode(&rs);
+    assert_eq!(decode(&encoded).unwrap(), rs);
+    assert!(decode(&encoded[..encoded.len() - 1]).is_none());
+}
