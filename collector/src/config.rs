@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use retailmind_connectors::BackendConfig;
+use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
 /// The collector's configuration (see `retailmind_connectors::settings::load`).
@@ -10,12 +11,115 @@ pub struct CollectorConfig {
     /// Address to listen on (`RETAILMIND_LISTEN`).
     pub listen: SocketAddr,
     pub backend: BackendConfig,
-    /// Origins whose pages may send events from the browser; empty allows every origin.
-    pub allowed_origins: Vec<String>,
-    /// Largest request body accepted, in bytes (413 beyond).
+    /// Write keys. With none configured the collector runs open (any key or none, any origin),
+    /// which is meant for local development only and logged as a warning at start.
+    pub keys: Vec<WriteKeyConfig>,
+    /// Largest request body accepted, in bytes, before and after gzip decompression (413).
     pub max_body_bytes: usize,
     /// Most events in one batch (400 beyond).
     pub max_events_per_batch: usize,
+    /// Largest single event, in bytes of JSON (the event is rejected beyond).
+    pub max_event_bytes: usize,
+    pub validation: ValidationLimits,
+    pub rate_limit: RateLimitConfig,
+    /// Proxies in front of the collector that append to `X-Forwarded-For` (a load balancer: 1).
+    /// The client IP is the address that many hops from the right; 0 ignores the header, since
+    /// anything a client writes there can be forged.
+    pub trusted_proxy_hops: usize,
+    /// Store client IPs truncated (IPv4 to /24, IPv6 to /48) instead of whole.
+    pub truncate_ip: bool,
+    /// A batch id seen again within this many seconds is answered from memory, not written twice.
+    pub dedup_window_secs: u64,
+    /// Requests handled at once; beyond, requests get 503 at once instead of queueing in memory.
+    pub max_in_flight_requests: usize,
+    /// When set, events the stream cannot take are fsynced here and acknowledged, then replayed
+    /// once the stream recovers (meant for the AWS backend; the embedded one is local already).
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Most bytes the spool holds; beyond, the outage is answered with 503.
+    pub spool_max_bytes: u64,
+}
+
+/// A key that identifies who sends events.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WriteKeyConfig {
+    pub key: String,
+    /// What the key is for, e.g. the shop's name; shown in logs instead of the key.
+    pub name: String,
+    pub kind: KeyKind,
+    /// Page origins (`https://shop.example`) a publishable key may be used from; `*` allows any.
+    #[serde(default)]
+    pub origins: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    /// Embedded in web pages: can only send events, and only from its origins.
+    Publishable,
+    /// Server-to-server: can send anything from anywhere, never put in a page.
+    Secret,
+}
+
+/// [`Limits`] as configuration.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ValidationLimits {
+    pub max_id_len: usize,
+    pub max_url_len: usize,
+    pub max_text_len: usize,
+    pub max_items: usize,
+    pub max_props_depth: usize,
+    pub max_future_skew_secs: i64,
+    pub max_age_days: i64,
+}
+
+impl Default for ValidationLimits {
+    fn default() -> Self {
+        let l = Limits::default();
+        ValidationLimits {
+            max_id_len: l.max_id_len,
+            max_url_len: l.max_url_len,
+            max_text_len: l.max_text_len,
+            max_items: l.max_items,
+            max_props_depth: l.max_props_depth,
+            max_future_skew_secs: l.max_future_skew_ms / 1000,
+            max_age_days: l.max_age_ms / 86_400_000,
+        }
+    }
+}
+
+impl From<&ValidationLimits> for Limits {
+    fn from(v: &ValidationLimits) -> Self {
+        Limits {
+            max_id_len: v.max_id_len,
+            max_url_len: v.max_url_len,
+            max_text_len: v.max_text_len,
+            max_items: v.max_items,
+            max_props_depth: v.max_props_depth,
+            max_future_skew_ms: v.max_future_skew_secs * 1000,
+            max_age_ms: v.max_age_days * 86_400_000,
+        }
+    }
+}
+
+/// Requests per second allowed, with a burst allowance; 0 turns a limit off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    pub per_key_per_sec: u32,
+    pub per_ip_per_sec: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_key_per_sec: 0,
+            per_ip_per_sec: 0,
+            burst: 50,
+        }
+    }
 }
 
 impl Default for CollectorConfig {
@@ -23,9 +127,18 @@ impl Default for CollectorConfig {
         CollectorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
             backend: BackendConfig::default(),
-            allowed_origins: Vec::new(),
+            keys: Vec::new(),
             max_body_bytes: 1024 * 1024,
             max_events_per_batch: 500,
+            max_event_bytes: 32 * 1024,
+            validation: ValidationLimits::default(),
+            rate_limit: RateLimitConfig::default(),
+            trusted_proxy_hops: 0,
+            truncate_ip: false,
+            dedup_window_secs: 600,
+            max_in_flight_requests: 4096,
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
         }
     }
 }

@@ -4,8 +4,22 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use retailmind_connectors::ConnectorError;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `malformed_batch`, `unknown_key`, `rate_limited`, …
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
 
 #[derive(Debug, Error)]
 pub enum CollectorError {
@@ -15,42 +29,77 @@ pub enum CollectorError {
     BodyUnreadable(String),
     #[error("content type {0:?} is not accepted; send application/json or text/plain")]
     UnsupportedContentType(String),
+    #[error("content encoding {0:?} is not accepted; send gzip or none")]
+    UnsupportedEncoding(String),
     #[error("the body is not a valid batch: {0}")]
     MalformedBatch(String),
     #[error("the batch has {got} events, at most {max} are accepted per request")]
     TooManyEvents { max: usize, got: usize },
+    #[error("a write key is required: pass it as ?key=, X-Write-Key, or Basic auth user name")]
+    MissingKey,
+    #[error("the write key is not known")]
+    UnknownKey,
+    #[error("this endpoint needs a secret (server-to-server) key")]
+    SecretKeyRequired,
+    #[error("origin {origin:?} is not allowed for this write key")]
+    OriginNotAllowed { origin: String },
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the collector is at capacity; retry shortly")]
+    Overloaded,
     #[error("the event stream cannot take events right now: {0}")]
     SinkUnavailable(#[source] ConnectorError),
 }
 
+/// Seconds a client should wait before retrying when the stream is unavailable or we are full.
+const RETRY_AFTER_SECS: u64 = 5;
+
 impl CollectorError {
     fn status(&self) -> StatusCode {
+        use CollectorError::*;
         match self {
-            CollectorError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            CollectorError::BodyUnreadable(_) | CollectorError::MalformedBatch(_) => {
-                StatusCode::BAD_REQUEST
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyUnreadable(_) | MalformedBatch(_) | TooManyEvents { .. } => StatusCode::BAD_REQUEST,
+            UnsupportedContentType(_) | UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            CollectorError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            CollectorError::TooManyEvents { .. } => StatusCode::BAD_REQUEST,
-            CollectorError::SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
+            SecretKeyRequired | OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Overloaded | SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// A stable, machine-readable name for the error.
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
+        use CollectorError::*;
         match self {
-            CollectorError::BodyTooLarge { .. } => "body_too_large",
-            CollectorError::BodyUnreadable(_) => "body_unreadable",
-            CollectorError::UnsupportedContentType(_) => "unsupported_content_type",
-            CollectorError::MalformedBatch(_) => "malformed_batch",
-            CollectorError::TooManyEvents { .. } => "too_many_events",
-            CollectorError::SinkUnavailable(_) => "unavailable",
+            BodyTooLarge { .. } => "body_too_large",
+            BodyUnreadable(_) => "body_unreadable",
+            UnsupportedContentType(_) => "unsupported_content_type",
+            UnsupportedEncoding(_) => "unsupported_encoding",
+            MalformedBatch(_) => "malformed_batch",
+            TooManyEvents { .. } => "too_many_events",
+            MissingKey => "missing_key",
+            UnknownKey => "unknown_key",
+            SecretKeyRequired => "secret_key_required",
+            OriginNotAllowed { .. } => "origin_not_allowed",
+            RateLimited { .. } => "rate_limited",
+            Overloaded => "overloaded",
+            SinkUnavailable(_) => "unavailable",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            CollectorError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            CollectorError::Overloaded | CollectorError::SinkUnavailable(_) => {
+                Some(RETRY_AFTER_SECS)
+            }
+            _ => None,
         }
     }
 }
-
-/// Seconds a client should wait before retrying when the stream is unavailable.
-const RETRY_AFTER_SECS: &str = "5";
 
 impl IntoResponse for CollectorError {
     fn into_response(self) -> Response {
@@ -58,12 +107,16 @@ impl IntoResponse for CollectorError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        let body = Json(json!({ "error": { "code": self.code(), "message": self.to_string() } }));
-        match self {
-            CollectorError::SinkUnavailable(_) => {
-                (status, [(header::RETRY_AFTER, RETRY_AFTER_SECS)], body).into_response()
-            }
-            _ => (status, body).into_response(),
+        metrics::counter!(crate::metrics::REQUESTS_REFUSED, "reason" => self.code()).increment(1);
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        });
+        match self.retry_after() {
+            Some(secs) => (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response(),
+            None => (status, body).into_response(),
         }
     }
 }

@@ -1,13 +1,10 @@
-//! `POST /v1/batch`: decode, validate each event on its own, append the good ones to the stream,
-//! and answer with what was accepted and why each rejected event was refused.
-//!
-//! The answer is 200 only after the sink confirmed a durable write of every accepted event; if it
-//! cannot, the answer is 503 with Retry-After and the sender keeps its queue.
+//! The ingestion core shared by every endpoint: judge each event on its own, enrich the good
+//! ones server-side, append them to the stream, send the rejected ones with their reasons to the
+//! dead letters, and answer only after both writes are durable.
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
-use axum::Json;
+use std::net::IpAddr;
+use std::time::Instant;
+
 use bytes::Bytes;
 use retailmind_connectors::StreamRecord;
 use retailmind_schema::{partition_key, validate, Event, FieldError};
@@ -15,160 +12,216 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::access::Caller;
+use crate::client_ip::truncate;
 use crate::error::CollectorError;
+use crate::metrics as m;
 use crate::router::AppState;
 
-/// The batch as it arrives: events stay raw so each one is decoded and judged on its own.
-#[derive(Deserialize)]
-struct BatchEnvelope<'a> {
-    batch_id: Uuid,
-    #[serde(default)]
-    #[allow(dead_code)] // part of the wire format; clock-skew correction will use it
-    sent_at: Option<i64>,
-    #[serde(borrow)]
-    events: Vec<&'a RawValue>,
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BatchResponse {
     pub batch_id: Uuid,
     pub accepted: usize,
     pub rejected: Vec<RejectedEvent>,
+    /// This batch id was already written within the dedup window; nothing was written again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RejectedEvent {
-    /// Position of the event in the batch's `events` array.
+    /// Position of the event in the request's event array.
     pub index: usize,
     pub errors: Vec<RejectedField>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RejectedField {
     pub field: String,
     pub reason: String,
 }
 
-impl From<FieldError> for RejectedField {
-    fn from(e: FieldError) -> Self {
+impl RejectedField {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         RejectedField {
-            field: e.field,
-            reason: e.violation.to_string(),
+            field: field.into(),
+            reason: reason.into(),
         }
     }
 }
 
-pub async fn post_batch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<BatchResponse>, CollectorError> {
-    check_content_type(&headers)?;
-    let body = read_body(body, state.max_body_bytes).await?;
-    let envelope: BatchEnvelope =
-        serde_json::from_slice(&body).map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
-    if envelope.events.len() > state.max_events_per_batch {
+impl From<FieldError> for RejectedField {
+    fn from(e: FieldError) -> Self {
+        RejectedField::new(e.field, e.violation.to_string())
+    }
+}
+
+/// One event as it arrived: its original JSON, and, for formats other than ours (Segment), the
+/// result of converting it.
+pub struct Candidate<'a> {
+    pub raw: &'a RawValue,
+    pub converted: Option<Result<Event, Vec<RejectedField>>>,
+}
+
+impl<'a> Candidate<'a> {
+    pub fn native(raw: &'a RawValue) -> Self {
+        Candidate {
+            raw,
+            converted: None,
+        }
+    }
+}
+
+/// Who sent it, as the server saw it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// A rejected event as it is kept in the dead letters.
+#[derive(Serialize)]
+struct DeadLetter<'a> {
+    batch_id: Uuid,
+    index: usize,
+    sender: &'a str,
+    received_at: i64,
+    errors: &'a [RejectedField],
+    event: &'a RawValue,
+}
+
+pub async fn ingest(
+    state: &AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    batch_id: Uuid,
+    candidates: Vec<Candidate<'_>>,
+) -> Result<BatchResponse, CollectorError> {
+    if candidates.len() > state.max_events_per_batch {
         return Err(CollectorError::TooManyEvents {
             max: state.max_events_per_batch,
-            got: envelope.events.len(),
+            got: candidates.len(),
         });
+    }
+    if let Some(mut answer) = state.recent_batches.answer_for(&caller.key_name, batch_id) {
+        metrics::counter!(m::BATCHES_DUPLICATE).increment(1);
+        answer.duplicate = true;
+        return Ok(answer);
     }
 
     let now = now_ms();
-    let mut records = Vec::with_capacity(envelope.events.len());
+    let mut records = Vec::with_capacity(candidates.len());
     let mut rejected = Vec::new();
-    for (index, raw) in envelope.events.iter().enumerate() {
-        match accept_event(raw, &state, now) {
+    let mut dead_letters = Vec::new();
+    for (index, candidate) in candidates.into_iter().enumerate() {
+        match accept(state, meta, &candidate, now) {
             Ok(record) => records.push(record),
-            Err(errors) => rejected.push(RejectedEvent { index, errors }),
+            Err(errors) => {
+                let letter = DeadLetter {
+                    batch_id,
+                    index,
+                    sender: &caller.key_name,
+                    received_at: now,
+                    errors: &errors,
+                    event: candidate.raw,
+                };
+                dead_letters.push(StreamRecord {
+                    partition_key: caller.key_name.clone(),
+                    data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+                });
+                rejected.push(RejectedEvent { index, errors });
+            }
         }
-    }
-    if !rejected.is_empty() {
-        tracing::info!(batch_id = %envelope.batch_id, rejected = rejected.len(), "events rejected");
     }
 
     let accepted = records.len();
-    state
-        .sink
-        .append(records)
-        .await
-        .map_err(CollectorError::SinkUnavailable)?;
-    Ok(Json(BatchResponse {
-        batch_id: envelope.batch_id,
+    let started = Instant::now();
+    let written = state.sink.append(records).await;
+    metrics::histogram!(m::SINK_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
+    if let Err(e) = written {
+        metrics::counter!(m::SINK_FAILURES).increment(1);
+        return Err(CollectorError::SinkUnavailable(e));
+    }
+    if !dead_letters.is_empty() {
+        tracing::info!(%batch_id, sender = %caller.key_name, rejected = rejected.len(), "events rejected");
+        state
+            .dead_letters
+            .append(dead_letters)
+            .await
+            .map_err(CollectorError::SinkUnavailable)?;
+    }
+    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted as u64);
+    metrics::counter!(m::EVENTS_REJECTED).increment(rejected.len() as u64);
+
+    let answer = BatchResponse {
+        batch_id,
         accepted,
         rejected,
-    }))
+        duplicate: false,
+    };
+    state
+        .recent_batches
+        .remember(&caller.key_name, batch_id, &answer);
+    Ok(answer)
 }
 
-/// Decodes and validates one event and turns it into a stream record stamped with the
-/// collector's receive time.
-fn accept_event(
-    raw: &RawValue,
+/// Decodes (unless converted already), checks and enriches one event, and makes its record.
+fn accept(
     state: &AppState,
+    meta: &RequestMeta,
+    candidate: &Candidate<'_>,
     now: i64,
 ) -> Result<StreamRecord, Vec<RejectedField>> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let mut event: Event = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." => "event".to_owned(),
-            p => p,
-        };
-        vec![RejectedField {
-            field,
-            reason: e.into_inner().to_string(),
-        }]
-    })?;
+    let size = candidate.raw.get().len();
+    if size > state.max_event_bytes {
+        return Err(vec![RejectedField::new(
+            "event",
+            format!("is {size} bytes, at most {} allowed", state.max_event_bytes),
+        )]);
+    }
+    let mut event = match &candidate.converted {
+        Some(converted) => converted.clone()?,
+        None => decode(candidate.raw)?,
+    };
     validate(&event, &state.limits, now).map_err(|errors| {
         errors
             .into_iter()
             .map(RejectedField::from)
             .collect::<Vec<_>>()
     })?;
-    event.received_at = Some(now);
+
     // Server-side fields are never taken from the client.
-    event.context.ip = None;
-    let data = serde_json::to_vec(&event).map_err(|e| {
-        vec![RejectedField {
-            field: "event".into(),
-            reason: e.to_string(),
-        }]
-    })?;
+    event.received_at = Some(now);
+    event.context.ip = meta
+        .client_ip
+        .map(|ip| if state.truncate_ip { truncate(ip) } else { ip })
+        .map(|ip| ip.to_string());
+    // The request's User-Agent is the shopper's browser only for our own tracker; a converted
+    // (Segment) message comes from a server library whose agent says nothing about the shopper.
+    if event.context.user_agent.is_none() && candidate.converted.is_none() {
+        event.context.user_agent = meta.user_agent.clone();
+    }
+    let data =
+        serde_json::to_vec(&event).map_err(|e| vec![RejectedField::new("event", e.to_string())])?;
     Ok(StreamRecord {
         partition_key: partition_key(&event).to_owned(),
         data: Bytes::from(data),
     })
 }
 
-/// JSON, or text/plain (what browsers send without a CORS preflight), or nothing.
-fn check_content_type(headers: &HeaderMap) -> Result<(), CollectorError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or_default();
-    let mime = text.split(';').next().unwrap_or_default().trim();
-    if mime.eq_ignore_ascii_case("application/json") || mime.eq_ignore_ascii_case("text/plain") {
-        Ok(())
-    } else {
-        Err(CollectorError::UnsupportedContentType(text.to_owned()))
-    }
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, CollectorError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // axum reports an over-long body as a length-limit error in its source chain.
-        let too_large = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
-        if too_large {
-            CollectorError::BodyTooLarge { limit }
-        } else {
-            CollectorError::BodyUnreadable(e.to_string())
-        }
+/// Decodes one event of our own format, naming the field when it fails.
+pub fn decode(raw: &RawValue) -> Result<Event, Vec<RejectedField>> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "event".to_owned(),
+            p => p,
+        };
+        vec![RejectedField::new(field, e.into_inner().to_string())]
     })
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

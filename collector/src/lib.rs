@@ -1,14 +1,25 @@
 //! The collector: RetailMind's HTTP front door. It validates events with the shared schema and
 //! appends them to the stream, answering only after the stream has them.
 
+mod access;
+mod body;
+mod client_ip;
 pub mod config;
+mod dedup;
 mod error;
+mod handlers;
 mod ingest;
+pub mod lambda;
+mod metrics;
+mod openapi;
 mod router;
+mod segment;
 
-pub use config::CollectorConfig;
+pub use client_ip::PeerIp;
+pub use config::{CollectorConfig, KeyKind, WriteKeyConfig};
 pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
+pub use openapi::ApiDoc;
 pub use router::{router, AppState};
 
 /// Binds `config.listen` and serves until `shutdown` completes.
@@ -29,7 +40,11 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "collector listening");
-    axum::serve(listener, router(state, config))
+    if state.access.is_open() {
+        tracing::warn!("no write keys configured: accepting events from anyone (development mode)");
+    }
+    let app = router(state, config).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())

@@ -2,7 +2,11 @@
 
 use anyhow::Context;
 use retailmind_collector::{serve, AppState, CollectorConfig};
-use retailmind_connectors::{service, settings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use retailmind_connectors::spool::SpoolingSink;
+use retailmind_connectors::{service, settings, EventSink};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,6 +16,17 @@ async fn main() -> anyhow::Result<()> {
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;
-    let state = AppState::new(backend.sink, &config);
+    let sink: Arc<dyn EventSink> = match &config.spool_dir {
+        Some(dir) => {
+            let spooling = Arc::new(
+                SpoolingSink::new(backend.sink, dir, config.spool_max_bytes)
+                    .context("opening the spool")?,
+            );
+            spooling.spawn_replayer(Duration::from_secs(1));
+            spooling
+        }
+        None => backend.sink,
+    };
+    let state = AppState::new(sink, backend.dead_letters, &config);
     serve(state, &config, service::shutdown_signal()).await
 }

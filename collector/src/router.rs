@@ -1,69 +1,116 @@
 //! The collector's HTTP surface and its shared state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use retailmind_connectors::EventSink;
 use retailmind_schema::Limits;
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::access::Access;
 use crate::config::CollectorConfig;
-use crate::ingest;
+use crate::dedup::RecentBatches;
+use crate::error::CollectorError;
+use crate::handlers;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub sink: Arc<dyn EventSink>,
+    pub dead_letters: Arc<dyn EventSink>,
+    pub access: Arc<Access>,
+    pub recent_batches: Arc<RecentBatches>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
     pub max_events_per_batch: usize,
+    pub max_event_bytes: usize,
+    pub trusted_proxy_hops: usize,
+    pub truncate_ip: bool,
 }
 
 impl AppState {
-    pub fn new(sink: Arc<dyn EventSink>, config: &CollectorConfig) -> Self {
+    pub fn new(
+        sink: Arc<dyn EventSink>,
+        dead_letters: Arc<dyn EventSink>,
+        config: &CollectorConfig,
+    ) -> Self {
+        // Install the metrics recorder before the first event is counted.
+        crate::metrics::handle();
         AppState {
             sink,
-            limits: Arc::new(Limits::default()),
+            dead_letters,
+            access: Arc::new(Access::new(config)),
+            recent_batches: Arc::new(RecentBatches::new(Duration::from_secs(
+                config.dedup_window_secs,
+            ))),
+            limits: Arc::new(Limits::from(&config.validation)),
             max_body_bytes: config.max_body_bytes,
             max_events_per_batch: config.max_events_per_batch,
+            max_event_bytes: config.max_event_bytes,
+            trusted_proxy_hops: config.trusted_proxy_hops,
+            truncate_ip: config.truncate_ip,
         }
     }
 }
 
 pub fn router(state: AppState, config: &CollectorConfig) -> Router {
-    Router::new()
-        .route("/v1/batch", post(ingest::post_batch))
-        .route("/healthz", get(healthz))
-        // The handler reads the body itself, with its own limit and error.
+    // Past this many requests at once, new ones are refused with 503 instead of queueing: memory
+    // stays bounded under overload and senders keep their events for a retry.
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            CollectorError::Overloaded.into_response()
+        }))
+        .load_shed()
+        .concurrency_limit(config.max_in_flight_requests.max(1));
+    let ingestion = Router::new()
+        .route("/v1/batch", post(handlers::post_batch))
+        .route("/v1/track", post(handlers::post_track))
+        .route("/v1/page", post(handlers::post_page))
+        .route("/v1/identify", post(handlers::post_identify))
+        // The handlers read the body themselves, with their own limit and error.
         .layer(DefaultBodyLimit::disable())
-        .layer(cors(config))
+        .layer(shed)
+        .layer(cors(state.access.clone()));
+    Router::new()
+        .merge(ingestion)
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, "ok")
-}
-
-fn cors(config: &CollectorConfig) -> CorsLayer {
-    let origins = if config.allowed_origins.is_empty() {
-        AllowOrigin::mirror_request()
-    } else {
-        AllowOrigin::list(
-            config
-                .allowed_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
+/// CORS answered per write key: a page may read the answer only if its origin is one of the
+/// key's origins. Browsers send the key in the query string (`?key=`), where the preflight sees it.
+fn cors(access: Arc<Access>) -> CorsLayer {
     CorsLayer::new()
-        .allow_origin(origins)
+        .allow_origin(AllowOrigin::predicate(
+            move |origin: &HeaderValue, parts: &axum::http::request::Parts| {
+                let key = parts.uri.query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|pair| pair.strip_prefix("key="))
+                        .map(str::to_owned)
+                });
+                origin
+                    .to_str()
+                    .is_ok_and(|o| access.cors_allows(key.as_deref(), o))
+            },
+        ))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::CONTENT_ENCODING])
-        .max_age(std::time::Duration::from_secs(3600))
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-write-key"),
+        ])
+        .max_age(Duration::from_secs(3600))
 }

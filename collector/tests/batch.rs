@@ -34,7 +34,14 @@ impl Harness {
     }
 
     async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        post_to(self.backend.sink.clone(), &self.config, content_type, body).await
+        post_to(
+            self.backend.sink.clone(),
+            self.backend.dead_letters.clone(),
+            &self.config,
+            content_type,
+            body,
+        )
+        .await
     }
 
     async fn stored(&self) -> Vec<Event> {
@@ -54,11 +61,12 @@ impl Harness {
 
 async fn post_to(
     sink: Arc<dyn EventSink>,
+    dead_letters: Arc<dyn EventSink>,
     config: &CollectorConfig,
     content_type: &str,
     body: impl Into<Body>,
 ) -> (StatusCode, Value) {
-    let app = router(AppState::new(sink, config), config);
+    let app = router(AppState::new(sink, dead_letters, config), config);
     let response = app
         .oneshot(
             Request::post("/v1/batch")
@@ -115,7 +123,9 @@ async fn a_valid_batch_is_stored_and_acknowledged() {
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().all(|e| e.received_at.is_some()));
     assert!(
-        stored.iter().all(|e| e.context.ip.is_none()),
+        stored
+            .iter()
+            .all(|e| e.context.ip.as_deref() != Some("6.6.6.6")),
         "server-side fields are never taken from the client"
     );
 }
@@ -195,6 +205,7 @@ impl EventSink for DownSink {
 async fn an_unavailable_stream_answers_503_with_retry_after() {
     let config = CollectorConfig::default();
     let (status, body) = post_to(
+        Arc::new(DownSink),
         Arc::new(DownSink),
         &config,
         "text/plain",

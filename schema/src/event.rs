@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 /// One thing a shopper did, with who, when and where.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// UUIDv7 made by the sender; the collector and processor drop repeats of the same id.
     pub event_id: Uuid,
@@ -38,6 +39,7 @@ pub struct Event {
 
 /// Where the event happened: page, campaign, device.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Context {
     #[serde(default)]
     pub page: Page,
@@ -62,6 +64,7 @@ pub struct Context {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page {
     /// Absolute http(s) URL of the page.
     pub url: String,
@@ -73,6 +76,7 @@ pub struct Page {
 
 /// Campaign parameters (`utm_*` in the landing URL).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Utm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -87,6 +91,7 @@ pub struct Utm {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Screen {
     pub width: u32,
     pub height: u32,
@@ -94,6 +99,7 @@ pub struct Screen {
 
 /// The event kind and its properties: `"type"` names the kind, `"properties"` holds its fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "properties", rename_all = "snake_case")]
 pub enum Payload {
     PageView(PageView),
@@ -125,6 +131,7 @@ impl Payload {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PageView {
     /// Page category as the shop names it (`home`, `product`, `cart`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +140,7 @@ pub struct PageView {
 
 /// A click on a link or button (autocaptured or sent by hand).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Click {
     /// Tag name in lower case: `a`, `button`, …
     pub element: String,
@@ -150,6 +158,7 @@ pub struct Click {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Product {
     pub product_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +174,7 @@ pub struct Product {
 
 /// A product with a quantity, in a cart, a checkout or an order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CartLine {
     #[serde(flatten)]
     pub product: Product,
@@ -172,6 +182,7 @@ pub struct CartLine {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cart_id: Option<String>,
@@ -183,6 +194,7 @@ pub struct Checkout {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Purchase {
     pub order_id: String,
     /// Order total in minor units.
@@ -193,6 +205,7 @@ pub struct Purchase {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Search {
     pub query: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,14 +214,17 @@ pub struct Search {
 
 /// An event the shop names itself (`track(name, props)`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Custom {
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub props: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What the tracker posts to `/v1/batch`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Batch {
     /// Repeated when the same batch is retried, so the collector can drop the repeat.
     pub batch_id: Uuid,

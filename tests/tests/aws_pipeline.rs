@@ -36,41 +36,16 @@ fn event(anonymous_id: &str, ts: i64, kind: &str, props: serde_json::Value) -> s
     })
 }
 
-/// Every line of every object under `prefix` in the lake bucket.
-async fn s3_lines(s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<serde_json::Value> {
-    let listing = s3
-        .list_objects_v2()
-        .bucket(BUCKET)
-        .prefix(prefix)
-        .send()
-        .await
-        .unwrap();
-    let mut lines = Vec::new();
-    for object in listing.contents() {
-        let body = s3
-            .get_object()
-            .bucket(BUCKET)
-            .key(object.key().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-    }
-    lines
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_posted_to_the_collector_reach_dynamodb_sessions_and_the_s3_lake() {
     let moto = MotoServer::start().await;
     let sdk = moto.sdk_config();
-    let s3 = moto.s3();
-    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    moto.s3()
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
     let mut config = AwsConfig::new("us-east-1");
     config.endpoint_url = Some(moto.endpoint.clone());
     aws::provision(
@@ -152,14 +127,12 @@ async fn events_posted_to_the_collector_reach_dynamodb_sessions_and_the_s3_lake(
     assert_eq!(alice.utm_source.as_deref(), Some("newsletter"));
     assert_eq!((bob.purchases, bob.revenue_minor), (1, 4990));
 
-    let lines = wait_for("five lines in the S3 lake", Duration::from_secs(30), || {
-        let s3 = s3.clone();
-        async move {
-            let lines = s3_lines(&s3, "events/").await;
-            (lines.len() >= 5).then_some(lines)
-        }
-    })
-    .await;
+    let lines: Vec<serde_json::Value> = moto
+        .lines_under(BUCKET, "events/", 5, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let lake_ids: Vec<String> = lines
         .iter()
         .map(|l| l["event_id"].as_str().unwrap().to_owned())

@@ -1,0 +1,27 @@
+//! `retailmind-collector-lambda`: the collector as an AWS Lambda function behind API Gateway
+//! (REST API or HTTP API proxy integration). Configured like the server, by `retailmind.toml` or
+//! `RETAILMIND_*` environment variables; see `retailmind_collector::lambda` for the API Gateway
+//! settings it expects.
+
+use anyhow::Context;
+use retailmind_collector::{lambda, AppState, CollectorConfig};
+use retailmind_connectors::{service, settings, BackendConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    service::init_tracing();
+    let config: CollectorConfig =
+        settings::load().context("reading the collector configuration")?;
+    if let BackendConfig::Embedded { data_dir } = &config.backend {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            "embedded backend in Lambda: each instance has its own file, lost when the instance \
+             goes; set RETAILMIND_BACKEND__KIND=aws"
+        );
+    }
+    let backend = retailmind_connectors::connect(&config.backend)
+        .await
+        .context("opening the backend")?;
+    let state = AppState::new(backend.sink, backend.dead_letters, &config);
+    lambda::run(state, &config).await
+}

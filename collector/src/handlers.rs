@@ -1,0 +1,275 @@
+//! The HTTP handlers: pull the key, client and body out of the request, hand the events to the
+//! ingestion core, and answer.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::access::Caller;
+use crate::body;
+use crate::client_ip::{client_ip, PeerIp};
+use crate::config::KeyKind;
+use crate::error::{CollectorError, ErrorBody};
+use crate::ingest::{self, now_ms, BatchResponse, Candidate, RequestMeta};
+use crate::router::AppState;
+use crate::segment;
+
+/// Query parameters every ingestion endpoint understands.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IngestQuery {
+    /// The write key, for senders that cannot set headers (a browser's `sendBeacon`).
+    key: Option<String>,
+    /// `gzip` when the body is gzip-compressed but Content-Encoding could not be set.
+    compression: Option<String>,
+}
+
+/// Any batch body: ours has `events`, Segment's has `batch` (and maybe `writeKey`).
+#[derive(Deserialize)]
+struct AnyBatch<'a> {
+    #[serde(default)]
+    batch_id: Option<Uuid>,
+    #[serde(default, borrow)]
+    events: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(default, rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+/// What the front (TCP server or Lambda adapter) knows about the peer.
+type Peer = (
+    Option<Extension<PeerIp>>,
+    Option<Extension<ConnectInfo<SocketAddr>>>,
+);
+
+/// Everything the handlers need from the request besides the body.
+struct Front<'a> {
+    state: &'a AppState,
+    headers: &'a HeaderMap,
+    query: &'a IngestQuery,
+    peer: Option<PeerIp>,
+}
+
+impl Front<'_> {
+    fn meta(&self) -> RequestMeta {
+        RequestMeta {
+            client_ip: client_ip(self.headers, self.peer, self.state.trusted_proxy_hops),
+            user_agent: self
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+
+    fn admit(&self, body_key: Option<&str>, meta: &RequestMeta) -> Result<Caller, CollectorError> {
+        let key = self
+            .query
+            .key
+            .as_deref()
+            .or_else(|| {
+                self.headers
+                    .get("x-write-key")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .map(str::to_owned)
+            .or_else(|| basic_auth_user(self.headers))
+            .or_else(|| body_key.map(str::to_owned));
+        let origin = self
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        self.state
+            .access
+            .admit(key.as_deref(), origin, meta.client_ip, KeyKind::Publishable)
+    }
+
+    async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
+        let gzip = self
+            .query
+            .compression
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("gzip"));
+        body::read(self.headers, gzip, body, self.state.max_body_bytes).await
+    }
+}
+
+fn peer_of((ext, connect): Peer) -> Option<PeerIp> {
+    ext.map(|Extension(p)| p)
+        .or_else(|| connect.map(|Extension(ConnectInfo(addr))| PeerIp(addr.ip())))
+}
+
+/// Segment's libraries send the write key as the Basic auth user name.
+fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split(':').next().unwrap_or_default().to_owned()).filter(|k| !k.is_empty())
+}
+
+/// Events from the tracker (`{batch_id, sent_at, events}`) or Segment (`{batch: [...]}`).
+///
+/// Each event is judged on its own: the answer lists how many were accepted and, for each
+/// rejected one, its index, the field and the reason. 200 only after the stream stored them.
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    params(IngestQuery),
+    request_body(content = retailmind_schema::Batch, content_type = "text/plain",
+        description = "JSON, as text/plain (no CORS preflight) or application/json; gzip allowed"),
+    responses(
+        (status = 200, description = "Stored; rejected events listed", body = BatchResponse),
+        (status = 400, description = "Not a batch", body = ErrorBody),
+        (status = 401, description = "Missing or unknown write key", body = ErrorBody),
+        (status = 403, description = "Origin not allowed for the key", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Unsupported content type or encoding", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Stream unavailable or at capacity; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn post_batch(
+    State(state): State<AppState>,
+    Query(query): Query<IngestQuery>,
+    ext: Option<Extension<PeerIp>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<BatchResponse>, CollectorError> {
+    let front = Front {
+        state: &state,
+        headers: &headers,
+        query: &query,
+        peer: peer_of((ext, connect)),
+    };
+    let bytes = front.body(body).await?;
+    let parsed: AnyBatch = serde_json::from_slice(&bytes)
+        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
+    let meta = front.meta();
+    let caller = front.admit(parsed.write_key.as_deref(), &meta)?;
+    let now = now_ms();
+    let (batch_id, candidates) = match (parsed.events, parsed.batch) {
+        (Some(events), _) => {
+            let batch_id = parsed
+                .batch_id
+                .ok_or_else(|| CollectorError::MalformedBatch("missing field `batch_id`".into()))?;
+            (
+                batch_id,
+                events.into_iter().map(Candidate::native).collect(),
+            )
+        }
+        (None, Some(messages)) => (
+            // Segment batches carry no id; every message has its own, kept by `convert`.
+            parsed.batch_id.unwrap_or_else(Uuid::now_v7),
+            messages
+                .into_iter()
+                .map(|raw| Candidate {
+                    raw,
+                    converted: Some(segment::convert(raw, None, now)),
+                })
+                .collect::<Vec<_>>(),
+        ),
+        (None, None) => {
+            return Err(CollectorError::MalformedBatch(
+                "missing field `events` (or `batch` for Segment messages)".into(),
+            ))
+        }
+    };
+    Ok(Json(
+        ingest::ingest(&state, &caller, &meta, batch_id, candidates).await?,
+    ))
+}
+
+/// `POST /v1/track`, `/v1/page`, `/v1/identify`: one Segment message each, answered like
+/// `/v1/batch`.
+async fn post_segment_message(
+    segment_type: &'static str,
+    state: AppState,
+    query: IngestQuery,
+    peer: Option<PeerIp>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<BatchResponse>, CollectorError> {
+    let front = Front {
+        state: &state,
+        headers: &headers,
+        query: &query,
+        peer,
+    };
+    let bytes = front.body(body).await?;
+    let raw: &RawValue = serde_json::from_slice(&bytes)
+        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        #[serde(default, rename = "writeKey")]
+        write_key: Option<String>,
+    }
+    let key: KeyOnly = serde_json::from_str(raw.get())
+        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
+    let meta = front.meta();
+    let caller = front.admit(key.write_key.as_deref(), &meta)?;
+    let candidate = Candidate {
+        raw,
+        converted: Some(segment::convert(raw, Some(segment_type), now_ms())),
+    };
+    Ok(Json(
+        ingest::ingest(&state, &caller, &meta, Uuid::now_v7(), vec![candidate]).await?,
+    ))
+}
+
+macro_rules! segment_endpoint {
+    ($name:ident, $kind:literal) => {
+        pub async fn $name(
+            State(state): State<AppState>,
+            Query(query): Query<IngestQuery>,
+            ext: Option<Extension<PeerIp>>,
+            connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Json<BatchResponse>, CollectorError> {
+            post_segment_message($kind, state, query, peer_of((ext, connect)), headers, body).await
+        }
+    };
+}
+
+segment_endpoint!(post_track, "track");
+segment_endpoint!(post_page, "page");
+segment_endpoint!(post_identify, "identify");
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok")
+}
+
+/// Readiness: the stream takes writes.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready"),
+    (status = 503, description = "the stream is unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.sink.ready().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}

@@ -1,0 +1,28 @@
+//! The OpenAPI document served at `/openapi.json`, generated from the handlers' annotations and
+//! the shared schema types, so it cannot drift from what the collector accepts.
+
+use utoipa::OpenApi;
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::handlers;
+use crate::ingest::{BatchResponse, RejectedEvent, RejectedField};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "RetailMind collector",
+        description = "Ingestion of shop clickstream events (RetailMind tracker and Segment spec)."
+    ),
+    paths(
+        handlers::post_batch,
+        handlers::healthz,
+        handlers::readyz,
+        handlers::metrics
+    ),
+    components(schemas(BatchResponse, RejectedEvent, RejectedField, ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;
+
+pub async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

@@ -1,0 +1,267 @@
+//! Conversion of Segment messages: envelope, context, types and ids here; the e-commerce kinds
+//! and money in `ecommerce`.
+
+use retailmind_schema::{validate, Custom, Limits, PageView, Payload, Screen, Utm};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::*;
+
+mod ecommerce;
+
+/// 2024-05-01T12:00:00Z.
+const T: i64 = 1_714_564_800_000;
+const NOW: i64 = T + 60_000;
+const URL: &str = "https://shop.example/p/42";
+
+fn raw(v: &Value) -> Box<RawValue> {
+    RawValue::from_string(v.to_string()).expect("valid JSON")
+}
+
+fn conv(v: Value) -> Result<Event, Vec<RejectedField>> {
+    convert(&raw(&v), None, NOW)
+}
+
+fn ok(v: Value) -> Event {
+    let event = conv(v).expect("converts");
+    // Every converted event must also pass our own validation.
+    validate(&event, &Limits::default(), NOW).expect("valid event");
+    event
+}
+
+fn fields(v: Value) -> Vec<String> {
+    let mut fields: Vec<String> = conv(v)
+        .expect_err("rejected")
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    fields.sort();
+    fields
+}
+
+fn reason(v: Value, field: &str) -> String {
+    conv(v)
+        .expect_err("rejected")
+        .into_iter()
+        .find(|e| e.field == field)
+        .map(|e| e.reason)
+        .unwrap_or_else(|| panic!("no problem at {field}"))
+}
+
+/// A track message with the common fields set; `props` are its properties.
+fn track(event: &str, props: Value) -> Value {
+    json!({
+        "type": "track", "event": event, "messageId": "m-1", "anonymousId": "a-1",
+        "timestamp": "2024-05-01T12:00:00.000Z", "context": {"page": {"url": URL}},
+        "properties": props,
+    })
+}
+
+#[test]
+fn page_takes_context_from_context_or_properties() {
+    let e = ok(json!({
+        "type": "page", "name": "Mug", "category": "product", "anonymousId": "a-1", "messageId": "m",
+        "timestamp": "2024-05-01T14:00:00+02:00",
+        "properties": {"url": URL, "referrer": "https://search.example/", "title": "Mug – Shop"},
+        "context": {
+            "page": {"url": "", "referrer": ""},
+            "userAgent": "Mozilla/5.0", "locale": "de-CH", "timezone": "Europe/Zurich",
+            "screen": {"width": 1440, "height": 900, "density": 2},
+            "campaign": {"source": "news", "medium": "email", "name": "spring", "term": "mug", "content": "a"},
+            "library": {"name": "analytics.js", "version": "5.2.0"},
+            "ip": "203.0.113.9",
+        },
+    }));
+    assert_eq!(e.timestamp, T, "offset honoured");
+    assert_eq!(
+        e.payload,
+        Payload::PageView(PageView {
+            category: Some("product".into())
+        })
+    );
+    let c = &e.context;
+    assert_eq!(c.page.url, URL);
+    assert_eq!(c.page.referrer.as_deref(), Some("https://search.example/"));
+    assert_eq!(c.page.title.as_deref(), Some("Mug – Shop"));
+    assert_eq!(
+        c.utm,
+        Some(Utm {
+            source: Some("news".into()),
+            medium: Some("email".into()),
+            campaign: Some("spring".into()),
+            term: Some("mug".into()),
+            content: Some("a".into()),
+        })
+    );
+    assert_eq!(c.user_agent.as_deref(), Some("Mozilla/5.0"));
+    assert_eq!(
+        c.screen,
+        Some(Screen {
+            width: 1440,
+            height: 900
+        })
+    );
+    assert_eq!(
+        (c.locale.as_deref(), c.timezone.as_deref()),
+        (Some("de-CH"), Some("Europe/Zurich"))
+    );
+    assert_eq!(c.library.as_deref(), Some("analytics.js/5.2.0"));
+    assert_eq!(c.ip, None, "never taken from the client");
+}
+
+#[test]
+fn page_category_may_come_from_properties_and_url_is_required() {
+    let e = ok(
+        json!({"type": "page", "anonymousId": "a", "properties": {"url": URL, "category": "home"}}),
+    );
+    assert_eq!(
+        e.payload,
+        Payload::PageView(PageView {
+            category: Some("home".into())
+        })
+    );
+    // A track call does not take its page from properties.url (that is the product's URL).
+    let err = reason(
+        json!({"type": "track", "event": "X", "anonymousId": "a", "properties": {"url": URL}}),
+        "context.page.url",
+    );
+    assert!(err.contains("is required"), "{err}");
+}
+
+#[test]
+fn identify_is_a_custom_event_with_traits() {
+    let e = ok(json!({
+        "type": "identify", "userId": "u-7", "traits": {"email": "a@shop.example", "plan": "gold"},
+        "context": {"page": {"url": URL}},
+    }));
+    assert_eq!(e.user_id.as_deref(), Some("u-7"));
+    assert_eq!(
+        e.anonymous_id, "u-7",
+        "userId stands in for a missing anonymousId"
+    );
+    assert_eq!(
+        e.payload,
+        Payload::Custom(Custom {
+            name: "identify".into(),
+            props: json!({"email": "a@shop.example", "plan": "gold"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    );
+}
+
+#[test]
+fn screen_group_alias_are_custom_events() {
+    let base = |v: Value| {
+        let mut m = json!({"anonymousId": "a", "userId": "u", "context": {"page": {"url": URL}}});
+        if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), v) {
+            m.extend(extra);
+        }
+        m
+    };
+    let props = |e: Event| match e.payload {
+        Payload::Custom(c) => (c.name, Value::Object(c.props)),
+        other => panic!("{other:?}"),
+    };
+    let screen = ok(base(
+        json!({"type": "screen", "name": "Home", "properties": {"tab": 2}}),
+    ));
+    assert_eq!(
+        props(screen),
+        ("screen".into(), json!({"tab": 2, "name": "Home"}))
+    );
+    let group = ok(base(
+        json!({"type": "group", "groupId": 12, "traits": {"name": "ACME"}}),
+    ));
+    assert_eq!(
+        props(group),
+        ("group".into(), json!({"name": "ACME", "group_id": "12"}))
+    );
+    let alias = ok(base(json!({"type": "alias", "previousId": "a-old"})));
+    assert_eq!(
+        props(alias),
+        (
+            "alias".into(),
+            json!({"previous_id": "a-old", "user_id": "u"})
+        )
+    );
+    assert_eq!(fields(base(json!({"type": "group"}))), ["groupId"]);
+    assert_eq!(fields(base(json!({"type": "alias"}))), ["previousId"]);
+}
+
+#[test]
+fn the_endpoint_type_applies_only_when_the_message_has_none() {
+    let msg = json!({"event": "X", "anonymousId": "a", "properties": {"url": URL}});
+    let page = convert(&raw(&msg), Some("page"), NOW).expect("page");
+    assert_eq!(page.payload.kind(), "page_view");
+    let mut typed = msg.clone();
+    typed["type"] = json!("page");
+    typed["context"] = json!({"page": {"url": URL}});
+    let e = convert(&raw(&typed), Some("track"), NOW).expect("page wins");
+    assert_eq!(e.payload.kind(), "page_view");
+    assert_eq!(fields(msg.clone()), ["context.page.url", "type"]);
+    let mut unknown = msg;
+    unknown["type"] = json!("purchase");
+    assert!(reason(unknown, "type").contains("not a Segment type"));
+}
+
+#[test]
+fn event_ids_are_uuid_v7_and_stable_across_resends() {
+    let msg = track("X", json!({}));
+    let first = ok(msg.clone()).event_id;
+    assert_eq!(first.get_version_num(), 7);
+    assert_eq!(
+        convert(&raw(&msg), None, NOW + 5_000)
+            .expect("again")
+            .event_id,
+        first
+    );
+    // The time part is the event time.
+    let (secs, _) = first.get_timestamp().expect("v7 time").to_unix();
+    assert_eq!(secs as i64 * 1000, T);
+    let mut other = msg.clone();
+    other["messageId"] = json!("m-2");
+    assert_ne!(ok(other).event_id, first);
+    // A messageId that already is a UUIDv7 is kept.
+    let v7 = Uuid::now_v7();
+    let mut own = msg;
+    own["messageId"] = json!(v7.to_string());
+    assert_eq!(ok(own).event_id, v7);
+}
+
+#[test]
+fn without_a_time_the_collector_clock_is_used() {
+    let e = ok(
+        json!({"type": "track", "event": "X", "anonymousId": "a", "context": {"page": {"url": URL}}}),
+    );
+    assert_eq!(e.timestamp, NOW);
+    let orig = ok(json!({"type": "track", "event": "X", "anonymousId": "a",
+        "originalTimestamp": "2024-05-01T12:00:00", "context": {"page": {"url": URL}}}));
+    assert_eq!(orig.timestamp, T, "no offset: UTC");
+}
+
+#[test]
+fn bad_common_fields_are_all_reported() {
+    let errs = fields(json!({
+        "type": "track", "event": "X", "timestamp": "yesterday", "messageId": {},
+        "userId": true, "context": {"page": {"url": 5}, "screen": {"width": -1, "height": 2}, "campaign": []},
+    }));
+    assert_eq!(
+        errs,
+        [
+            "anonymousId",
+            "context.campaign",
+            "context.page.url",
+            "context.screen.width",
+            "messageId",
+            "timestamp",
+            "userId",
+        ]
+    );
+    assert!(reason(json!({"timestamp": 5}), "timestamp").contains("must be a string"));
+    assert_eq!(
+        convert(&raw(&json!([1])), Some("track"), NOW).expect_err("not an object")[0].field,
+        "event"
+    );
+}

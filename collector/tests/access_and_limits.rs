@@ -1,0 +1,449 @@
+//! Write keys, origins, CORS, rate limits, gzip, batch dedup, dead letters, client IPs, overload
+//! and the operational endpoints, through the real router on the embedded backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, Response, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use retailmind_collector::{router, AppState, CollectorConfig, KeyKind, WriteKeyConfig};
+use retailmind_connectors::{embedded, Backend, EventSink, StreamRecord};
+use retailmind_schema::Event;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const SHOP: &str = "https://shop.example";
+
+fn keys() -> Vec<WriteKeyConfig> {
+    vec![
+        WriteKeyConfig {
+            key: "pk_live_shop".into(),
+            name: "shop web".into(),
+            kind: KeyKind::Publishable,
+            origins: vec![SHOP.into()],
+        },
+        WriteKeyConfig {
+            key: "sk_live_shop".into(),
+            name: "shop backend".into(),
+            kind: KeyKind::Secret,
+            origins: vec![],
+        },
+    ]
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    backend: Backend,
+    app: Router,
+}
+
+impl Harness {
+    fn new(config: CollectorConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = embedded::open(dir.path()).unwrap();
+        let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config);
+        Harness {
+            _dir: dir,
+            app: router(state, &config),
+            backend,
+        }
+    }
+
+    fn with_keys() -> Self {
+        Harness::new(CollectorConfig {
+            keys: keys(),
+            ..CollectorConfig::default()
+        })
+    }
+
+    async fn send(&self, request: Request<Body>) -> Response<Body> {
+        self.app.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn stored(&self) -> Vec<Event> {
+        let batch = self
+            .backend
+            .reader
+            .read(embedded::SHARD_ID, None, 1000)
+            .await
+            .unwrap();
+        batch
+            .entries
+            .iter()
+            .map(|e| serde_json::from_slice(&e.data).unwrap())
+            .collect()
+    }
+}
+
+async fn json_of(response: Response<Body>) -> Value {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn batch(batch_id: &str, n: usize) -> String {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{:012x}", i + 1),
+                "type": "page_view",
+                "anonymous_id": "anon-1",
+                "timestamp": now_ms(),
+                "context": {"page": {"url": "https://shop.example/"}},
+                "properties": {}
+            })
+        })
+        .collect();
+    json!({"batch_id": batch_id, "sent_at": now_ms(), "events": events}).to_string()
+}
+
+const BATCH_ID: &str = "01936a1c-3b5e-7cc4-9a1e-0000000000aa";
+
+fn post(uri: &str) -> axum::http::request::Builder {
+    Request::post(uri).header(header::CONTENT_TYPE, "text/plain")
+}
+
+#[tokio::test]
+async fn keys_and_origins_decide_who_may_send() {
+    let h = Harness::with_keys();
+    let body = || Body::from(batch(BATCH_ID, 1));
+
+    let r = h.send(post("/v1/batch").body(body()).unwrap()).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(r).await["error"]["code"], "missing_key");
+
+    let r = h
+        .send(post("/v1/batch?key=pk_nope").body(body()).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let r = h
+        .send(
+            post("/v1/batch?key=pk_live_shop")
+                .header(header::ORIGIN, "https://evil.example")
+                .body(body())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        json_of(r).await["error"]["message"],
+        "origin \"https://evil.example\" is not allowed for this write key"
+    );
+    assert!(h.stored().await.is_empty());
+
+    let r = h
+        .send(
+            post("/v1/batch?key=pk_live_shop")
+                .header(header::ORIGIN, SHOP)
+                .body(body())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        SHOP,
+        "CORS answered for the key's origin"
+    );
+    // The secret key as Segment libraries send it: Basic auth with the key as user name.
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(header::AUTHORIZATION, "Basic c2tfbGl2ZV9zaG9wOg==")
+                .body(Body::from(batch("01936a1c-3b5e-7cc4-9a1e-0000000000bb", 1)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_per_key() {
+    let h = Harness::with_keys();
+    let preflight = |origin: &str| {
+        Request::options("/v1/batch?key=pk_live_shop")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = h.send(preflight(SHOP)).await;
+    assert_eq!(ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], SHOP);
+    let refused = h.send(preflight("https://evil.example")).await;
+    assert!(refused
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted_by_header_or_flag_and_bombs_refused() {
+    use std::io::Write;
+    let h = Harness::new(CollectorConfig {
+        max_body_bytes: 64 * 1024,
+        ..CollectorConfig::default()
+    });
+    let gzip = |text: &str| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap()
+    };
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from(gzip(&batch(BATCH_ID, 2))))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = h
+        .send(
+            post("/v1/batch?compression=gzip")
+                .body(Body::from(gzip(&batch(
+                    "01936a1c-3b5e-7cc4-9a1e-0000000000cc",
+                    1,
+                ))))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h.stored().await.len(), 3);
+
+    // 1 MiB of spaces compresses to about 1 KiB: small on the wire, too big once inflated.
+    let bomb = gzip(&" ".repeat(1024 * 1024));
+    assert!(bomb.len() < 64 * 1024);
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from(bomb))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_retried_batch_is_not_written_twice() {
+    let h = Harness::new(CollectorConfig::default());
+    let first = json_of(
+        h.send(
+            post("/v1/batch")
+                .body(Body::from(batch(BATCH_ID, 3)))
+                .unwrap(),
+        )
+        .await,
+    )
+    .await;
+    let again = json_of(
+        h.send(
+            post("/v1/batch")
+                .body(Body::from(batch(BATCH_ID, 3)))
+                .unwrap(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(first["accepted"], 3);
+    assert_eq!(again["accepted"], 3);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(h.stored().await.len(), 3);
+}
+
+#[tokio::test]
+async fn rejected_events_are_kept_in_the_dead_letters_with_their_reasons() {
+    let h = Harness::new(CollectorConfig::default());
+    let mut body: Value = serde_json::from_str(&batch(BATCH_ID, 2)).unwrap();
+    body["events"][1]["context"]["page"]["url"] = json!("ftp://nope");
+    let r = h
+        .send(
+            post("/v1/batch")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(json_of(r).await["accepted"], 1);
+
+    let dir = h._dir.path().join(embedded::DB_FILE);
+    let conn = rusqlite::Connection::open(dir).unwrap();
+    let letter: String = conn
+        .query_row("SELECT CAST(data AS TEXT) FROM dead_letters", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let letter: Value = serde_json::from_str(&letter).unwrap();
+    assert_eq!(letter["index"], 1);
+    assert_eq!(letter["errors"][0]["field"], "context.page.url");
+    assert_eq!(letter["event"]["context"]["page"]["url"], "ftp://nope");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let mut config = CollectorConfig::default();
+    config.rate_limit.per_ip_per_sec = 1;
+    config.rate_limit.burst = 1;
+    let h = Harness::new(config);
+    let from = |ip: [u8; 4], id: &str| {
+        let mut req = post("/v1/batch").body(Body::from(batch(id, 1))).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+        req
+    };
+    assert_eq!(
+        h.send(from([192, 0, 2, 1], BATCH_ID)).await.status(),
+        StatusCode::OK
+    );
+    let limited = h
+        .send(from([192, 0, 2, 1], "01936a1c-3b5e-7cc4-9a1e-0000000000dd"))
+        .await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(
+        h.send(from([192, 0, 2, 2], "01936a1c-3b5e-7cc4-9a1e-0000000000ee"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn client_ip_comes_from_the_trusted_hop_and_can_be_truncated() {
+    let h = Harness::new(CollectorConfig {
+        trusted_proxy_hops: 1,
+        truncate_ip: true,
+        ..CollectorConfig::default()
+    });
+    let mut req = post("/v1/batch")
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.77")
+        .header(header::USER_AGENT, "Mozilla/5.0 test")
+        .body(Body::from(batch(BATCH_ID, 1)))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 1234))));
+    assert_eq!(h.send(req).await.status(), StatusCode::OK);
+    let stored = h.stored().await;
+    assert_eq!(stored[0].context.ip.as_deref(), Some("203.0.113.0"));
+    assert_eq!(
+        stored[0].context.user_agent.as_deref(),
+        Some("Mozilla/5.0 test")
+    );
+}
+
+/// A stream that holds every write until released: fills the collector to capacity.
+#[derive(Default)]
+struct StuckSink {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl EventSink for StuckSink {
+    async fn append(&self, _: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(())
+    }
+    async fn ready(&self) -> retailmind_connectors::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn at_capacity_new_requests_are_refused_not_queued() {
+    let config = CollectorConfig {
+        max_in_flight_requests: 1,
+        ..CollectorConfig::default()
+    };
+    let stuck = Arc::new(StuckSink::default());
+    let app = router(
+        AppState::new(stuck.clone(), stuck.clone(), &config),
+        &config,
+    );
+    let first = tokio::spawn(
+        app.clone().oneshot(
+            post("/v1/batch")
+                .body(Body::from(batch(BATCH_ID, 1)))
+                .unwrap(),
+        ),
+    );
+    stuck.entered.notified().await;
+
+    let second = app
+        .clone()
+        .oneshot(
+            post("/v1/batch")
+                .body(Body::from(batch("01936a1c-3b5e-7cc4-9a1e-0000000000ff", 1)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(json_of(second).await["error"]["code"], "overloaded");
+
+    stuck.release.notify_one();
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_are_served() {
+    let h = Harness::new(CollectorConfig::default());
+    let ready = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    h.send(
+        post("/v1/batch")
+            .body(Body::from(batch(BATCH_ID, 2)))
+            .unwrap(),
+    )
+    .await;
+    let metrics = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    let text = String::from_utf8(
+        metrics
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("collector_events_accepted_total"), "{text}");
+    assert!(text.contains("collector_sink_append_seconds"), "{text}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_batch_endpoint_and_the_event_schema() {
+    let h = Harness::new(CollectorConfig::default());
+    let doc = json_of(
+        h.send(Request::get("/openapi.json").body(Body::empty()).unwrap())
+            .await,
+    )
+    .await;
+    let batch = &doc["paths"]["/v1/batch"]["post"];
+    assert!(batch["responses"]["200"].is_object(), "{doc}");
+    assert!(batch["responses"]["429"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    for name in ["Batch", "Event", "Payload", "BatchResponse", "ErrorBody"] {
+        assert!(
+            schemas[name].is_object(),
+            "schema {name} missing: {schemas}"
+        );
+    }
+}
