@@ -6,7 +6,7 @@
 //! There is no split at midnight or on a campaign change. An event whose id a session already
 //! holds is not counted again, so replaying the stream changes nothing.
 
-use retailmind_schema::{Event, Payload, Session};
+use retailmind_schema::{device_class, Event, Payload, Session};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionRules {
@@ -49,7 +49,12 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
             }
             None => {
                 let pos = sessions.partition_point(|(s, _)| s.start_ms <= event.timestamp);
-                sessions.insert(pos, (start(event), true));
+                let number = pos
+                    .checked_sub(1)
+                    .map_or(1, |prev| sessions[prev].0.session_number + 1);
+                let mut new = start(event);
+                new.session_number = number;
+                sessions.insert(pos, (new, true));
             }
         }
     }
@@ -58,6 +63,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         .into_iter()
         .filter(|(_, changed)| *changed)
         .map(|(mut s, _)| {
+            s.settle();
             s.version += 1;
             s
         })
@@ -103,6 +109,7 @@ fn fold(s: &mut Session, event: &Event) {
 fn take_entry(s: &mut Session, event: &Event) {
     let ctx = &event.context;
     s.entry_url = ctx.page.url.clone();
+    s.device = device_class(ctx.user_agent.as_deref()).to_owned();
     s.referrer = ctx.page.referrer.clone().filter(|r| !r.is_empty());
     let utm = ctx.utm.as_ref();
     s.utm_source = utm.and_then(|u| u.source.clone());

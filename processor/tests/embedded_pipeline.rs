@@ -124,7 +124,11 @@ async fn events_become_sessions_and_lake_files_and_replays_change_nothing() {
     assert_eq!(ids.len(), 5);
     let errors = lake_lines(dir.path(), "errors");
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0]["data"], "{not json");
+    assert_eq!(
+        errors[0]["data_base64"], "e25vdCBqc29u",
+        "base64 of `{{not json`"
+    );
+    assert!(errors[0]["reason"].as_str().unwrap().contains("sequence 3"));
 
     let checkpoint = backend
         .checkpoints

@@ -30,14 +30,130 @@ pub struct Session {
     pub cart_adds: u32,
     pub purchases: u32,
     pub revenue_minor: i64,
+    /// The visitor engaged: the session lasted over 10 s, saw 2+ pages, or converted.
+    #[serde(default)]
+    pub engaged: bool,
+    /// One page and no engagement.
+    #[serde(default)]
+    pub bounce: bool,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`, from the first event's user agent.
+    #[serde(default)]
+    pub device: String,
+    /// 1 for the visitor's first session, 2 for the next, … (as far as the store knows them).
+    #[serde(default)]
+    pub session_number: u32,
     /// Ids of every event folded in, so a replayed event is counted once.
     pub event_ids: Vec<Uuid>,
     /// Bumped on every write; stores write only when the stored version is the one read.
     pub version: u64,
 }
 
+/// A session counts as engaged past this length.
+pub const ENGAGED_AFTER_MS: i64 = 10_000;
+
 impl Session {
     pub fn duration_ms(&self) -> i64 {
         self.end_ms - self.start_ms
+    }
+
+    /// Recomputes the flags that follow from the counts (after every fold).
+    pub fn settle(&mut self) {
+        self.engaged =
+            self.duration_ms() > ENGAGED_AFTER_MS || self.page_views >= 2 || self.purchases > 0;
+        self.bounce = self.page_views <= 1 && !self.engaged;
+    }
+}
+
+/// Coarse device class from a user agent, enough for dashboards.
+pub fn device_class(user_agent: Option<&str>) -> &'static str {
+    let Some(ua) = user_agent else {
+        return "unknown";
+    };
+    let ua = ua.to_ascii_lowercase();
+    if [
+        "bot",
+        "crawler",
+        "spider",
+        "headlesschrome",
+        "curl/",
+        "python-requests",
+    ]
+    .iter()
+    .any(|m| ua.contains(m))
+    {
+        "bot"
+    } else if ua.contains("ipad")
+        || ua.contains("tablet")
+        || (ua.contains("android") && !ua.contains("mobile"))
+    {
+        "tablet"
+    } else if ua.contains("mobi") || ua.contains("iphone") || ua.contains("android") {
+        "mobile"
+    } else if ua.contains("windows")
+        || ua.contains("macintosh")
+        || ua.contains("x11")
+        || ua.contains("cros")
+    {
+        "desktop"
+    } else {
+        "unknown"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_classified_from_common_agents() {
+        let cases = [
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+                "mobile",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile Safari/537.36",
+                "mobile",
+            ),
+            ("Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X)", "tablet"),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X700) Safari/537.36",
+                "tablet",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0",
+                "desktop",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0",
+                "bot",
+            ),
+            ("Googlebot/2.1 (+http://www.google.com/bot.html)", "bot"),
+            ("something else", "unknown"),
+        ];
+        for (ua, class) in cases {
+            assert_eq!(device_class(Some(ua)), class, "{ua}");
+        }
+        assert_eq!(device_class(None), "unknown");
+    }
+
+    #[test]
+    fn engagement_and_bounce_follow_the_counts() {
+        let mut s = Session {
+            page_views: 1,
+            end_ms: 5_000,
+            ..Session::default()
+        };
+        s.settle();
+        assert!(!s.engaged && s.bounce);
+        s.end_ms = 11_000;
+        s.settle();
+        assert!(s.engaged && !s.bounce);
+        let mut two_pages = Session {
+            page_views: 2,
+            ..Session::default()
+        };
+        two_pages.settle();
+        assert!(two_pages.engaged && !two_pages.bounce);
     }
 }

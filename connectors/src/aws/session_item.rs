@@ -38,6 +38,10 @@ const CART_ADDS: &str = "cart_adds";
 const PURCHASES: &str = "purchases";
 const REVENUE_MINOR: &str = "revenue_minor";
 const EVENT_IDS: &str = "event_ids";
+const ENGAGED: &str = "engaged";
+const BOUNCE: &str = "bounce";
+const DEVICE: &str = "device";
+const SESSION_NUMBER: &str = "session_number";
 
 /// A DynamoDB number.
 pub(crate) fn number(n: impl ToString) -> AttributeValue {
@@ -68,6 +72,10 @@ pub(crate) fn to_item(session: &Session) -> Item {
     put(PURCHASES, number(session.purchases));
     put(REVENUE_MINOR, number(session.revenue_minor));
     put(VERSION, number(session.version));
+    put(ENGAGED, AttributeValue::Bool(session.engaged));
+    put(BOUNCE, AttributeValue::Bool(session.bounce));
+    put(DEVICE, string(&session.device));
+    put(SESSION_NUMBER, number(session.session_number));
     let event_ids = session
         .event_ids
         .iter()
@@ -111,6 +119,13 @@ pub(crate) fn from_item(item: &Item) -> Result<Session> {
         revenue_minor: reader.number(REVENUE_MINOR)?,
         event_ids: reader.uuids(EVENT_IDS)?,
         version: reader.number(VERSION)?,
+        engaged: reader.flag(ENGAGED)?,
+        bounce: reader.flag(BOUNCE)?,
+        device: reader.optional_string(DEVICE)?.unwrap_or_default(),
+        session_number: match reader.0.get(SESSION_NUMBER) {
+            None => 0,
+            Some(_) => reader.number(SESSION_NUMBER)?,
+        },
     })
 }
 
@@ -151,6 +166,15 @@ impl ItemReader<'_> {
             Some(AttributeValue::N(n)) => n.parse().map_err(|e| self.corrupt(name, e)),
             Some(other) => Err(self.corrupt(name, format!("expected a number, got {other:?}"))),
             None => Err(self.corrupt(name, "missing")),
+        }
+    }
+
+    /// A boolean; absent (items written before the field existed) is `false`.
+    fn flag(&self, name: &str) -> Result<bool> {
+        match self.0.get(name) {
+            None => Ok(false),
+            Some(AttributeValue::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.corrupt(name, format!("expected a boolean, got {other:?}"))),
         }
     }
 
@@ -197,6 +221,10 @@ mod tests {
             revenue_minor: 4_999,
             event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
             version: 3,
+            engaged: true,
+            bounce: false,
+            device: "mobile".into(),
+            session_number: 4,
         }
     }
 

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use base64::Engine;
 
 use crate::error::{ConnectorError, Result};
 use crate::lake::{error_partition, event_partition, LakeRecord, LakeWriter, UndecodableRecord};
@@ -78,7 +79,8 @@ impl LakeWriter for LocalLake {
             let line = serde_json::json!({
                 "received_at_ms": r.received_at_ms,
                 "reason": r.reason,
-                "data": String::from_utf8_lossy(&r.data),
+                // Same shape as the Firehose error records: the bytes may not be text.
+                "data_base64": base64::engine::general_purpose::STANDARD.encode(&r.data),
             });
             by_partition
                 .entry(error_partition(r.received_at_ms))

@@ -156,3 +156,20 @@ fn shop_events_are_counted() {
     );
     assert_eq!(s.event_count, 4);
 }
+
+#[test]
+fn sessions_are_numbered_per_visitor_and_flagged() {
+    let mut first = page(1, 0);
+    first.context.user_agent = Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile".into());
+    let out = run(vec![], &[first, page(2, 5 * MIN), page(3, 60 * MIN)]);
+    assert_eq!(
+        out.iter().map(|s| s.session_number).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(out[0].device, "mobile");
+    assert!(out[0].engaged && !out[0].bounce, "two pages");
+    assert!(!out[1].engaged && out[1].bounce, "one page, no time");
+    // A later batch continues the numbering from the stored sessions.
+    let more = run(out, &[page(4, 200 * MIN)]);
+    assert_eq!(more[0].session_number, 3);
+}

@@ -1,0 +1,105 @@
+-- Athena (Glue Data Catalog) tables over the RetailMind lake.
+--
+-- Firehose writes newline-delimited JSON by event time under
+--   s3://<lake-bucket>/events/dt=YYYY-MM-DD/hour=HH/
+-- (dynamic partitioning, see connectors/src/aws/provision.rs). Partition projection computes the
+-- partitions from the path, so no crawler or MSCK REPAIR is needed. Replace <lake-bucket>.
+-- Replays can put an event in the lake twice: count DISTINCT event_id (the Parquet compaction of
+-- issue 8 drops repeats).
+
+CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.events (
+  event_id      string,
+  type          string,
+  anonymous_id  string,
+  user_id       string,
+  session_id    string,
+  `timestamp`   bigint,   -- client event time, ms since the Unix epoch
+  received_at   bigint,   -- collector receive time, ms
+  context struct<
+    page: struct<url: string, referrer: string, title: string>,
+    utm: struct<source: string, medium: string, campaign: string, term: string, content: string>,
+    user_agent: string,
+    screen: struct<width: int, height: int>,
+    locale: string,
+    timezone: string,
+    ip: string,
+    library: string
+  >,
+  -- Kind-specific fields; read with json_extract_scalar(properties, '$.product_id') etc.
+  properties    string
+)
+PARTITIONED BY (dt string, hour string)
+ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+WITH SERDEPROPERTIES ('ignore.malformed.json' = 'true', 'mapping.timestamp' = 'timestamp')
+LOCATION 's3://<lake-bucket>/events/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.dt.type' = 'date',
+  'projection.dt.format' = 'yyyy-MM-dd',
+  'projection.dt.range' = '2024-01-01,NOW',
+  'projection.dt.interval' = '1',
+  'projection.dt.interval.unit' = 'DAYS',
+  'projection.hour.type' = 'integer',
+  'projection.hour.range' = '0,23',
+  'projection.hour.digits' = '2',
+  'storage.location.template' = 's3://<lake-bucket>/events/dt=${dt}/hour=${hour}/'
+);
+
+-- Session snapshots exported from the sessions table (DynamoDB export to S3, or the processor's
+-- embedded table) as newline JSON under s3://<lake-bucket>/sessions/dt=YYYY-MM-DD/ by session
+-- start. Each row is the latest snapshot of a session (highest version wins when several exist).
+CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.sessions (
+  session_id      string,
+  anonymous_id    string,
+  user_id         string,
+  start_ms        bigint,
+  end_ms          bigint,
+  event_count     int,
+  page_views      int,
+  entry_url       string,
+  exit_url        string,
+  referrer        string,
+  utm_source      string,
+  utm_medium      string,
+  utm_campaign    string,
+  products_viewed int,
+  cart_adds       int,
+  purchases       int,
+  revenue_minor   bigint,
+  engaged         boolean,
+  bounce          boolean,
+  device          string,
+  session_number  int,
+  version         bigint
+)
+PARTITIONED BY (dt string)
+ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+LOCATION 's3://<lake-bucket>/sessions/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.dt.type' = 'date',
+  'projection.dt.format' = 'yyyy-MM-dd',
+  'projection.dt.range' = '2024-01-01,NOW',
+  'projection.dt.interval' = '1',
+  'projection.dt.interval.unit' = 'DAYS',
+  'storage.location.template' = 's3://<lake-bucket>/sessions/dt=${dt}/'
+);
+
+-- Undecodable stream records kept by the processor, with the reason.
+CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.stream_errors (
+  received_at_ms bigint,
+  reason         string,
+  data_base64    string
+)
+PARTITIONED BY (dt string)
+ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
+LOCATION 's3://<lake-bucket>/errors/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.dt.type' = 'date',
+  'projection.dt.format' = 'yyyy-MM-dd',
+  'projection.dt.range' = '2024-01-01,NOW',
+  'projection.dt.interval' = '1',
+  'projection.dt.interval.unit' = 'DAYS',
+  'storage.location.template' = 's3://<lake-bucket>/errors/dt=${dt}/'
+);
