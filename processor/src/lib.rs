@@ -2,6 +2,7 @@
 //! writes the sessions and every event to the lake, and only then moves the checkpoint.
 
 pub mod config;
+pub mod lambda;
 mod pipeline;
 pub mod sessionize;
 

@@ -120,8 +120,34 @@ impl Processor {
             });
         };
         let last_sequence = last.sequence.clone();
+        let mut outcome = self.apply(shard_id, &batch.entries).await?;
+        outcome.millis_behind_latest = batch.millis_behind_latest;
+        self.backend
+            .checkpoints
+            .set(&self.consumer, shard_id, &last_sequence)
+            .await?;
 
-        let (events, undecodable) = decode(&batch.entries);
+        info!(
+            shard_id,
+            records = outcome.records,
+            events = outcome.events,
+            sessions_written = outcome.sessions_written,
+            checkpoint = %last_sequence,
+            "batch processed"
+        );
+        Ok(outcome)
+    }
+
+    /// Carries stream records through to sessions and the lake, without touching checkpoints
+    /// (the Lambda entry point gets its records from the event source mapping, which keeps the
+    /// position itself). All or nothing: on `Err` the whole batch must be retried, which is safe
+    /// because it is idempotent.
+    pub async fn apply(
+        &self,
+        shard_id: &str,
+        entries: &[StreamEntry],
+    ) -> Result<BatchOutcome, ProcessorError> {
+        let (events, undecodable) = decode(entries);
         let sessions_written = self.write_sessions(&events).await?;
         let lake_records: Vec<LakeRecord> = events
             .iter()
@@ -139,27 +165,13 @@ impl Processor {
             );
             self.backend.lake.write_errors(&undecodable).await?;
         }
-        self.backend
-            .checkpoints
-            .set(&self.consumer, shard_id, &last_sequence)
-            .await?;
-
-        let outcome = BatchOutcome {
-            records: batch.entries.len(),
+        Ok(BatchOutcome {
+            records: entries.len(),
             events: events.len(),
             undecodable: undecodable.len(),
             sessions_written,
-            millis_behind_latest: batch.millis_behind_latest,
-        };
-        info!(
-            shard_id,
-            records = outcome.records,
-            events = outcome.events,
-            sessions_written = outcome.sessions_written,
-            checkpoint = %last_sequence,
-            "batch processed"
-        );
-        Ok(outcome)
+            millis_behind_latest: None,
+        })
     }
 
     /// Sessionizes per visitor and writes the changed snapshots; returns how many were written.
