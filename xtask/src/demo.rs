@@ -9,6 +9,8 @@ use crate::{setup, wasm};
 
 const COLLECTOR_ADDR: &str = "127.0.0.1:8700";
 const STOREFRONT_ADDR: &str = "127.0.0.1:8701";
+/// The storefront's publishable key (demo-site passes the same one to the tracker).
+const DEMO_KEY: &str = "demo-publishable-key";
 
 pub fn run_demo(_args: &[&str]) -> Result<()> {
     let toolchain = setup::wasm_toolchain()?;
@@ -36,11 +38,20 @@ pub fn run_demo(_args: &[&str]) -> Result<()> {
         ),
     ];
     let collector_url = format!("http://{COLLECTOR_ADDR}");
+    // A real write key tied to the storefront's origin, as a shop would configure it.
+    let collector_config = data_dir.join("collector.toml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "[[keys]]\nkey = \"{DEMO_KEY}\"\nname = \"demo storefront\"\nkind = \"publishable\"\norigins = [\"http://{STOREFRONT_ADDR}\"]\n"
+        ),
+    )?;
     let mut children = Children(Vec::new());
     children.spawn(
         Command::new(bin.join("retailmind-collector"))
             .envs(backend.clone())
-            .env("RETAILMIND_LISTEN", COLLECTOR_ADDR),
+            .env("RETAILMIND_LISTEN", COLLECTOR_ADDR)
+            .env("RETAILMIND_CONFIG", &collector_config),
     )?;
     children.spawn(Command::new(bin.join("retailmind-processor")).envs(backend))?;
     children.spawn(
@@ -53,7 +64,7 @@ pub fn run_demo(_args: &[&str]) -> Result<()> {
     println!();
     println!("RetailMind demo is running on the embedded default:");
     println!("  storefront  http://{STOREFRONT_ADDR}/");
-    println!("  collector   {collector_url}  (POST /v1/batch, GET /healthz)");
+    println!("  collector   {collector_url}  (POST /v1/batch, /metrics, /openapi.json)");
     println!("  sessions    {}", data_dir.join("retailmind.db").display());
     println!("  lake        {}", data_dir.join("lake/events").display());
     println!("Browse the storefront, then look at the sessions table and the lake files.");
