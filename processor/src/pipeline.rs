@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
@@ -32,6 +33,8 @@ pub struct BatchOutcome {
     pub undecodable: usize,
     pub sessions_written: usize,
     pub millis_behind_latest: Option<i64>,
+    /// The shard was closed by resharding and this read found nothing more in it.
+    pub shard_ended: bool,
 }
 
 pub struct Processor {
@@ -40,6 +43,9 @@ pub struct Processor {
     rules: SessionRules,
     batch_size: usize,
     idle_poll: Duration,
+    /// Closed shards read to their end. Only ever grows, and after a restart one read per
+    /// closed shard finds its end again, so it needs no storage of its own.
+    ended_shards: Mutex<HashSet<String>>,
 }
 
 /// Conditional session writes that lose a race are re-read and retried this often.
@@ -53,6 +59,7 @@ impl Processor {
             rules: config.session_rules(),
             batch_size: config.batch_size.max(1),
             idle_poll: Duration::from_millis(config.idle_poll_ms),
+            ended_shards: Mutex::new(HashSet::new()),
         }
     }
 
@@ -92,13 +99,42 @@ impl Processor {
         }
     }
 
-    /// One read of every shard; returns the number of records processed.
+    /// One read of every shard that may be read now; returns the number of records processed.
+    ///
+    /// After a split or merge, a child shard is read only once every parent still in the stream
+    /// has been read to its end, so a visitor's older events are always sessionized first.
     pub async fn poll_once(&self) -> Result<usize, ProcessorError> {
+        let shards = self.backend.reader.shards().await?;
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
-        for shard in self.backend.reader.shards().await? {
-            total += self.process_shard_once(&shard.shard_id).await?.records;
+        for shard in &shards {
+            if self.has_ended(&shard.shard_id) {
+                continue;
+            }
+            let parents_pending = shard
+                .parent_shard_ids
+                .iter()
+                .any(|p| listed.contains(p.as_str()) && !self.has_ended(p));
+            if parents_pending {
+                continue;
+            }
+            let outcome = self.process_shard_once(&shard.shard_id).await?;
+            total += outcome.records;
+            if outcome.shard_ended && outcome.records == 0 {
+                info!(shard_id = %shard.shard_id, "shard read to its end");
+                if let Ok(mut ended) = self.ended_shards.lock() {
+                    ended.insert(shard.shard_id.clone());
+                }
+            }
         }
         Ok(total)
+    }
+
+    fn has_ended(&self, shard_id: &str) -> bool {
+        self.ended_shards
+            .lock()
+            .map(|ended| ended.contains(shard_id))
+            .unwrap_or(false)
     }
 
     /// Reads one batch of `shard_id` after its checkpoint and carries it through to the lake.
@@ -116,6 +152,7 @@ impl Processor {
         let Some(last) = batch.entries.last() else {
             return Ok(BatchOutcome {
                 millis_behind_latest: batch.millis_behind_latest,
+                shard_ended: batch.shard_ended,
                 ..BatchOutcome::default()
             });
         };
@@ -171,6 +208,7 @@ impl Processor {
             undecodable: undecodable.len(),
             sessions_written,
             millis_behind_latest: None,
+            shard_ended: false,
         })
     }
 

@@ -1,0 +1,240 @@
+//! Resharding, with an in-process stream that splits and merges shards on demand (what moto
+//! cannot do): a child shard is read only after its parents were read to their end.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use retailmind_connectors::{embedded, ReadBatch, ShardInfo, StreamEntry, StreamReader};
+use retailmind_processor::{Processor, ProcessorConfig};
+use serde_json::json;
+
+const T0: i64 = 1_764_064_800_000;
+
+struct FakeShard {
+    parents: Vec<String>,
+    entries: Vec<StreamEntry>,
+    closed: bool,
+}
+
+/// A stream whose shard layout the test dictates; it logs every read.
+#[derive(Default)]
+struct ReshardedStream {
+    shards: BTreeMap<String, FakeShard>,
+    reads: Mutex<Vec<(String, usize)>>,
+}
+
+impl ReshardedStream {
+    fn shard(
+        mut self,
+        id: &str,
+        parents: &[&str],
+        closed: bool,
+        events: &[(u32, &str, i64)],
+    ) -> Self {
+        let entries = events
+            .iter()
+            .enumerate()
+            .map(|(i, (n, visitor, ts))| StreamEntry {
+                sequence: format!("{}", 1000 + i),
+                partition_key: visitor.to_string(),
+                data: Bytes::from(
+                    json!({
+                        "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
+                        "type": "page_view",
+                        "anonymous_id": visitor,
+                        "timestamp": ts,
+                        "context": {"page": {"url": format!("https://shop.example/{n}")}},
+                        "properties": {}
+                    })
+                    .to_string(),
+                ),
+            })
+            .collect();
+        self.shards.insert(
+            id.to_owned(),
+            FakeShard {
+                parents: parents.iter().map(|p| p.to_string()).collect(),
+                entries,
+                closed,
+            },
+        );
+        self
+    }
+
+    fn reads(&self) -> Vec<(String, usize)> {
+        self.reads.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl StreamReader for ReshardedStream {
+    async fn shards(&self) -> retailmind_connectors::Result<Vec<ShardInfo>> {
+        Ok(self
+            .shards
+            .iter()
+            .map(|(id, s)| ShardInfo {
+                shard_id: id.clone(),
+                parent_shard_ids: s.parents.clone(),
+            })
+            .collect())
+    }
+
+    async fn read(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> retailmind_connectors::Result<ReadBatch> {
+        let shard = &self.shards[shard_id];
+        let start = match after {
+            None => 0,
+            Some(seq) => shard
+                .entries
+                .iter()
+                .position(|e| e.sequence == seq)
+                .map_or(0, |i| i + 1),
+        };
+        let entries: Vec<StreamEntry> = shard
+            .entries
+            .iter()
+            .skip(start)
+            .take(max)
+            .cloned()
+            .collect();
+        let reached_end = start + entries.len() >= shard.entries.len();
+        self.reads
+            .lock()
+            .unwrap()
+            .push((shard_id.to_owned(), entries.len()));
+        Ok(ReadBatch {
+            entries,
+            millis_behind_latest: Some(0),
+            shard_ended: shard.closed && reached_end,
+        })
+    }
+}
+
+fn processor(
+    stream: Arc<ReshardedStream>,
+    dir: &std::path::Path,
+) -> (Processor, retailmind_connectors::Backend) {
+    let mut backend = embedded::open(dir).unwrap();
+    backend.reader = stream;
+    let config = ProcessorConfig {
+        batch_size: 2,
+        ..ProcessorConfig::default()
+    };
+    (Processor::new(backend.clone(), &config), backend)
+}
+
+/// Index of the last read of `shard` and of the first read of `other`.
+fn last_and_first(reads: &[(String, usize)], shard: &str, other: &str) -> (usize, usize) {
+    let last = reads.iter().rposition(|(s, _)| s == shard).unwrap();
+    let first = reads.iter().position(|(s, _)| s == other).unwrap();
+    (last, first)
+}
+
+#[tokio::test]
+async fn after_a_split_children_wait_for_the_parent_to_end() {
+    let minute = 60_000;
+    let stream = Arc::new(
+        ReshardedStream::default()
+            .shard(
+                "shard-1",
+                &[],
+                true,
+                &[
+                    (1, "vera", T0),
+                    (2, "vera", T0 + minute),
+                    (3, "walt", T0 + 2 * minute),
+                ],
+            )
+            .shard(
+                "shard-2",
+                &["shard-1"],
+                false,
+                &[(4, "vera", T0 + 3 * minute), (5, "vera", T0 + 4 * minute)],
+            )
+            .shard(
+                "shard-3",
+                &["shard-1"],
+                false,
+                &[(6, "walt", T0 + 5 * minute)],
+            ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (p, backend) = processor(stream.clone(), dir.path());
+    assert_eq!(p.drain().await.unwrap(), 6);
+
+    let reads = stream.reads();
+    for child in ["shard-2", "shard-3"] {
+        let (parent_last, child_first) = last_and_first(&reads, "shard-1", child);
+        assert!(
+            parent_last < child_first,
+            "{child} read before its parent ended: {reads:?}"
+        );
+    }
+    let vera = backend.sessions.sessions_of("vera").await.unwrap();
+    assert_eq!(vera.len(), 1);
+    assert_eq!(vera[0].event_count, 4);
+    assert_eq!(vera[0].entry_url, "https://shop.example/1");
+}
+
+#[tokio::test]
+async fn after_a_merge_the_child_waits_for_both_parents() {
+    let stream = Arc::new(
+        ReshardedStream::default()
+            .shard(
+                "shard-a",
+                &[],
+                true,
+                &[
+                    (1, "xena", T0),
+                    (2, "xena", T0 + 1000),
+                    (3, "xena", T0 + 2000),
+                ],
+            )
+            .shard("shard-b", &[], true, &[(4, "yuri", T0)])
+            .shard(
+                "shard-c",
+                &["shard-a", "shard-b"],
+                false,
+                &[(5, "xena", T0 + 3000), (6, "yuri", T0 + 4000)],
+            ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (p, backend) = processor(stream.clone(), dir.path());
+    assert_eq!(p.drain().await.unwrap(), 6);
+    let reads = stream.reads();
+    for parent in ["shard-a", "shard-b"] {
+        let (parent_last, child_first) = last_and_first(&reads, parent, "shard-c");
+        assert!(
+            parent_last < child_first,
+            "child read before {parent} ended: {reads:?}"
+        );
+    }
+    assert_eq!(
+        backend.sessions.sessions_of("xena").await.unwrap()[0].event_count,
+        4
+    );
+    assert_eq!(
+        backend.sessions.sessions_of("yuri").await.unwrap()[0].event_count,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_parent_no_longer_in_the_stream_does_not_block_its_child() {
+    // The parent aged out of the retention period and is no longer listed.
+    let stream = Arc::new(ReshardedStream::default().shard(
+        "shard-9",
+        &["shard-gone"],
+        false,
+        &[(1, "zoe", T0)],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = processor(stream, dir.path());
+    assert_eq!(p.drain().await.unwrap(), 1);
+}
