@@ -4,10 +4,10 @@
 //! succeeded; a crash in between replays those records, which sessionization ignores (it
 //! remembers event ids) and the lake's compaction drops by event id.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
 use retailmind_schema::{Event, Session};
@@ -46,6 +46,9 @@ pub struct Processor {
     /// Closed shards read to their end. Only ever grows, and after a restart one read per
     /// closed shard finds its end again, so it needs no storage of its own.
     ended_shards: Mutex<HashSet<String>>,
+    min_read_interval: Duration,
+    /// When each shard was last read, to stay within the stream's read rate per shard.
+    last_read: Mutex<HashMap<String, Instant>>,
 }
 
 /// Conditional session writes that lose a race are re-read and retried this often.
@@ -60,6 +63,8 @@ impl Processor {
             batch_size: config.batch_size.max(1),
             idle_poll: Duration::from_millis(config.idle_poll_ms),
             ended_shards: Mutex::new(HashSet::new()),
+            min_read_interval: config.min_read_interval(),
+            last_read: Mutex::new(HashMap::new()),
         }
     }
 
@@ -92,9 +97,10 @@ impl Processor {
     pub async fn drain(&self) -> Result<usize, ProcessorError> {
         let mut total = 0;
         loop {
-            match self.poll_once().await? {
-                0 => return Ok(total),
-                n => total += n,
+            match self.poll().await? {
+                (0, false) => return Ok(total),
+                (0, true) => tokio::time::sleep(self.min_read_interval).await,
+                (n, _) => total += n,
             }
         }
     }
@@ -104,7 +110,14 @@ impl Processor {
     /// After a split or merge, a child shard is read only once every parent still in the stream
     /// has been read to its end, so a visitor's older events are always sessionized first.
     pub async fn poll_once(&self) -> Result<usize, ProcessorError> {
+        Ok(self.poll().await?.0)
+    }
+
+    /// [`poll_once`](Self::poll_once), also telling whether a shard was skipped to respect
+    /// the read rate (so "nothing read" does not mean "nothing left").
+    async fn poll(&self) -> Result<(usize, bool), ProcessorError> {
         let shards = self.backend.reader.shards().await?;
+        let mut rate_limited = false;
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
         for shard in &shards {
@@ -118,6 +131,10 @@ impl Processor {
             if parents_pending {
                 continue;
             }
+            if !self.may_read_now(&shard.shard_id) {
+                rate_limited = true;
+                continue;
+            }
             let outcome = self.process_shard_once(&shard.shard_id).await?;
             total += outcome.records;
             if outcome.shard_ended && outcome.records == 0 {
@@ -127,7 +144,26 @@ impl Processor {
                 }
             }
         }
-        Ok(total)
+        Ok((total, rate_limited))
+    }
+
+    /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
+    /// read is counted from now.
+    fn may_read_now(&self, shard_id: &str) -> bool {
+        if self.min_read_interval.is_zero() {
+            return true;
+        }
+        let Ok(mut last_read) = self.last_read.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        match last_read.get(shard_id) {
+            Some(at) if now.duration_since(*at) < self.min_read_interval => false,
+            _ => {
+                last_read.insert(shard_id.to_owned(), now);
+                true
+            }
+        }
     }
 
     fn has_ended(&self, shard_id: &str) -> bool {

@@ -238,3 +238,22 @@ async fn a_parent_no_longer_in_the_stream_does_not_block_its_child() {
     let (p, _) = processor(stream, dir.path());
     assert_eq!(p.drain().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn reads_of_one_shard_keep_to_the_configured_rate() {
+    let events: Vec<(u32, &str, i64)> = (1..=6).map(|n| (n, "ann", T0 + i64::from(n))).collect();
+    let stream = Arc::new(ReshardedStream::default().shard("shard-1", &[], false, &events));
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = embedded::open(dir.path()).unwrap();
+    backend.reader = stream.clone();
+    let config = ProcessorConfig {
+        batch_size: 2,
+        min_read_interval_ms: Some(100),
+        ..ProcessorConfig::default()
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(Processor::new(backend, &config).drain().await.unwrap(), 6);
+    // Four reads (2 + 2 + 2 + the empty one): at least three intervals between them.
+    assert_eq!(stream.reads().len(), 4);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
