@@ -251,6 +251,10 @@ fn session(anonymous_id: &str, start_ms: i64, version: u64) -> Session {
         revenue_minor: 12_990,
         event_ids: (0..5).map(|_| Uuid::now_v7()).collect(),
         version,
+        engaged: true,
+        bounce: false,
+        device: "desktop".into(),
+        session_number: 2,
     }
 }
 
