@@ -4,11 +4,15 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::{Extension, Json};
+use axum::routing::{post, MethodRouter};
+use axum::Json;
 use base64::Engine;
+use retailmind_connectors::clock::now_ms;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -18,7 +22,7 @@ use crate::body;
 use crate::client_ip::{client_ip, PeerIp};
 use crate::config::KeyKind;
 use crate::error::{CollectorError, ErrorBody};
-use crate::ingest::{self, now_ms, BatchResponse, Candidate, RequestMeta};
+use crate::ingest::{self, BatchResponse, Candidate, RequestMeta};
 use crate::router::AppState;
 use crate::segment;
 
@@ -45,24 +49,43 @@ struct AnyBatch<'a> {
     write_key: Option<String>,
 }
 
-/// What the front (TCP server or Lambda adapter) knows about the peer.
-type Peer = (
-    Option<Extension<PeerIp>>,
-    Option<Extension<ConnectInfo<SocketAddr>>>,
-);
-
-/// Everything the handlers need from the request besides the body.
-struct Front<'a> {
-    state: &'a AppState,
-    headers: &'a HeaderMap,
-    query: &'a IngestQuery,
+/// Everything the handlers need from the request besides the body: the state, the query, the
+/// headers and the peer as the front (TCP server or Lambda adapter) knows it.
+pub struct Front {
+    state: AppState,
+    headers: HeaderMap,
+    query: IngestQuery,
     peer: Option<PeerIp>,
 }
 
-impl Front<'_> {
+impl FromRequestParts<AppState> for Front {
+    type Rejection = QueryRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::from_request_parts(parts, state).await?;
+        // The Lambda adapter's request context first, then the TCP connection.
+        let peer = parts.extensions.get::<PeerIp>().copied().or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| PeerIp(addr.ip()))
+        });
+        Ok(Front {
+            state: state.clone(),
+            headers: parts.headers.clone(),
+            query,
+            peer,
+        })
+    }
+}
+
+impl Front {
     fn meta(&self) -> RequestMeta {
         RequestMeta {
-            client_ip: client_ip(self.headers, self.peer, self.state.trusted_proxy_hops),
+            client_ip: client_ip(&self.headers, self.peer, self.state.trusted_proxy_hops),
             user_agent: self
                 .headers
                 .get(header::USER_AGENT)
@@ -82,7 +105,7 @@ impl Front<'_> {
                     .and_then(|v| v.to_str().ok())
             })
             .map(str::to_owned)
-            .or_else(|| basic_auth_user(self.headers))
+            .or_else(|| basic_auth_user(&self.headers))
             .or_else(|| body_key.map(str::to_owned));
         let origin = self
             .headers
@@ -99,13 +122,8 @@ impl Front<'_> {
             .compression
             .as_deref()
             .is_some_and(|c| c.eq_ignore_ascii_case("gzip"));
-        body::read(self.headers, gzip, body, self.state.max_body_bytes).await
+        body::read(&self.headers, gzip, body, self.state.max_body_bytes).await
     }
-}
-
-fn peer_of((ext, connect): Peer) -> Option<PeerIp> {
-    ext.map(|Extension(p)| p)
-        .or_else(|| connect.map(|Extension(ConnectInfo(addr))| PeerIp(addr.ip())))
 }
 
 /// Segment's libraries send the write key as the Basic auth user name.
@@ -140,20 +158,7 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
         (status = 503, description = "Stream unavailable or at capacity; see Retry-After", body = ErrorBody),
     )
 )]
-pub async fn post_batch(
-    State(state): State<AppState>,
-    Query(query): Query<IngestQuery>,
-    ext: Option<Extension<PeerIp>>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<BatchResponse>, CollectorError> {
-    let front = Front {
-        state: &state,
-        headers: &headers,
-        query: &query,
-        peer: peer_of((ext, connect)),
-    };
+pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
     let parsed: AnyBatch = serde_json::from_slice(&bytes)
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
@@ -188,26 +193,21 @@ pub async fn post_batch(
         }
     };
     Ok(Json(
-        ingest::ingest(&state, &caller, &meta, batch_id, candidates).await?,
+        ingest::ingest(&front.state, &caller, &meta, batch_id, candidates).await?,
     ))
 }
 
-/// `POST /v1/track`, `/v1/page`, `/v1/identify`: one Segment message each, answered like
-/// `/v1/batch`.
-async fn post_segment_message(
+/// `POST /v1/track`, `/v1/page`, `/v1/identify`: one Segment message each, of `segment_type`,
+/// answered like `/v1/batch`.
+pub fn post_segment_message(segment_type: &'static str) -> MethodRouter<AppState> {
+    post(move |front: Front, body: Body| segment_message(segment_type, front, body))
+}
+
+async fn segment_message(
     segment_type: &'static str,
-    state: AppState,
-    query: IngestQuery,
-    peer: Option<PeerIp>,
-    headers: HeaderMap,
+    front: Front,
     body: Body,
 ) -> Result<Json<BatchResponse>, CollectorError> {
-    let front = Front {
-        state: &state,
-        headers: &headers,
-        query: &query,
-        peer,
-    };
     let bytes = front.body(body).await?;
     let raw: &RawValue = serde_json::from_slice(&bytes)
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
@@ -225,28 +225,16 @@ async fn post_segment_message(
         converted: Some(segment::convert(raw, Some(segment_type), now_ms())),
     };
     Ok(Json(
-        ingest::ingest(&state, &caller, &meta, Uuid::now_v7(), vec![candidate]).await?,
+        ingest::ingest(
+            &front.state,
+            &caller,
+            &meta,
+            Uuid::now_v7(),
+            vec![candidate],
+        )
+        .await?,
     ))
 }
-
-macro_rules! segment_endpoint {
-    ($name:ident, $kind:literal) => {
-        pub async fn $name(
-            State(state): State<AppState>,
-            Query(query): Query<IngestQuery>,
-            ext: Option<Extension<PeerIp>>,
-            connect: Option<Extension<ConnectInfo<SocketAddr>>>,
-            headers: HeaderMap,
-            body: Body,
-        ) -> Result<Json<BatchResponse>, CollectorError> {
-            post_segment_message($kind, state, query, peer_of((ext, connect)), headers, body).await
-        }
-    };
-}
-
-segment_endpoint!(post_track, "track");
-segment_endpoint!(post_page, "page");
-segment_endpoint!(post_identify, "identify");
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::StreamRecord;
 use retailmind_schema::{partition_key, validate, Event, FieldError};
 use serde::{Deserialize, Serialize};
@@ -219,11 +220,4 @@ pub fn decode(raw: &RawValue) -> Result<Event, Vec<RejectedField>> {
         };
         vec![RejectedField::new(field, e.into_inner().to_string())]
     })
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

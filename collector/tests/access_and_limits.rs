@@ -1,6 +1,8 @@
 //! Write keys, origins, CORS, rate limits, gzip, batch dedup, dead letters, client IPs, overload
 //! and the operational endpoints, through the real router on the embedded backend.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,9 +11,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
+use common::{batch_of, json_of, now_ms, page_view, uuid_ending, Embedded};
 use http_body_util::BodyExt;
 use retailmind_collector::{router, AppState, CollectorConfig, KeyKind, WriteKeyConfig};
-use retailmind_connectors::{embedded, Backend, EventSink, StreamRecord};
+use retailmind_connectors::{embedded, EventSink, StreamRecord};
 use retailmind_schema::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -36,20 +39,16 @@ fn keys() -> Vec<WriteKeyConfig> {
 }
 
 struct Harness {
-    _dir: tempfile::TempDir,
-    backend: Backend,
+    embedded: Embedded,
     app: Router,
 }
 
 impl Harness {
     fn new(config: CollectorConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = embedded::open(dir.path()).unwrap();
-        let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config);
+        let embedded = Embedded::new();
         Harness {
-            _dir: dir,
-            app: router(state, &config),
-            backend,
+            app: embedded.router(&config),
+            embedded,
         }
     }
 
@@ -65,46 +64,15 @@ impl Harness {
     }
 
     async fn stored(&self) -> Vec<Event> {
-        let batch = self
-            .backend
-            .reader
-            .read(embedded::SHARD_ID, None, 1000)
-            .await
-            .unwrap();
-        batch
-            .entries
-            .iter()
-            .map(|e| serde_json::from_slice(&e.data).unwrap())
-            .collect()
+        self.embedded.stored().await
     }
-}
-
-async fn json_of(response: Response<Body>) -> Value {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn batch(batch_id: &str, n: usize) -> String {
     let events: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({
-                "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{:012x}", i + 1),
-                "type": "page_view",
-                "anonymous_id": "anon-1",
-                "timestamp": now_ms(),
-                "context": {"page": {"url": "https://shop.example/"}},
-                "properties": {}
-            })
-        })
+        .map(|i| page_view(uuid_ending(i as u64 + 1), "anon-1", now_ms(), None))
         .collect();
-    json!({"batch_id": batch_id, "sent_at": now_ms(), "events": events}).to_string()
+    batch_of(batch_id, events)
 }
 
 const BATCH_ID: &str = "01936a1c-3b5e-7cc4-9a1e-0000000000aa";
@@ -239,24 +207,14 @@ async fn gzip_bodies_are_accepted_by_header_or_flag_and_bombs_refused() {
 #[tokio::test]
 async fn a_retried_batch_is_not_written_twice() {
     let h = Harness::new(CollectorConfig::default());
-    let first = json_of(
-        h.send(
-            post("/v1/batch")
-                .body(Body::from(batch(BATCH_ID, 3)))
-                .unwrap(),
-        )
-        .await,
-    )
-    .await;
-    let again = json_of(
-        h.send(
-            post("/v1/batch")
-                .body(Body::from(batch(BATCH_ID, 3)))
-                .unwrap(),
-        )
-        .await,
-    )
-    .await;
+    let send_batch = || async {
+        let request = post("/v1/batch")
+            .body(Body::from(batch(BATCH_ID, 3)))
+            .unwrap();
+        json_of(h.send(request).await).await
+    };
+    let first = send_batch().await;
+    let again = send_batch().await;
     assert_eq!(first["accepted"], 3);
     assert_eq!(again["accepted"], 3);
     assert_eq!(again["duplicate"], true);
@@ -277,7 +235,7 @@ async fn rejected_events_are_kept_in_the_dead_letters_with_their_reasons() {
         .await;
     assert_eq!(json_of(r).await["accepted"], 1);
 
-    let dir = h._dir.path().join(embedded::DB_FILE);
+    let dir = h.embedded.dir.path().join(embedded::DB_FILE);
     let conn = rusqlite::Connection::open(dir).unwrap();
     let letter: String = conn
         .query_row("SELECT CAST(data AS TEXT) FROM dead_letters", [], |r| {

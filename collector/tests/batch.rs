@@ -1,30 +1,28 @@
 //! `/v1/batch` through the real router, against the embedded stream in a temporary directory.
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use http_body_util::BodyExt;
+use common::{batch_of, json_of, now_ms, page_view, Embedded};
 use retailmind_collector::{router, AppState, BatchResponse, CollectorConfig};
-use retailmind_connectors::{embedded, Backend, ConnectorError, EventSink, StreamRecord};
+use retailmind_connectors::{ConnectorError, EventSink, StreamRecord};
 use retailmind_schema::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 struct Harness {
-    _dir: tempfile::TempDir,
-    backend: Backend,
+    embedded: Embedded,
     config: CollectorConfig,
 }
 
 impl Harness {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = embedded::open(dir.path()).unwrap();
         Harness {
-            _dir: dir,
-            backend,
+            embedded: Embedded::new(),
             config: CollectorConfig {
                 max_body_bytes: 64 * 1024,
                 max_events_per_batch: 10,
@@ -34,9 +32,10 @@ impl Harness {
     }
 
     async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let backend = &self.embedded.backend;
         post_to(
-            self.backend.sink.clone(),
-            self.backend.dead_letters.clone(),
+            backend.sink.clone(),
+            backend.dead_letters.clone(),
             &self.config,
             content_type,
             body,
@@ -45,17 +44,7 @@ impl Harness {
     }
 
     async fn stored(&self) -> Vec<Event> {
-        let batch = self
-            .backend
-            .reader
-            .read(embedded::SHARD_ID, None, 1000)
-            .await
-            .unwrap();
-        batch
-            .entries
-            .iter()
-            .map(|e| serde_json::from_slice(&e.data).unwrap())
-            .collect()
+        self.embedded.stored().await
     }
 }
 
@@ -78,35 +67,24 @@ async fn post_to(
         .unwrap();
     let status = response.status();
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut value = json_of(response).await;
     if let Some(r) = retry_after {
         value["retry_after_header"] = json!(r.to_str().unwrap());
     }
     (status, value)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn event(n: u8) -> Value {
-    json!({
-        "event_id": format!("01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e{n:02x}"),
-        "type": "page_view",
-        "anonymous_id": "anon-1",
-        "timestamp": now_ms(),
-        "context": {"page": {"url": "https://shop.example/"}, "ip": "6.6.6.6"},
-        "properties": {}
-    })
+    page_view(
+        format!("01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e{n:02x}"),
+        "anon-1",
+        now_ms(),
+        Some("6.6.6.6"),
+    )
 }
 
 fn batch(events: Vec<Value>) -> String {
-    json!({"batch_id": "01936a1c-3b5e-7cc4-9a1e-000000000001", "sent_at": now_ms(), "events": events})
-        .to_string()
+    batch_of("01936a1c-3b5e-7cc4-9a1e-000000000001", events)
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! parsed by `lambda_http` itself, answered by the service that `lambda::run` serves, against the
 //! embedded stream in a temporary directory.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,9 +16,9 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
+use common::{batch_of, now_ms, page_view, uuid_ending, Embedded};
 use http_body_util::BodyExt;
-use retailmind_collector::{lambda, router, AppState, BatchResponse, CollectorConfig};
-use retailmind_connectors::{embedded, Backend};
+use retailmind_collector::{lambda, AppState, BatchResponse, CollectorConfig};
 use retailmind_schema::Event;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -197,28 +199,20 @@ impl ApiEvent {
 }
 
 struct Harness {
-    _dir: tempfile::TempDir,
-    backend: Backend,
+    embedded: Embedded,
     config: CollectorConfig,
 }
 
 impl Harness {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let backend = embedded::open(dir.path()).unwrap();
         Harness {
-            _dir: dir,
-            backend,
+            embedded: Embedded::new(),
             config: CollectorConfig::default(),
         }
     }
 
     fn state(&self) -> AppState {
-        AppState::new(
-            self.backend.sink.clone(),
-            self.backend.dead_letters.clone(),
-            &self.config,
-        )
+        self.embedded.state(&self.config)
     }
 
     /// Through the service `lambda::run` serves.
@@ -232,7 +226,9 @@ impl Harness {
 
     /// Through the plain router, as the server answers.
     async fn server(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-        let response = router(self.state(), &self.config)
+        let response = self
+            .embedded
+            .router(&self.config)
             .oneshot(request)
             .await
             .unwrap();
@@ -240,17 +236,7 @@ impl Harness {
     }
 
     async fn stored(&self) -> Vec<Event> {
-        let batch = self
-            .backend
-            .reader
-            .read(embedded::SHARD_ID, None, 100)
-            .await
-            .unwrap();
-        batch
-            .entries
-            .iter()
-            .map(|e| serde_json::from_slice(&e.data).unwrap())
-            .collect()
+        self.embedded.stored().await
     }
 }
 
@@ -261,31 +247,17 @@ async fn parts(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
     (status, headers, body.to_vec())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// A batch of two valid page views whose ids end in `n`, `n + 1`; the batch id ends in `n`.
 fn batch_of_two(n: u64) -> String {
     let event = |id: u64| {
-        json!({
-            "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{id:012x}"),
-            "type": "page_view",
-            "anonymous_id": "anon-lambda",
-            "timestamp": now_ms() - 1_000,
-            "context": {"page": {"url": "https://shop.example/"}, "ip": FORGED_IP},
-            "properties": {}
-        })
+        page_view(
+            uuid_ending(id),
+            "anon-lambda",
+            now_ms() - 1_000,
+            Some(FORGED_IP),
+        )
     };
-    json!({
-        "batch_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
-        "sent_at": now_ms(),
-        "events": [event(n), event(n + 1)],
-    })
-    .to_string()
+    batch_of(&uuid_ending(n), vec![event(n), event(n + 1)])
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

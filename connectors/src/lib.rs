@@ -11,6 +11,7 @@
 
 pub mod aws;
 mod checkpoint;
+pub mod clock;
 mod config;
 pub mod embedded;
 mod error;

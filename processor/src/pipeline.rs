@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
@@ -332,11 +333,4 @@ fn decode(entries: &[StreamEntry]) -> (Vec<(Event, bytes::Bytes)>, Vec<Undecodab
         }
     }
     (events, bad)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

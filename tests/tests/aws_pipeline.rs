@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use retailmind_connectors::aws::{self, LakeDestination};
+use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::AwsConfig;
 use retailmind_tests::moto::MotoServer;
 use retailmind_tests::wait_for;
@@ -16,13 +17,6 @@ use serde_json::json;
 use common::Pipeline;
 
 const BUCKET: &str = "retailmind-lake";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn event(anonymous_id: &str, ts: i64, kind: &str, props: serde_json::Value) -> serde_json::Value {
     json!({

@@ -279,10 +279,7 @@ async fn segment_python_library_events_become_ours() {
     let backend = embedded::open(&data.path().join("data")).unwrap();
     let pipeline = Pipeline::start(backend).await;
     // Whole seconds, a minute ago: inside the collector's accepted window, exact in ISO-8601.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now_ms = retailmind_connectors::clock::now_ms();
     let base_ms = (now_ms / 1000 - 60) * 1000;
 
     send_with_segment_library(data.path(), &pipeline.collector_url, base_ms).await;

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::errors::sdk_error;
+use super::errors::{conditional_put, sdk_error};
 use super::session_item::{number, string};
 use crate::checkpoint::CheckpointStore;
 use crate::error::{ConnectorError, Result};
@@ -108,20 +108,9 @@ impl CheckpointStore for DynamoCheckpoints {
             .expression_attribute_values(":key", string(key))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(ConnectorError::Conflict {
-                    what: format!(
-                        "checkpoint of {consumer:?} in {shard_id}: already past {sequence}"
-                    ),
-                })
-            }
-            Err(e) => Err(sdk_error(SERVICE, e)),
-        }
+        conditional_put(result, || {
+            format!("checkpoint of {consumer:?} in {shard_id}: already past {sequence}")
+        })
     }
 }
 

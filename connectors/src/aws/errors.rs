@@ -5,7 +5,8 @@
 
 use std::error::Error;
 
-use aws_sdk_kinesis::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_kinesis::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::error::ConnectorError;
 
@@ -63,6 +64,24 @@ where
 /// input, never worth retrying.
 pub(crate) fn build_error(service: &'static str, err: BuildError) -> ConnectorError {
     ConnectorError::Misconfigured(format!("{service}: {err}"))
+}
+
+/// A conditional DynamoDB PutItem's answer: a failed condition is a [`ConnectorError::Conflict`]
+/// about `what` (only made then), any other error is classified by [`sdk_error`].
+pub(crate) fn conditional_put(
+    put: Result<PutItemOutput, SdkError<PutItemError>>,
+    what: impl FnOnce() -> String,
+) -> crate::error::Result<()> {
+    match put {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Err(ConnectorError::Conflict { what: what() })
+        }
+        Err(e) => Err(sdk_error("dynamodb", e)),
+    }
 }
 
 #[cfg(test)]

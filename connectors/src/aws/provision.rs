@@ -6,6 +6,7 @@
 //! is harmless. An existing table whose key schema differs from the one the code uses is
 //! reported as [`ConnectorError::Misconfigured`] instead of failing later on every write.
 
+use std::error::Error;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_firehose::types::{
     DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationConfiguration,
 };
-use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 use aws_sdk_kinesis::types::StreamStatus;
 
@@ -104,31 +105,18 @@ async fn ensure_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32
                 .map(|s| s.stream_status().clone()),
         )
     };
-    match status().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            tracing::info!(stream = name, shards, "creating Kinesis stream");
-            let created = client
-                .create_stream()
-                .stream_name(name)
-                .shard_count(shards)
-                .send()
-                .await;
-            match created {
-                Err(e)
-                    if !e
-                        .as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception()) =>
-                {
-                    return Err(sdk_error(SERVICE, e))
-                }
-                _ => {}
-            }
-        }
-        Err(e) => return Err(sdk_error(SERVICE, e)),
+    let described = found(SERVICE, status().await, |e| {
+        e.is_resource_not_found_exception()
+    })?;
+    if described.is_none() {
+        tracing::info!(stream = name, shards, "creating Kinesis stream");
+        let created = client
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await;
+        unless_in_use(SERVICE, created, |e| e.is_resource_in_use_exception())?;
     }
     wait_until_active(SERVICE, name, || async {
         let status = status().await.map_err(|e| sdk_error(SERVICE, e))?;
@@ -147,16 +135,14 @@ async fn ensure_table(
     key: &[(&str, ScalarAttributeType); 2],
 ) -> Result<()> {
     const SERVICE: &str = "dynamodb";
-    match client.describe_table().table_name(name).send().await {
-        Ok(output) => {
+    let described = client.describe_table().table_name(name).send().await;
+    match found(SERVICE, described, |e| e.is_resource_not_found_exception())? {
+        Some(output) => {
             if let Some(table) = output.table() {
                 check_key_schema(name, table.key_schema(), key)?;
             }
         }
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
+        None => {
             tracing::info!(table = name, "creating DynamoDB table");
             let mut request = client
                 .create_table()
@@ -179,18 +165,9 @@ async fn ensure_table(
                             .map_err(|e| build_error(SERVICE, e))?,
                     );
             }
-            match request.send().await {
-                Err(e)
-                    if !e
-                        .as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception()) =>
-                {
-                    return Err(sdk_error(SERVICE, e))
-                }
-                _ => {}
-            }
+            let created = request.send().await;
+            unless_in_use(SERVICE, created, |e| e.is_resource_in_use_exception())?;
         }
-        Err(e) => return Err(sdk_error(SERVICE, e)),
     }
     wait_until_active(SERVICE, name, || async {
         let output = client
@@ -239,32 +216,19 @@ async fn ensure_delivery_stream(
             .send()
             .await
     };
-    match describe().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            tracing::info!(delivery_stream = name, "creating Firehose delivery stream");
-            let created = client
-                .create_delivery_stream()
-                .delivery_stream_name(name)
-                .delivery_stream_type(DeliveryStreamType::DirectPut)
-                .extended_s3_destination_configuration(destination)
-                .send()
-                .await;
-            match created {
-                Err(e)
-                    if !e
-                        .as_service_error()
-                        .is_some_and(|e| e.is_resource_in_use_exception()) =>
-                {
-                    return Err(sdk_error(SERVICE, e))
-                }
-                _ => {}
-            }
-        }
-        Err(e) => return Err(sdk_error(SERVICE, e)),
+    let described = found(SERVICE, describe().await, |e| {
+        e.is_resource_not_found_exception()
+    })?;
+    if described.is_none() {
+        tracing::info!(delivery_stream = name, "creating Firehose delivery stream");
+        let created = client
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .delivery_stream_type(DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(destination)
+            .send()
+            .await;
+        unless_in_use(SERVICE, created, |e| e.is_resource_in_use_exception())?;
     }
     wait_until_active(SERVICE, name, || async {
         let output = describe().await.map_err(|e| sdk_error(SERVICE, e))?;
@@ -281,6 +245,38 @@ async fn ensure_delivery_stream(
         }
     })
     .await
+}
+
+/// A describe call's answer: `Some` output when the resource exists, `None` when `not_found`
+/// says the service answered that it does not, any other error as is.
+fn found<T, E>(
+    service: &'static str,
+    described: std::result::Result<T, SdkError<E>>,
+    not_found: impl FnOnce(&E) -> bool,
+) -> Result<Option<T>>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match described {
+        Ok(output) => Ok(Some(output)),
+        Err(e) if e.as_service_error().is_some_and(not_found) => Ok(None),
+        Err(e) => Err(sdk_error(service, e)),
+    }
+}
+
+/// A create call's answer: created, or `in_use` (created meanwhile by another run), is fine.
+fn unless_in_use<T, E>(
+    service: &'static str,
+    created: std::result::Result<T, SdkError<E>>,
+    in_use: impl FnOnce(&E) -> bool,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match created {
+        Err(e) if !e.as_service_error().is_some_and(in_use) => Err(sdk_error(service, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Polls `is_active` with growing pauses until it says yes or [`ACTIVE_TIMEOUT`] passed.

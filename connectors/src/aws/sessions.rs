@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use retailmind_schema::Session;
 
-use super::errors::sdk_error;
+use super::errors::{conditional_put, sdk_error};
 use super::session_item::{
     from_item, number, string, to_item, Item, ANONYMOUS_ID, START_MS, VERSION,
 };
@@ -55,21 +55,12 @@ impl DynamoSessions {
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":previous", number(version - 1)),
         };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(ConnectorError::Conflict {
-                    what: format!(
-                        "session of {:?} starting at {} (writing version {})",
-                        session.anonymous_id, session.start_ms, session.version
-                    ),
-                })
-            }
-            Err(e) => Err(sdk_error(SERVICE, e)),
-        }
+        conditional_put(request.send().await, || {
+            format!(
+                "session of {:?} starting at {} (writing version {})",
+                session.anonymous_id, session.start_ms, session.version
+            )
+        })
     }
 
     /// The visitor's sessions, oldest first, from `from_ms` on if given; every page of them.

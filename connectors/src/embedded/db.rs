@@ -93,10 +93,3 @@ impl Db {
         .map_err(|e| ConnectorError::unavailable("sqlite", e))?
     }
 }
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}

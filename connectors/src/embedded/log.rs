@@ -13,7 +13,8 @@ use bytes::Bytes;
 use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{now_ms, open_connection, sqlite_err, Db};
+use super::db::{open_connection, sqlite_err, Db};
+use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
 use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 

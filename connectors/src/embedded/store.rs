@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use retailmind_schema::Session;
 use rusqlite::{params, OptionalExtension};
 
-use super::db::{now_ms, sqlite_err, Db};
+use super::db::{sqlite_err, Db};
 use crate::checkpoint::CheckpointStore;
+use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
 use crate::sessions::SessionStore;
 use crate::stream::sequence_cmp;
