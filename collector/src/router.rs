@@ -112,5 +112,7 @@ fn cors(access: Arc<Access>) -> CorsLayer {
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-write-key"),
         ])
+        // The tracker reads Retry-After to pace its retries.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600))
 }
