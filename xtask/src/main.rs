@@ -5,8 +5,14 @@
 //! - `test`: installs what is missing and runs every check and test (what `.ci/run` calls).
 //! - `setup`: only the installs.
 //! - `build-wasm`: builds the tracker package into `demo-site/pkg`.
+//! - `bench tracker`: tracker size (gzip, brotli) and main-thread cost in headless Chromium.
+//! - `bench collector [--quick]`: load figures for the collector on loopback (printed, not a test).
+//! - `fuzz [SECONDS]`: runs the batch decoding fuzz target (default 300 s).
 
+mod bench;
+mod bench_tracker;
 mod demo;
+mod fuzz;
 mod setup;
 mod test;
 mod util;
@@ -20,6 +26,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo::run_demo(&rest),
         Some("test") => test::run_tests(&rest),
+        Some("bench") if rest.first() == Some(&"tracker") => bench_tracker::run(&rest[1..]),
+        Some("bench") => bench::run_bench(&rest),
+        Some("fuzz") => fuzz::run_fuzz(&rest),
         Some("setup") => {
             setup::wasm_toolchain()?;
             setup::wasm_bindgen_cli()?;
@@ -29,7 +38,7 @@ fn main() -> Result<()> {
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm>");
+            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm|bench|fuzz>");
             bail!("unknown or missing command")
         }
     }

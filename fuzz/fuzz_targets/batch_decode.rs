@@ -1,0 +1,95 @@
+//! Arbitrary bytes through the collector's decoding of `POST /v1/batch`: the batch envelope with
+//! raw events, then each event decoded and validated on its own.
+//!
+//! Properties: nothing panics (no input may take the collector down), and an event that passes
+//! validation survives what happens to it next: the collector stamps and serializes it, the
+//! processor deserializes it, and it must come back equal and still valid.
+//!
+//! The envelope and the per-event steps mirror `collector/src/handlers.rs` (`AnyBatch`) and
+//! `collector/src/ingest.rs` (`accept`, `decode`), which keep them private; change both together.
+//! Segment messages (`batch` instead of `events`) are converted by collector code this crate does
+//! not link, so only the tracker's format is fuzzed here.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use retailmind_schema::{validate, Event, Limits};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// A fixed clock, so a crash reproduces on any day and the seed corpus stays inside the accepted
+/// time window (2025-11-25T10:00:00Z, the timestamps the seeds use).
+const NOW_MS: i64 = 1_764_064_800_000;
+
+/// The collector's default `max_event_bytes`: larger events are refused before decoding.
+const MAX_EVENT_BYTES: usize = 32 * 1024;
+
+/// Any batch body, as the collector first decodes it.
+#[derive(Deserialize)]
+#[allow(dead_code)] // fields decoded so that bad values are refused as the collector refuses them
+struct AnyBatch<'a> {
+    #[serde(default)]
+    batch_id: Option<Uuid>,
+    #[serde(default, borrow)]
+    events: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(default, rename = "writeKey")]
+    write_key: Option<String>,
+}
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits::default();
+    let Ok(parsed) = serde_json::from_slice::<AnyBatch>(data) else {
+        return;
+    };
+    // The tracker's format needs a batch id; without one the collector answers 400.
+    let (Some(events), Some(_batch_id)) = (parsed.events, parsed.batch_id) else {
+        return;
+    };
+    for raw in events {
+        if raw.get().len() > MAX_EVENT_BYTES {
+            continue;
+        }
+        // As the collector does: path-tracking decode of the raw text of this one event.
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let Ok(mut event) = serde_path_to_error::deserialize::<_, Event>(&mut de) else {
+            continue;
+        };
+        if let Err(errors) = validate(&event, &limits, NOW_MS) {
+            // Every refusal names a field: an empty list would be an answer without a reason.
+            assert!(!errors.is_empty(), "validate returned Err with no errors");
+            // The collector turns each reason into text for the answer.
+            for e in &errors {
+                let _ = e.to_string();
+            }
+            continue;
+        }
+        // What the collector writes to the stream: its own clock and the peer's address, and
+        // the request's user agent where the event has none.
+        event.received_at = Some(NOW_MS);
+        event.context.ip = Some("203.0.113.0".to_owned());
+        if event.context.user_agent.is_none() {
+            event.context.user_agent = Some("Mozilla/5.0 (fuzz)".to_owned());
+        }
+        let bytes = serde_json::to_vec(&event).expect("an accepted event serializes");
+        // What the processor reads back.
+        let back: Event = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "accepted event does not deserialize after serializing: {e}\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(
+            event,
+            back,
+            "accepted event changed in a serialize/deserialize round trip\n{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert!(
+            validate(&back, &limits, NOW_MS).is_ok(),
+            "accepted event is refused after a round trip"
+        );
+    }
+});
