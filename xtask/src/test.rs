@@ -37,5 +37,9 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         .args(["test", "--workspace"])
         .args(args))?;
 
+    // A bounded run of the batch decoder fuzz target; `cargo xtask fuzz` runs longer.
+    crate::fuzz::run_bounded(60)?;
+
+    // Last, so its summary closes the run.
     wasm::test_in_browser(&toolchain, &browser.chromedriver)
 }
