@@ -186,3 +186,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn numbers_in_custom_props_survive_a_write_and_a_read_exactly() {
+    // Found by the batch_decode fuzz target: without serde_json's float_roundtrip, an
+    // integer too big for 64 bits (read as a float) came back as a different number.
+    let mut v = valid();
+    v["type"] = json!("custom");
+    v["properties"] = serde_json::from_str(
+        r#"{"name": "signup", "props": {"big": 180446794070473551615, "tiny": 1.0500000000000001e301}}"#,
+    )
+    .unwrap();
+    let text = v.to_string();
+    let event: Event = serde_json::from_str(&text).unwrap();
+    let again: Event = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
+    assert_eq!(again, event);
+}
