@@ -13,6 +13,7 @@ use axum::routing::{post, MethodRouter};
 use axum::Json;
 use base64::Engine;
 use retailmind_connectors::clock::now_ms;
+use retailmind_schema::wire::BatchEnvelope;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -34,19 +35,6 @@ pub struct IngestQuery {
     key: Option<String>,
     /// `gzip` when the body is gzip-compressed but Content-Encoding could not be set.
     compression: Option<String>,
-}
-
-/// Any batch body: ours has `events`, Segment's has `batch` (and maybe `writeKey`).
-#[derive(Deserialize)]
-struct AnyBatch<'a> {
-    #[serde(default)]
-    batch_id: Option<Uuid>,
-    #[serde(default, borrow)]
-    events: Option<Vec<&'a RawValue>>,
-    #[serde(default, borrow)]
-    batch: Option<Vec<&'a RawValue>>,
-    #[serde(default, rename = "writeKey")]
-    write_key: Option<String>,
 }
 
 /// Everything the handlers need from the request besides the body: the state, the query, the
@@ -160,7 +148,7 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
 )]
 pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
-    let parsed: AnyBatch = serde_json::from_slice(&bytes)
+    let parsed: BatchEnvelope = serde_json::from_slice(&bytes)
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let meta = front.meta();
     let caller = front.admit(parsed.write_key.as_deref(), &meta)?;

@@ -212,12 +212,6 @@ fn accept(
 
 /// Decodes one event of our own format, naming the field when it fails.
 pub fn decode(raw: &RawValue) -> Result<Event, Vec<RejectedField>> {
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." => "event".to_owned(),
-            p => p,
-        };
-        vec![RejectedField::new(field, e.into_inner().to_string())]
-    })
+    retailmind_schema::wire::decode_event(raw)
+        .map_err(|e| vec![RejectedField::new(e.field, e.reason)])
 }

@@ -5,18 +5,16 @@
 //! validation survives what happens to it next: the collector stamps and serializes it, the
 //! processor deserializes it, and it must come back equal and still valid.
 //!
-//! The envelope and the per-event steps mirror `collector/src/handlers.rs` (`AnyBatch`) and
-//! `collector/src/ingest.rs` (`accept`, `decode`), which keep them private; change both together.
+//! The envelope and the per-event decoding are the collector's own (`retailmind_schema::wire`);
+//! the size limit and the server-side stamping below mirror `collector/src/ingest.rs` (`accept`).
 //! Segment messages (`batch` instead of `events`) are converted by collector code this crate does
 //! not link, so only the tracker's format is fuzzed here.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use retailmind_schema::wire::{decode_event, BatchEnvelope};
 use retailmind_schema::{validate, Event, Limits};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use uuid::Uuid;
 
 /// A fixed clock, so a crash reproduces on any day and the seed corpus stays inside the accepted
 /// time window (2025-11-25T10:00:00Z, the timestamps the seeds use).
@@ -25,23 +23,9 @@ const NOW_MS: i64 = 1_764_064_800_000;
 /// The collector's default `max_event_bytes`: larger events are refused before decoding.
 const MAX_EVENT_BYTES: usize = 32 * 1024;
 
-/// Any batch body, as the collector first decodes it.
-#[derive(Deserialize)]
-#[allow(dead_code)] // fields decoded so that bad values are refused as the collector refuses them
-struct AnyBatch<'a> {
-    #[serde(default)]
-    batch_id: Option<Uuid>,
-    #[serde(default, borrow)]
-    events: Option<Vec<&'a RawValue>>,
-    #[serde(default, borrow)]
-    batch: Option<Vec<&'a RawValue>>,
-    #[serde(default, rename = "writeKey")]
-    write_key: Option<String>,
-}
-
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
-    let Ok(parsed) = serde_json::from_slice::<AnyBatch>(data) else {
+    let Ok(parsed) = serde_json::from_slice::<BatchEnvelope>(data) else {
         return;
     };
     // The tracker's format needs a batch id; without one the collector answers 400.
@@ -52,9 +36,7 @@ fuzz_target!(|data: &[u8]| {
         if raw.get().len() > MAX_EVENT_BYTES {
             continue;
         }
-        // As the collector does: path-tracking decode of the raw text of this one event.
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        let Ok(mut event) = serde_path_to_error::deserialize::<_, Event>(&mut de) else {
+        let Ok(mut event) = decode_event(raw) else {
             continue;
         };
         if let Err(errors) = validate(&event, &limits, NOW_MS) {

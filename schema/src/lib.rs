@@ -7,6 +7,7 @@
 pub mod event;
 pub mod session;
 pub mod validate;
+pub mod wire;
 
 pub use event::{
     Batch, CartLine, Checkout, Click, Context, Custom, Event, Page, PageView, Payload, Product,

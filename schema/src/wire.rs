@@ -1,0 +1,46 @@
+//! Decoding a batch body as the collector receives it: first the envelope with each event kept
+//! as raw JSON, then every event on its own, so one bad event never sinks its batch. Shared by
+//! the collector and the fuzz target, so the fuzzer exercises the real decoding.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::Event;
+
+/// Any batch body: ours has `events` (and `batch_id`), Segment's has `batch` (and maybe
+/// `writeKey`).
+#[derive(Debug, Deserialize)]
+pub struct BatchEnvelope<'a> {
+    #[serde(default)]
+    pub batch_id: Option<Uuid>,
+    #[serde(default, borrow)]
+    pub events: Option<Vec<&'a RawValue>>,
+    #[serde(default, borrow)]
+    pub batch: Option<Vec<&'a RawValue>>,
+    #[serde(default, rename = "writeKey")]
+    pub write_key: Option<String>,
+}
+
+/// Why one event could not be decoded: the dotted path of the field (`event` for the whole) and
+/// serde's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Decodes one event of our own format, naming the field when it fails.
+pub fn decode_event(raw: &RawValue) -> Result<Event, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "event".to_owned(),
+            p => p,
+        };
+        DecodeError {
+            field,
+            reason: e.into_inner().to_string(),
+        }
+    })
+}
