@@ -1,7 +1,7 @@
-// The storefront's one script: renders the page from the catalogue, then starts the RetailMind
-// tracker and wires the shop events. The page works even if the tracker fails to load.
+// The storefront's one script: renders the page from the catalogue, starts the RetailMind
+// tracker through the script-tag stub (`stub.js`, which queues calls until the wasm has loaded)
+// and wires the shop events. The page works even if the tracker fails to load.
 
-import init, * as rm from '/pkg/retailmind_sdk.js';
 import {
   CATALOG, CURRENCY, addToCart, cartCount, findProduct, formatPrice, readCart, trackedProduct, writeCart,
 } from '/catalog.js';
@@ -9,11 +9,13 @@ import {
 const page = document.body.dataset.page;
 const $ = (sel) => document.querySelector(sel);
 
-/** Calls the tracker if it is running; a tracking problem must never break the shop. */
+/** Calls the tracker (or its stub, which queues the call); a tracking problem must never
+ * break the shop. */
 function track(fn) {
-  if (!window.retailmindReady) return;
+  if (!window.retailmind) return;
   try {
-    fn(window.retailmind);
+    const done = fn(window.retailmind);
+    if (done && done.catch) done.catch((e) => console.warn('retailmind:', e));
   } catch (e) {
     console.warn('retailmind:', e);
   }
@@ -144,12 +146,5 @@ if (page === 'cart') {
   wireCheckout();
 }
 
-try {
-  await init();
-  rm.init(window.RETAILMIND_CONFIG);
-  window.retailmind = rm;
-  window.retailmindReady = true;
-  if (product) track((t) => t.productView(trackedProduct(product)));
-} catch (e) {
-  console.error('RetailMind tracker did not start:', e);
-}
+track((t) => t.init(window.RETAILMIND_CONFIG));
+if (product) track((t) => t.productView(trackedProduct(product)));

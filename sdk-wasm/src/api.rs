@@ -1,162 +1,380 @@
-//! The JavaScript API, exactly what `retailmind_sdk.js` exports. Thin: decode the arguments,
+//! The JavaScript API, exactly what `retailmind_sdk.js` exports. Thin: read the arguments,
 //! call the tracker, turn its errors into thrown `Error`s.
 //!
 //! Shop objects use the event's wire field names (`product_id`, `price_minor`, `quantity`, …),
-//! the same as in the stored events; only `init`'s config is camelCase.
+//! the same as in the stored events; only `init`'s config is camelCase. They are read field by
+//! field with `Reflect` into the schema's types, not with serde, which would cost the wasm build
+//! more than the rest of the tracker.
 
-use js_sys::Promise;
-use retailmind_schema::{CartLine, Checkout, PageView, Payload, Product, Purchase, Search};
-use serde::de::DeserializeOwned;
+use js_sys::{Array, Promise, Reflect, JSON};
+use retailmind_schema::{CartLine, Checkout, Product, Purchase, Search};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 
 use crate::config::{Config, RawConfig};
-use crate::delivery;
 use crate::tracker::{self, TrackerError};
+use crate::{autocapture, delivery, wire};
 
-/// Starts tracking: `init({collectorUrl, writeKey?, batchSize?, flushIntervalMs?,
-/// autocapture?: {pageViews?, clicks?}})`. Throws an `Error` naming the bad field. Calling it
-/// again applies the new config and keeps the queued events.
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** `init`'s settings. Only `collectorUrl` is required. */
+export interface RetailMindConfig {
+  /** Where the collector listens, e.g. `https://c.shop.example`. */
+  collectorUrl: string;
+  /** The shop's publishable write key, sent as `?key=`. */
+  writeKey?: string;
+  /** Events per batch (1–500, default 20). */
+  batchSize?: number;
+  /** How often waiting events are sent, in ms (100–3600000, default 1000). */
+  flushIntervalMs?: number;
+  /** Inactivity that ends a session, in ms (default 1800000, 30 minutes). */
+  sessionTimeoutMs?: number;
+  /** Share of browsers tracked, 0–1 (default 1), decided once per browser. */
+  sampleRate?: number;
+  /** Store and send nothing until `setConsent(true)` (default false). */
+  requireConsent?: boolean;
+  /** Treat Do-Not-Track and Global Privacy Control as an opt-out (default false). */
+  respectDoNotTrack?: boolean;
+  autocapture?: {
+    /** Page views at init, on SPA navigations and on back/forward-cache restores (default true). */
+    pageViews?: boolean;
+    /** Clicks on links and buttons, and `data-rm-event` tagged elements (default true). */
+    clicks?: boolean;
+    /** A `page_engagement` event with engaged time and scroll depth per page (default false). */
+    engagement?: boolean;
+  };
+}
+
+/** A product; prices are integer minor units (cents). */
+export interface Product {
+  product_id: string;
+  name?: string;
+  category?: string;
+  price_minor?: number;
+  /** ISO 4217, e.g. `EUR`. */
+  currency?: string;
+}
+
+export interface CartLine extends Product {
+  quantity: number;
+}
+
+export interface Checkout {
+  cart_id?: string;
+  value_minor: number;
+  currency: string;
+  items?: CartLine[];
+}
+
+export interface Purchase {
+  order_id: string;
+  revenue_minor: number;
+  currency: string;
+  items?: CartLine[];
+}
+
+/** JSON-like properties of a custom event. */
+export type Properties = Record<string, unknown>;
+"#;
+
 #[wasm_bindgen]
-pub fn init(config: JsValue) -> Result<(), JsError> {
+extern "C" {
+    #[wasm_bindgen(typescript_type = "RetailMindConfig")]
+    pub type ConfigArg;
+    #[wasm_bindgen(typescript_type = "Product")]
+    pub type ProductArg;
+    #[wasm_bindgen(typescript_type = "CartLine")]
+    pub type CartLineArg;
+    #[wasm_bindgen(typescript_type = "Checkout")]
+    pub type CheckoutArg;
+    #[wasm_bindgen(typescript_type = "Purchase")]
+    pub type PurchaseArg;
+    #[wasm_bindgen(typescript_type = "Properties")]
+    pub type PropsArg;
+}
+
+/// Starts tracking. Throws an `Error` naming the bad field. Calling it again applies the new
+/// config and keeps the queued events.
+#[wasm_bindgen]
+pub fn init(config: ConfigArg) -> Result<(), JsError> {
+    let config: &JsValue = &config;
     if !config.is_object() {
         return Err(JsError::new(
             "retailmind config: init(config) needs an object like {collectorUrl: 'https://…'}",
         ));
     }
-    let raw: RawConfig = config_from_js(config)?;
-    let config = Config::from_raw(raw).map_err(|e| JsError::new(&e.to_string()))?;
-    tracker::start(config).map_err(js_error)
+    let what = "retailmind config";
+    let auto = field(config, "autocapture");
+    let auto_flag = |key: &'static str| -> Result<Option<bool>, JsError> {
+        if auto.is_object() {
+            opt_bool(&auto, key, what)
+        } else {
+            Ok(None)
+        }
+    };
+    let raw = RawConfig {
+        collector_url: opt_string(config, "collectorUrl", what)?,
+        write_key: opt_string(config, "writeKey", what)?,
+        batch_size: opt_number(config, "batchSize", what)?,
+        flush_interval_ms: opt_number(config, "flushIntervalMs", what)?,
+        session_timeout_ms: opt_number(config, "sessionTimeoutMs", what)?,
+        sample_rate: opt_number(config, "sampleRate", what)?,
+        require_consent: opt_bool(config, "requireConsent", what)?,
+        respect_do_not_track: opt_bool(config, "respectDoNotTrack", what)?,
+        page_views: auto_flag("pageViews")?,
+        clicks: auto_flag("clicks")?,
+        engagement: auto_flag("engagement")?,
+    };
+    let config = Config::from_raw(raw).map_err(|e| JsError::new(&e.message()))?;
+    let interval = config.flush_interval_ms;
+    let first = tracker::start(config).map_err(js_error)?;
+    let window = web_sys::window().ok_or_else(|| js_error(TrackerError::NoWindow))?;
+    if first {
+        autocapture::install(&window);
+        delivery::install();
+    }
+    autocapture::start_timer(&window, interval);
+    autocapture::check_page();
+    // Events an earlier page (or a closed tab) left in the queue.
+    delivery::kick(false);
+    Ok(())
 }
 
 /// A page view, optionally with the shop's page category (`home`, `product`, …).
 #[wasm_bindgen]
 pub fn page(category: Option<String>) -> Result<(), JsError> {
-    record(Payload::PageView(PageView { category }))
+    record("page_view", &wire::page_view(category.as_deref()))
 }
 
-/// A custom event named by the shop, with any JSON-like properties.
+/// A custom event named by the shop, with JSON-like properties.
 #[wasm_bindgen]
-pub fn track(name: String, props: JsValue) -> Result<(), JsError> {
-    if name.trim().is_empty() {
+pub fn track(name: &str, props: Option<PropsArg>) -> Result<(), JsError> {
+    let name = name.trim();
+    if name.is_empty() {
         return Err(JsError::new("retailmind: track(name) needs a name"));
     }
-    let props = if props.is_undefined() || props.is_null() {
-        serde_json::Map::new()
-    } else {
-        from_js(props, "retailmind track props")?
-    };
-    record(Payload::Custom(retailmind_schema::Custom { name, props }))
+    let props = props.map_or(JsValue::UNDEFINED, Into::into);
+    record("custom", &wire::custom(name, &props_json(&props)?))
 }
 
 /// `{product_id, name?, category?, price_minor?, currency?}`
 #[wasm_bindgen(js_name = productView)]
-pub fn product_view(product: JsValue) -> Result<(), JsError> {
-    record(Payload::ProductView(from_js::<Product>(
-        product,
-        "retailmind product",
-    )?))
+pub fn product_view(product: ProductArg) -> Result<(), JsError> {
+    let p = read_product(&product, "retailmind product")?;
+    record("product_view", &wire::product(&p))
 }
 
 /// `{product_id, …, quantity}`
 #[wasm_bindgen(js_name = addToCart)]
-pub fn add_to_cart(line: JsValue) -> Result<(), JsError> {
-    record(Payload::AddToCart(from_js::<CartLine>(
-        line,
-        "retailmind cart line",
-    )?))
+pub fn add_to_cart(line: CartLineArg) -> Result<(), JsError> {
+    let l = read_line(&line, "retailmind cart line")?;
+    record("add_to_cart", &wire::cart_line(&l))
 }
 
 #[wasm_bindgen(js_name = removeFromCart)]
-pub fn remove_from_cart(line: JsValue) -> Result<(), JsError> {
-    record(Payload::RemoveFromCart(from_js::<CartLine>(
-        line,
-        "retailmind cart line",
-    )?))
+pub fn remove_from_cart(line: CartLineArg) -> Result<(), JsError> {
+    let l = read_line(&line, "retailmind cart line")?;
+    record("remove_from_cart", &wire::cart_line(&l))
 }
 
 /// `{cart_id?, value_minor, currency, items: [cart line, …]}`
 #[wasm_bindgen(js_name = checkoutStarted)]
-pub fn checkout_started(checkout: JsValue) -> Result<(), JsError> {
-    record(Payload::CheckoutStarted(from_js::<Checkout>(
-        checkout,
-        "retailmind checkout",
-    )?))
+pub fn checkout_started(checkout: CheckoutArg) -> Result<(), JsError> {
+    let what = "retailmind checkout";
+    let c: &JsValue = &checkout;
+    let checkout = Checkout {
+        cart_id: opt_string(c, "cart_id", what)?,
+        value_minor: req_int(c, "value_minor", what)?,
+        currency: req_string(c, "currency", what)?,
+        items: read_lines(c, what)?,
+    };
+    record("checkout_started", &wire::checkout(&checkout))
 }
 
 /// `{order_id, revenue_minor, currency, items: [cart line, …]}`
 #[wasm_bindgen]
-pub fn purchase(order: JsValue) -> Result<(), JsError> {
-    record(Payload::Purchase(from_js::<Purchase>(
-        order,
-        "retailmind purchase",
-    )?))
+pub fn purchase(order: PurchaseArg) -> Result<(), JsError> {
+    let what = "retailmind purchase";
+    let o: &JsValue = &order;
+    let purchase = Purchase {
+        order_id: req_string(o, "order_id", what)?,
+        revenue_minor: req_int(o, "revenue_minor", what)?,
+        currency: req_string(o, "currency", what)?,
+        items: read_lines(o, what)?,
+    };
+    record("purchase", &wire::purchase(&purchase))
 }
 
 #[wasm_bindgen]
 pub fn search(query: String, results: Option<u32>) -> Result<(), JsError> {
-    record(Payload::Search(Search { query, results }))
+    record("search", &wire::search(&Search { query, results }))
 }
 
 /// Ties this browser's events, from now on and on later page loads, to the shop's customer id.
+/// `traits`, when given, are sent once as an `identify` custom event.
 #[wasm_bindgen]
-pub fn identify(user_id: String) -> Result<(), JsError> {
-    tracker::identify(&user_id).map_err(js_error)
+pub fn identify(user_id: &str, traits: Option<PropsArg>) -> Result<(), JsError> {
+    tracker::identify(user_id).map_err(js_error)?;
+    if let Some(traits) = traits {
+        record("custom", &wire::custom("identify", &props_json(&traits)?))?;
+    }
+    Ok(())
 }
 
-/// Sends everything queued; resolves once the collector acknowledged it, rejects with the
-/// reason otherwise (the events then stay queued, except those the collector refused).
+/// Forgets the user id and starts a new anonymous id and session (call it at logout).
+#[wasm_bindgen]
+pub fn reset() -> Result<(), JsError> {
+    tracker::reset().map_err(js_error)
+}
+
+/// Stops tracking in this browser, for good (remembered), and drops this page's unsent events.
+#[wasm_bindgen(js_name = optOut)]
+pub fn opt_out() -> Result<(), JsError> {
+    tracker::set_opted_out(true).map_err(js_error)
+}
+
+/// Undoes `optOut()`.
+#[wasm_bindgen(js_name = optIn)]
+pub fn opt_in() -> Result<(), JsError> {
+    tracker::set_opted_out(false).map_err(js_error)
+}
+
+/// The shopper's consent answer (remembered). With `requireConsent`, nothing is stored or sent
+/// before `setConsent(true)`; `setConsent(false)` forgets what was held.
+#[wasm_bindgen(js_name = setConsent)]
+pub fn set_consent(granted: bool) -> Result<(), JsError> {
+    tracker::set_consent(granted).map_err(js_error)
+}
+
+/// Sends everything queued (this tab's, other tabs' and earlier pages'); resolves once the
+/// collector acknowledged it, rejects with the reason otherwise (the events then stay queued,
+/// except those the collector refused).
 #[wasm_bindgen]
 pub fn flush() -> Promise {
-    future_to_promise(async {
-        delivery::flush()
-            .await
-            .map(|()| JsValue::UNDEFINED)
-            .map_err(|reason| js_sys::Error::new(&reason).into())
-    })
+    delivery::flush()
 }
 
-/// How many events the collector has not acknowledged yet.
+/// How many of this page's events the collector has not acknowledged yet.
 #[wasm_bindgen]
 pub fn queued() -> u32 {
     u32::try_from(tracker::queued()).unwrap_or(u32::MAX)
 }
 
-fn record(payload: Payload) -> Result<(), JsError> {
-    tracker::record(payload).map_err(js_error)
+/// This browser's anonymous id (empty before `init`).
+#[wasm_bindgen(js_name = anonymousId)]
+pub fn anonymous_id() -> String {
+    tracker::anonymous_id().unwrap_or_default()
+}
+
+fn record(kind: &str, properties: &str) -> Result<(), JsError> {
+    tracker::record(kind, properties).map_err(js_error)
 }
 
 fn js_error(e: TrackerError) -> JsError {
-    JsError::new(&e.to_string())
+    JsError::new(&e.message())
 }
 
-/// Decodes a shop object (product, cart line, …). serde's messages name a missing field; a
-/// wrong type is named by the caller's `what`.
-fn from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsError> {
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|e| JsError::new(&[what, ": ", serde_message(&e.to_string())].concat()))
+fn field(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// Decodes `init`'s config, naming the offending key on failure (`retailmind config:
-/// `batchSize` invalid type …`). The path tracking is kept to this one type: it costs code size
-/// for every type it wraps.
-fn config_from_js(value: JsValue) -> Result<RawConfig, JsError> {
-    let deserializer = serde_wasm_bindgen::Deserializer::from(value);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let inner = serde_message(&inner);
-        let message = if path == "." {
-            ["retailmind config: ", inner].concat()
-        } else {
-            ["retailmind config: `", &path, "` ", inner].concat()
-        };
-        JsError::new(&message)
+fn refused(what: &str, key: &str, must: &str) -> JsError {
+    JsError::new(&[what, ": `", key, "` ", must].concat())
+}
+
+fn opt_string(obj: &JsValue, key: &str, what: &str) -> Result<Option<String>, JsError> {
+    let v = field(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| refused(what, key, "must be a string"))
+}
+
+fn req_string(obj: &JsValue, key: &str, what: &str) -> Result<String, JsError> {
+    opt_string(obj, key, what)?.ok_or_else(|| refused(what, key, "is required"))
+}
+
+fn opt_number(obj: &JsValue, key: &str, what: &str) -> Result<Option<f64>, JsError> {
+    let v = field(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_f64()
+        .map(Some)
+        .ok_or_else(|| refused(what, key, "must be a number"))
+}
+
+fn opt_bool(obj: &JsValue, key: &str, what: &str) -> Result<Option<bool>, JsError> {
+    let v = field(obj, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_bool()
+        .map(Some)
+        .ok_or_else(|| refused(what, key, "must be true or false"))
+}
+
+/// Largest integer a JS number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+fn opt_int(obj: &JsValue, key: &str, what: &str) -> Result<Option<i64>, JsError> {
+    match opt_number(obj, key, what)? {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && n.abs() <= MAX_SAFE => Ok(Some(n as i64)),
+        Some(_) => Err(refused(what, key, "must be a whole number (minor units)")),
+    }
+}
+
+fn req_int(obj: &JsValue, key: &str, what: &str) -> Result<i64, JsError> {
+    opt_int(obj, key, what)?.ok_or_else(|| refused(what, key, "is required"))
+}
+
+fn read_product(obj: &JsValue, what: &str) -> Result<Product, JsError> {
+    if !obj.is_object() {
+        return Err(JsError::new(&[what, ": needs an object"].concat()));
+    }
+    Ok(Product {
+        product_id: req_string(obj, "product_id", what)?,
+        name: opt_string(obj, "name", what)?,
+        category: opt_string(obj, "category", what)?,
+        price_minor: opt_int(obj, "price_minor", what)?,
+        currency: opt_string(obj, "currency", what)?,
     })
 }
 
-/// serde-wasm-bindgen's errors print as JS errors do (`Error: invalid type …`); the prefix would
-/// be repeated in the `Error` we throw.
-fn serde_message(message: &str) -> &str {
-    message.strip_prefix("Error: ").unwrap_or(message)
+fn read_line(obj: &JsValue, what: &str) -> Result<CartLine, JsError> {
+    let product = read_product(obj, what)?;
+    let quantity = req_int(obj, "quantity", what)?;
+    let quantity =
+        u32::try_from(quantity).map_err(|_| refused(what, "quantity", "must not be negative"))?;
+    Ok(CartLine { product, quantity })
+}
+
+fn read_lines(obj: &JsValue, what: &str) -> Result<Vec<CartLine>, JsError> {
+    let items = field(obj, "items");
+    if items.is_undefined() || items.is_null() {
+        return Ok(Vec::new());
+    }
+    if !Array::is_array(&items) {
+        return Err(refused(what, "items", "must be an array of cart lines"));
+    }
+    Array::from(&items)
+        .iter()
+        .map(|line| read_line(&line, what))
+        .collect()
+}
+
+/// The properties as JSON object text, printed by the browser's own `JSON.stringify`.
+fn props_json(props: &JsValue) -> Result<String, JsError> {
+    if props.is_undefined() || props.is_null() {
+        return Ok("{}".into());
+    }
+    if !props.is_object() || Array::is_array(props) {
+        return Err(JsError::new("retailmind: properties must be an object"));
+    }
+    JSON::stringify(props)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| JsError::new("retailmind: properties cannot be written as JSON (a cycle?)"))
 }

@@ -24,6 +24,21 @@ pub fn retry_delay_ms(failures: u32, jitter: f64) -> i64 {
     full / 2 + ((full / 2) as f64 * jitter) as i64
 }
 
+/// Longest wait a collector's `Retry-After` can impose: beyond it a misconfigured answer would
+/// strand the queue.
+pub const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
+
+/// The wait after `failures` consecutive failures when the collector said `Retry-After:
+/// retry_after_s` (0 when it said nothing): whichever is longer.
+pub fn wait_ms(failures: u32, jitter: f64, retry_after_s: f64) -> i64 {
+    let asked = if retry_after_s.is_finite() && retry_after_s > 0.0 {
+        ((retry_after_s * 1000.0) as i64).min(MAX_RETRY_AFTER_MS)
+    } else {
+        0
+    };
+    retry_delay_ms(failures, jitter).max(asked)
+}
+
 /// What to do with a batch after the collector answered with `status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -57,6 +72,15 @@ mod tests {
             [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]
         );
         assert_eq!(retry_delay_ms(u32::MAX, 1.0), MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait_but_never_shortens_it() {
+        assert_eq!(wait_ms(1, 1.0, 5.0), 5_000);
+        assert_eq!(wait_ms(7, 1.0, 5.0), 60_000);
+        assert_eq!(wait_ms(1, 1.0, 0.0), 1_000);
+        assert_eq!(wait_ms(1, 1.0, f64::NAN), 1_000);
+        assert_eq!(wait_ms(1, 1.0, 1e12), MAX_RETRY_AFTER_MS);
     }
 
     #[test]

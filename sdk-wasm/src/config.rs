@@ -1,10 +1,7 @@
 //! The tracker's settings as the page passes them to `init(config)`, and the rules they follow.
 //!
-//! Pure: the JS object is decoded in `api.rs`; everything here builds and tests natively.
-
-use std::fmt;
-
-use serde::Deserialize;
+//! Pure: `api.rs` reads the JS object into a [`RawConfig`]; everything here builds and tests
+//! natively.
 
 /// Events per batch when the page does not say.
 pub const DEFAULT_BATCH_SIZE: u32 = 20;
@@ -15,56 +12,60 @@ pub const MAX_BATCH_SIZE: u32 = 500;
 /// Below this the timer would mostly find nothing to send.
 pub const MIN_FLUSH_INTERVAL_MS: u32 = 100;
 pub const MAX_FLUSH_INTERVAL_MS: u32 = 3_600_000;
+/// Inactivity after which the next event starts a new session, unless the page says otherwise.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 30 * 60 * 1000;
 
-/// `init(config)` exactly as the page wrote it (camelCase keys). Every optional key may be
-/// missing, `undefined` or `null`, so they are all `Option`s and the defaults come in
-/// [`Config::from_raw`].
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `init(config)` as the page wrote it (camelCase keys in JS). Missing, `undefined` and `null`
+/// keys are `None`; the defaults come in [`Config::from_raw`].
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RawConfig {
-    /// Required: where the collector listens, e.g. `https://collect.shop.example`.
-    pub collector_url: String,
-    #[serde(default)]
+    /// Required: where the collector listens, e.g. `https://c.shop.example`.
+    pub collector_url: Option<String>,
     pub write_key: Option<String>,
-    #[serde(default)]
-    pub batch_size: Option<u32>,
-    #[serde(default)]
-    pub flush_interval_ms: Option<u32>,
-    #[serde(default)]
-    pub autocapture: Option<RawAutocapture>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RawAutocapture {
-    #[serde(default)]
+    pub batch_size: Option<f64>,
+    pub flush_interval_ms: Option<f64>,
+    pub session_timeout_ms: Option<f64>,
+    /// Share of browsers tracked, `0..=1`.
+    pub sample_rate: Option<f64>,
+    /// Nothing is stored or sent until `setConsent(true)`.
+    pub require_consent: Option<bool>,
+    /// Do-Not-Track and Global Privacy Control signals count as an opt-out.
+    pub respect_do_not_track: Option<bool>,
     pub page_views: Option<bool>,
-    #[serde(default)]
     pub clicks: Option<bool>,
+    pub engagement: Option<bool>,
 }
 
 /// The settings the tracker runs with, defaults applied and checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Collector base URL without a trailing `/`.
     pub collector_url: String,
     /// Identifies the shop to the collector; sent as a query parameter because a header would
-    /// make every batch a CORS preflight plus the request.
+    /// make every batch a CORS preflight plus the request (and beacons cannot carry headers).
     pub write_key: Option<String>,
     /// A batch is sent as soon as this many events wait, and never holds more.
     pub batch_size: usize,
     /// Waiting events are sent at least this often.
     pub flush_interval_ms: u32,
+    pub session_timeout_ms: u32,
+    pub sample_rate: f64,
+    pub require_consent: bool,
+    pub respect_do_not_track: bool,
     pub autocapture: Autocapture,
 }
 
 /// What the tracker records without being asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Autocapture {
-    /// One `page_view` when `init` runs.
+    /// A `page_view` at `init`, on every single-page-app navigation and on a back/forward
+    /// cache restore.
     pub page_views: bool,
-    /// Clicks on links and buttons.
+    /// Clicks on links and buttons, and clicks on elements tagged `data-rm-event`.
     pub clicks: bool,
+    /// A `page_engagement` custom event (engaged time, scroll depth) when a page is left or
+    /// hidden. Off by default: it is one more event per page.
+    pub engagement: bool,
 }
 
 /// A setting that was refused, with the name the page used for it.
@@ -74,54 +75,89 @@ pub struct ConfigError {
     pub reason: &'static str,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "retailmind config: `{}` {}", self.field, self.reason)
+impl ConfigError {
+    pub fn message(&self) -> String {
+        ["retailmind config: `", self.field, "` ", self.reason].concat()
     }
 }
 
-impl std::error::Error for ConfigError {}
+fn whole(
+    value: Option<f64>,
+    default: u32,
+    min: u32,
+    max: u32,
+    field: &'static str,
+    reason: &'static str,
+) -> Result<u32, ConfigError> {
+    let v = value.unwrap_or(f64::from(default));
+    if v.fract() != 0.0 || v < f64::from(min) || v > f64::from(max) {
+        return Err(ConfigError { field, reason });
+    }
+    Ok(v as u32)
+}
 
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let collector_url = raw.collector_url.trim().trim_end_matches('/').to_owned();
+        let url = raw.collector_url.unwrap_or_default();
+        let collector_url = url.trim().trim_end_matches('/').to_owned();
         if !retailmind_schema::validate::is_http_url(&collector_url) {
             return Err(ConfigError {
                 field: "collectorUrl",
                 reason: "must be an absolute http:// or https:// URL",
             });
         }
-        let write_key = raw.write_key.filter(|k| !k.trim().is_empty());
-        let batch_size = raw.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
-        if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        let batch_size = whole(
+            raw.batch_size,
+            DEFAULT_BATCH_SIZE,
+            1,
+            MAX_BATCH_SIZE,
+            "batchSize",
+            "must be a whole number between 1 and 500",
+        )?;
+        let flush_interval_ms = whole(
+            raw.flush_interval_ms,
+            DEFAULT_FLUSH_INTERVAL_MS,
+            MIN_FLUSH_INTERVAL_MS,
+            MAX_FLUSH_INTERVAL_MS,
+            "flushIntervalMs",
+            "must be between 100 and 3600000 (one hour)",
+        )?;
+        let session_timeout_ms = whole(
+            raw.session_timeout_ms,
+            DEFAULT_SESSION_TIMEOUT_MS,
+            60_000,
+            86_400_000,
+            "sessionTimeoutMs",
+            "must be between 60000 (a minute) and 86400000 (a day)",
+        )?;
+        let sample_rate = raw.sample_rate.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample_rate) {
             return Err(ConfigError {
-                field: "batchSize",
-                reason: "must be between 1 and 500",
+                field: "sampleRate",
+                reason: "must be between 0 and 1",
             });
         }
-        let flush_interval_ms = raw.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS);
-        if !(MIN_FLUSH_INTERVAL_MS..=MAX_FLUSH_INTERVAL_MS).contains(&flush_interval_ms) {
-            return Err(ConfigError {
-                field: "flushIntervalMs",
-                reason: "must be between 100 and 3600000 (one hour)",
-            });
-        }
-        let auto = raw.autocapture.unwrap_or_default();
         Ok(Config {
             collector_url,
-            write_key,
+            write_key: raw.write_key.filter(|k| !k.trim().is_empty()),
             batch_size: batch_size as usize,
             flush_interval_ms,
+            session_timeout_ms,
+            sample_rate,
+            require_consent: raw.require_consent.unwrap_or(false),
+            respect_do_not_track: raw.respect_do_not_track.unwrap_or(false),
             autocapture: Autocapture {
-                page_views: auto.page_views.unwrap_or(true),
-                clicks: auto.clicks.unwrap_or(true),
+                page_views: raw.page_views.unwrap_or(true),
+                clicks: raw.clicks.unwrap_or(true),
+                engagement: raw.engagement.unwrap_or(false),
             },
         })
     }
 
     /// Where batches are posted: `<collectorUrl>/v1/batch`, plus `?key=` when there is one (the
-    /// collector reads the key there, and its CORS answer depends on it). `encode` percent-encodes a query value (the browser's `encodeURIComponent` in the
-    /// wasm build).
+    /// collector reads the key there, and its CORS answer depends on it). The path holds none of
+    /// the words ad blockers match. `encode` percent-encodes a query value (the browser's
+    /// `encodeURIComponent` in the wasm build).
     pub fn batch_endpoint(&self, encode: impl Fn(&str) -> String) -> String {
         let mut url = self.collector_url.clone();
         url.push_str("/v1/batch");
@@ -139,7 +175,7 @@ mod tests {
 
     fn raw(url: &str) -> RawConfig {
         RawConfig {
-            collector_url: url.into(),
+            collector_url: Some(url.into()),
             ..RawConfig::default()
         }
     }
@@ -150,39 +186,48 @@ mod tests {
         assert_eq!(c.collector_url, "https://c.example");
         assert_eq!(c.batch_size, 20);
         assert_eq!(c.flush_interval_ms, 1000);
+        assert_eq!(c.session_timeout_ms, 30 * 60 * 1000);
+        assert_eq!(c.sample_rate, 1.0);
         assert_eq!(c.write_key, None);
-        assert!(c.autocapture.page_views && c.autocapture.clicks);
+        assert!(!c.require_consent && !c.respect_do_not_track);
+        assert!(c.autocapture.page_views && c.autocapture.clicks && !c.autocapture.engagement);
     }
 
     #[test]
     fn refusals_name_the_field_as_the_page_wrote_it() {
-        assert_eq!(
-            Config::from_raw(raw("ftp://c.example")).map_err(|e| e.field),
-            Err("collectorUrl")
-        );
+        let field = |r: RawConfig| Config::from_raw(r).map_err(|e| e.field);
+        assert_eq!(field(raw("ftp://c.example")), Err("collectorUrl"));
+        assert_eq!(field(RawConfig::default()), Err("collectorUrl"));
+        for (size, ok) in [(0.0, false), (1.5, false), (501.0, false), (500.0, true)] {
+            let mut r = raw("http://c.example");
+            r.batch_size = Some(size);
+            assert_eq!(field(r).is_ok(), ok, "{size}");
+        }
         let mut r = raw("http://c.example");
-        r.batch_size = Some(0);
-        assert_eq!(Config::from_raw(r).map_err(|e| e.field), Err("batchSize"));
-        let mut r = raw("http://c.example");
-        r.flush_interval_ms = Some(5);
+        r.flush_interval_ms = Some(5.0);
         let err = Config::from_raw(r).expect_err("too fast");
         assert_eq!(err.field, "flushIntervalMs");
-        assert!(err.to_string().contains("`flushIntervalMs`"));
+        assert!(err.message().contains("`flushIntervalMs`"));
+        let mut r = raw("http://c.example");
+        r.sample_rate = Some(1.5);
+        assert_eq!(field(r), Err("sampleRate"));
+        let mut r = raw("http://c.example");
+        r.session_timeout_ms = Some(10.0);
+        assert_eq!(field(r), Err("sessionTimeoutMs"));
     }
 
     #[test]
-    fn autocapture_can_be_switched_off_one_kind_at_a_time() {
+    fn autocapture_can_be_switched_one_kind_at_a_time() {
         let mut r = raw("http://c.example");
-        r.autocapture = Some(RawAutocapture {
-            page_views: None,
-            clicks: Some(false),
-        });
+        r.clicks = Some(false);
+        r.engagement = Some(true);
         let c = Config::from_raw(r).expect("valid");
         assert_eq!(
             c.autocapture,
             Autocapture {
                 page_views: true,
-                clicks: false
+                clicks: false,
+                engagement: true
             }
         );
     }
@@ -198,9 +243,10 @@ mod tests {
         );
         r.write_key = Some("a b".into());
         let c = Config::from_raw(r).expect("valid");
-        assert_eq!(
-            c.batch_endpoint(|s| s.replace(' ', "%20")),
-            "http://c.example:8700/v1/batch?key=a%20b"
-        );
+        let url = c.batch_endpoint(|s| s.replace(' ', "%20"));
+        assert_eq!(url, "http://c.example:8700/v1/batch?key=a%20b");
+        for word in ["analytics", "track", "collect", "ingest", "beacon"] {
+            assert!(!url.contains(word), "{word}");
+        }
     }
 }

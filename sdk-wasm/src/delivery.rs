@@ -1,169 +1,356 @@
-//! Getting batches from the outbox to the collector: one request at a time while the page
-//! lives, everything at once when it goes away, and `flush()` for the page to wait on.
+//! Getting the durable queue to the collector: one batch at a time from one tab at a time while
+//! pages live, this page's events all at once when it goes away, and `flush()` to wait on.
+//!
+//! An event leaves the queue only after a 2xx (or a 4xx refusing its batch as malformed). A
+//! send cycle reads the whole queue, so it also delivers what other tabs and earlier pages left.
 
-use js_sys::Promise;
-use uuid::Uuid;
-use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use js_sys::{Array, Function, Promise};
+use wasm_bindgen::prelude::*;
 
-use crate::backoff::{verdict_for_status, Verdict};
-use crate::browser::{self, jitter, new_event_id, now_ms};
-use crate::outbox::Settled;
-use crate::tracker::{self, TrackerError};
-use crate::transport;
+use crate::backoff::{verdict_for_status, wait_ms, Verdict};
+use crate::browser::{self, id_string, jitter, new_event_id, now_ms};
+use crate::glue;
+use crate::privacy::Permission;
+use crate::queue::{self, Stored, MAX_BODY_BYTES};
+use crate::tracker;
+use crate::{json, wire};
 
-/// Sends the next batch if one is due: nothing in flight and, unless `ignore_backoff`, the
-/// retry wait after a failure over. Returns the promise of its outcome (see [`launch`]).
-pub fn send_next(ignore_backoff: bool) -> Option<Promise> {
-    let (endpoint, batch_id, body) = tracker::with(|t| {
-        let batch = t
-            .outbox
-            .next_batch(now_ms(), ignore_backoff, new_event_id)?;
-        Some((
-            t.endpoint.clone(),
-            batch.batch_id,
-            transport::to_json(batch),
-        ))
-    })
-    .ok()
-    .flatten()?;
-    Some(launch(&endpoint, batch_id, body))
+/// Largest body sent while a page goes away: two fit in the browser's 64 KiB keepalive budget,
+/// so a batch already in flight does not stop the page's last events.
+pub const EXIT_BODY_BYTES: usize = 30_000;
+
+/// Hands the send cycle's decisions to `glue.js`, which runs the loop (reading the queue,
+/// posting, waiting): promises chained in JS cost the wasm far less than Rust futures.
+pub fn install() {
+    let plan = Closure::<dyn FnMut(JsValue) -> JsValue>::new(plan_next);
+    let settle = Closure::<dyn FnMut(JsValue, f64, f64, JsValue) -> JsValue>::new(settle);
+    let done = Closure::<dyn FnMut() -> JsValue>::new(cycle_done);
+    glue::cycle_hooks(
+        plan.as_ref().unchecked_ref::<Function>(),
+        settle.as_ref().unchecked_ref::<Function>(),
+        done.as_ref().unchecked_ref::<Function>(),
+    );
+    // They live as long as the page.
+    plan.forget();
+    settle.forget();
+    done.forget();
 }
 
-/// The timer's tick: sends waiting events if nothing else is sending.
-pub fn on_timer() {
-    if tracker::with(|t| !t.outbox.is_empty()).unwrap_or(false) {
-        send_next(false);
+/// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
+/// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
+pub fn kick(force: bool) {
+    let start = tracker::with(|t| {
+        let start = t.permission == Permission::Track
+            && !t.delivery.running
+            && (force || now_ms() >= t.delivery.retry_at_ms);
+        if start {
+            t.delivery.running = true;
+        }
+        start
+    });
+    if start == Ok(true) {
+        // Its outcome is kept for flush(); nobody waits on a timed send.
+        let _ = glue::send(false);
     }
 }
 
-/// The page is being hidden or left: starts a request for every batch not already in flight,
-/// right now, with `keepalive` so they complete after the page is gone.
+/// The timer's tick: sends this page's waiting events, and now and then looks for events other
+/// tabs or earlier pages left behind.
+pub fn on_timer() {
+    let due = tracker::with(|t| {
+        t.delivery.ticks = t.delivery.ticks.wrapping_add(1);
+        !t.pending.is_empty() || t.delivery.leftovers || t.delivery.ticks % 30 == 1
+    });
+    if due == Ok(true) {
+        kick(false);
+    }
+}
+
+/// Sends everything queued and resolves once the collector has answered; waits for this page's
+/// running cycle and for another tab's lock rather than skipping, and for batches in their quiet
+/// time. Rejects, leaving the events queued, at the first network error or retryable status; a
+/// refused (4xx) batch is dropped and reported once the rest is sent.
+pub fn flush() -> Promise {
+    let on = tracker::with(|t| {
+        let on = t.permission == Permission::Track;
+        if on {
+            t.delivery.running = true;
+        }
+        on
+    });
+    match on {
+        Ok(true) => glue::send(true),
+        Ok(false) => Promise::reject(
+            &js_sys::Error::new(
+                "retailmind: tracking is off (consent, opt-out or sampling); nothing to send",
+            )
+            .into(),
+        ),
+        Err(e) => Promise::reject(&js_sys::Error::new(&e.message()).into()),
+    }
+}
+
+/// The end of a cycle: `undefined`, or the reason it stopped (a failure to retry, or a batch the
+/// collector refused), for flush() to reject with.
+fn cycle_done() -> JsValue {
+    let last = tracker::with(|t| {
+        t.delivery.running = false;
+        t.delivery.last.take()
+    });
+    match last {
+        Ok(Some(Err(reason))) | Ok(Some(Ok(Some(reason)))) => JsValue::from(reason),
+        _ => JsValue::UNDEFINED,
+    }
+}
+
+/// The cycle's next step, given the queue's `[key, value]` records: `null` when nothing is due
+/// (`glue.js` waits out quiet batches when patient), `true` to read the queue again, or
+/// `[endpoint, body, ids]` of the batch to post, sealed already.
+fn plan_next(all: JsValue) -> JsValue {
+    let records: Vec<Stored> = Array::from(&all)
+        .iter()
+        .filter_map(|pair| {
+            let pair = Array::from(&pair);
+            Stored::parse(pair.get(0).as_string()?, &pair.get(1).as_string()?)
+        })
+        .collect();
+    let Ok((endpoint, batch_size)) = tracker::with(|t| (t.endpoint.clone(), t.config.batch_size))
+    else {
+        return JsValue::NULL;
+    };
+    let now = now_ms();
+    let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, || {
+        id_string(new_event_id())
+    })
+    .into_iter()
+    .next() else {
+        let _ = tracker::with(|t| t.delivery.leftovers = !records.is_empty());
+        return JsValue::NULL;
+    };
+    let members: Vec<&Stored> = next.members.iter().map(|&i| &records[i]).collect();
+    // A tab going away may have sent some of these as its own batch since they were read:
+    // read again, and they come back as that batch.
+    if next.new && noted_elsewhere(&members) {
+        return JsValue::TRUE;
+    }
+    seal(&next.batch_id, now, next.new, members.iter().copied());
+    let body = wire::batch(&next.batch_id, now, members.iter().map(|r| r.json.as_str()));
+    let ids = Array::new();
+    for r in &members {
+        ids.push(&JsValue::from_str(&r.id));
+    }
+    let step = Array::of3(&endpoint.into(), &body.into(), &ids);
+    step.push(&JsValue::from_str(&next.batch_id));
+    step.into()
+}
+
+/// What became of the batch `step` (from [`plan_next`]): `status` and `retry_after_s` of the
+/// answer, or `reason` when there was none. Returns the promise of removing its events from the
+/// queue when they are done with (`glue.js` then goes on), or `null` to stop the cycle.
+fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> JsValue {
+    let step = Array::from(&step);
+    let ids = Array::from(&step.get(2));
+    let batch_id = step.get(3).as_string().unwrap_or_default();
+    if let Some(reason) = reason.as_string().filter(|r| !r.is_empty()) {
+        backoff(0.0);
+        let why = waiting(&["could not reach the collector (", &reason, ")"].concat());
+        let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+        return JsValue::NULL;
+    }
+    let status = status as u16;
+    match verdict_for_status(status) {
+        Verdict::Retry => {
+            backoff(retry_after_s);
+            let why = waiting(
+                &[
+                    "the collector answered HTTP ",
+                    &json::int_text(status.into()),
+                ]
+                .concat(),
+            );
+            let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+            JsValue::NULL
+        }
+        verdict => {
+            let removed = glue::q_del(&ids);
+            glue::forget_sent(&batch_id);
+            acknowledged(&ids);
+            let tell = Array::of1(&"a".into());
+            tell.push(&ids);
+            glue::tell(&tell);
+            if verdict == Verdict::Drop {
+                let message = [
+                    "retailmind: the collector refused a batch with HTTP ",
+                    &json::int_text(status.into()),
+                    "; its ",
+                    &json::int_text(i64::from(ids.length())),
+                    " events were dropped",
+                ]
+                .concat();
+                browser::warn(&message);
+                let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
+            }
+            removed.into()
+        }
+    }
+}
+
+fn waiting(what: &str) -> String {
+    let left = json::int_text(tracker::queued() as i64);
+    ["retailmind: ", what, "; ", &left, " events stay queued"].concat()
+}
+
+/// Records a failure: the next timed cycle waits for the backoff or the collector's
+/// `Retry-After`, whichever is longer.
+fn backoff(retry_after_s: f64) {
+    let _ = tracker::with(|t| {
+        let d = &mut t.delivery;
+        d.failures = d.failures.saturating_add(1);
+        d.retry_at_ms = now_ms() + wait_ms(d.failures, jitter(), retry_after_s);
+    });
+}
+
+/// The collector took (or refused) the events with these ids: they leave this page's list.
+pub fn acknowledged(ids: &Array) {
+    let ids: Vec<String> = ids.iter().filter_map(|v| v.as_string()).collect();
+    let _ = tracker::with(|t| {
+        t.pending.retain(|r| !ids.contains(&r.id));
+        t.delivery.failures = 0;
+        t.delivery.retry_at_ms = 0;
+    });
+}
+
+/// Whether any of `members` is in another tab's note of a sent batch.
+fn noted_elsewhere(members: &[&Stored]) -> bool {
+    glue::sent_notes().iter().any(|note| {
+        Array::from(&note)
+            .iter()
+            .skip(2)
+            .filter_map(|id| id.as_string())
+            .any(|id| members.iter().any(|m| m.id == id))
+    })
+}
+
+/// Before a batch's first send, stores the batch id with each member and tells the other tabs,
+/// so that whoever sends these events again sends them as this batch. Either way this page's
+/// copy learns when the batch left, so a page exit now does not send it a second time.
+fn seal<'a>(batch_id: &str, now: i64, new: bool, members: impl Iterator<Item = &'a Stored>) {
+    let tell = Array::of3(
+        &"s".into(),
+        &batch_id.into(),
+        &JsValue::from_f64(now as f64),
+    );
+    let noted = Array::new();
+    let mut ids = Vec::new();
+    for r in members {
+        if new {
+            let sealed = Stored {
+                batch: Some(batch_id.to_owned()),
+                sent_ms: now,
+                ..r.clone()
+            };
+            glue::q_put(&sealed.id, &sealed.value());
+        }
+        tell.push(&JsValue::from_str(&r.id));
+        noted.push(&JsValue::from_str(&r.id));
+        ids.push(r.id.clone());
+    }
+    glue::note_sent(batch_id, now as f64, &noted);
+    sealed_elsewhere(batch_id, now, &ids);
+    glue::tell(&tell);
+}
+
+/// Another tab (or this page's cycle) sent these events as batch `batch_id` at `sent_ms`.
+pub fn sealed_elsewhere(batch_id: &str, sent_ms: i64, ids: &[String]) {
+    let _ = tracker::with(|t| {
+        for r in t.pending.iter_mut().filter(|r| ids.contains(&r.id)) {
+            r.batch = Some(batch_id.to_owned());
+            r.sent_ms = sent_ms;
+        }
+    });
+}
+
+/// A message from another tab: `["a", [ids]]` acknowledged, `["s", batch, ms, ids…]` sent.
+pub fn on_tab_message(message: JsValue) {
+    let m = Array::from(&message);
+    match m.get(0).as_string().as_deref() {
+        Some("a") => acknowledged(&Array::from(&m.get(1))),
+        Some("s") => {
+            if let Some(batch) = m.get(1).as_string() {
+                let sent_ms = m.get(2).as_f64().unwrap_or(0.0) as i64;
+                let ids: Vec<String> = m.iter().skip(3).filter_map(|v| v.as_string()).collect();
+                sealed_elsewhere(&batch, sent_ms, &ids);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The page is being hidden or left: hands every event of this page not yet acknowledged to
+/// the browser right now (`fetchLater`, keepalive `fetch` or `sendBeacon`), cut to fit the
+/// keepalive budget. They stay queued: if the page lives on, or on the next visit, they are
+/// sent again under the same batch ids and the collector answers the repeat as a duplicate.
 pub fn send_everything_now() {
-    let Ok((endpoint, batches)) = tracker::with(|t| {
-        let batches: Vec<_> = t
-            .outbox
-            .all_unsent_batches(now_ms(), new_event_id)
-            .into_iter()
-            .map(|b| (b.batch_id, transport::to_json(b)))
-            .collect();
-        (t.endpoint.clone(), batches)
+    // What other tabs sent of this page's events, in case their messages have not arrived.
+    for note in glue::sent_notes().iter() {
+        let note = Array::from(&note);
+        if let Some(batch) = note.get(0).as_string() {
+            let sent_ms = note
+                .get(1)
+                .as_string()
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(0);
+            let ids: Vec<String> = note.iter().skip(2).filter_map(|v| v.as_string()).collect();
+            sealed_elsewhere(&batch, sent_ms, &ids);
+        }
+    }
+    let Ok(Some((endpoint, bodies))) = tracker::with(|t| {
+        if t.permission != Permission::Track || t.pending.is_empty() {
+            return None;
+        }
+        let now = now_ms();
+        // Batches on their way (this page's cycle, an earlier exit event) are left alone.
+        let plans = queue::plan(
+            &t.pending,
+            t.config.batch_size,
+            EXIT_BODY_BYTES,
+            now,
+            || id_string(new_event_id()),
+        );
+        let mut bodies = Vec::with_capacity(plans.len());
+        for p in &plans {
+            bodies.push(wire::batch(
+                &p.batch_id,
+                now,
+                p.members.iter().map(|&i| t.pending[i].json.as_str()),
+            ));
+            // Stored with the time it left, so the next page waits for this copy's answer
+            // before sending the batch again.
+            let tell = Array::of3(
+                &"s".into(),
+                &p.batch_id.as_str().into(),
+                &JsValue::from_f64(now as f64),
+            );
+            let noted = Array::new();
+            for &i in &p.members {
+                let r = &mut t.pending[i];
+                r.batch = Some(p.batch_id.clone());
+                r.sent_ms = now;
+                glue::q_put_now(&r.id, &r.value());
+                tell.push(&JsValue::from_str(&r.id));
+                noted.push(&JsValue::from_str(&r.id));
+            }
+            glue::note_sent(&p.batch_id, now as f64, &noted);
+            glue::tell(&tell);
+        }
+        Some((t.endpoint.clone(), bodies))
     }) else {
         return;
     };
-    for (batch_id, body) in batches {
-        // Settled by its own task; nobody waits on a page that is going away.
-        let _ = launch(&endpoint, batch_id, body);
-    }
-}
-
-/// Sends everything queued and waits for the collector's answers. Fails, leaving the events
-/// queued, at the first network error or retryable status; a refused (4xx) batch is dropped
-/// and reported once the rest is sent.
-pub async fn flush() -> Result<(), String> {
-    let mut refused = None;
-    loop {
-        let in_flight = tracker::with(|t| t.sends.first().map(|(_, p)| p.clone()))
-            .map_err(|e| e.to_string())?;
-        if let Some(request) = in_flight {
-            // Someone else's send: its outcome is settled by its own task; then look again.
-            let _ = JsFuture::from(request).await;
-            continue;
-        }
-        if tracker::with(|t| t.outbox.is_empty()).map_err(|e| e.to_string())? {
+    for body in bodies {
+        // Refused: the budget is spent; the rest waits in the queue for the next visit.
+        if !glue::post_now(&endpoint, &body) {
             break;
         }
-        let Some(request) = send_next(true) else {
-            return Err(TrackerError::Busy.to_string());
-        };
-        let outcome = JsFuture::from(request).await.unwrap_or_else(|e| e);
-        let left = tracker::queued().to_string();
-        let Some(status) = outcome.as_f64() else {
-            let reason = outcome.as_string().unwrap_or_default();
-            return Err([
-                "retailmind: could not reach the collector (",
-                &reason,
-                "); ",
-                &left,
-                " events stay queued",
-            ]
-            .concat());
-        };
-        let status = status as u16;
-        match verdict_for_status(status) {
-            Verdict::Delivered => {}
-            Verdict::Drop => refused = Some(refused_message(status)),
-            Verdict::Retry => {
-                return Err([
-                    "retailmind: the collector answered HTTP ",
-                    &status.to_string(),
-                    "; ",
-                    &left,
-                    " events stay queued",
-                ]
-                .concat());
-            }
-        }
     }
-    refused.map_or(Ok(()), Err)
-}
-
-/// Starts the request now and settles the batch in the outbox when its answer comes. The
-/// returned promise always resolves (so timed sends leave no unhandled rejections): with the
-/// HTTP status, or with a string saying why there was none.
-fn launch(endpoint: &str, batch_id: Uuid, body: Result<String, JsValue>) -> Promise {
-    let request = match (&body, tracker::with(|t| t.window.clone())) {
-        (Ok(body), Ok(window)) => Ok(transport::post(&window, endpoint, body)),
-        // Every event serialized when it was queued; a batch that does not never will.
-        (Err(e), _) => Err((transport::describe(e), Verdict::Drop)),
-        (_, Err(e)) => Err((e.to_string(), Verdict::Retry)),
-    };
-    let done = future_to_promise(async move {
-        let (result, verdict) = match request {
-            Ok(request) => match transport::status(request).await {
-                Ok(status) => (Ok(status), verdict_for_status(status)),
-                Err(reason) => (Err(reason), Verdict::Retry),
-            },
-            Err((reason, verdict)) => (Err(reason), verdict),
-        };
-        let settled = tracker::with(|t| {
-            t.sends.retain(|(id, _)| *id != batch_id);
-            let settled = t.outbox.settle(batch_id, verdict, now_ms(), jitter());
-            (settled, t.outbox.has_full_batch())
-        });
-        match settled {
-            Ok((Settled::Dropped { events }, _)) => {
-                let status = result.as_ref().map_or(0, |s| *s);
-                browser::warn(
-                    &[
-                        &refused_message(status),
-                        " (",
-                        &events.to_string(),
-                        " events)",
-                    ]
-                    .concat(),
-                );
-            }
-            // More than a batch waiting: no need to wait for the timer.
-            Ok((Settled::Delivered { .. }, true)) => {
-                send_next(false);
-            }
-            _ => {}
-        }
-        Ok(match result {
-            Ok(status) => JsValue::from(status),
-            Err(reason) => JsValue::from(reason),
-        })
-    });
-    let _ = tracker::with(|t| t.sends.push((batch_id, done.clone())));
-    done
-}
-
-fn refused_message(status: u16) -> String {
-    [
-        "retailmind: the collector refused a batch with HTTP ",
-        &status.to_string(),
-        "; its events were dropped",
-    ]
-    .concat()
 }

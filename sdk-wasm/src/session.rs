@@ -3,7 +3,7 @@
 //! The processor sessionizes again in event time; this id lets the shop group a visit's events
 //! before that, and is shared by the tabs of one browser through localStorage.
 
-/// Inactivity after which the next event starts a new session.
+/// Inactivity after which the next event starts a new session, by default.
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60 * 1000;
 
 /// A session as stored between page loads: its id and when its last event happened.
@@ -30,26 +30,25 @@ impl SessionState {
     pub fn to_stored(&self) -> String {
         let mut s = self.id.clone();
         s.push('|');
-        s.push_str(&self.last_activity_ms.to_string());
+        crate::json::push_int(&mut s, self.last_activity_ms);
         s
     }
 }
 
-/// The session an event at `now_ms` belongs to: `current` if it was active within the timeout,
+/// The session an event at `now_ms` belongs to: `current` if it was active within `timeout_ms`,
 /// otherwise a new one with id `new_id()`. Either way its last activity becomes `now_ms`.
 pub fn touch(
     current: Option<SessionState>,
     now_ms: i64,
+    timeout_ms: i64,
     new_id: impl FnOnce() -> String,
 ) -> SessionState {
     match current {
         // A clock that went backwards (an NTP correction) must not split a visit.
-        Some(s) if now_ms.saturating_sub(s.last_activity_ms) <= SESSION_TIMEOUT_MS => {
-            SessionState {
-                id: s.id,
-                last_activity_ms: now_ms.max(s.last_activity_ms),
-            }
-        }
+        Some(s) if now_ms.saturating_sub(s.last_activity_ms) <= timeout_ms => SessionState {
+            id: s.id,
+            last_activity_ms: now_ms.max(s.last_activity_ms),
+        },
         _ => SessionState {
             id: new_id(),
             last_activity_ms: now_ms,
@@ -70,29 +69,38 @@ mod tests {
 
     #[test]
     fn no_session_starts_one() {
-        let s = touch(None, 5, || "new".into());
+        let s = touch(None, 5, SESSION_TIMEOUT_MS, || "new".into());
         assert_eq!((s.id.as_str(), s.last_activity_ms), ("new", 5));
     }
 
     #[test]
     fn activity_within_thirty_minutes_continues_and_extends() {
-        let s = touch(at("s1", 0), SESSION_TIMEOUT_MS, || "new".into());
+        let s = touch(at("s1", 0), SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS, || {
+            "new".into()
+        });
         assert_eq!(s.id, "s1");
         assert_eq!(s.last_activity_ms, SESSION_TIMEOUT_MS);
         // The timeout counts from the last event, not from the session's start.
-        let s = touch(Some(s), 2 * SESSION_TIMEOUT_MS, || "new".into());
+        let s = touch(Some(s), 2 * SESSION_TIMEOUT_MS, SESSION_TIMEOUT_MS, || {
+            "new".into()
+        });
         assert_eq!(s.id, "s1");
     }
 
     #[test]
     fn more_than_thirty_minutes_idle_starts_a_new_session() {
-        let s = touch(at("s1", 0), SESSION_TIMEOUT_MS + 1, || "s2".into());
+        let s = touch(
+            at("s1", 0),
+            SESSION_TIMEOUT_MS + 1,
+            SESSION_TIMEOUT_MS,
+            || "s2".into(),
+        );
         assert_eq!(s.id, "s2");
     }
 
     #[test]
     fn a_clock_going_backwards_keeps_the_session() {
-        let s = touch(at("s1", 10_000), 4_000, || "new".into());
+        let s = touch(at("s1", 10_000), 4_000, SESSION_TIMEOUT_MS, || "new".into());
         assert_eq!((s.id.as_str(), s.last_activity_ms), ("s1", 10_000));
     }
 

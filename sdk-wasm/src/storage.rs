@@ -1,18 +1,27 @@
-//! Where the tracker remembers ids between page loads: localStorage, or this page's memory when
-//! storage is unavailable (blocked cookies, some private modes, quota exceeded).
+//! Where the tracker remembers small things between page loads (ids, session, privacy choices):
+//! localStorage, or this page's memory when storage is unavailable (blocked cookies, some
+//! private modes, quota exceeded) or not yet allowed (consent mode). The event queue itself
+//! lives in `glue.js`.
 
 use web_sys::{Storage, Window};
 
-/// The browser's anonymous id (made once, kept for good).
+/// The browser's anonymous id (made once, kept until `reset()`).
 pub const ANONYMOUS_ID_KEY: &str = "retailmind.anonymous_id";
 /// The current session as `<id>|<last activity ms>` (see `session.rs`).
 pub const SESSION_KEY: &str = "retailmind.session";
 /// The id given to `identify`.
 pub const USER_ID_KEY: &str = "retailmind.user_id";
+/// `"1"` after `optOut()`.
+pub const OPT_OUT_KEY: &str = "retailmind.opt_out";
+/// `"1"` or `"0"`: the last `setConsent` answer.
+pub const CONSENT_KEY: &str = "retailmind.consent";
 
 pub struct Store {
     local: Option<Storage>,
-    /// Three keys at most: a list is smaller in the wasm than a hash map.
+    /// Writes go to memory only (consent not given yet); reads still see localStorage, where
+    /// only earlier choices can be.
+    memory_only: bool,
+    /// A handful of keys: a list is smaller in the wasm than a hash map.
     memory: Vec<(&'static str, String)>,
 }
 
@@ -21,22 +30,48 @@ impl Store {
     pub fn open(window: &Window) -> Store {
         Store {
             local: window.local_storage().ok().flatten(),
+            memory_only: false,
             memory: Vec::new(),
         }
     }
 
-    /// localStorage first, so tabs see each other's session; this page's memory when storage
-    /// failed or lost the value.
+    /// Keeps new values in memory until [`Store::persist`].
+    pub fn hold(&mut self) {
+        self.memory_only = true;
+    }
+
+    /// Writes what was held to localStorage, and everything from now on.
+    pub fn persist(&mut self) {
+        self.memory_only = false;
+        if let Some(local) = &self.local {
+            for (k, v) in &self.memory {
+                let _ = local.set_item(k, v);
+            }
+        }
+    }
+
+    /// This page's memory first (it holds what was written last), then localStorage, so tabs
+    /// see each other's session.
     pub fn get(&self, key: &'static str) -> Option<String> {
-        self.local
-            .as_ref()
-            .and_then(|s| s.get_item(key).ok().flatten())
-            .or_else(|| {
+        let local = || {
+            self.local
+                .as_ref()
+                .and_then(|s| s.get_item(key).ok().flatten())
+        };
+        if self.memory_only {
+            self.memory
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(local)
+        } else {
+            local().or_else(|| {
                 self.memory
                     .iter()
                     .find(|(k, _)| *k == key)
                     .map(|(_, v)| v.clone())
             })
+        }
     }
 
     pub fn set(&mut self, key: &'static str, value: &str) {
@@ -44,9 +79,25 @@ impl Store {
             Some((_, v)) => *v = value.to_owned(),
             None => self.memory.push((key, value.to_owned())),
         }
-        if let Some(local) = &self.local {
+        if let (Some(local), false) = (&self.local, self.memory_only) {
             // A full or blocked storage leaves the value in memory for this page.
             let _ = local.set_item(key, value);
+        }
+    }
+
+    /// Writes `value` to localStorage even while holding: for the privacy choices themselves,
+    /// which must outlive the page.
+    pub fn set_choice(&mut self, key: &'static str, value: &str) {
+        let held = self.memory_only;
+        self.memory_only = false;
+        self.set(key, value);
+        self.memory_only = held;
+    }
+
+    pub fn remove(&mut self, key: &'static str) {
+        self.memory.retain(|(k, _)| *k != key);
+        if let Some(local) = &self.local {
+            let _ = local.remove_item(key);
         }
     }
 }

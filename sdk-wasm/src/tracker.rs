@@ -1,41 +1,83 @@
-//! The running tracker: its settings, who the shopper is, and the outbox, held once per page.
+//! The running tracker: its settings, who the shopper is, what may be tracked, this page's
+//! queued events and the current page, held once per page.
 //!
 //! wasm in the browser is single-threaded, so the state lives in a thread-local `RefCell`; every
 //! access goes through [`with`], which never holds the borrow across an `await`.
 
 use std::cell::RefCell;
-use std::fmt;
 
-use js_sys::Promise;
-use retailmind_schema::{Event, PageView, Payload};
-use uuid::Uuid;
 use web_sys::Window;
 
-use crate::autocapture::Listeners;
 use crate::browser::{self, id_string, new_event_id, new_random_id, now_ms};
 use crate::config::Config;
-use crate::delivery;
-use crate::outbox::{Outbox, PushError};
+use crate::engagement::Engagement;
+use crate::glue;
+use crate::privacy::{self, Permission, Signals};
+use crate::queue::{Stored, ENVELOPE_BYTES, MAX_BODY_BYTES, MAX_PENDING_EVENTS};
 use crate::session::{self, SessionState};
-use crate::storage::{Store, ANONYMOUS_ID_KEY, SESSION_KEY, USER_ID_KEY};
-use crate::transport;
+use crate::storage::{Store, ANONYMOUS_ID_KEY, CONSENT_KEY, OPT_OUT_KEY, SESSION_KEY, USER_ID_KEY};
+use crate::{json, wire};
 
 /// Longest id the collector accepts (`Limits::max_id_len`).
 const MAX_ID_CHARS: usize = 128;
+/// Events kept in memory while waiting for consent.
+const MAX_HELD_EVENTS: usize = 200;
 
 pub struct Tracker {
+    pub(crate) config: Config,
     /// `<collectorUrl>/v1/batch[?key=…]`.
     pub(crate) endpoint: String,
-    pub(crate) window: Window,
     store: Store,
     anonymous_id: String,
     user_id: Option<String>,
-    pub(crate) outbox: Outbox,
-    /// Requests on their way, by batch id: `flush()` waits for them.
-    pub(crate) sends: Vec<(Uuid, Promise)>,
-    /// Dropping them detaches autocapture and the timer (on a second `init`).
-    listeners: Option<Listeners>,
+    signals: Signals,
+    pub(crate) permission: Permission,
+    /// This page's events the collector has not acknowledged: what the page-exit send sends.
+    /// The durable queue holds them too, with every other tab's and earlier pages' events.
+    pub pending: Vec<Stored>,
+    /// Events recorded while waiting for consent, in memory only.
+    held: Vec<Stored>,
+    pub(crate) page: PageState,
+    pub(crate) delivery: DeliveryState,
+    session_written_ms: i64,
     warned_full: bool,
+}
+
+/// The page being viewed, for page views, context and engagement.
+#[derive(Default)]
+pub struct PageState {
+    /// URL of the last page view, without its `#fragment`.
+    pub(crate) counted: Option<String>,
+    /// Replaces `document.referrer` after a single-page-app navigation.
+    pub(crate) referrer: Option<String>,
+    /// The context JSON and the `(href, title)` it was made for: rebuilt only when they change.
+    context: String,
+    context_for: (String, String),
+    pub(crate) engagement: Engagement,
+    /// A page check is scheduled (history changes in one task count once).
+    pub(crate) check_scheduled: bool,
+}
+
+impl PageState {
+    /// The next event rebuilds the context (its referrer changed).
+    pub fn forget_context(&mut self) {
+        self.context.clear();
+    }
+}
+
+/// The sending side: backoff, and the cycle running in this page.
+#[derive(Default)]
+pub struct DeliveryState {
+    pub(crate) failures: u32,
+    pub(crate) retry_at_ms: i64,
+    /// A timed send cycle runs in this page.
+    pub(crate) running: bool,
+    /// How the last cycle ended: `Err` a reason to retry, `Ok(Some)` a refused batch.
+    pub(crate) last: Option<Result<Option<String>, String>>,
+    pub(crate) ticks: u32,
+    /// The last cycle left events in the queue (another page's, waiting out their quiet time).
+    pub(crate) leftovers: bool,
+    pub(crate) interval: Option<i32>,
 }
 
 thread_local! {
@@ -53,18 +95,16 @@ pub enum TrackerError {
     Invalid(String),
 }
 
-impl fmt::Display for TrackerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TrackerError {
+    pub fn message(&self) -> String {
         match self {
-            TrackerError::NotStarted => f.write_str("retailmind: call init(config) first"),
-            TrackerError::Busy => f.write_str("retailmind: tracker is busy (re-entrant call)"),
-            TrackerError::NoWindow => f.write_str("retailmind: needs a browser window"),
-            TrackerError::Invalid(why) => f.write_str(why),
+            TrackerError::NotStarted => "retailmind: call init(config) first".into(),
+            TrackerError::Busy => "retailmind: tracker is busy (re-entrant call)".into(),
+            TrackerError::NoWindow => "retailmind: needs a browser window".into(),
+            TrackerError::Invalid(why) => why.clone(),
         }
     }
 }
-
-impl std::error::Error for TrackerError {}
 
 /// Runs `f` on the tracker.
 pub fn with<R>(f: impl FnOnce(&mut Tracker) -> R) -> Result<R, TrackerError> {
@@ -74,87 +114,72 @@ pub fn with<R>(f: impl FnOnce(&mut Tracker) -> R) -> Result<R, TrackerError> {
     })
 }
 
-/// Starts the tracker, or restarts it with a new config. Events still queued from before are
-/// kept; identity comes from storage, so it survives page loads and restarts alike.
-pub fn start(config: Config) -> Result<(), TrackerError> {
-    let window = web_sys::window().ok_or(TrackerError::NoWindow)?;
-    let mut store = Store::open(&window);
-    let anonymous_id = match store.get(ANONYMOUS_ID_KEY).filter(|id| is_usable_id(id)) {
-        Some(id) => id,
-        None => {
-            let id = id_string(new_random_id());
-            store.set(ANONYMOUS_ID_KEY, &id);
-            id
-        }
-    };
-    let user_id = store.get(USER_ID_KEY).filter(|id| is_usable_id(id));
-    let endpoint = config.batch_endpoint(|v| String::from(js_sys::encode_uri_component(v)));
-
-    TRACKER.with(|slot| {
-        let mut slot = slot.try_borrow_mut().map_err(|_| TrackerError::Busy)?;
-        let (outbox, sends) = match slot.take() {
-            Some(mut old) => {
-                old.outbox.set_batch_size(config.batch_size);
-                (old.outbox, old.sends)
-            }
-            None => (Outbox::new(config.batch_size), Vec::new()),
-        };
-        *slot = Some(Tracker {
-            endpoint,
-            window: window.clone(),
-            store,
-            anonymous_id,
-            user_id,
-            outbox,
-            sends,
-            listeners: None,
-            warned_full: false,
-        });
-        Ok(())
-    })?;
-
-    // Installed after the tracker is in place: the handlers look it up when they fire.
-    let listeners = Listeners::install(&window, &config);
-    with(|t| t.listeners = Some(listeners))?;
-    if config.autocapture.page_views {
-        record(Payload::PageView(PageView::default()))?;
-    }
-    Ok(())
+pub fn is_started() -> bool {
+    with(|_| ()).is_ok()
 }
 
-/// Builds an event of kind `payload` from the current page and queues it. A full queue is
-/// reported on the console, not to the caller: tracking must never break the shop's page.
-pub fn record(payload: Payload) -> Result<(), TrackerError> {
-    let send_now = with(|t| -> Result<bool, TrackerError> {
-        let event = t.build_event(payload);
-        let json = transport::to_json(&event)
-            .map_err(|e| TrackerError::Invalid(transport::describe(&e)))?;
-        match t.outbox.push(event, json.len()) {
-            Ok(()) => Ok(t.outbox.has_full_batch()),
-            Err(PushError::TooLarge { bytes, max }) => Err(TrackerError::Invalid(
-                [
-                    "retailmind: event is ",
-                    &bytes.to_string(),
-                    " bytes of JSON, at most ",
-                    &max.to_string(),
-                    " allowed",
-                ]
-                .concat(),
-            )),
-            Err(PushError::Full { max }) => {
-                if !t.warned_full {
-                    t.warned_full = true;
-                    browser::warn(
-                        &["retailmind: ", &max.to_string(), " events are waiting for the collector; new events are dropped until it answers"]
-                            .concat(),
-                    );
-                }
-                Ok(false)
-            }
-        }
-    })??;
+/// Starts the tracker, or applies a new config to the running one (its queue and page state
+/// are kept). Returns whether this was the first start, which installs the listeners.
+pub fn start(config: Config) -> Result<bool, TrackerError> {
+    let window = web_sys::window().ok_or(TrackerError::NoWindow)?;
+    let endpoint = config.batch_endpoint(|v| String::from(js_sys::encode_uri_component(v)));
+    let restarted = with(|t| {
+        t.config = config.clone();
+        t.endpoint = endpoint.clone();
+        t.refresh_permission();
+    });
+    if restarted.is_ok() {
+        return Ok(false);
+    }
+    let store = Store::open(&window);
+    let signals = Signals {
+        opted_out: store.get(OPT_OUT_KEY).is_some_and(|v| v == "1"),
+        consent: store.get(CONSENT_KEY).map(|v| v == "1"),
+        do_not_track: do_not_track(&window),
+    };
+    let mut tracker = Tracker {
+        config,
+        endpoint,
+        store,
+        anonymous_id: String::new(),
+        user_id: None,
+        signals,
+        permission: Permission::Off,
+        pending: Vec::new(),
+        held: Vec::new(),
+        page: PageState::default(),
+        delivery: DeliveryState::default(),
+        session_written_ms: 0,
+        warned_full: false,
+    };
+    tracker.refresh_permission();
+    tracker.load_identity();
+    TRACKER.with(|slot| {
+        let mut slot = slot.try_borrow_mut().map_err(|_| TrackerError::Busy)?;
+        *slot = Some(tracker);
+        Ok(true)
+    })
+}
+
+/// `navigator.doNotTrack == "1"` or `navigator.globalPrivacyControl == true`.
+fn do_not_track(window: &Window) -> bool {
+    let nav = window.navigator();
+    let dnt = js_sys::Reflect::get(&nav, &"doNotTrack".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .is_some_and(|v| v == "1");
+    let gpc = js_sys::Reflect::get(&nav, &"globalPrivacyControl".into())
+        .ok()
+        .is_some_and(|v| v.is_truthy());
+    dnt || gpc
+}
+
+/// Queues an event of `kind` with `properties` (JSON object text). Events are dropped, not
+/// refused, when tracking is off or the queue is full: tracking must never break the shop.
+pub fn record(kind: &str, properties: &str) -> Result<(), TrackerError> {
+    let send_now = with(|t| t.record(kind, properties))??;
     if send_now {
-        delivery::send_next(false);
+        crate::delivery::kick(false);
     }
     Ok(())
 }
@@ -169,49 +194,207 @@ pub fn identify(user_id: &str) -> Result<(), TrackerError> {
     }
     with(|t| {
         t.user_id = Some(user_id.to_owned());
-        t.store.set(USER_ID_KEY, user_id);
+        if t.permission != Permission::Off {
+            t.store.set(USER_ID_KEY, user_id);
+        }
     })
 }
 
-/// The event `payload` would become now, with ids, session and page context filled in, without
-/// queueing it. Also what the browser tests inspect.
-pub fn build_event(payload: Payload) -> Result<Event, TrackerError> {
-    with(|t| t.build_event(payload))
+/// Forgets the user id and starts a new anonymous id and session (a shopper logged out).
+pub fn reset() -> Result<(), TrackerError> {
+    with(|t| {
+        t.user_id = None;
+        t.store.remove(USER_ID_KEY);
+        t.store.remove(ANONYMOUS_ID_KEY);
+        t.store.remove(SESSION_KEY);
+        t.load_identity();
+    })
+}
+
+/// `optOut()` (`false`) and `optIn()` (`true`), remembered in storage.
+pub fn set_opted_out(out: bool) -> Result<(), TrackerError> {
+    with(|t| {
+        t.signals.opted_out = out;
+        if out {
+            t.store.set_choice(OPT_OUT_KEY, "1");
+            t.forget_unsent();
+        } else {
+            t.store.remove(OPT_OUT_KEY);
+        }
+        t.refresh_permission();
+    })
+}
+
+/// The shopper's answer in consent mode. A yes queues what was held; a no forgets it.
+pub fn set_consent(granted: bool) -> Result<(), TrackerError> {
+    let send = with(|t| {
+        t.signals.consent = Some(granted);
+        t.store
+            .set_choice(CONSENT_KEY, if granted { "1" } else { "0" });
+        if !granted {
+            t.forget_unsent();
+        }
+        t.refresh_permission();
+        t.permission == Permission::Track && !t.pending.is_empty()
+    })?;
+    if send {
+        crate::delivery::kick(false);
+    }
+    Ok(())
 }
 
 pub fn anonymous_id() -> Result<String, TrackerError> {
     with(|t| t.anonymous_id.clone())
 }
 
-/// Events not yet acknowledged by the collector; 0 before `init`.
+/// This page's events not yet acknowledged by the collector; 0 before `init`.
 pub fn queued() -> usize {
-    with(|t| t.outbox.len()).unwrap_or(0)
+    with(|t| t.pending.len() + t.held.len()).unwrap_or(0)
 }
 
 impl Tracker {
-    fn build_event(&mut self, payload: Payload) -> Event {
+    /// Works out what may be done now, and acts on a change: storage is only written once
+    /// tracking is allowed, and held events are queued then.
+    fn refresh_permission(&mut self) {
+        let sampled = privacy::sampled_in(&self.anonymous_id, self.config.sample_rate);
+        let before = self.permission;
+        self.permission = privacy::permission(&self.config, self.signals, sampled);
+        match self.permission {
+            Permission::Track => {
+                self.store.persist();
+                if before != Permission::Track {
+                    for r in std::mem::take(&mut self.held) {
+                        glue::q_put(&r.id, &r.value());
+                        self.pending.push(r);
+                    }
+                }
+            }
+            Permission::AwaitConsent => self.store.hold(),
+            Permission::Off => {
+                self.store.hold();
+                self.held.clear();
+            }
+        }
+        // Sampling depends on the id, which a first start has not read yet: decided again
+        // in `load_identity`.
+    }
+
+    /// Reads (or makes) the anonymous id and user id, then decides the sample.
+    fn load_identity(&mut self) {
+        self.anonymous_id = match self
+            .store
+            .get(ANONYMOUS_ID_KEY)
+            .filter(|id| is_usable_id(id))
+        {
+            Some(id) => id,
+            None => {
+                let id = id_string(new_random_id());
+                self.store.set(ANONYMOUS_ID_KEY, &id);
+                id
+            }
+        };
+        self.user_id = self.store.get(USER_ID_KEY).filter(|id| is_usable_id(id));
+        self.refresh_permission();
+    }
+
+    /// Drops this page's unsent events from the queue (opt-out, consent refused).
+    fn forget_unsent(&mut self) {
+        let keys = js_sys::Array::new();
+        for r in self.pending.drain(..) {
+            keys.push(&r.id.into());
+        }
+        let _ = glue::q_del(&keys);
+        self.held.clear();
+    }
+
+    fn record(&mut self, kind: &str, properties: &str) -> Result<bool, TrackerError> {
+        if self.permission == Permission::Off {
+            return Ok(false);
+        }
+        let id = id_string(new_event_id());
+        let json = self.event_json(&id, kind, properties);
+        if json.len() + ENVELOPE_BYTES > MAX_BODY_BYTES {
+            return Err(TrackerError::Invalid(
+                [
+                    "retailmind: event is ",
+                    &json::int_text(json.len() as i64),
+                    " bytes of JSON, too big to send",
+                ]
+                .concat(),
+            ));
+        }
+        let stored = Stored {
+            id,
+            batch: None,
+            sent_ms: 0,
+            json,
+        };
+        if self.permission == Permission::AwaitConsent {
+            if self.held.len() < MAX_HELD_EVENTS {
+                self.held.push(stored);
+            }
+            return Ok(false);
+        }
+        if self.pending.len() >= MAX_PENDING_EVENTS {
+            if !self.warned_full {
+                self.warned_full = true;
+                browser::warn("retailmind: 1000 events are waiting for the collector; new events are dropped until it answers");
+            }
+            return Ok(false);
+        }
+        self.warned_full = false;
+        glue::q_put(&stored.id, &stored.value());
+        self.pending.push(stored);
+        Ok(self.pending.len() >= self.config.batch_size)
+    }
+
+    fn event_json(&mut self, id: &str, kind: &str, properties: &str) -> String {
         let now = now_ms();
-        let event_id = new_event_id();
         let stored = self
             .store
             .get(SESSION_KEY)
             .and_then(|s| SessionState::parse(&s));
+        let previous = stored.as_ref().map(|s| s.id.clone());
         // A new session is named after its first event, as the processor names its sessions.
-        let session = session::touch(stored, now, || id_string(event_id));
-        self.store.set(SESSION_KEY, &session.to_stored());
-        if self.outbox.is_empty() {
-            self.warned_full = false;
+        let session = session::touch(
+            stored,
+            now,
+            i64::from(self.config.session_timeout_ms),
+            || id.to_owned(),
+        );
+        // Written when it changes or once a second: enough for a 30-minute timeout, and
+        // cheaper than a storage write per event.
+        if previous.as_deref() != Some(session.id.as_str()) || now - self.session_written_ms >= 1000
+        {
+            self.store.set(SESSION_KEY, &session.to_stored());
+            self.session_written_ms = now;
         }
-        Event {
-            event_id,
-            anonymous_id: self.anonymous_id.clone(),
-            user_id: self.user_id.clone(),
-            session_id: Some(session.id),
+        let context = self.context();
+        wire::event(&wire::Envelope {
+            event_id: id,
+            anonymous_id: &self.anonymous_id,
+            user_id: self.user_id.as_deref(),
+            session_id: Some(&session.id),
             timestamp: now,
-            received_at: None,
-            context: browser::page_context(&self.window),
-            payload,
+            context: &context,
+            kind,
+            properties,
+        })
+    }
+
+    /// The page context's JSON, rebuilt only when the URL or title changed.
+    fn context(&mut self) -> String {
+        let facts = browser::PageFacts::now();
+        let (href, title) = (facts.href(), facts.title());
+        if self.page.context.is_empty()
+            || self.page.context_for.0 != href
+            || self.page.context_for.1 != title
+        {
+            let ctx = facts.context(self.page.referrer.clone());
+            self.page.context = wire::context(&ctx);
+            self.page.context_for = (href, title);
         }
+        self.page.context.clone()
     }
 }
 

@@ -5,10 +5,12 @@
 //! - `test`: installs what is missing and runs every check and test (what `.ci/run` calls).
 //! - `setup`: only the installs.
 //! - `build-wasm`: builds the tracker package into `demo-site/pkg`.
+//! - `bench tracker`: tracker size (gzip, brotli) and main-thread cost in headless Chromium.
 //! - `bench collector [--quick]`: load figures for the collector on loopback (printed, not a test).
 //! - `fuzz [SECONDS]`: runs the batch decoding fuzz target (default 300 s).
 
 mod bench;
+mod bench_tracker;
 mod demo;
 mod fuzz;
 mod setup;
@@ -24,6 +26,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo::run_demo(&rest),
         Some("test") => test::run_tests(&rest),
+        Some("bench") if rest.first() == Some(&"tracker") => bench_tracker::run(&rest[1..]),
         Some("bench") => bench::run_bench(&rest),
         Some("fuzz") => fuzz::run_fuzz(&rest),
         Some("setup") => {

@@ -1,0 +1,46 @@
+// The lab page: starts the tracker with the demo's config plus overrides from `?cfg=<json>`,
+// and routes its links with the History API like a single-page app's router.
+
+import init, * as rm from '/pkg/retailmind_sdk.js';
+
+const params = new URLSearchParams(location.search);
+let overrides = {};
+try {
+  overrides = JSON.parse(params.get('cfg') || '{}');
+} catch (e) {
+  console.warn('lab: bad cfg', e);
+}
+
+/** The URL of `view` keeping the other query parameters (the lab's config). */
+window.labUrl = (view) => {
+  const p = new URLSearchParams(location.search);
+  p.set('view', view);
+  return '?' + p;
+};
+
+/** A router's navigation: replaceState for the current entry's state, then pushState. */
+window.labNavigate = (view) => {
+  history.replaceState({ scroll: scrollY }, '', location.href);
+  history.pushState({ view }, '', window.labUrl(view));
+  document.title = 'Lab · ' + view;
+  document.getElementById('view').textContent = 'View ' + view;
+};
+
+document.addEventListener('click', (e) => {
+  const link = e.target.closest('a[data-spa]');
+  if (!link) return;
+  e.preventDefault();
+  window.labNavigate(new URL(link.href).searchParams.get('view'));
+});
+
+try {
+  await init();
+  rm.init({ ...window.RETAILMIND_CONFIG, flushIntervalMs: 200, ...overrides });
+  window.retailmind = rm;
+  window.retailmindReady = true;
+  document.body.dataset.ready = 'yes';
+} catch (e) {
+  window.labError = String(e);
+  document.body.dataset.ready = window.labError;
+  console.error('lab: tracker did not start', e);
+}

@@ -1,0 +1,371 @@
+// The tracker's browser edge, imported by the wasm (see src/glue.rs). Written by hand because
+// these APIs cost far fewer bytes here than as wasm-bindgen imports plus Rust futures:
+// - the durable queue: IndexedDB, else localStorage, else this page's memory;
+// - the flush lock: Web Locks, else a lease in localStorage;
+// - requests: fetch while the page lives, fetchLater → keepalive fetch → sendBeacon on exit;
+// - history hooks for single-page apps, and a channel to the other tabs.
+// Nothing here throws to the caller: a blocked API degrades to the next one.
+
+const DB = 'retailmind';
+const STORE = 'q';
+const LS_PREFIX = 'retailmind.q.';
+const LEASE = 'retailmind.lease';
+const TYPE = { 'Content-Type': 'text/plain;charset=UTF-8' };
+// Browsers allow 64 KiB of keepalive bodies in flight per page; keep a little for headers.
+const KEEPALIVE_BUDGET = 63000;
+
+let db;
+let mode = 0; // 0 IndexedDB, 1 localStorage, 2 memory
+const memory = new Map();
+let writes = [];
+let keepaliveBytes = 0;
+const tab = Math.random().toString(36).slice(2);
+
+function local() {
+  try {
+    const s = localStorage;
+    s.setItem(LEASE + '.t', '1');
+    s.removeItem(LEASE + '.t');
+    return s;
+  } catch (e) {
+    return null;
+  }
+}
+
+function open() {
+  if (!db) {
+    db = new Promise((done) => {
+      try {
+        const r = indexedDB.open(DB, 1);
+        r.onupgradeneeded = () => r.result.createObjectStore(STORE);
+        r.onsuccess = () => done(r.result);
+        r.onerror = r.onblocked = () => done(null);
+      } catch (e) {
+        done(null);
+      }
+    }).then((d) => {
+      mode = d ? 0 : local() ? 1 : 2;
+      return d;
+    });
+  }
+  return db;
+}
+
+function idb(d, fn) {
+  return new Promise((done, fail) => {
+    try {
+      const t = d.transaction(STORE, 'readwrite');
+      fn(t.objectStore(STORE));
+      t.oncomplete = done;
+      t.onerror = t.onabort = () => fail(t.error);
+    } catch (e) {
+      fail(e);
+    }
+  });
+}
+
+/** Queues `[key, value]` pairs for writing; all puts of one task go in one transaction. */
+export function qPut(key, value) {
+  writes.push([key, value]);
+  if (writes.length === 1) queueMicrotask(flushWrites);
+}
+
+function flushWrites() {
+  const batch = writes;
+  writes = [];
+  return open().then((d) => {
+    if (d) return idb(d, (s) => batch.forEach(([k, v]) => s.put(v, k)));
+    const s = mode === 1 && local();
+    batch.forEach(([k, v]) => {
+      memory.set(k, v);
+      try {
+        if (s) s.setItem(LS_PREFIX + k, v);
+      } catch (e) {
+        // Full: the value stays in memory for this page.
+      }
+    });
+  }).catch(() => {});
+}
+
+/** Stores `[key, value]` synchronously, for a page that is going away: an IndexedDB write begun
+ * in `pagehide` may be cut off with the page, a localStorage write is done when it returns.
+ * `qAll` moves such records back into IndexedDB. */
+export function qPutNow(key, value) {
+  const s = local();
+  try {
+    if (s) return s.setItem(LS_PREFIX + key, value);
+  } catch (e) {
+    // Full: the asynchronous write is the remaining chance.
+  }
+  qPut(key, value);
+}
+
+const NOTE = 'retailmind.sent.';
+
+/** Notes, synchronously and for every tab, that batch `id` left at `ms` with these event ids:
+ * a tab going away reads the notes before sending its own events, so it sends them as the
+ * batch another tab already sent, not as a new one. */
+export function noteSent(id, ms, ids) {
+  try {
+    localStorage.setItem(NOTE + id, ms + ',' + ids.join(','));
+  } catch (e) {
+    // No storage: the channel message is the remaining hint.
+  }
+}
+
+export function forgetSent(id) {
+  try {
+    localStorage.removeItem(NOTE + id);
+  } catch (e) {
+    // Nothing was noted.
+  }
+}
+
+/** Every note as `[batchId, ms, ...eventIds]`. */
+export function sentNotes() {
+  const out = [];
+  try {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (k && k.startsWith(NOTE)) {
+        out.push([k.slice(NOTE.length), ...localStorage.getItem(k).split(',')]);
+      }
+    }
+  } catch (e) {
+    // No storage, no notes.
+  }
+  return out;
+}
+
+/** Every stored record as `[key, value]`, keys in ascending order. */
+export function qAll() {
+  return flushWrites().then(open).then((d) => {
+    const s = local();
+    const saved = new Map();
+    if (s) {
+      for (let i = 0; i < s.length; i++) {
+        const k = s.key(i);
+        if (k && k.startsWith(LS_PREFIX)) saved.set(k.slice(LS_PREFIX.length), s.getItem(k));
+      }
+    }
+    if (!d) {
+      saved.forEach((v, k) => memory.set(k, v));
+      return [...memory].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    }
+    return new Promise((done) => {
+      try {
+        const t = d.transaction(STORE, 'readwrite');
+        const st = t.objectStore(STORE);
+        // Records saved synchronously at a page exit win over the (older) IndexedDB copy.
+        saved.forEach((v, k) => st.put(v, k));
+        const k = st.getAllKeys();
+        const v = st.getAll();
+        t.oncomplete = () => {
+          saved.forEach((_, key) => s.removeItem(LS_PREFIX + key));
+          done(k.result.map((key, i) => [key, v.result[i]]));
+        };
+        t.onerror = t.onabort = () => done([...saved]);
+      } catch (e) {
+        done([...saved]);
+      }
+    });
+  });
+}
+
+/** Removes the records with these keys. */
+export function qDel(keys) {
+  return flushWrites().then(open).then((d) => {
+    const s = local();
+    keys.forEach((k) => {
+      memory.delete(k);
+      if (s) s.removeItem(LS_PREFIX + k);
+    });
+    if (d) return idb(d, (st) => keys.forEach((k) => st.delete(k)));
+  }).catch(() => {});
+}
+
+// A page that goes into the back/forward cache holding the lock would be evicted as soon as
+// another page asks for it ("weblocks-contention"): the lock is let go at pagehide.
+let hidden;
+const hide = () => {
+  let release;
+  const p = new Promise((done) => {
+    release = done;
+  });
+  addEventListener('pagehide', () => release(true), { once: true });
+  hidden = p.then(() => {
+    hide();
+    return true;
+  });
+};
+hide();
+
+/** Runs `fn` (returning a promise) holding the flush lock. `wait`: queue for the lock rather
+ * than give up when another tab holds it. Resolves true if `fn` ran. */
+function withLock(wait, fn) {
+  const run = () => Promise.resolve().then(fn).then(() => true, () => true);
+  const locks = navigator.locks;
+  if (locks) {
+    return locks.request('retailmind-flush', { ifAvailable: !wait }, (l) => (l ? Promise.race([run(), hidden]) : false))
+      .catch(() => false);
+  }
+  const s = local();
+  if (!s) return run();
+  const now = Date.now();
+  const [owner, until] = (s.getItem(LEASE) || '|0').split('|');
+  if (owner !== tab && +until > now) return Promise.resolve(false);
+  // A lease outlives a tab that died holding it by at most 30 s.
+  s.setItem(LEASE, tab + '|' + (now + 30000));
+  return run().then((ran) => {
+    if ((s.getItem(LEASE) || '').startsWith(tab + '|')) s.removeItem(LEASE);
+    return ran;
+  });
+}
+
+/** POSTs `body` while the page lives. Resolves `[status, retryAfterSeconds]`, rejects with a
+ * reason when there was no answer. */
+function post(url, body) {
+  const keepalive = keepaliveBytes + body.length <= KEEPALIVE_BUDGET;
+  if (keepalive) keepaliveBytes += body.length;
+  const done = () => {
+    if (keepalive) keepaliveBytes -= body.length;
+  };
+  // A request that never answers must not hold the flush lock for good.
+  const signal = AbortSignal.timeout ? AbortSignal.timeout(30000) : undefined;
+  return fetch(url, { method: 'POST', body, headers: TYPE, keepalive, credentials: 'omit', signal }).then(
+    (r) => {
+      done();
+      const after = r.headers.get('Retry-After');
+      let secs = after == null ? NaN : +after;
+      if (after && isNaN(secs)) secs = (Date.parse(after) - Date.now()) / 1000;
+      return [r.status, secs > 0 ? secs : 0];
+    },
+    (e) => {
+      done();
+      throw String((e && e.message) || e);
+    },
+  );
+}
+
+/** Hands `body` to the browser for a page that is going away, synchronously. True if some
+ * mechanism took it. The events stay queued: only a later answer removes them. */
+export function postNow(url, body) {
+  try {
+    if (typeof fetchLater === 'function') {
+      fetchLater(url, { method: 'POST', body, headers: TYPE, activateAfter: 0 });
+      return true;
+    }
+  } catch (e) {
+    // Over fetchLater's quota (or refused by policy): try the next way.
+  }
+  if (keepaliveBytes + body.length <= KEEPALIVE_BUDGET) {
+    try {
+      keepaliveBytes += body.length;
+      fetch(url, { method: 'POST', body, headers: TYPE, keepalive: true, credentials: 'omit' })
+        .catch(() => {})
+        .then(() => {
+          keepaliveBytes -= body.length;
+        });
+      return true;
+    } catch (e) {
+      keepaliveBytes -= body.length;
+    }
+  }
+  try {
+    return navigator.sendBeacon(url, body);
+  } catch (e) {
+    return false;
+  }
+}
+
+/** Calls `cb` after pushState/replaceState, popstate and Navigation API navigations. */
+export function hookHistory(cb) {
+  const h = history;
+  for (const name of ['pushState', 'replaceState']) {
+    const orig = h[name];
+    h[name] = function (...args) {
+      const r = orig.apply(this, args);
+      cb();
+      return r;
+    };
+  }
+  addEventListener('popstate', cb);
+  if (window.navigation) navigation.addEventListener('navigatesuccess', cb);
+}
+
+let channel;
+/** Messages to and from the other tabs of this origin (`BroadcastChannel`). Closed while the
+ * page is hidden away: a message to a page in the back/forward cache evicts it. */
+export function tabs(cb) {
+  const open = () => {
+    try {
+      channel = new BroadcastChannel('retailmind');
+      channel.onmessage = (m) => cb(m.data);
+    } catch (e) {
+      channel = null;
+    }
+  };
+  open();
+  addEventListener('pagehide', () => {
+    if (channel) channel.close();
+    channel = null;
+  });
+  addEventListener('pageshow', (e) => {
+    if (e.persisted && !channel) open();
+  });
+}
+
+export function tell(message) {
+  try {
+    if (channel) channel.postMessage(message);
+  } catch (e) {
+    // Another tab misses a hint; it only saves a duplicate send.
+  }
+}
+
+/** What an event's context is made of, in one call: `[href, search, referrer, title, userAgent,
+ * screenWidth, screenHeight, language, timeZone]`. The rules applied to them are Rust's. */
+let zone;
+export function pageFacts() {
+  if (zone === undefined) {
+    // Asked once: building an Intl.DateTimeFormat costs more than a whole event.
+    try {
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone || '';
+    } catch (e) {
+      zone = '';
+    }
+  }
+  const s = window.screen || {};
+  const n = navigator;
+  return [location.href, location.search, document.referrer, document.title, n.userAgent || '',
+    s.width || 0, s.height || 0, n.language || '', zone];
+}
+
+const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+let hooks;
+export function cycleHooks(plan, settle, done) {
+  hooks = { plan, settle, done };
+}
+
+let last = Promise.resolve();
+/** A send cycle, after this page's previous one, under the flush lock: the queue is read, the
+ * Rust side (`hooks`) picks and seals the next batch, it is posted, and its answer settled,
+ * until nothing is due or a send failed. Rejects with the reason the cycle stopped. */
+export function send(patient) {
+  const step = () => qAll().then((records) => {
+    const next = hooks.plan(records);
+    if (next === true) return step();
+    if (!next) return patient && records.length ? sleep(5000).then(step) : null;
+    // In an array: a promise returned from a `then` callback would be adopted, not passed on.
+    return post(next[0], next[1])
+      .then((a) => [hooks.settle(next, a[0], a[1], '')], (e) => [hooks.settle(next, 0, 0, e || 'error')])
+      .then((r) => r[0] && r[0].then(step));
+  });
+  const run = () => withLock(patient, step).then(hooks.done, hooks.done);
+  const p = last.then(run, run);
+  last = p;
+  return p.then((why) => {
+    if (why) throw new Error(why);
+  });
+}

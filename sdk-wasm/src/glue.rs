@@ -1,0 +1,46 @@
+//! The functions of `js/glue.js`: durable queue, flush lock, requests, history hooks and the
+//! channel to other tabs. See that file for how each degrades where an API is missing.
+
+use js_sys::{Array, Function, Promise};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/js/glue.js")]
+extern "C" {
+    /// Stores `value` under `key`; writes of one task are committed together.
+    #[wasm_bindgen(js_name = qPut)]
+    pub fn q_put(key: &str, value: &str);
+    /// Stores `value` under `key` before returning (localStorage), for a page going away.
+    #[wasm_bindgen(js_name = qPutNow)]
+    pub fn q_put_now(key: &str, value: &str);
+    /// Every stored `[key, value]`, keys ascending.
+    #[wasm_bindgen(js_name = qAll)]
+    pub fn q_all() -> Promise;
+    #[wasm_bindgen(js_name = qDel)]
+    pub fn q_del(keys: &Array) -> Promise;
+    /// Hands a body to the browser for a page going away; true if it was taken.
+    #[wasm_bindgen(js_name = postNow)]
+    pub fn post_now(url: &str, body: &str) -> bool;
+    #[wasm_bindgen(js_name = hookHistory)]
+    pub fn hook_history(f: &Function);
+    /// Subscribes `f` to messages from other tabs.
+    pub fn tabs(f: &Function);
+    pub fn tell(message: &JsValue);
+    /// Notes synchronously, for every tab, that batch `id` left at `ms` with these events.
+    #[wasm_bindgen(js_name = noteSent)]
+    pub fn note_sent(id: &str, ms: f64, ids: &Array);
+    #[wasm_bindgen(js_name = forgetSent)]
+    pub fn forget_sent(id: &str);
+    /// Every note as `[batchId, ms, ...eventIds]`.
+    #[wasm_bindgen(js_name = sentNotes)]
+    pub fn sent_notes() -> Array;
+    /// `[href, search, referrer, title, userAgent, screenWidth, screenHeight, language,
+    /// timeZone]` of the page now.
+    #[wasm_bindgen(js_name = pageFacts)]
+    pub fn page_facts() -> Array;
+    /// The Rust side of the send cycle (see `delivery.rs`).
+    #[wasm_bindgen(js_name = cycleHooks)]
+    pub fn cycle_hooks(plan: &Function, settle: &Function, done: &Function);
+    /// Runs a send cycle after this page's previous one, under the flush lock; `patient`: wait
+    /// for the lock and for batches in their quiet time. Rejects with the reason it stopped.
+    pub fn send(patient: bool) -> Promise;
+}

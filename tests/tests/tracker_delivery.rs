@@ -1,0 +1,104 @@
+//! The tracker loses nothing and doubles nothing when the way to the collector fails: a
+//! collector answering 500 then 200, a collector offline then back, and a page reloaded while
+//! its queue is full. Real Chromium, the demo site's lab page, the real collector and stream.
+
+mod common;
+mod tracker_support;
+
+use std::collections::BTreeSet;
+
+use tracker_support::{assert_no_doubles, named, Lab};
+
+/// No automatic events: the tests count only what they track.
+const QUIET_PAGE: &str = r#"{"autocapture":{"pageViews":false,"clicks":false}}"#;
+
+async fn track(lab: &Lab, n: usize, from: usize) {
+    lab.js(&format!(
+        "for (let i = {from}; i < {}; i++) window.retailmind.track('lab_event', {{i}}); return 1;",
+        from + n
+    ))
+    .await;
+}
+
+fn numbers(events: &[retailmind_schema::Event]) -> BTreeSet<i64> {
+    named(events, "lab_event")
+        .iter()
+        .filter_map(|e| match &e.payload {
+            retailmind_schema::Payload::Custom(c) => c.props["i"].as_i64(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_failing_then_recovering_loses_and_doubles_nothing() {
+    let lab = Lab::start().await;
+    lab.open_lab(QUIET_PAGE).await;
+    lab.gate.fail_next(2);
+    track(&lab, 5, 0).await;
+
+    let events = lab
+        .wait_events("the five events after two failures", 5, |e| {
+            e.payload.kind() == "custom"
+        })
+        .await;
+    assert_eq!(numbers(&events), (0..5).collect());
+    assert_no_doubles(&lab.events().await);
+    // The retry is the same batch, so the collector could have recognised a repeat.
+    let seen = lab.gate.seen();
+    assert_eq!(seen[0].1, 500);
+    assert_eq!(seen[1].1, 500);
+    assert_eq!(seen[0].0, seen[1].0);
+    assert!(seen[2..]
+        .iter()
+        .any(|(id, status)| id == &seen[0].0 && *status == 200));
+    assert_eq!(lab.flush().await, "ok");
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 0);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_offline_then_online_delivers_everything_once() {
+    let mut lab = Lab::start().await;
+    lab.open_lab(QUIET_PAGE).await;
+    lab.gate.offline().await;
+    track(&lab, 3, 0).await;
+    let failed = lab.flush().await;
+    assert!(failed.contains("stay queued"), "{failed}");
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 3);
+
+    lab.gate.online().await;
+    assert_eq!(lab.flush().await, "ok");
+    let events = lab.events().await;
+    assert_eq!(numbers(&events), (0..3).collect());
+    assert_eq!(named(&events, "lab_event").len(), 3);
+    assert_no_doubles(&events);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_a_full_queue_delivers_it() {
+    let mut lab = Lab::start().await;
+    lab.open_lab(QUIET_PAGE).await;
+    lab.gate.offline().await;
+    // More than a batch (20), so sends were tried and failed before the reload.
+    track(&lab, 45, 0).await;
+    lab.browser.client.refresh().await.unwrap();
+    lab.wait_ready().await;
+    assert!(
+        lab.gate.seen().is_empty(),
+        "nothing got through while offline"
+    );
+
+    lab.gate.online().await;
+    // The reloaded page has none of those events in memory: they come from the durable queue
+    // its predecessor left. (Its timer would send them too, after the backoff the offline
+    // minutes built up; flush() does not wait for that.)
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 0);
+    assert_eq!(lab.flush().await, "ok");
+    let events = lab.events().await;
+    assert_eq!(numbers(&events), (0..45).collect());
+    assert_eq!(named(&events, "lab_event").len(), 45);
+    assert_no_doubles(&events);
+    lab.stop().await;
+}
