@@ -355,8 +355,8 @@ let last = Promise.resolve();
 export function send(patient) {
   const step = () => qAll().then((records) => {
     const next = hooks.plan(records);
-    if (next === true) return step();
-    if (!next) return patient && records.length ? sleep(5000).then(step) : null;
+    if (typeof next === 'number') return patient ? sleep(next + 50).then(step) : null;
+    if (!next) return null;
     // In an array: a promise returned from a `then` callback would be adopted, not passed on.
     return post(next[0], next[1])
       .then((a) => [hooks.settle(next, a[0], a[1], '')], (e) => [hooks.settle(next, 0, 0, e || 'error')])

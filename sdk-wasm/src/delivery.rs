@@ -11,7 +11,7 @@ use crate::backoff::{verdict_for_status, wait_ms, Verdict};
 use crate::browser::{self, id_string, jitter, new_event_id, now_ms};
 use crate::glue;
 use crate::privacy::Permission;
-use crate::queue::{self, Stored, MAX_BODY_BYTES};
+use crate::queue::{self, SentNote, Stored, MAX_BODY_BYTES};
 use crate::tracker;
 use crate::{json, wire};
 
@@ -103,11 +103,11 @@ fn cycle_done() -> JsValue {
     }
 }
 
-/// The cycle's next step, given the queue's `[key, value]` records: `null` when nothing is due
-/// (`glue.js` waits out quiet batches when patient), `true` to read the queue again, or
-/// `[endpoint, body, ids]` of the batch to post, sealed already.
+/// The cycle's next step, given the queue's `[key, value]` records: `[endpoint, body, ids,
+/// batchId]` of the batch to post, sealed already; else the ms until a batch in its quiet time
+/// may go again (`glue.js` waits that long when patient); else `null`: nothing left to send.
 fn plan_next(all: JsValue) -> JsValue {
-    let records: Vec<Stored> = Array::from(&all)
+    let mut records: Vec<Stored> = Array::from(&all)
         .iter()
         .filter_map(|pair| {
             let pair = Array::from(&pair);
@@ -118,21 +118,22 @@ fn plan_next(all: JsValue) -> JsValue {
     else {
         return JsValue::NULL;
     };
+    // A tab or page may have sent some of these as its own batch, and (a page going away) not
+    // lived to store that in the queue: its note says so. Those events go again as that batch.
+    for i in queue::adopt_notes(&mut records, &sent_notes()) {
+        glue::q_put(&records[i].id, &records[i].value());
+    }
     let now = now_ms();
     let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, || {
         id_string(new_event_id())
     })
     .into_iter()
     .next() else {
-        let _ = tracker::with(|t| t.delivery.leftovers = !records.is_empty());
-        return JsValue::NULL;
+        let quiet = queue::quiet_left_ms(&records, now);
+        let _ = tracker::with(|t| t.delivery.leftovers = quiet.is_some());
+        return quiet.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64));
     };
     let members: Vec<&Stored> = next.members.iter().map(|&i| &records[i]).collect();
-    // A tab going away may have sent some of these as its own batch since they were read:
-    // read again, and they come back as that batch.
-    if next.new && noted_elsewhere(&members) {
-        return JsValue::TRUE;
-    }
     seal(&next.batch_id, now, next.new, members.iter().copied());
     let body = wire::batch(&next.batch_id, now, members.iter().map(|r| r.json.as_str()));
     let ids = Array::new();
@@ -220,15 +221,23 @@ pub fn acknowledged(ids: &Array) {
     });
 }
 
-/// Whether any of `members` is in another tab's note of a sent batch.
-fn noted_elsewhere(members: &[&Stored]) -> bool {
-    glue::sent_notes().iter().any(|note| {
-        Array::from(&note)
-            .iter()
-            .skip(2)
-            .filter_map(|id| id.as_string())
-            .any(|id| members.iter().any(|m| m.id == id))
-    })
+/// Every tab's notes of the batches it sent and that were not acknowledged yet.
+fn sent_notes() -> Vec<SentNote> {
+    glue::sent_notes()
+        .iter()
+        .filter_map(|note| {
+            let note = Array::from(&note);
+            Some(SentNote {
+                batch_id: note.get(0).as_string()?,
+                sent_ms: note.get(1).as_string()?.parse().unwrap_or(0),
+                event_ids: note
+                    .iter()
+                    .skip(2)
+                    .filter_map(|id| id.as_string())
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 /// Before a batch's first send, stores the batch id with each member and tells the other tabs,
@@ -292,18 +301,8 @@ pub fn on_tab_message(message: JsValue) {
 /// sent again under the same batch ids and the collector answers the repeat as a duplicate.
 pub fn send_everything_now() {
     // What other tabs sent of this page's events, in case their messages have not arrived.
-    for note in glue::sent_notes().iter() {
-        let note = Array::from(&note);
-        if let Some(batch) = note.get(0).as_string() {
-            let sent_ms = note
-                .get(1)
-                .as_string()
-                .and_then(|ms| ms.parse().ok())
-                .unwrap_or(0);
-            let ids: Vec<String> = note.iter().skip(2).filter_map(|v| v.as_string()).collect();
-            sealed_elsewhere(&batch, sent_ms, &ids);
-        }
-    }
+    let notes = sent_notes();
+    let _ = tracker::with(|t| queue::adopt_notes(&mut t.pending, &notes));
     let Ok(Some((endpoint, bodies))) = tracker::with(|t| {
         if t.permission != Permission::Track || t.pending.is_empty() {
             return None;

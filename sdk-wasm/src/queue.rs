@@ -133,6 +133,45 @@ pub fn plan(
     resends
 }
 
+/// How long until the first batch now in its quiet time may be sent again; `None` when none is.
+pub fn quiet_left_ms(records: &[Stored], now_ms: i64) -> Option<i64> {
+    records
+        .iter()
+        .filter(|r| r.in_flight(now_ms))
+        .map(|r| r.sent_ms + QUIET_MS - now_ms)
+        .min()
+}
+
+/// A note, kept in shared storage by whichever tab or page sent a batch, of its id, when it left
+/// and its members. Written synchronously, so it survives a page that went away before its queue
+/// write of the same batch was committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentNote {
+    pub batch_id: String,
+    pub sent_ms: i64,
+    pub event_ids: Vec<String>,
+}
+
+/// Gives records named in a note that note's batch and send time, so they are sent again as that
+/// batch (after its quiet time), never cut into a new one: the collector could then store them
+/// twice. A record already in another batch keeps it. Returns the positions of the records that
+/// changed, to be stored again.
+pub fn adopt_notes(records: &mut [Stored], notes: &[SentNote]) -> Vec<usize> {
+    let mut changed = Vec::new();
+    for (i, r) in records.iter_mut().enumerate() {
+        let Some(note) = notes.iter().find(|n| n.event_ids.contains(&r.id)) else {
+            continue;
+        };
+        let same_batch = r.batch.as_deref() == Some(note.batch_id.as_str());
+        if r.batch.is_none() || (same_batch && note.sent_ms > r.sent_ms) {
+            r.batch = Some(note.batch_id.clone());
+            r.sent_ms = note.sent_ms;
+            changed.push(i);
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +303,59 @@ mod tests {
     #[test]
     fn nothing_queued_is_nothing_to_send() {
         assert!(plan(&[], 20, MAX_BODY_BYTES, NOW, ids()).is_empty());
+    }
+
+    fn note(batch: &str, sent_ms: i64, ids: &[usize]) -> SentNote {
+        SentNote {
+            batch_id: batch.into(),
+            sent_ms,
+            event_ids: ids.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn records_named_in_a_note_join_its_batch_and_wait_out_its_quiet_time() {
+        // A page sealed events 0 and 1 as b1 and went away before its queue write committed:
+        // only the note says so.
+        let mut recs: Vec<Stored> = (0..3).map(|n| rec(n, None, 10)).collect();
+        let changed = adopt_notes(&mut recs, &[note("b1", NOW - 100, &[0, 1])]);
+        assert_eq!(changed, [0, 1]);
+        assert_eq!(recs[0].batch.as_deref(), Some("b1"));
+        assert_eq!(recs[1].sent_ms, NOW - 100);
+        assert_eq!(recs[2].batch, None);
+        // Still in flight: only the unnoted event is cut into a new batch.
+        let plans = plan(&recs, 20, MAX_BODY_BYTES, NOW, ids());
+        assert_eq!(members(&plans), [("new1".into(), vec![2], true)]);
+        // Once quiet, b1 goes again whole, under its own id.
+        let later = plan(&recs, 20, MAX_BODY_BYTES, NOW + QUIET_MS, ids());
+        assert_eq!(later[0].batch_id, "b1");
+        assert_eq!(later[0].members, [0, 1]);
+        assert!(!later[0].new);
+    }
+
+    #[test]
+    fn a_note_never_moves_an_event_to_another_batch_and_only_refreshes_its_own() {
+        let mut recs = vec![rec(0, Some("b0"), 10), rec(1, Some("b1"), 10)];
+        recs[1].sent_ms = 50;
+        let notes = [note("b9", 70, &[0]), note("b1", 60, &[1])];
+        assert_eq!(adopt_notes(&mut recs, &notes), [1]);
+        assert_eq!(recs[0].batch.as_deref(), Some("b0"));
+        assert_eq!(recs[1].sent_ms, 60);
+        // An older note of the same batch changes nothing.
+        assert!(adopt_notes(&mut recs, &[note("b1", 10, &[1])]).is_empty());
+    }
+
+    #[test]
+    fn the_wait_for_quiet_batches_is_until_the_first_may_go() {
+        let mut recs = vec![
+            rec(0, Some("b1"), 10),
+            rec(1, Some("b2"), 10),
+            rec(2, None, 10),
+        ];
+        recs[0].sent_ms = NOW - 1_000;
+        recs[1].sent_ms = NOW - 4_000;
+        assert_eq!(quiet_left_ms(&recs, NOW), Some(QUIET_MS - 4_000));
+        assert_eq!(quiet_left_ms(&recs, NOW + QUIET_MS), None);
+        assert_eq!(quiet_left_ms(&[rec(0, None, 10)], NOW), None);
     }
 }

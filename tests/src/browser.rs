@@ -1,5 +1,6 @@
 //! Headless Chromium driven through chromedriver (WebDriver), the same browser users run.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::{env_or, free_port, wait_for_port};
 pub struct Browser {
     driver: Child,
     pub client: Client,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -27,6 +28,8 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(&driver_path)
             .arg(format!("--port={port}"))
+            // Its own process group, so that the browser it starts can be ended with it.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,21 +67,34 @@ impl Browser {
         Browser {
             driver,
             client,
-            _profile: profile,
+            profile,
         }
     }
 
-    /// Ends the browser session, then chromedriver.
-    pub async fn close(mut self) {
+    /// Ends the browser session, then chromedriver and every browser process.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
+        // Drop ends the processes.
+    }
+
+    /// Kills chromedriver's process group and any browser process of this profile. A test that
+    /// failed (or a browser that hung) must not leave Chromium running: killing chromedriver
+    /// alone leaves the browser it started behind.
+    fn end_processes(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium's helpers may leave the group (zygote); they all carry the profile path.
+        let profile = self.profile.path().display().to_string();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", "--", &format!("--user-data-dir={profile}")])
+            .status();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.end_processes();
     }
 }
