@@ -8,10 +8,13 @@
 //! - `bench tracker`: tracker size (gzip, brotli) and main-thread cost in headless Chromium.
 //! - `bench collector [--quick]`: load figures for the collector on loopback (printed, not a test).
 //! - `fuzz [SECONDS]`: runs the batch decoding fuzz target (default 300 s).
+//! - `eval-recs --train F --test F`: offline HR@20/MRR@20 of every recommendation strategy on a
+//!   `SessionId ItemId Time` click log.
 
 mod bench;
 mod bench_tracker;
 mod demo;
+mod eval_recs;
 mod fuzz;
 mod setup;
 mod test;
@@ -29,6 +32,7 @@ fn main() -> Result<()> {
         Some("bench") if rest.first() == Some(&"tracker") => bench_tracker::run(&rest[1..]),
         Some("bench") => bench::run_bench(&rest),
         Some("fuzz") => fuzz::run_fuzz(&rest),
+        Some("eval-recs") => eval_recs::run_eval(&rest),
         Some("setup") => {
             setup::wasm_toolchain()?;
             setup::wasm_bindgen_cli()?;
@@ -38,7 +42,7 @@ fn main() -> Result<()> {
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm|bench|fuzz>");
+            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm|bench|fuzz|eval-recs>");
             bail!("unknown or missing command")
         }
     }
