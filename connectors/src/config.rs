@@ -47,8 +47,13 @@ pub struct AwsConfig {
     pub bad_events_stream: String,
     #[serde(default = "default_sessions_table")]
     pub sessions_table: String,
+    /// Also the lease table: a shard's lease is its checkpoint item (see `aws::leases`).
     #[serde(default = "default_checkpoints_table")]
     pub checkpoints_table: String,
+    /// Days after a session's last event when DynamoDB deletes it (TTL attribute
+    /// `expires_at`, epoch seconds, enabled by `provision`). Unset: sessions are kept.
+    #[serde(default)]
+    pub session_ttl_days: Option<u32>,
     /// Firehose delivery stream for lake events (S3 prefix `events/`).
     #[serde(default = "default_delivery_stream")]
     pub delivery_stream: String,
@@ -88,6 +93,7 @@ impl AwsConfig {
             bad_events_stream: default_bad_events_stream(),
             sessions_table: default_sessions_table(),
             checkpoints_table: default_checkpoints_table(),
+            session_ttl_days: None,
             delivery_stream: default_delivery_stream(),
             errors_delivery_stream: None,
         }

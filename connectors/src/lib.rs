@@ -3,7 +3,7 @@
 //! | trait | production | embedded default |
 //! |---|---|---|
 //! | [`EventSink`], [`StreamReader`] | Kinesis Data Streams | SQLite ordered log |
-//! | [`CheckpointStore`] | DynamoDB | SQLite table |
+//! | [`CheckpointStore`], [`LeaseStore`] | DynamoDB | SQLite tables |
 //! | [`SessionStore`] | DynamoDB | SQLite table |
 //! | [`LakeWriter`] | Kinesis Data Firehose → S3 | local folder, same key layout |
 //!
@@ -16,6 +16,7 @@ mod config;
 pub mod embedded;
 mod error;
 pub mod lake;
+pub mod lease;
 pub mod service;
 mod sessions;
 pub mod settings;
@@ -28,6 +29,7 @@ pub use checkpoint::CheckpointStore;
 pub use config::{AwsConfig, BackendConfig};
 pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
+pub use lease::{Lease, LeaseStore};
 pub use sessions::SessionStore;
 pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
@@ -39,6 +41,8 @@ pub struct Backend {
     pub dead_letters: Arc<dyn EventSink>,
     pub reader: Arc<dyn StreamReader>,
     pub checkpoints: Arc<dyn CheckpointStore>,
+    /// Which processor instance reads which shard; the same rows as `checkpoints`.
+    pub leases: Arc<dyn LeaseStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub lake: Arc<dyn LakeWriter>,
 }

@@ -21,6 +21,16 @@ pub struct ProcessorConfig {
     pub session_inactivity_minutes: i64,
     /// Hours after which a session is cut however active it is.
     pub session_max_hours: i64,
+    /// This instance's name in the lease table. Unset: `processor-<pid>-<uuid>`, new on every
+    /// start. Set it only to something no other running instance uses; an instance restarted
+    /// with the same id takes its old leases back at once instead of waiting for them to
+    /// expire.
+    pub instance_id: Option<String>,
+    /// A lease whose counter has not moved for this long belongs to a dead instance and is
+    /// taken over; leases are renewed three times within it.
+    pub lease_duration_ms: u64,
+    /// Where to serve `GET /metrics` (Prometheus) and `GET /healthz`; unset, no server.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ProcessorConfig {
@@ -33,6 +43,9 @@ impl Default for ProcessorConfig {
             min_read_interval_ms: None,
             session_inactivity_minutes: 30,
             session_max_hours: 12,
+            instance_id: None,
+            lease_duration_ms: 10_000,
+            metrics_listen: Some("127.0.0.1:8702".into()),
         }
     }
 }
@@ -44,6 +57,13 @@ impl ProcessorConfig {
             BackendConfig::Embedded { .. } => 0,
         };
         std::time::Duration::from_millis(self.min_read_interval_ms.unwrap_or(default))
+    }
+
+    /// The configured instance id, or a new unique one.
+    pub fn instance_id(&self) -> String {
+        self.instance_id
+            .clone()
+            .unwrap_or_else(|| format!("processor-{}-{}", std::process::id(), uuid::Uuid::now_v7()))
     }
 
     pub fn session_rules(&self) -> SessionRules {

@@ -1,8 +1,11 @@
 //! The processor: reads the event stream from its checkpoints, folds events into sessions,
 //! writes the sessions and every event to the lake, and only then moves the checkpoint.
+//! Instances with the same consumer name share the shards through leases.
 
 pub mod config;
 pub mod lambda;
+mod leasing;
+pub mod metrics;
 mod pipeline;
 pub mod sessionize;
 

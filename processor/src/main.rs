@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use retailmind_connectors::{service, settings};
-use retailmind_processor::{Processor, ProcessorConfig};
+use retailmind_processor::{metrics, Processor, ProcessorConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,8 +12,24 @@ async fn main() -> anyhow::Result<()> {
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;
-    tracing::info!(backend = ?config.backend, consumer = %config.consumer, "processor started");
-    Processor::new(backend, &config)
+    let processor = Processor::new(backend, &config);
+    tracing::info!(
+        backend = ?config.backend,
+        consumer = %config.consumer,
+        instance_id = %processor.instance_id().await,
+        "processor started"
+    );
+    if let Some(address) = &config.metrics_listen {
+        // Metrics are for operators: a taken port is logged, not fatal to processing.
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => {
+                tracing::info!(%address, "serving /metrics");
+                tokio::spawn(metrics::serve(listener, service::shutdown_signal()));
+            }
+            Err(e) => tracing::warn!(%address, error = %e, "cannot serve /metrics"),
+        }
+    }
+    processor
         .run(service::shutdown_signal())
         .await
         .context("processing")?;

@@ -1,13 +1,18 @@
-//! The consume loop: read → decode → sessionize → write sessions → write lake → checkpoint.
+//! The consume loop: take leases → read → decode → sessionize → write sessions → write lake →
+//! checkpoint.
 //!
 //! The checkpoint moves only after the session and lake writes of everything before it
-//! succeeded; a crash in between replays those records, which sessionization ignores (it
-//! remembers event ids) and the lake's compaction drops by event id.
+//! succeeded, and only while this instance holds the shard's lease (one conditional write); a
+//! crash in between replays those records, which sessionization ignores (it remembers event
+//! ids) and the lake's compaction drops by event id. Several instances with the same consumer
+//! name share the shards through leases (see `leasing.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex as AsyncMutex;
 
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
@@ -16,6 +21,8 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::config::ProcessorConfig;
+use crate::leasing::LeaseKeeper;
+use crate::metrics as m;
 use crate::sessionize::{sessionize, SessionRules};
 
 #[derive(Debug, Error)]
@@ -44,9 +51,9 @@ pub struct Processor {
     rules: SessionRules,
     batch_size: usize,
     idle_poll: Duration,
-    /// Closed shards read to their end. Only ever grows, and after a restart one read per
-    /// closed shard finds its end again, so it needs no storage of its own.
-    ended_shards: Mutex<HashSet<String>>,
+    /// The leases this instance holds; locked for a whole poll, which is the only place that
+    /// reads shards, so lease work always happens between batches.
+    leases: AsyncMutex<LeaseKeeper>,
     min_read_interval: Duration,
     /// When each shard was last read, to stay within the stream's read rate per shard.
     last_read: Mutex<HashMap<String, Instant>>,
@@ -63,19 +70,47 @@ impl Processor {
             rules: config.session_rules(),
             batch_size: config.batch_size.max(1),
             idle_poll: Duration::from_millis(config.idle_poll_ms),
-            ended_shards: Mutex::new(HashSet::new()),
+            leases: AsyncMutex::new(LeaseKeeper::new(
+                config.instance_id(),
+                Duration::from_millis(config.lease_duration_ms.max(1)),
+            )),
             min_read_interval: config.min_read_interval(),
             last_read: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Runs until `shutdown` completes, backing off on errors that a retry can cure.
+    /// This instance's id in the lease table.
+    pub async fn instance_id(&self) -> String {
+        self.leases.lock().await.instance_id.clone()
+    }
+
+    /// Runs until `shutdown` completes, backing off on errors that a retry can cure; then
+    /// releases its leases so that other instances take the shards over at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
+        let outcome = self.run_until(shutdown).await;
+        self.release_leases().await;
+        outcome
+    }
+
+    async fn renewal_interval(&self) -> Duration {
+        self.leases.lock().await.lease_duration / 3
+    }
+
+    /// Frees every lease this instance holds.
+    pub async fn release_leases(&self) {
+        let mut keeper = self.leases.lock().await;
+        keeper
+            .release_all(self.backend.leases.as_ref(), &self.consumer)
+            .await;
+        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone()).set(0.0);
+    }
+
+    async fn run_until(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
         loop {
             let pause = match self.poll_once().await {
-                Ok(0) => self.idle_poll,
+                Ok(0) => self.idle_poll.min(self.renewal_interval().await),
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     Duration::ZERO
@@ -83,7 +118,8 @@ impl Processor {
                 Err(ProcessorError::Connector(e)) if e.is_retryable() => {
                     warn!(error = %e, ?backoff, "processing failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff
+                    // The next poll renews the leases: never pause so long that they expire.
+                    backoff.min(self.renewal_interval().await)
                 }
                 Err(e) => return Err(e),
             };
@@ -94,16 +130,20 @@ impl Processor {
         }
     }
 
-    /// Processes everything in the stream now, then returns how many records it processed.
+    /// Processes everything in the stream now, then releases its leases and returns how many
+    /// records it processed.
     pub async fn drain(&self) -> Result<usize, ProcessorError> {
         let mut total = 0;
-        loop {
-            match self.poll().await? {
-                (0, false) => return Ok(total),
-                (0, true) => tokio::time::sleep(self.min_read_interval).await,
-                (n, _) => total += n,
+        let outcome = loop {
+            match self.poll().await {
+                Ok((0, false)) => break Ok(total),
+                Ok((0, true)) => tokio::time::sleep(self.min_read_interval).await,
+                Ok((n, _)) => total += n,
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.release_leases().await;
+        outcome
     }
 
     /// One read of every shard that may be read now; returns the number of records processed.
@@ -114,38 +154,34 @@ impl Processor {
         Ok(self.poll().await?.0)
     }
 
-    /// [`poll_once`](Self::poll_once), also telling whether a shard was skipped to respect
-    /// the read rate (so "nothing read" does not mean "nothing left").
+    /// [`poll_once`](Self::poll_once), also telling whether there may be more to do at once
+    /// (a shard skipped to respect the read rate, a lease taken or a shard finished), so that
+    /// "nothing read" does not mean "nothing left".
     async fn poll(&self) -> Result<(usize, bool), ProcessorError> {
         let shards = self.backend.reader.shards().await?;
-        let mut rate_limited = false;
+        let store = self.backend.leases.as_ref();
+        let mut keeper = self.leases.lock().await;
+        let mut more = keeper.sync(store, &self.consumer, &shards).await?;
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
-        for shard in &shards {
-            if self.has_ended(&shard.shard_id) {
+        for shard_id in keeper.held_shards() {
+            if keeper.renewal_due() {
+                keeper.renew(store, &self.consumer).await?;
+            }
+            if !listed.contains(shard_id.as_str()) || !keeper.held.contains_key(&shard_id) {
                 continue;
             }
-            let parents_pending = shard
-                .parent_shard_ids
-                .iter()
-                .any(|p| listed.contains(p.as_str()) && !self.has_ended(p));
-            if parents_pending {
+            if !self.may_read_now(&shard_id) {
+                more = true;
                 continue;
             }
-            if !self.may_read_now(&shard.shard_id) {
-                rate_limited = true;
-                continue;
-            }
-            let outcome = self.process_shard_once(&shard.shard_id).await?;
+            let outcome = self.process_held(&mut keeper, &shard_id).await?;
             total += outcome.records;
-            if outcome.shard_ended && outcome.records == 0 {
-                info!(shard_id = %shard.shard_id, "shard read to its end");
-                if let Ok(mut ended) = self.ended_shards.lock() {
-                    ended.insert(shard.shard_id.clone());
-                }
-            }
+            more |= outcome.shard_ended;
         }
-        Ok((total, rate_limited))
+        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone())
+            .set(keeper.held.len() as f64);
+        Ok((total, more))
     }
 
     /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
@@ -167,26 +203,42 @@ impl Processor {
         }
     }
 
-    fn has_ended(&self, shard_id: &str) -> bool {
-        self.ended_shards
-            .lock()
-            .map(|ended| ended.contains(shard_id))
-            .unwrap_or(false)
-    }
-
-    /// Reads one batch of `shard_id` after its checkpoint and carries it through to the lake.
-    pub async fn process_shard_once(&self, shard_id: &str) -> Result<BatchOutcome, ProcessorError> {
-        let after = self
-            .backend
-            .checkpoints
-            .get(&self.consumer, shard_id)
-            .await?;
+    /// Reads one batch of a held shard after its checkpoint, carries it through to the lake and
+    /// checkpoints it while still holding the lease. A shard closed by resharding and read to
+    /// its end is marked as ended in its lease, which frees its children.
+    async fn process_held(
+        &self,
+        keeper: &mut LeaseKeeper,
+        shard_id: &str,
+    ) -> Result<BatchOutcome, ProcessorError> {
+        let Some(held) = keeper.held.get(shard_id).cloned() else {
+            return Ok(BatchOutcome::default());
+        };
+        let store = self.backend.leases.as_ref();
+        let owner = keeper.instance_id.clone();
         let batch = self
             .backend
             .reader
-            .read(shard_id, after.as_deref(), self.batch_size)
+            .read(shard_id, held.checkpoint.as_deref(), self.batch_size)
             .await?;
+        if let Some(behind) = batch.millis_behind_latest {
+            metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
+                .set(behind as f64);
+        }
         let Some(last) = batch.entries.last() else {
+            if batch.shard_ended {
+                match store
+                    .finish(&self.consumer, shard_id, &owner, held.counter)
+                    .await
+                {
+                    Ok(()) => {
+                        keeper.held.remove(shard_id);
+                        info!(shard_id, "shard read to its end");
+                    }
+                    Err(ConnectorError::Conflict { what }) => keeper.lost(shard_id, &what),
+                    Err(e) => return Err(e.into()),
+                }
+            }
             return Ok(BatchOutcome {
                 millis_behind_latest: batch.millis_behind_latest,
                 shard_ended: batch.shard_ended,
@@ -196,11 +248,29 @@ impl Processor {
         let last_sequence = last.sequence.clone();
         let mut outcome = self.apply(shard_id, &batch.entries).await?;
         outcome.millis_behind_latest = batch.millis_behind_latest;
-        self.backend
-            .checkpoints
-            .set(&self.consumer, shard_id, &last_sequence)
-            .await?;
-
+        match store
+            .checkpoint(
+                &self.consumer,
+                shard_id,
+                &owner,
+                held.counter,
+                &last_sequence,
+            )
+            .await
+        {
+            Ok(()) => {
+                if let Some(held) = keeper.held.get_mut(shard_id) {
+                    held.checkpoint = Some(last_sequence.clone());
+                }
+            }
+            Err(ConnectorError::Conflict { what }) => {
+                keeper.lost(shard_id, &what);
+                return Ok(outcome);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!(m::RECORDS_PROCESSED, "consumer" => self.consumer.clone())
+            .increment(outcome.records as u64);
         info!(
             shard_id,
             records = outcome.records,

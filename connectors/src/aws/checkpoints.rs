@@ -12,13 +12,16 @@
 //! sequence again succeeds (a retried write is harmless); an older one is refused with
 //! [`ConnectorError::Conflict`] and leaves the stored checkpoint as it was.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::errors::{conditional_put, sdk_error};
+use super::errors::{conditional_update, sdk_error};
 use super::session_item::{number, string};
 use crate::checkpoint::CheckpointStore;
+use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
 
 const SERVICE: &str = "dynamodb";
@@ -27,7 +30,7 @@ const SERVICE: &str = "dynamodb";
 pub(crate) const CONSUMER: &str = "consumer";
 /// Range key of the checkpoints table.
 pub(crate) const SHARD_ID: &str = "shard_id";
-const SEQUENCE: &str = "sequence";
+pub(crate) const SEQUENCE: &str = "sequence";
 const SEQUENCE_KEY: &str = "sequence_key";
 const UPDATED_AT_MS: &str = "updated_at_ms";
 
@@ -62,9 +65,24 @@ pub(crate) fn sequence_key(sequence: &str) -> Result<String> {
     Ok(format!("{sequence:0>SEQUENCE_KEY_WIDTH$}"))
 }
 
-fn now_ms() -> i64 {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(now).unwrap_or(i64::MAX)
+/// The update that stores a checkpoint, with [`checkpoint_names`] and [`checkpoint_values`].
+pub(crate) const SET_CHECKPOINT: &str = "SET #seq = :seq, #key = :key, #at = :at";
+
+pub(crate) fn checkpoint_names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#seq".to_owned(), SEQUENCE.to_owned()),
+        ("#key".to_owned(), SEQUENCE_KEY.to_owned()),
+        ("#at".to_owned(), UPDATED_AT_MS.to_owned()),
+    ])
+}
+
+/// `:seq`, `:key` (the padded `key` from [`sequence_key`]) and `:at` (now).
+pub(crate) fn checkpoint_values(sequence: &str, key: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":seq".to_owned(), string(sequence)),
+        (":key".to_owned(), string(key)),
+        (":at".to_owned(), number(now_ms())),
+    ])
 }
 
 #[async_trait]
@@ -94,23 +112,24 @@ impl CheckpointStore for DynamoCheckpoints {
 
     async fn set(&self, consumer: &str, shard_id: &str, sequence: &str) -> Result<()> {
         let key = sequence_key(sequence)?;
+        // An update, not a put: the item is also the shard's lease (see `leases.rs`), whose
+        // attributes must survive.
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item(CONSUMER, string(consumer))
-            .item(SHARD_ID, string(shard_id))
-            .item(SEQUENCE, string(sequence))
-            .item(SEQUENCE_KEY, string(key.clone()))
-            .item(UPDATED_AT_MS, number(now_ms()))
+            .key(CONSUMER, string(consumer))
+            .key(SHARD_ID, string(shard_id))
+            .update_expression(SET_CHECKPOINT)
             .condition_expression("attribute_not_exists(#key) OR #key <= :key")
-            .expression_attribute_names("#key", SEQUENCE_KEY)
-            .expression_attribute_values(":key", string(key))
+            .set_expression_attribute_names(Some(checkpoint_names()))
+            .set_expression_attribute_values(Some(checkpoint_values(sequence, key)))
             .send()
             .await;
-        conditional_put(result, || {
+        conditional_update(result, || {
             format!("checkpoint of {consumer:?} in {shard_id}: already past {sequence}")
         })
+        .map(|_| ())
     }
 }
 

@@ -6,6 +6,7 @@
 use std::error::Error;
 
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_kinesis::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::error::ConnectorError;
@@ -72,12 +73,37 @@ pub(crate) fn conditional_put(
     put: Result<PutItemOutput, SdkError<PutItemError>>,
     what: impl FnOnce() -> String,
 ) -> crate::error::Result<()> {
-    match put {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
+    conditional(
+        put,
+        PutItemError::is_conditional_check_failed_exception,
+        what,
+    )
+    .map(|_| ())
+}
+
+/// A conditional DynamoDB UpdateItem's answer, as [`conditional_put`].
+pub(crate) fn conditional_update(
+    update: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
+    what: impl FnOnce() -> String,
+) -> crate::error::Result<UpdateItemOutput> {
+    conditional(
+        update,
+        UpdateItemError::is_conditional_check_failed_exception,
+        what,
+    )
+}
+
+fn conditional<T, E>(
+    answer: Result<T, SdkError<E>>,
+    failed_condition: fn(&E) -> bool,
+    what: impl FnOnce() -> String,
+) -> crate::error::Result<T>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match answer {
+        Ok(output) => Ok(output),
+        Err(e) if e.as_service_error().is_some_and(failed_condition) => {
             Err(ConnectorError::Conflict { what: what() })
         }
         Err(e) => Err(sdk_error("dynamodb", e)),

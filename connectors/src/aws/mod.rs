@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`EventSink`](crate::EventSink), [`StreamReader`](crate::StreamReader) | Kinesis Data Streams | `kinesis.rs` |
 //! | [`CheckpointStore`](crate::CheckpointStore) | DynamoDB | `checkpoints.rs` |
+//! | [`LeaseStore`](crate::LeaseStore) | DynamoDB (the checkpoints table) | `leases.rs` |
 //! | [`SessionStore`](crate::SessionStore) | DynamoDB | `sessions.rs`, `session_item.rs` |
 //! | [`LakeWriter`](crate::LakeWriter) | Kinesis Data Firehose → S3 | `firehose.rs`, `s3_layout.rs` |
 //!
@@ -15,7 +16,9 @@
 //!
 //! Design choices, each documented in its file:
 //! - checkpoints: hash key `consumer`, range key `shard_id`; a conditional write on a
-//!   zero-padded copy of the sequence number keeps them moving forward only;
+//!   zero-padded copy of the sequence number keeps them moving forward only; the same item
+//!   is the shard's lease (owner, counter, parents), so a checkpoint is conditional on
+//!   holding the lease in one write;
 //! - sessions: hash key `anonymous_id`, range key `start_ms`, one attribute per field,
 //!   versioned conditional writes;
 //! - undecodable records: their own delivery stream, [`errors_delivery_stream`], under
@@ -30,6 +33,7 @@ mod checkpoints;
 mod errors;
 mod firehose;
 mod kinesis;
+mod leases;
 mod provision;
 mod retry;
 mod s3_layout;
@@ -76,7 +80,15 @@ pub fn backend(sdk: &SdkConfig, c: &AwsConfig) -> Backend {
             dynamodb.clone(),
             &c.checkpoints_table,
         )),
-        sessions: Arc::new(sessions::DynamoSessions::new(dynamodb, &c.sessions_table)),
+        leases: Arc::new(leases::DynamoLeases::new(
+            dynamodb.clone(),
+            &c.checkpoints_table,
+        )),
+        sessions: Arc::new(sessions::DynamoSessions::new(
+            dynamodb,
+            &c.sessions_table,
+            c.session_ttl_days,
+        )),
         lake: Arc::new(firehose::FirehoseLake::new(
             aws_sdk_firehose::Client::new(sdk),
             &c.delivery_stream,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_firehose::types::{
     DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationConfiguration,
@@ -25,7 +26,7 @@ use super::checkpoints::{CONSUMER, SHARD_ID};
 use super::errors::{build_error, sdk_error};
 use super::firehose::errors_delivery_stream;
 use super::s3_layout::{s3_destination, S3Layout, ERRORS, EVENTS};
-use super::session_item::{ANONYMOUS_ID, START_MS};
+use super::session_item::{ANONYMOUS_ID, EXPIRES_AT, START_MS};
 use crate::error::{ConnectorError, Result};
 use crate::AwsConfig;
 
@@ -74,10 +75,14 @@ pub async fn provision(sdk: &SdkConfig, config: &AwsConfig, lake: &LakeDestinati
         (START_MS, ScalarAttributeType::N),
     ];
     ensure_table(&dynamodb, &config.sessions_table, &sessions_key).await?;
+    if config.session_ttl_days.is_some() {
+        ensure_ttl(&dynamodb, &config.sessions_table, EXPIRES_AT).await?;
+    }
     let checkpoints_key = [
         (CONSUMER, ScalarAttributeType::S),
         (SHARD_ID, ScalarAttributeType::S),
     ];
+    // The checkpoints table is also the lease table (`leases.rs`): same key, more attributes.
     ensure_table(&dynamodb, &config.checkpoints_table, &checkpoints_key).await?;
     let firehose = aws_sdk_firehose::Client::new(sdk);
     let streams: [(String, S3Layout); 2] = [
@@ -179,6 +184,49 @@ async fn ensure_table(
         Ok(output.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
     })
     .await
+}
+
+/// Turns on DynamoDB's TTL on `attribute` of `table` unless it is on already. TTL can be
+/// changed only once an hour, so an existing setting on another attribute is reported, not
+/// replaced.
+async fn ensure_ttl(client: &aws_sdk_dynamodb::Client, table: &str, attribute: &str) -> Result<()> {
+    const SERVICE: &str = "dynamodb";
+    let described = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| sdk_error(SERVICE, e))?;
+    let current = described.time_to_live_description();
+    let status = current.and_then(|d| d.time_to_live_status());
+    let on = matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    );
+    match current.and_then(|d| d.attribute_name()) {
+        Some(name) if on && name == attribute => return Ok(()),
+        Some(name) if on => {
+            return Err(ConnectorError::Misconfigured(format!(
+                "table {table} expires items by {name}, expected {attribute}"
+            )))
+        }
+        _ => {}
+    }
+    tracing::info!(table, attribute, "enabling DynamoDB TTL");
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(attribute)
+                .enabled(true)
+                .build()
+                .map_err(|e| build_error(SERVICE, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error(SERVICE, e))?;
+    Ok(())
 }
 
 fn check_key_schema(

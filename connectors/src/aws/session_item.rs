@@ -22,6 +22,9 @@ pub(crate) const START_MS: &str = "start_ms";
 /// The optimistic-concurrency counter the conditional writes compare.
 pub(crate) const VERSION: &str = "version";
 
+/// When DynamoDB may delete the item (TTL attribute, epoch seconds).
+pub(crate) const EXPIRES_AT: &str = "expires_at";
+
 const SESSION_ID: &str = "session_id";
 const USER_ID: &str = "user_id";
 const END_MS: &str = "end_ms";
@@ -94,6 +97,13 @@ pub(crate) fn to_item(session: &Session) -> Item {
         }
     }
     item
+}
+
+/// The TTL of a session that ended at `end_ms`: `ttl_days` after its last event, in epoch
+/// seconds as DynamoDB's TTL wants. Every snapshot write moves it, so a session still growing
+/// is never deleted.
+pub(crate) fn expires_at(end_ms: i64, ttl_days: u32) -> i64 {
+    end_ms.div_euclid(1000) + i64::from(ttl_days) * 86_400
 }
 
 /// The session an item of the sessions table holds.
@@ -226,6 +236,13 @@ mod tests {
             device: "mobile".into(),
             session_number: 4,
         }
+    }
+
+    #[test]
+    fn sessions_expire_ttl_days_after_their_last_event() {
+        let end_ms = 1_764_064_800_999; // 2025-11-25T10:00:00.999Z
+        assert_eq!(expires_at(end_ms, 0), 1_764_064_800);
+        assert_eq!(expires_at(end_ms, 30), 1_764_064_800 + 30 * 86_400);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! lets a processor read back what it wrote, so its next conditional write does not lose to
 //! itself.
 //!
+//! With `session_ttl_days` set, every item carries `expires_at` (epoch seconds), the table's
+//! TTL attribute, that many days after the session's last event.
+//!
 //! Writes are conditional PutItems, one per snapshot and in the given order (a batch may hold
 //! two snapshots of one session): version 1 only if no item has the key, any later version only
 //! if the stored item has the version before it.
@@ -16,7 +19,8 @@ use retailmind_schema::Session;
 
 use super::errors::{conditional_put, sdk_error};
 use super::session_item::{
-    from_item, number, string, to_item, Item, ANONYMOUS_ID, START_MS, VERSION,
+    expires_at, from_item, number, string, to_item, Item, ANONYMOUS_ID, EXPIRES_AT, START_MS,
+    VERSION,
 };
 use crate::error::{ConnectorError, Result};
 use crate::sessions::SessionStore;
@@ -26,22 +30,28 @@ const SERVICE: &str = "dynamodb";
 pub(crate) struct DynamoSessions {
     client: Client,
     table: String,
+    ttl_days: Option<u32>,
 }
 
 impl DynamoSessions {
-    pub(crate) fn new(client: Client, table: impl Into<String>) -> Self {
+    pub(crate) fn new(client: Client, table: impl Into<String>, ttl_days: Option<u32>) -> Self {
         DynamoSessions {
             client,
             table: table.into(),
+            ttl_days,
         }
     }
 
     async fn put_one(&self, session: &Session) -> Result<()> {
+        let mut item = to_item(session);
+        if let Some(days) = self.ttl_days {
+            item.insert(EXPIRES_AT.into(), number(expires_at(session.end_ms, days)));
+        }
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(session)));
+            .set_item(Some(item));
         let request = match session.version {
             0 => {
                 return Err(ConnectorError::Misconfigured(format!(

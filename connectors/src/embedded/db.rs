@@ -27,6 +27,16 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY (consumer, shard_id)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    consumer         TEXT    NOT NULL,
+    shard_id         TEXT    NOT NULL,
+    owner            TEXT,
+    counter          INTEGER NOT NULL,
+    pending_owner    TEXT,
+    parent_shard_ids TEXT    NOT NULL,
+    shard_ended      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (consumer, shard_id)
+);
 CREATE TABLE IF NOT EXISTS sessions (
     anonymous_id  TEXT    NOT NULL,
     start_ms      INTEGER NOT NULL,

@@ -3,6 +3,7 @@
 
 mod db;
 mod lake;
+mod leases;
 mod log;
 mod store;
 
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use lake::LocalLake;
+pub use leases::EmbeddedLeases;
 pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, SHARD_ID};
 pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
 
@@ -36,6 +38,7 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
         dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
         reader: Arc::new(EmbeddedLogReader::new(db.clone())),
         checkpoints: Arc::new(EmbeddedCheckpoints::new(db.clone())),
+        leases: Arc::new(EmbeddedLeases::new(db.clone())),
         sessions: Arc::new(EmbeddedSessions::new(db)),
         lake: Arc::new(LocalLake::new(data_dir.join(LAKE_DIR))),
     })

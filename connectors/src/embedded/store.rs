@@ -46,39 +46,56 @@ impl CheckpointStore for EmbeddedCheckpoints {
         );
         self.db
             .call(move |conn| {
-                let tx = conn
-                    .transaction()
-                    .map_err(|e| sqlite_err("checkpoint", e))?;
-                let stored: Option<String> = tx
-                    .query_row(
-                        "SELECT sequence FROM checkpoints WHERE consumer = ?1 AND shard_id = ?2",
-                        params![consumer, shard_id],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(|e| sqlite_err("checkpoint", e))?;
-                // A checkpoint only moves forward: a slower instance must not rewind another's.
-                if let Some(stored) = &stored {
-                    if sequence_cmp(stored, &sequence).is_gt() {
-                        return Err(ConnectorError::Conflict {
-                            what: format!(
-                                "checkpoint {consumer}/{shard_id} is already at {stored}"
-                            ),
-                        });
-                    }
-                }
-                tx.execute(
-                    "INSERT INTO checkpoints (consumer, shard_id, sequence, updated_at_ms)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (consumer, shard_id) DO UPDATE
-                     SET sequence = excluded.sequence, updated_at_ms = excluded.updated_at_ms",
-                    params![consumer, shard_id, sequence, now_ms()],
-                )
-                .map_err(|e| sqlite_err("checkpoint", e))?;
+                let tx = write_transaction(conn, "checkpoint")?;
+                advance_checkpoint(&tx, &consumer, &shard_id, &sequence)?;
                 tx.commit().map_err(|e| sqlite_err("checkpoint", e))
             })
             .await
     }
+}
+
+/// A transaction that reads and then writes. Immediate: it takes the write lock at once (waiting
+/// up to the busy timeout), because a deferred one that read first fails at once with "database
+/// is locked" when another process wrote meanwhile.
+pub(super) fn write_transaction<'c>(
+    conn: &'c mut rusqlite::Connection,
+    what: &str,
+) -> Result<rusqlite::Transaction<'c>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| sqlite_err(what, e))
+}
+
+/// Stores `sequence` as the checkpoint of `consumer` in `shard_id` within `tx`, unless the
+/// stored one is already further: a checkpoint only moves forward, so a slower instance cannot
+/// rewind another's.
+pub(super) fn advance_checkpoint(
+    tx: &rusqlite::Transaction<'_>,
+    consumer: &str,
+    shard_id: &str,
+    sequence: &str,
+) -> Result<()> {
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT sequence FROM checkpoints WHERE consumer = ?1 AND shard_id = ?2",
+            params![consumer, shard_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sqlite_err("checkpoint", e))?;
+    if let Some(stored) = stored.filter(|s| sequence_cmp(s, sequence).is_gt()) {
+        return Err(ConnectorError::Conflict {
+            what: format!("checkpoint {consumer}/{shard_id} is already at {stored}"),
+        });
+    }
+    tx.execute(
+        "INSERT INTO checkpoints (consumer, shard_id, sequence, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (consumer, shard_id) DO UPDATE
+         SET sequence = excluded.sequence, updated_at_ms = excluded.updated_at_ms",
+        params![consumer, shard_id, sequence, now_ms()],
+    )
+    .map_err(|e| sqlite_err("checkpoint", e))?;
+    Ok(())
 }
 
 pub struct EmbeddedSessions {
@@ -132,7 +149,7 @@ impl SessionStore for EmbeddedSessions {
             .collect::<Result<Vec<_>>>()?;
         self.db
             .call(move |conn| {
-                let tx = conn.transaction().map_err(|e| sqlite_err("write sessions", e))?;
+                let tx = write_transaction(conn, "write sessions")?;
                 for (s, snapshot) in &rows {
                     let stored: Option<i64> = tx
                         .query_row(

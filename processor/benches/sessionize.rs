@@ -1,0 +1,192 @@
+//! Sessionization throughput, printed (not a timed test): `cargo bench -p retailmind-processor
+//! --bench sessionize [-- PATH]`.
+//!
+//! Replays a click log (`SessionId<TAB>ItemId<TAB>Time` in seconds, default
+//! `/work/shared/data/clicks-100k/train.tsv`, or `RETAILMIND_BENCH_CLICKS`) as product page
+//! views, one visitor per SessionId, in time order, and measures:
+//! 1. `sessionize` alone, in process, one core: events/s;
+//! 2. JSON decoding plus `sessionize`: events/s;
+//! 3. end to end on the embedded default (SQLite log → processor → SQLite sessions + local
+//!    lake): events/s and session store writes per event.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use retailmind_connectors::{embedded, SessionStore, StreamRecord};
+use retailmind_processor::{sessionize, Processor, ProcessorConfig};
+use retailmind_schema::{Event, Session};
+
+const DEFAULT_CLICKS: &str = "/work/shared/data/clicks-100k/train.tsv";
+
+/// The click log as event JSON, in time order.
+fn replay(path: &str) -> Vec<(String, Bytes)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut clicks: Vec<(i64, String, String)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let (session, item, time) = (fields.next()?, fields.next()?, fields.next()?);
+            let ms = (time.parse::<f64>().ok()? * 1000.0) as i64;
+            Some((ms, session.to_owned(), item.to_owned()))
+        })
+        .collect();
+    clicks.sort();
+    clicks
+        .into_iter()
+        .enumerate()
+        .map(|(n, (ms, session, item))| {
+            let visitor = format!("v-{session}");
+            let event = serde_json::json!({
+                "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
+                "type": "product_view",
+                "anonymous_id": visitor,
+                "timestamp": ms,
+                "context": {"page": {"url": format!("https://shop.example/p/{item}")}},
+                "properties": {"product_id": item}
+            });
+            (visitor, Bytes::from(event.to_string()))
+        })
+        .collect()
+}
+
+/// Events grouped by visitor, as the processor groups a batch.
+fn by_visitor(events: &[Event]) -> BTreeMap<&str, Vec<&Event>> {
+    let mut grouped: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for event in events {
+        grouped.entry(&event.anonymous_id).or_default().push(event);
+    }
+    grouped
+}
+
+/// Counts the sessions written through it.
+struct CountingSessions {
+    inner: Arc<dyn SessionStore>,
+    written: AtomicUsize,
+}
+
+#[async_trait]
+impl SessionStore for CountingSessions {
+    async fn latest_before(
+        &self,
+        anonymous_id: &str,
+        at_ms: i64,
+    ) -> retailmind_connectors::Result<Option<Session>> {
+        self.inner.latest_before(anonymous_id, at_ms).await
+    }
+    async fn sessions_since(
+        &self,
+        anonymous_id: &str,
+        from_ms: i64,
+    ) -> retailmind_connectors::Result<Vec<Session>> {
+        self.inner.sessions_since(anonymous_id, from_ms).await
+    }
+    async fn put(&self, sessions: &[Session]) -> retailmind_connectors::Result<()> {
+        self.written.fetch_add(sessions.len(), Ordering::Relaxed);
+        self.inner.put(sessions).await
+    }
+    async fn sessions_of(&self, anonymous_id: &str) -> retailmind_connectors::Result<Vec<Session>> {
+        self.inner.sessions_of(anonymous_id).await
+    }
+}
+
+fn per_second(count: usize, started: Instant) -> f64 {
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let path = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .or_else(|| std::env::var("RETAILMIND_BENCH_CLICKS").ok())
+        .unwrap_or_else(|| DEFAULT_CLICKS.to_owned());
+    let records = replay(&path);
+    let count = records.len();
+    let visitors = by_visitor_count(&records);
+    println!("replay: {path}: {count} product views of {visitors} visitors, in time order");
+    let rules = ProcessorConfig::default().session_rules();
+
+    let decode = || -> Vec<Event> {
+        records
+            .iter()
+            .map(|(_, data)| serde_json::from_slice(data).expect("bench events decode"))
+            .collect()
+    };
+    let events = decode();
+    let rounds = 5;
+    let started = Instant::now();
+    let mut sessions = 0;
+    for _ in 0..rounds {
+        for visitor_events in by_visitor(&events).values() {
+            sessions += sessionize(Vec::new(), visitor_events, &rules).len();
+        }
+    }
+    println!(
+        "sessionize alone (1 core): {:.0} events/s ({} sessions)",
+        per_second(count * rounds, started),
+        sessions / rounds
+    );
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let events = decode();
+        for visitor_events in by_visitor(&events).values() {
+            std::hint::black_box(sessionize(Vec::new(), visitor_events, &rules));
+        }
+    }
+    println!(
+        "decode + sessionize (1 core): {:.0} events/s",
+        per_second(count * rounds, started)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(end_to_end(records));
+}
+
+fn by_visitor_count(records: &[(String, Bytes)]) -> usize {
+    records
+        .iter()
+        .map(|(v, _)| v.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+async fn end_to_end(records: Vec<(String, Bytes)>) {
+    let count = records.len();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut backend = embedded::open(dir.path()).expect("the embedded backend");
+    let stream: Vec<StreamRecord> = records
+        .into_iter()
+        .map(|(partition_key, data)| StreamRecord {
+            partition_key,
+            data,
+        })
+        .collect();
+    for chunk in stream.chunks(5_000) {
+        backend.sink.append(chunk.to_vec()).await.expect("appended");
+    }
+    let sessions = Arc::new(CountingSessions {
+        inner: backend.sessions.clone(),
+        written: AtomicUsize::new(0),
+    });
+    backend.sessions = sessions.clone();
+    let config = ProcessorConfig {
+        batch_size: 5_000,
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    };
+    let started = Instant::now();
+    let processed = Processor::new(backend, &config)
+        .drain()
+        .await
+        .expect("drained");
+    let written = sessions.written.load(Ordering::Relaxed);
+    println!(
+        "end to end, embedded (batch 5000): {:.0} events/s, {written} session writes = {:.3} per event ({processed} of {count} records)",
+        per_second(processed, started),
+        written as f64 / processed as f64
+    );
+}

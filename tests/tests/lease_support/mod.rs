@@ -1,0 +1,387 @@
+//! What the lease tests share: an in-process stream with several shards that takes appends
+//! while processors read it (the embedded log has one shard), wrappers that record which
+//! instance works on which shard, and sessions computed from the input without the processor.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use retailmind_connectors::{
+    Lease, LeaseStore, ReadBatch, Result, ShardInfo, StreamEntry, StreamReader, StreamRecord,
+};
+use serde_json::json;
+
+pub const T0: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
+pub const MINUTE: i64 = 60_000;
+
+/// One test event: its number, visitor and time.
+#[derive(Clone, Debug)]
+pub struct TestEvent {
+    pub n: u64,
+    pub visitor: String,
+    pub ts: i64,
+}
+
+impl TestEvent {
+    pub fn event_id(&self) -> String {
+        format!("01936a1c-3b5e-7cc4-9a1e-{:012x}", self.n)
+    }
+
+    pub fn record(&self) -> StreamRecord {
+        let event = json!({
+            "event_id": self.event_id(),
+            "type": "page_view",
+            "anonymous_id": self.visitor,
+            "timestamp": self.ts,
+            "context": {"page": {"url": format!("https://shop.example/{}", self.n)}},
+            "properties": {}
+        });
+        StreamRecord {
+            partition_key: self.visitor.clone(),
+            data: Bytes::from(event.to_string()),
+        }
+    }
+}
+
+/// `count` events of `visitors` visitors, each visitor's in time order; every seventh step of
+/// a visitor comes after a 45-minute pause, so visitors have several sessions.
+pub fn events(count: u64, visitors: u64) -> Vec<TestEvent> {
+    let mut clock: HashMap<u64, i64> = HashMap::new();
+    (0..count)
+        .map(|n| {
+            let v = n % visitors;
+            let step = n / visitors;
+            let ts = clock.entry(v).or_insert(T0);
+            *ts += if step % 7 == 6 { 45 * MINUTE } else { MINUTE };
+            TestEvent {
+                n: n + 1,
+                visitor: format!("visitor-{v}"),
+                ts: *ts,
+            }
+        })
+        .collect()
+}
+
+/// A visitor's sessions as `(start_ms, end_ms, event count)`, computed from the events alone:
+/// sorted by time, a new session after more than 30 minutes without an event.
+pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<(i64, i64, u64)>> {
+    let mut by_visitor: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for e in events {
+        by_visitor.entry(e.visitor.clone()).or_default().push(e.ts);
+    }
+    by_visitor
+        .into_iter()
+        .map(|(visitor, mut times)| {
+            times.sort();
+            let mut sessions: Vec<(i64, i64, u64)> = Vec::new();
+            for ts in times {
+                match sessions.last_mut() {
+                    Some((_, end, count)) if ts - *end <= 30 * MINUTE => {
+                        *end = ts;
+                        *count += 1;
+                    }
+                    _ => sessions.push((ts, ts, 1)),
+                }
+            }
+            (visitor, sessions)
+        })
+        .collect()
+}
+
+/// A stream of `shards` open shards in memory; a record goes to the shard its partition key
+/// hashes to, so a visitor's events stay in order on one shard.
+pub struct MemoryStream {
+    shards: Vec<Mutex<Vec<StreamEntry>>>,
+}
+
+impl MemoryStream {
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(MemoryStream {
+            shards: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
+        })
+    }
+
+    pub fn shard_id(index: usize) -> String {
+        format!("shard-{index:06}")
+    }
+
+    pub fn append(&self, records: &[StreamRecord]) {
+        for record in records {
+            let hash = record
+                .partition_key
+                .bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            let mut shard = self.shards[(hash % self.shards.len() as u64) as usize]
+                .lock()
+                .unwrap();
+            let sequence = (shard.len() + 1).to_string();
+            shard.push(StreamEntry {
+                sequence,
+                partition_key: record.partition_key.clone(),
+                data: record.data.clone(),
+            });
+        }
+    }
+
+    /// The last sequence of every non-empty shard.
+    pub fn ends(&self) -> HashMap<String, String> {
+        self.shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let last = s.lock().unwrap().last().map(|e| e.sequence.clone());
+                last.map(|seq| (Self::shard_id(i), seq))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl StreamReader for MemoryStream {
+    async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        Ok((0..self.shards.len())
+            .map(|i| ShardInfo {
+                shard_id: Self::shard_id(i),
+                parent_shard_ids: Vec::new(),
+            })
+            .collect())
+    }
+
+    async fn read(&self, shard_id: &str, after: Option<&str>, max: usize) -> Result<ReadBatch> {
+        let index: usize = shard_id.trim_start_matches("shard-").parse().unwrap();
+        let shard = self.shards[index].lock().unwrap();
+        let start: usize = after.map_or(0, |s| s.parse().unwrap());
+        let entries: Vec<StreamEntry> = shard.iter().skip(start).take(max).cloned().collect();
+        Ok(ReadBatch {
+            millis_behind_latest: Some(0),
+            entries,
+            shard_ended: false,
+        })
+    }
+}
+
+/// Which instance is working on each shard: from a read until that instance's next
+/// checkpoint, finish or release of the shard. A read by another instance in between is a
+/// violation of "one instance per shard at a time".
+#[derive(Default)]
+pub struct Workers {
+    current: Mutex<HashMap<String, String>>,
+    violations: Mutex<Vec<String>>,
+    batches: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl Workers {
+    fn start(&self, shard: &str, tag: &str) {
+        let mut current = self.current.lock().unwrap();
+        if let Some(other) = current.get(shard).filter(|o| *o != tag) {
+            self.violations
+                .lock()
+                .unwrap()
+                .push(format!("{tag} read {shard} while {other} worked on it"));
+        }
+        current.insert(shard.to_owned(), tag.to_owned());
+        self.batches
+            .lock()
+            .unwrap()
+            .entry(shard.to_owned())
+            .or_default()
+            .insert(tag.to_owned());
+    }
+
+    fn stop(&self, shard: &str, tag: &str) {
+        let mut current = self.current.lock().unwrap();
+        if current.get(shard).map(String::as_str) == Some(tag) {
+            current.remove(shard);
+        }
+    }
+
+    /// An instance was killed: it works on nothing any more.
+    pub fn killed(&self, tag: &str) {
+        self.current.lock().unwrap().retain(|_, t| t != tag);
+    }
+
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// The instances that read each shard at some point.
+    pub fn readers(&self) -> HashMap<String, HashSet<String>> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+/// A reader that tells [`Workers`] which instance (`tag`) reads.
+pub struct TaggedReader {
+    pub inner: Arc<dyn StreamReader>,
+    pub tag: String,
+    pub workers: Arc<Workers>,
+}
+
+#[async_trait]
+impl StreamReader for TaggedReader {
+    async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        self.inner.shards().await
+    }
+
+    async fn read(&self, shard_id: &str, after: Option<&str>, max: usize) -> Result<ReadBatch> {
+        self.workers.start(shard_id, &self.tag);
+        self.inner.read(shard_id, after, max).await
+    }
+}
+
+/// A lease store that tells [`Workers`] when an instance (`tag`) is done with a shard.
+pub struct TaggedLeases {
+    pub inner: Arc<dyn LeaseStore>,
+    pub tag: String,
+    pub workers: Arc<Workers>,
+}
+
+#[async_trait]
+impl LeaseStore for TaggedLeases {
+    async fn leases(&self, consumer: &str) -> Result<Vec<Lease>> {
+        self.inner.leases(consumer).await
+    }
+    async fn create(&self, consumer: &str, shard: &ShardInfo) -> Result<bool> {
+        self.inner.create(consumer, shard).await
+    }
+    async fn take(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        counter: u64,
+        owner: &str,
+    ) -> Result<Lease> {
+        self.inner.take(consumer, shard_id, counter, owner).await
+    }
+    async fn renew(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> Result<Lease> {
+        self.inner.renew(consumer, shard_id, owner, counter).await
+    }
+    async fn release(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> Result<()> {
+        let released = self.inner.release(consumer, shard_id, owner, counter).await;
+        self.workers.stop(shard_id, &self.tag);
+        released
+    }
+    async fn checkpoint(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+        sequence: &str,
+    ) -> Result<()> {
+        let stored = self
+            .inner
+            .checkpoint(consumer, shard_id, owner, counter, sequence)
+            .await;
+        self.workers.stop(shard_id, &self.tag);
+        stored
+    }
+    async fn finish(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> Result<()> {
+        let finished = self.inner.finish(consumer, shard_id, owner, counter).await;
+        self.workers.stop(shard_id, &self.tag);
+        finished
+    }
+    async fn request(
+        &self,
+        consumer: &str,
+        shard_id: &str,
+        owner: &str,
+        requester: &str,
+    ) -> Result<()> {
+        self.inner
+            .request(consumer, shard_id, owner, requester)
+            .await
+    }
+}
+
+/// Asserts that the stored sessions are exactly those computed from `events` alone, and that
+/// they hold every event id once.
+pub async fn assert_sessions_match(
+    sessions: &dyn retailmind_connectors::SessionStore,
+    events: &[TestEvent],
+) {
+    let mut seen: HashSet<uuid::Uuid> = HashSet::new();
+    for (visitor, expected) in expected_sessions(events) {
+        let stored = sessions.sessions_of(&visitor).await.unwrap();
+        let got: Vec<(i64, i64, u64)> = stored
+            .iter()
+            .map(|s| (s.start_ms, s.end_ms, u64::from(s.event_count)))
+            .collect();
+        assert_eq!(got, expected, "sessions of {visitor}");
+        for session in &stored {
+            assert_eq!(
+                session.event_ids.len() as u64,
+                u64::from(session.event_count)
+            );
+            for id in &session.event_ids {
+                assert!(seen.insert(*id), "event {id} counted twice");
+            }
+        }
+    }
+    let expected: HashSet<uuid::Uuid> = events
+        .iter()
+        .map(|e| e.event_id().parse().unwrap())
+        .collect();
+    assert_eq!(seen, expected, "every event in exactly one session");
+}
+
+/// The AWS backend on `moto`, provisioned (the lake bucket created first).
+pub async fn provisioned_aws(
+    moto: &retailmind_tests::moto::MotoServer,
+) -> retailmind_connectors::Backend {
+    provisioned_aws_with(moto, |_| {}).await.1
+}
+
+/// [`provisioned_aws`] with the configuration changed by `configure` first; also returns the
+/// configuration.
+pub async fn provisioned_aws_with(
+    moto: &retailmind_tests::moto::MotoServer,
+    configure: impl FnOnce(&mut retailmind_connectors::AwsConfig),
+) -> (
+    retailmind_connectors::AwsConfig,
+    retailmind_connectors::Backend,
+) {
+    use retailmind_connectors::aws::{backend, provision, LakeDestination};
+    let sdk = moto.sdk_config();
+    let mut config = retailmind_connectors::AwsConfig::new("us-east-1");
+    config.endpoint_url = Some(moto.endpoint.clone());
+    configure(&mut config);
+    moto.s3()
+        .create_bucket()
+        .bucket("retailmind-lake")
+        .send()
+        .await
+        .expect("bucket created");
+    let lake = LakeDestination {
+        bucket_arn: "arn:aws:s3:::retailmind-lake".into(),
+        role_arn: "arn:aws:iam::123456789012:role/retailmind-firehose".into(),
+        shards: 1,
+    };
+    provision(&sdk, &config, &lake).await.expect("provisioned");
+    provision(&sdk, &config, &lake)
+        .await
+        .expect("provisioning again changes nothing");
+    let backend = backend(&sdk, &config);
+    (config, backend)
+}

@@ -1,0 +1,177 @@
+//! Two processor instances on one stream of four shards: they split the shards through
+//! leases, each shard is read by one instance at a time, and when one is killed the other
+//! takes its shards over once their leases expire. Run with the embedded (SQLite) lease store
+//! and with the DynamoDB one on moto; sessions stay in SQLite, the stream is in memory (the
+//! embedded log has one shard, and moto's Kinesis cannot be slowed down or killed mid-read).
+
+mod lease_support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lease_support::{
+    assert_sessions_match, events, provisioned_aws, MemoryStream, TaggedLeases, TaggedReader,
+    TestEvent, Workers,
+};
+use retailmind_connectors::{embedded, Backend, LeaseStore, StreamRecord};
+use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
+use retailmind_tests::moto::MotoServer;
+use retailmind_tests::wait_for;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const CONSUMER: &str = "main";
+const SHARDS: usize = 4;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A processor instance running in the background.
+struct Instance {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ProcessorError>>,
+}
+
+fn start(
+    tag: &str,
+    mut backend: Backend,
+    stream: &Arc<MemoryStream>,
+    workers: &Arc<Workers>,
+) -> Instance {
+    backend.reader = Arc::new(TaggedReader {
+        inner: stream.clone(),
+        tag: tag.into(),
+        workers: workers.clone(),
+    });
+    backend.leases = Arc::new(TaggedLeases {
+        inner: backend.leases.clone(),
+        tag: tag.into(),
+        workers: workers.clone(),
+    });
+    let config = ProcessorConfig {
+        consumer: CONSUMER.into(),
+        batch_size: 7,
+        idle_poll_ms: 10,
+        lease_duration_ms: 600,
+        instance_id: Some(tag.into()),
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        Processor::new(backend, &config)
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Instance { stop, task }
+}
+
+fn records(events: &[TestEvent]) -> Vec<StreamRecord> {
+    events.iter().map(TestEvent::record).collect()
+}
+
+/// How many leases each instance holds.
+async fn owners(leases: &dyn LeaseStore) -> BTreeMap<String, usize> {
+    let mut owners = BTreeMap::new();
+    for lease in leases.leases(CONSUMER).await.unwrap() {
+        *owners.entry(lease.owner.unwrap_or_default()).or_default() += 1;
+    }
+    owners
+}
+
+async fn wait_for_owners(leases: &dyn LeaseStore, what: &str, wanted: &[(&str, usize)]) {
+    let wanted: BTreeMap<String, usize> = wanted.iter().map(|(o, n)| (o.to_string(), *n)).collect();
+    wait_for(what, TIMEOUT, || async {
+        (owners(leases).await == wanted).then_some(())
+    })
+    .await;
+}
+
+/// Waits until every shard's checkpoint is at its last record.
+async fn wait_until_caught_up(leases: &dyn LeaseStore, stream: &MemoryStream) {
+    let ends = stream.ends();
+    wait_for("every shard checkpointed at its end", TIMEOUT, || async {
+        let leases = leases.leases(CONSUMER).await.unwrap();
+        ends.iter()
+            .all(|(shard, end)| {
+                leases
+                    .iter()
+                    .any(|l| &l.shard_id == shard && l.checkpoint.as_ref() == Some(end))
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+/// The scenario, with `backends` opening one backend per instance over shared stores.
+async fn share_and_take_over(mut open: impl FnMut() -> Backend) {
+    let stream = MemoryStream::new(SHARDS);
+    let workers = Arc::new(Workers::default());
+    let all = events(900, 36);
+    let (early, rest) = all.split_at(300);
+    let (middle, late) = rest.split_at(300);
+    stream.append(&records(early));
+
+    let observer = open();
+    let leases = observer.leases.as_ref();
+    let a = start("a", open(), &stream, &workers);
+    wait_for_owners(leases, "a holding every lease", &[("a", SHARDS)]).await;
+
+    let b = start("b", open(), &stream, &workers);
+    wait_for_owners(leases, "the shards split evenly", &[("a", 2), ("b", 2)]).await;
+    stream.append(&records(middle));
+    wait_until_caught_up(leases, &stream).await;
+    let b_shards = workers
+        .readers()
+        .values()
+        .filter(|r| r.contains("b"))
+        .count();
+    assert_eq!(
+        b_shards,
+        2,
+        "b read its two shards: {:?}",
+        workers.readers()
+    );
+
+    // Kill b: no release, its leases stay until they expire.
+    b.task.abort();
+    assert!(b.task.await.unwrap_err().is_cancelled());
+    workers.killed("b");
+    drop(b.stop);
+    stream.append(&records(late));
+    wait_for_owners(leases, "a taking b's shards over", &[("a", SHARDS)]).await;
+    wait_until_caught_up(leases, &stream).await;
+
+    a.stop.send(()).unwrap();
+    a.task.await.unwrap().unwrap();
+    wait_for_owners(leases, "a releasing on shutdown", &[("", SHARDS)]).await;
+
+    assert_eq!(workers.violations(), Vec::<String>::new());
+    assert!(
+        workers.readers().values().all(|r| r.contains("a")),
+        "a read every shard at some point: {:?}",
+        workers.readers()
+    );
+    assert_sessions_match(observer.sessions.as_ref(), &all).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_shards_with_embedded_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    // One backend per instance over one SQLite file, as two processes would have.
+    share_and_take_over(|| embedded::open(dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_shards_with_dynamodb_leases() {
+    let moto = MotoServer::start().await;
+    let dynamo_leases = provisioned_aws(&moto).await.leases;
+    let dir = tempfile::tempdir().unwrap();
+    share_and_take_over(|| {
+        let mut b = embedded::open(dir.path()).unwrap();
+        b.leases = dynamo_leases.clone();
+        b
+    })
+    .await;
+}
