@@ -30,8 +30,37 @@ fn tracker_package() -> PathBuf {
     pkg
 }
 
-async fn serve_storefront(collector_url: &str) -> String {
-    let app = retailmind_demo_site::router(&tracker_package(), collector_url, "e2e-key");
+/// The storefront bundled by webpack from the npm package (`cargo xtask build-npm`).
+fn tracker_bundle() -> PathBuf {
+    let dir = std::env::var_os("RETAILMIND_DEMO_BUNDLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/bundled/dist"));
+    assert!(
+        dir.join("storefront.js").exists(),
+        "no bundled storefront in {}: run `cargo xtask build-npm` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+/// How the storefront's pages load the tracker.
+#[derive(Clone, Copy)]
+enum Loader {
+    /// The script-tag stub and the web-target package.
+    ScriptTag,
+    /// The npm package (bundler target), bundled by webpack.
+    NpmBundle,
+}
+
+async fn serve_storefront(collector_url: &str, loader: Loader) -> String {
+    let app = match loader {
+        Loader::ScriptTag => {
+            retailmind_demo_site::router(&tracker_package(), collector_url, "e2e-key")
+        }
+        Loader::NpmBundle => {
+            retailmind_demo_site::bundled_router(&tracker_bundle(), collector_url, "e2e-key")
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -74,10 +103,20 @@ fn lake_lines(dir: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storefront_clicks_become_one_session_and_lake_lines() {
+    storefront_clicks(Loader::ScriptTag).await;
+}
+
+/// The same visit with the tracker installed from npm and bundled, as a shop's build would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_npm_package_bundled_by_webpack_tracks_the_same_visit() {
+    storefront_clicks(Loader::NpmBundle).await;
+}
+
+async fn storefront_clicks(loader: Loader) {
     let data = tempfile::tempdir().unwrap();
     let backend = embedded::open(data.path()).unwrap();
     let pipeline = Pipeline::start(backend.clone()).await;
-    let storefront = serve_storefront(&pipeline.collector_url).await;
+    let storefront = serve_storefront(&pipeline.collector_url, loader).await;
     let browser = Browser::start().await;
     let client = &browser.client;
 

@@ -16,6 +16,31 @@ pub fn build_demo_package(toolchain: &WasmToolchain) -> Result<PathBuf> {
     Ok(out_dir)
 }
 
+/// The npm package, for bundlers (`sdk-wasm/pkg/bundler`) and for plain ES modules
+/// (`sdk-wasm/pkg/web`); returns the bundler one's dir.
+pub fn build_npm_packages(toolchain: &WasmToolchain) -> Result<PathBuf> {
+    let pkg = workspace_root().join("sdk-wasm/pkg");
+    build_package(toolchain, "web", &pkg.join("web"))?;
+    build_package(toolchain, "bundler", &pkg.join("bundler"))?;
+    Ok(pkg.join("bundler"))
+}
+
+/// The demo storefront's tracker bundled by webpack from the npm package, as a shop would build
+/// it, into `demo-site/bundled/dist`; returns that dir.
+pub fn build_demo_bundle(toolchain: &WasmToolchain) -> Result<PathBuf> {
+    build_npm_packages(toolchain)?;
+    let dir = workspace_root().join("demo-site/bundled");
+    // `npm ci` installs exactly the lock file; the tracker is a `file:` dependency, copied in.
+    run(Command::new("npm").current_dir(&dir).args([
+        "ci",
+        "--no-audit",
+        "--no-fund",
+        "--install-links",
+    ]))?;
+    run(Command::new("npm").current_dir(&dir).args(["run", "build"]))?;
+    Ok(dir.join("dist"))
+}
+
 /// `wasm-pack build --release --target <target>` into `out_dir`, then minifies its JS.
 pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) -> Result<()> {
     setup::wasm_bindgen_cli()?;
