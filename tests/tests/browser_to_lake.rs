@@ -6,42 +6,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::Locator;
 use retailmind_connectors::embedded;
 use retailmind_schema::{Event, Payload};
 use retailmind_tests::browser::Browser;
-use retailmind_tests::wait_for;
+use retailmind_tests::{tracker_bundle, tracker_package, wait_for};
 
 use common::{stream_events, Pipeline};
-
-/// The tracker package built by `cargo xtask build-wasm` (`cargo xtask test` builds it first).
-fn tracker_package() -> PathBuf {
-    let pkg = std::env::var_os("RETAILMIND_DEMO_PKG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/pkg"));
-    assert!(
-        pkg.join("retailmind_sdk.js").exists(),
-        "no tracker package in {}: run `cargo xtask build-wasm` (or `cargo xtask test`)",
-        pkg.display()
-    );
-    pkg
-}
-
-/// The storefront bundled by webpack from the npm package (`cargo xtask build-npm`).
-fn tracker_bundle() -> PathBuf {
-    let dir = std::env::var_os("RETAILMIND_DEMO_BUNDLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/bundled/dist"));
-    assert!(
-        dir.join("storefront.js").exists(),
-        "no bundled storefront in {}: run `cargo xtask build-npm` (or `cargo xtask test`)",
-        dir.display()
-    );
-    dir
-}
 
 /// How the storefront's pages load the tracker.
 #[derive(Clone, Copy)]
