@@ -28,8 +28,11 @@ pub struct CollectorConfig {
     pub trusted_proxy_hops: usize,
     /// Store client IPs truncated (IPv4 to /24, IPv6 to /48) instead of whole.
     pub truncate_ip: bool,
-    /// A batch id seen again within this many seconds is answered from memory, not written twice.
+    /// A batch id seen again within this many seconds is answered from memory, and an event id
+    /// already written is dropped from any batch: neither is written twice. 0 turns both off.
     pub dedup_window_secs: u64,
+    /// Most event ids remembered for that (about 60 bytes each); the oldest are forgotten first.
+    pub dedup_max_events: usize,
     /// Requests handled at once; beyond, requests get 503 at once instead of queueing in memory.
     pub max_in_flight_requests: usize,
     /// When set, events the stream cannot take are fsynced here and acknowledged, then replayed
@@ -136,6 +139,7 @@ impl Default for CollectorConfig {
             trusted_proxy_hops: 0,
             truncate_ip: false,
             dedup_window_secs: 600,
+            dedup_max_events: 250_000,
             max_in_flight_requests: 4096,
             spool_dir: None,
             spool_max_bytes: 1 << 30,

@@ -1,13 +1,21 @@
-//! Batches already written, remembered for a while so that a retry of the same batch id (the
-//! tracker resends when an answer was lost) is answered again without writing twice.
+//! What was written recently, so that a repeat is not written twice:
+//! - [`RecentBatches`]: a retry of the same batch id (the tracker resends when an answer was
+//!   lost) is answered again from memory, without even judging its events again;
+//! - [`RecentEvents`]: an event id already written, or being written by a request still in
+//!   flight, is not written again, whatever batch carries it. Two tabs of one shop, or a page
+//!   going away while another tab sends the shared queue, can put one event in two batches at
+//!   the same moment; the second waits for the first write and then drops what it wrote.
 //!
 //! Per collector instance and in memory: behind a load balancer a retry may reach another
 //! instance, which is why the processor also drops repeated event ids.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::ingest::BatchResponse;
@@ -78,6 +86,170 @@ impl Inner {
     }
 }
 
+/// A sender (hashed: the key name) and an event id.
+type EventKey = (u64, Uuid);
+
+/// Event ids written within a window, and those being written now. See the module docs.
+pub struct RecentEvents {
+    window: Duration,
+    capacity: usize,
+    inner: Mutex<EventsInner>,
+}
+
+struct EventsInner {
+    started: Instant,
+    written: HashSet<EventKey>,
+    /// When each written id was remembered (ms since `started`), oldest first.
+    order: VecDeque<(u64, EventKey)>,
+    /// Ids a request is writing now, with the receiver that tells when that request ended.
+    in_flight: HashMap<EventKey, watch::Receiver<()>>,
+}
+
+/// Another request is writing some of these events and did not finish in time.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StillInFlight;
+
+/// The events of one request that it may write (`fresh[i]`), held as in flight until it
+/// [commits](Claim::commit) them as written or drops the claim (the write failed).
+pub struct Claim<'a> {
+    owner: &'a RecentEvents,
+    keys: Vec<EventKey>,
+    /// Per id asked for: `false` when it was written already (or earlier in the same request).
+    pub fresh: Vec<bool>,
+    // Dropped with the claim, which wakes the requests waiting for these ids.
+    _done: Option<watch::Sender<()>>,
+}
+
+impl RecentEvents {
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        RecentEvents {
+            window,
+            capacity,
+            inner: Mutex::new(EventsInner {
+                started: Instant::now(),
+                written: HashSet::new(),
+                order: VecDeque::new(),
+                in_flight: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Claims `ids` for `sender`: which of them this request should write. Waits (at most
+    /// `patience`) while another request is writing one of them, since that write may still
+    /// fail; after that, [`StillInFlight`].
+    pub async fn claim(
+        &self,
+        sender: &str,
+        ids: &[Uuid],
+        patience: Duration,
+    ) -> Result<Claim<'_>, StillInFlight> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let sender = sender_hash(sender);
+        loop {
+            let mut writer = match self.try_claim(sender, ids) {
+                Ok(claim) => return Ok(claim),
+                Err(writer) => writer,
+            };
+            // Ends when that request's claim is dropped (an error: no value is ever sent).
+            if tokio::time::timeout_at(deadline, writer.changed())
+                .await
+                .is_err()
+            {
+                return Err(StillInFlight);
+            }
+        }
+    }
+
+    fn try_claim(&self, sender: u64, ids: &[Uuid]) -> Result<Claim<'_>, watch::Receiver<()>> {
+        let mut claim = Claim {
+            owner: self,
+            keys: Vec::new(),
+            fresh: vec![true; ids.len()],
+            _done: None,
+        };
+        if self.window.is_zero() {
+            return Ok(claim);
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return Ok(claim);
+        };
+        inner.expire(self.window);
+        for (i, id) in ids.iter().enumerate() {
+            let key = (sender, *id);
+            if let Some(writer) = inner.in_flight.get(&key) {
+                return Err(writer.clone());
+            }
+            if inner.written.contains(&key) || claim.keys.contains(&key) {
+                claim.fresh[i] = false;
+            } else {
+                claim.keys.push(key);
+            }
+        }
+        let (done, writer) = watch::channel(());
+        for key in &claim.keys {
+            inner.in_flight.insert(*key, writer.clone());
+        }
+        claim._done = Some(done);
+        Ok(claim)
+    }
+}
+
+impl Claim<'_> {
+    /// The write succeeded: these ids are written, and repeats of them are dropped from now on.
+    pub fn commit(mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        let owner = self.owner;
+        let Ok(mut inner) = owner.inner.lock() else {
+            return;
+        };
+        let now = inner.started.elapsed().as_millis() as u64;
+        for key in keys {
+            inner.in_flight.remove(&key);
+            if inner.written.insert(key) {
+                inner.order.push_back((now, key));
+            }
+        }
+        while inner.order.len() > owner.capacity {
+            if let Some((_, key)) = inner.order.pop_front() {
+                inner.written.remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        if let Ok(mut inner) = self.owner.inner.lock() {
+            for key in &self.keys {
+                inner.in_flight.remove(key);
+            }
+        }
+    }
+}
+
+impl EventsInner {
+    fn expire(&mut self, window: Duration) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let window = window.as_millis() as u64;
+        while let Some(&(at, key)) = self.order.front() {
+            if now.saturating_sub(at) < window {
+                break;
+            }
+            self.order.pop_front();
+            self.written.remove(&key);
+        }
+    }
+}
+
+fn sender_hash(sender: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    sender.hash(&mut h);
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +260,7 @@ mod tests {
             accepted,
             rejected: vec![],
             duplicate: false,
+            duplicates: 0,
         }
     }
 
@@ -107,5 +280,94 @@ mod tests {
         recent.remember("shop", Uuid::from_u128(1), &answer(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(recent.answer_for("shop", Uuid::from_u128(1)), None);
+    }
+
+    fn ids(ns: &[u128]) -> Vec<Uuid> {
+        ns.iter().map(|&n| Uuid::from_u128(n)).collect()
+    }
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn an_event_written_once_is_not_fresh_again_in_any_batch() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 100);
+        let first = recent.claim("shop", &ids(&[1, 2]), PATIENCE).await.unwrap();
+        assert_eq!(first.fresh, [true, true]);
+        first.commit();
+        let second = recent
+            .claim("shop", &ids(&[2, 3, 3]), PATIENCE)
+            .await
+            .unwrap();
+        assert_eq!(
+            second.fresh,
+            [false, true, false],
+            "3 twice in one batch is once"
+        );
+        second.commit();
+        let other = recent
+            .claim("other shop", &ids(&[1]), PATIENCE)
+            .await
+            .unwrap();
+        assert_eq!(other.fresh, [true], "ids are per sender");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_its_events_fresh() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 100);
+        let failed = recent.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
+        drop(failed);
+        let again = recent.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
+        assert_eq!(again.fresh, [true]);
+    }
+
+    #[tokio::test]
+    async fn an_overlapping_request_waits_for_the_write_in_flight() {
+        let recent = std::sync::Arc::new(RecentEvents::new(Duration::from_secs(60), 100));
+        let first = recent.claim("shop", &ids(&[1, 2]), PATIENCE).await.unwrap();
+        let waiter = {
+            let recent = recent.clone();
+            tokio::spawn(async move {
+                let claim = recent.claim("shop", &ids(&[2, 3]), PATIENCE).await.unwrap();
+                claim.fresh.clone()
+            })
+        };
+        // The waiter cannot finish while the first write is in flight.
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        first.commit();
+        assert_eq!(waiter.await.unwrap(), [false, true]);
+    }
+
+    #[tokio::test]
+    async fn a_write_in_flight_too_long_is_refused_not_guessed() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 100);
+        let _first = recent.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
+        let second = recent
+            .claim("shop", &ids(&[1]), Duration::from_millis(20))
+            .await;
+        assert_eq!(second.err(), Some(StillInFlight));
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_by_capacity_and_window() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 3);
+        recent
+            .claim("shop", &ids(&[1, 2, 3, 4]), PATIENCE)
+            .await
+            .unwrap()
+            .commit();
+        // The oldest id was forgotten to keep three.
+        let again = recent.claim("shop", &ids(&[1, 4]), PATIENCE).await.unwrap();
+        assert_eq!(again.fresh, [true, false]);
+        drop(again);
+        let short = RecentEvents::new(Duration::from_millis(1), 100);
+        short
+            .claim("shop", &ids(&[1]), PATIENCE)
+            .await
+            .unwrap()
+            .commit();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let later = short.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
+        assert_eq!(later.fresh, [true]);
     }
 }

@@ -47,6 +47,8 @@ pub enum CollectorError {
     RateLimited { retry_after_secs: u64 },
     #[error("the collector is at capacity; retry shortly")]
     Overloaded,
+    #[error("another request is still writing some of these events; retry")]
+    EventsInFlight,
     #[error("the event stream cannot take events right now: {0}")]
     SinkUnavailable(#[source] ConnectorError),
 }
@@ -66,7 +68,7 @@ impl CollectorError {
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             SecretKeyRequired | OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Overloaded | SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | EventsInFlight | SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -86,6 +88,7 @@ impl CollectorError {
             OriginNotAllowed { .. } => "origin_not_allowed",
             RateLimited { .. } => "rate_limited",
             Overloaded => "overloaded",
+            EventsInFlight => "events_in_flight",
             SinkUnavailable(_) => "unavailable",
         }
     }
@@ -93,9 +96,9 @@ impl CollectorError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             CollectorError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            CollectorError::Overloaded | CollectorError::SinkUnavailable(_) => {
-                Some(RETRY_AFTER_SECS)
-            }
+            CollectorError::Overloaded
+            | CollectorError::EventsInFlight
+            | CollectorError::SinkUnavailable(_) => Some(RETRY_AFTER_SECS),
             _ => None,
         }
     }

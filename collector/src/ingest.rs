@@ -27,6 +27,14 @@ pub struct BatchResponse {
     /// This batch id was already written within the dedup window; nothing was written again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Of the accepted events, those already written (by an earlier batch carrying the same
+    /// event ids) and not written again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -91,6 +99,10 @@ struct DeadLetter<'a> {
     event: &'a RawValue,
 }
 
+/// How long a request waits for another one writing some of the same events before it answers
+/// 503 (the sender keeps them and retries).
+const IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn ingest(
     state: &AppState,
     caller: &Caller,
@@ -111,12 +123,16 @@ pub async fn ingest(
     }
 
     let now = now_ms();
+    let mut ids = Vec::with_capacity(candidates.len());
     let mut records = Vec::with_capacity(candidates.len());
     let mut rejected = Vec::new();
     let mut dead_letters = Vec::new();
     for (index, candidate) in candidates.into_iter().enumerate() {
         match accept(state, meta, &candidate, now) {
-            Ok(record) => records.push(record),
+            Ok((id, record)) => {
+                ids.push(id);
+                records.push(record);
+            }
             Err(errors) => {
                 let letter = DeadLetter {
                     batch_id,
@@ -136,13 +152,31 @@ pub async fn ingest(
     }
 
     let accepted = records.len();
+    // Events another batch wrote (or is writing) are not written again.
+    let claim = state
+        .recent_events
+        .claim(&caller.key_name, &ids, IN_FLIGHT_PATIENCE)
+        .await
+        .map_err(|_| CollectorError::EventsInFlight)?;
+    let records: Vec<StreamRecord> = records
+        .into_iter()
+        .zip(&claim.fresh)
+        .filter_map(|(record, &fresh)| fresh.then_some(record))
+        .collect();
+    let duplicates = accepted - records.len();
     let started = Instant::now();
-    let written = state.sink.append(records).await;
+    let written = if records.is_empty() {
+        Ok(())
+    } else {
+        state.sink.append(records).await
+    };
     metrics::histogram!(m::SINK_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     if let Err(e) = written {
         metrics::counter!(m::SINK_FAILURES).increment(1);
         return Err(CollectorError::SinkUnavailable(e));
     }
+    // Written: from now on a repeat of these ids is dropped, even if the dead letters fail.
+    claim.commit();
     if !dead_letters.is_empty() {
         tracing::info!(%batch_id, sender = %caller.key_name, rejected = rejected.len(), "events rejected");
         state
@@ -151,7 +185,8 @@ pub async fn ingest(
             .await
             .map_err(CollectorError::SinkUnavailable)?;
     }
-    metrics::counter!(m::EVENTS_ACCEPTED).increment(accepted as u64);
+    metrics::counter!(m::EVENTS_ACCEPTED).increment((accepted - duplicates) as u64);
+    metrics::counter!(m::EVENTS_DUPLICATE).increment(duplicates as u64);
     metrics::counter!(m::EVENTS_REJECTED).increment(rejected.len() as u64);
 
     let answer = BatchResponse {
@@ -159,6 +194,7 @@ pub async fn ingest(
         accepted,
         rejected,
         duplicate: false,
+        duplicates,
     };
     state
         .recent_batches
@@ -172,7 +208,7 @@ fn accept(
     meta: &RequestMeta,
     candidate: &Candidate<'_>,
     now: i64,
-) -> Result<StreamRecord, Vec<RejectedField>> {
+) -> Result<(Uuid, StreamRecord), Vec<RejectedField>> {
     let size = candidate.raw.get().len();
     if size > state.max_event_bytes {
         return Err(vec![RejectedField::new(
@@ -204,10 +240,13 @@ fn accept(
     }
     let data =
         serde_json::to_vec(&event).map_err(|e| vec![RejectedField::new("event", e.to_string())])?;
-    Ok(StreamRecord {
-        partition_key: partition_key(&event).to_owned(),
-        data: Bytes::from(data),
-    })
+    Ok((
+        event.event_id,
+        StreamRecord {
+            partition_key: partition_key(&event).to_owned(),
+            data: Bytes::from(data),
+        },
+    ))
 }
 
 /// Decodes one event of our own format, naming the field when it fails.

@@ -17,7 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::access::Access;
 use crate::config::CollectorConfig;
-use crate::dedup::RecentBatches;
+use crate::dedup::{RecentBatches, RecentEvents};
 use crate::error::CollectorError;
 use crate::handlers;
 
@@ -28,6 +28,7 @@ pub struct AppState {
     pub dead_letters: Arc<dyn EventSink>,
     pub access: Arc<Access>,
     pub recent_batches: Arc<RecentBatches>,
+    pub recent_events: Arc<RecentEvents>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
     pub max_events_per_batch: usize,
@@ -51,6 +52,10 @@ impl AppState {
             recent_batches: Arc::new(RecentBatches::new(Duration::from_secs(
                 config.dedup_window_secs,
             ))),
+            recent_events: Arc::new(RecentEvents::new(
+                Duration::from_secs(config.dedup_window_secs),
+                config.dedup_max_events,
+            )),
             limits: Arc::new(Limits::from(&config.validation)),
             max_body_bytes: config.max_body_bytes,
             max_events_per_batch: config.max_events_per_batch,

@@ -68,9 +68,11 @@ impl Harness {
     }
 }
 
+/// `n` page views whose ids differ from batch to batch (an event id is written only once).
 fn batch(batch_id: &str, n: usize) -> String {
+    let base = u64::from_str_radix(&batch_id[batch_id.len() - 4..], 16).unwrap_or(0) << 16;
     let events: Vec<Value> = (0..n)
-        .map(|i| page_view(uuid_ending(i as u64 + 1), "anon-1", now_ms(), None))
+        .map(|i| page_view(uuid_ending(base + i as u64 + 1), "anon-1", now_ms(), None))
         .collect();
     batch_of(batch_id, events)
 }

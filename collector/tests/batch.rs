@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -193,4 +194,105 @@ async fn an_unavailable_stream_answers_503_with_retry_after() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "unavailable");
     assert_eq!(body["retry_after_header"], "5");
+}
+
+/// An event carried by two batches (two tabs sending one shared queue, a page's exit send racing
+/// another tab's) is written once, whether the batches come one after the other or overlap.
+#[tokio::test]
+async fn an_event_in_two_batches_is_written_once_even_when_they_overlap() {
+    let h = Harness::new();
+    // The first write is held until the second request has arrived.
+    let gate = Arc::new(HeldSink {
+        inner: h.embedded.backend.sink.clone(),
+        release: tokio::sync::Semaphore::new(0),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let app = router(
+        AppState::new(
+            gate.clone(),
+            h.embedded.backend.dead_letters.clone(),
+            &h.config,
+        ),
+        &h.config,
+    );
+    let send = |batch_id: &'static str, events: Vec<Value>| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let response = app
+                .oneshot(
+                    Request::post("/v1/batch")
+                        .header(header::CONTENT_TYPE, "text/plain")
+                        .body(Body::from(batch_of(batch_id, events)))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            (response.status(), json_of(response).await)
+        })
+    };
+    let first = send(
+        "01936a1c-3b5e-7cc4-9a1e-0000000000f1",
+        vec![event(1), event(2)],
+    );
+    let calls = || gate.calls.load(std::sync::atomic::Ordering::SeqCst);
+    while calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = send(
+        "01936a1c-3b5e-7cc4-9a1e-0000000000f2",
+        vec![event(2), event(3)],
+    );
+    // The second cannot write event 2 while the first is writing it: it waits rather than
+    // starting its own write (which it would within milliseconds).
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            calls(),
+            1,
+            "the overlapping batch wrote while the first was in flight"
+        );
+    }
+    gate.release.add_permits(2);
+
+    let (status, body) = first.await.unwrap();
+    assert_eq!(
+        (status, body["accepted"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    let (status, body) = second.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["accepted"].clone(), body["duplicates"].clone()),
+        (json!(2), json!(1))
+    );
+
+    let mut ids: Vec<String> = h
+        .stored()
+        .await
+        .iter()
+        .map(|e| e.event_id.to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each event once");
+}
+
+/// Holds every append until a permit is released; counts appends started.
+struct HeldSink {
+    inner: Arc<dyn EventSink>,
+    release: tokio::sync::Semaphore,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl EventSink for HeldSink {
+    async fn append(&self, records: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.release.acquire().await.unwrap().forget();
+        self.inner.append(records).await
+    }
+    async fn ready(&self) -> retailmind_connectors::Result<()> {
+        self.inner.ready().await
+    }
 }

@@ -1,7 +1,8 @@
 //! `retailmind-demo-site`: serves the demo storefront.
 //!
 //! `RETAILMIND_DEMO_LISTEN` (default 127.0.0.1:8701), `RETAILMIND_DEMO_COLLECTOR_URL` (default
-//! http://127.0.0.1:8700), `RETAILMIND_DEMO_PKG` (default `demo-site/pkg`).
+//! http://127.0.0.1:8700), `RETAILMIND_DEMO_PKG` (default `demo-site/pkg`), and
+//! `RETAILMIND_DEMO_BUNDLE`: when set, the webpack bundle of the npm package replaces the stub.
 
 use std::path::PathBuf;
 
@@ -25,13 +26,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    let app = match std::env::var_os("RETAILMIND_DEMO_BUNDLE") {
+        Some(bundle) => {
+            tracing::info!(bundle = %PathBuf::from(&bundle).display(), "tracker from the npm package, bundled");
+            retailmind_demo_site::bundled_router(
+                &PathBuf::from(bundle),
+                &collector,
+                "demo-publishable-key",
+            )
+        }
+        None => retailmind_demo_site::router(&pkg, &collector, "demo-publishable-key"),
+    };
     tracing::info!(%listen, %collector, "demo storefront listening");
-    axum::serve(
-        listener,
-        retailmind_demo_site::router(&pkg, &collector, "demo-publishable-key"),
-    )
-    .with_graceful_shutdown(service::shutdown_signal())
-    .await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(service::shutdown_signal())
+        .await?;
     Ok(())
 }
 

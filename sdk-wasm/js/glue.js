@@ -16,6 +16,33 @@ const KEEPALIVE_BUDGET = 63000;
 
 let db;
 let mode = 0; // 0 IndexedDB, 1 localStorage, 2 memory
+// From pagehide until the page shows again no IndexedDB work starts: a page frozen in the
+// back/forward cache in the middle of a transaction would block the next page's queue (its
+// transactions on the same store wait for ours). Writes go to localStorage meanwhile.
+let leaving = false;
+addEventListener('pagehide', () => {
+  leaving = true;
+});
+addEventListener('pageshow', () => {
+  leaving = false;
+});
+// A transaction that does not finish in this time (a frozen page holding the store) fails the
+// step: the send cycle ends, lets go of the lock and a later one tries again.
+const IDB_PATIENCE_MS = 5000;
+const patient = (promise, fallback) =>
+  new Promise((done, fail) => {
+    const t = setTimeout(() => (fallback ? done(fallback()) : fail(new Error('IndexedDB did not answer'))), IDB_PATIENCE_MS);
+    promise.then(
+      (v) => {
+        clearTimeout(t);
+        done(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        fail(e);
+      },
+    );
+  });
 const memory = new Map();
 let writes = [];
 let keepaliveBytes = 0;
@@ -34,7 +61,9 @@ function local() {
 
 function open() {
   if (!db) {
-    db = new Promise((done) => {
+    // Opening can wait on another page's connection (one frozen mid-upgrade in the
+    // back/forward cache): past the patience, this page keeps its queue in localStorage.
+    db = patient(new Promise((done) => {
       try {
         const r = indexedDB.open(DB, 1);
         r.onupgradeneeded = () => r.result.createObjectStore(STORE);
@@ -43,7 +72,7 @@ function open() {
       } catch (e) {
         done(null);
       }
-    }).then((d) => {
+    }), () => null).then((d) => {
       mode = d ? 0 : local() ? 1 : 2;
       return d;
     });
@@ -52,7 +81,8 @@ function open() {
 }
 
 function idb(d, fn) {
-  return new Promise((done, fail) => {
+  if (leaving) return Promise.reject(new Error('page is leaving'));
+  return patient(new Promise((done, fail) => {
     try {
       const t = d.transaction(STORE, 'readwrite');
       fn(t.objectStore(STORE));
@@ -61,7 +91,7 @@ function idb(d, fn) {
     } catch (e) {
       fail(e);
     }
-  });
+  }));
 }
 
 /** Queues `[key, value]` pairs for writing; all puts of one task go in one transaction. */
@@ -73,9 +103,8 @@ export function qPut(key, value) {
 function flushWrites() {
   const batch = writes;
   writes = [];
-  return open().then((d) => {
-    if (d) return idb(d, (s) => batch.forEach(([k, v]) => s.put(v, k)));
-    const s = mode === 1 && local();
+  const keep = () => {
+    const s = local();
     batch.forEach(([k, v]) => {
       memory.set(k, v);
       try {
@@ -84,7 +113,12 @@ function flushWrites() {
         // Full: the value stays in memory for this page.
       }
     });
-  }).catch(() => {});
+  };
+  return open()
+    .then((d) => (d && !leaving ? idb(d, (s) => batch.forEach(([k, v]) => s.put(v, k))) : keep()))
+    // IndexedDB failed, timed out or the page is leaving: localStorage (which qAll moves back
+    // into IndexedDB) keeps the records.
+    .catch(keep);
 }
 
 /** Stores `[key, value]` synchronously, for a page that is going away: an IndexedDB write begun
@@ -152,7 +186,8 @@ export function qAll() {
       saved.forEach((v, k) => memory.set(k, v));
       return [...memory].sort((a, b) => (a[0] < b[0] ? -1 : 1));
     }
-    return new Promise((done) => {
+    if (leaving) return [...saved];
+    return patient(new Promise((done) => {
       try {
         const t = d.transaction(STORE, 'readwrite');
         const st = t.objectStore(STORE);
@@ -168,7 +203,7 @@ export function qAll() {
       } catch (e) {
         done([...saved]);
       }
-    });
+    }), () => [...saved]);
   });
 }
 
@@ -353,7 +388,8 @@ let last = Promise.resolve();
  * Rust side (`hooks`) picks and seals the next batch, it is posted, and its answer settled,
  * until nothing is due or a send failed. Rejects with the reason the cycle stopped. */
 export function send(patient) {
-  const step = () => qAll().then((records) => {
+  // A page that is leaving stops its cycle: what is left goes with the exit send and the queue.
+  const step = () => (leaving ? null : qAll().then((records) => {
     const next = hooks.plan(records);
     if (typeof next === 'number') return patient ? sleep(next + 50).then(step) : null;
     if (!next) return null;
@@ -361,7 +397,7 @@ export function send(patient) {
     return post(next[0], next[1])
       .then((a) => [hooks.settle(next, a[0], a[1], '')], (e) => [hooks.settle(next, 0, 0, e || 'error')])
       .then((r) => r[0] && r[0].then(step));
-  });
+  }));
   const run = () => withLock(patient, step).then(hooks.done, hooks.done);
   const p = last.then(run, run);
   last = p;

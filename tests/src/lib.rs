@@ -53,3 +53,37 @@ pub async fn wait_for_port(what: &str, port: u16, timeout: Duration) {
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
+
+/// A build output the tests need, from `env` (set by `cargo xtask test`) or its usual place in
+/// the workspace; fails naming the command that builds it.
+fn built(env: &str, default: &str, file: &str, command: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os(env)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(default));
+    assert!(
+        dir.join(file).exists(),
+        "no {file} in {}: run `{command}` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+/// The tracker package (web target) the demo storefront loads through its stub.
+pub fn tracker_package() -> std::path::PathBuf {
+    built(
+        "RETAILMIND_DEMO_PKG",
+        "../demo-site/pkg",
+        "retailmind_sdk.js",
+        "cargo xtask build-wasm",
+    )
+}
+
+/// The demo storefront's tracker bundled by webpack from the npm package.
+pub fn tracker_bundle() -> std::path::PathBuf {
+    built(
+        "RETAILMIND_DEMO_BUNDLE",
+        "../demo-site/bundled/dist",
+        "storefront.js",
+        "cargo xtask build-npm",
+    )
+}

@@ -6,32 +6,35 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::Locator;
 use retailmind_connectors::embedded;
 use retailmind_schema::{Event, Payload};
 use retailmind_tests::browser::Browser;
-use retailmind_tests::wait_for;
+use retailmind_tests::{tracker_bundle, tracker_package, wait_for};
 
 use common::{stream_events, Pipeline};
 
-/// The tracker package built by `cargo xtask build-wasm` (`cargo xtask test` builds it first).
-fn tracker_package() -> PathBuf {
-    let pkg = std::env::var_os("RETAILMIND_DEMO_PKG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/pkg"));
-    assert!(
-        pkg.join("retailmind_sdk.js").exists(),
-        "no tracker package in {}: run `cargo xtask build-wasm` (or `cargo xtask test`)",
-        pkg.display()
-    );
-    pkg
+/// How the storefront's pages load the tracker.
+#[derive(Clone, Copy)]
+enum Loader {
+    /// The script-tag stub and the web-target package.
+    ScriptTag,
+    /// The npm package (bundler target), bundled by webpack.
+    NpmBundle,
 }
 
-async fn serve_storefront(collector_url: &str) -> String {
-    let app = retailmind_demo_site::router(&tracker_package(), collector_url, "e2e-key");
+async fn serve_storefront(collector_url: &str, loader: Loader) -> String {
+    let app = match loader {
+        Loader::ScriptTag => {
+            retailmind_demo_site::router(&tracker_package(), collector_url, "e2e-key")
+        }
+        Loader::NpmBundle => {
+            retailmind_demo_site::bundled_router(&tracker_bundle(), collector_url, "e2e-key")
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -74,10 +77,20 @@ fn lake_lines(dir: &Path) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storefront_clicks_become_one_session_and_lake_lines() {
+    storefront_clicks(Loader::ScriptTag).await;
+}
+
+/// The same visit with the tracker installed from npm and bundled, as a shop's build would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_npm_package_bundled_by_webpack_tracks_the_same_visit() {
+    storefront_clicks(Loader::NpmBundle).await;
+}
+
+async fn storefront_clicks(loader: Loader) {
     let data = tempfile::tempdir().unwrap();
     let backend = embedded::open(data.path()).unwrap();
     let pipeline = Pipeline::start(backend.clone()).await;
-    let storefront = serve_storefront(&pipeline.collector_url).await;
+    let storefront = serve_storefront(&pipeline.collector_url, loader).await;
     let browser = Browser::start().await;
     let client = &browser.client;
 

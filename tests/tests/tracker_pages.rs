@@ -1,5 +1,5 @@
 //! Page life in real Chromium: page views of a single-page app (History API), events sent while
-//! the page goes away, and a page view when the back/forward cache restores a page.
+//! the page goes away or is hidden, and a page view when the back/forward cache restores a page.
 
 mod common;
 mod tracker_support;
@@ -99,6 +99,36 @@ async fn events_tracked_just_before_leaving_arrive() {
         .await;
     assert_eq!(named(&events, "last_words").len(), 3);
     assert_eq!(kind_count(&events, "page_view"), 1);
+    assert_no_doubles(&events);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tracked_before_the_page_is_hidden_arrive_while_it_lives_on() {
+    let lab = Lab::start().await;
+    lab.open_lab(r#"{"batchSize":500,"flushIntervalMs":3600000,"autocapture":{"clicks":false}}"#)
+        .await;
+    lab.js("for (let i = 0; i < 3; i++) retailmind.track('before_hiding', {i}); return 1;")
+        .await;
+    // Another tab in front hides this one (visibilitychange), which is not unloaded: on a phone
+    // this is the last moment a page is sure to run, so its events must leave now.
+    let client = &lab.browser.client;
+    let shop = client.window().await.unwrap();
+    let other = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(other).await.unwrap();
+    let events = lab
+        .wait_events("the events sent on hiding", 4, |_| true)
+        .await;
+    assert_eq!(named(&events, "before_hiding").len(), 3);
+    assert_eq!(kind_count(&events, "page_view"), 1);
+
+    // Back in front, the page still holds them until an answer it reads: sent again, they are
+    // recognised, not stored twice, and the queue empties.
+    client.switch_to_window(shop).await.unwrap();
+    assert_eq!(lab.flush().await, "ok");
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 0);
+    let events = lab.events().await;
+    assert_eq!(named(&events, "before_hiding").len(), 3);
     assert_no_doubles(&events);
     lab.stop().await;
 }

@@ -56,9 +56,9 @@ async fn two_tabs_deliver_each_event_once() {
         .collect();
     assert_eq!(got.len(), 56, "2 tabs × 4 rounds × 7 events");
     let unique: BTreeSet<String> = events.iter().map(|e| e.event_id.to_string()).collect();
-    let doubled = events.len() - unique.len();
-    eprintln!("stream: {} events, {doubled} stored twice", events.len());
-
+    // One tab's cycle may send the other tab's events while that tab, hidden by the switch,
+    // sends them on its way out: the collector writes each event id once all the same.
+    assert_eq!(events.len(), unique.len(), "no event stored twice");
     // One browser, one visit: the processor's session holds every event exactly once.
     let anonymous_id = events[0].anonymous_id.clone();
     let session = wait_for("the session of both tabs", Duration::from_secs(20), || {

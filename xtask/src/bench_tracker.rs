@@ -49,6 +49,9 @@ pub fn run(args: &[&str]) -> Result<()> {
 }
 
 fn compressed(path: &Path, program: &str, args: &[&str]) -> Result<usize> {
+    if !crate::util::cmd_ok(program, &["--version"]) {
+        crate::setup::apt_install(&[program], None)?;
+    }
     let out = Command::new(program)
         .args(args)
         .arg(path)

@@ -12,9 +12,16 @@ const STOREFRONT_ADDR: &str = "127.0.0.1:8701";
 /// The storefront's publishable key (demo-site passes the same one to the tracker).
 const DEMO_KEY: &str = "demo-publishable-key";
 
-pub fn run_demo(_args: &[&str]) -> Result<()> {
+/// `args`: `--bundled` serves the storefront with the tracker from its npm package, bundled by
+/// webpack, instead of the script-tag stub.
+pub fn run_demo(args: &[&str]) -> Result<()> {
     let toolchain = setup::wasm_toolchain()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
+    let bundle = if args.contains(&"--bundled") {
+        Some(wasm::build_demo_bundle(&toolchain)?)
+    } else {
+        None
+    };
     let root = workspace_root();
     run(Command::new("cargo").current_dir(&root).args([
         "build",
@@ -54,12 +61,15 @@ pub fn run_demo(_args: &[&str]) -> Result<()> {
             .env("RETAILMIND_CONFIG", &collector_config),
     )?;
     children.spawn(Command::new(bin.join("retailmind-processor")).envs(backend))?;
-    children.spawn(
-        Command::new(bin.join("retailmind-demo-site"))
-            .env("RETAILMIND_DEMO_LISTEN", STOREFRONT_ADDR)
-            .env("RETAILMIND_DEMO_COLLECTOR_URL", &collector_url)
-            .env("RETAILMIND_DEMO_PKG", &pkg),
-    )?;
+    let mut storefront = Command::new(bin.join("retailmind-demo-site"));
+    storefront
+        .env("RETAILMIND_DEMO_LISTEN", STOREFRONT_ADDR)
+        .env("RETAILMIND_DEMO_COLLECTOR_URL", &collector_url)
+        .env("RETAILMIND_DEMO_PKG", &pkg);
+    if let Some(bundle) = &bundle {
+        storefront.env("RETAILMIND_DEMO_BUNDLE", bundle);
+    }
+    children.spawn(&mut storefront)?;
 
     println!();
     println!("RetailMind demo is running on the embedded default:");

@@ -5,6 +5,8 @@
 //! - `test`: installs what is missing and runs every check and test (what `.ci/run` calls).
 //! - `setup`: only the installs.
 //! - `build-wasm`: builds the tracker package into `demo-site/pkg`.
+//! - `build-npm`: the npm package (`sdk-wasm/pkg/bundler` and `sdk-wasm/pkg/web`) and the demo
+//!   storefront bundled from it by webpack (`demo-site/bundled/dist`).
 //! - `bench tracker`: tracker size (gzip, brotli) and main-thread cost in headless Chromium.
 //! - `bench collector [--quick]`: load figures for the collector on loopback (printed, not a test).
 //! - `fuzz [SECONDS]`: runs the batch decoding fuzz target (default 300 s).
@@ -41,8 +43,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
+        Some("build-npm") => wasm::build_demo_bundle(&setup::wasm_toolchain()?).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup|build-wasm|bench|fuzz|eval-recs>");
+            eprintln!(
+                "usage: cargo xtask <demo|test|setup|build-wasm|build-npm|bench|fuzz|eval-recs>"
+            );
             bail!("unknown or missing command")
         }
     }

@@ -83,6 +83,16 @@ fn dir_has_prefix(dir: &Path, prefix: &str) -> bool {
 /// library; `-Zbuild-std` builds the wasm32 std from it once, and copied into the sysroot it acts
 /// like rustup's rust-std component.
 fn debian_wasm_toolchain() -> Result<WasmToolchain> {
+    let toolchain = debian_compiler()?;
+    if !dir_has_prefix(Path::new(DEBIAN_SYSROOT_WASM_LIB), "libstd-") {
+        build_wasm_std()?;
+    }
+    Ok(toolchain)
+}
+
+/// Debian's rustc-web and cargo-web with the source of their standard library, installed if
+/// missing, and the environment that makes cargo use them with a wasm linker.
+fn debian_compiler() -> Result<WasmToolchain> {
     if !Path::new(DEBIAN_RUSTC).exists() || !Path::new("/usr/lib/rustlib/src/rust/library").exists()
     {
         apt_install(
@@ -91,9 +101,6 @@ fn debian_wasm_toolchain() -> Result<WasmToolchain> {
         )?;
     }
     let linker = rust_lld()?;
-    if !dir_has_prefix(Path::new(DEBIAN_SYSROOT_WASM_LIB), "libstd-") {
-        build_wasm_std()?;
-    }
     let path = format!(
         "/usr/bin:{}:{}",
         cargo_bin_dir().display(),
@@ -182,23 +189,65 @@ const BINARYEN_VERSION: &str = "132.0.0";
 
 /// The directory holding a working `wasm-opt`, installed from npm into the target dir if needed.
 pub fn binaryen() -> Result<PathBuf> {
-    let prefix = crate::util::target_dir().join("tools/binaryen");
-    let bin = prefix.join("node_modules/.bin");
-    let wanted = format!("version {}", BINARYEN_VERSION.trim_end_matches(".0.0"));
-    let have =
-        cmd_output(&bin.join("wasm-opt").display().to_string(), &["--version"]).unwrap_or_default();
-    if !have.contains(&wanted) {
+    npm_tool("binaryen", BINARYEN_VERSION)
+}
+
+/// terser minifies the JS of the release package (wasm-bindgen's glue and ours).
+const TERSER_VERSION: &str = "5.51.4";
+
+/// The `node_modules/.bin` directory holding `terser`.
+pub fn terser() -> Result<PathBuf> {
+    npm_tool("terser", TERSER_VERSION)
+}
+
+/// Installs `package@version` from npm into the target dir, once, and returns its `.bin` dir.
+fn npm_tool(package: &str, version: &str) -> Result<PathBuf> {
+    let prefix = crate::util::target_dir().join("tools").join(package);
+    let manifest = prefix
+        .join("node_modules")
+        .join(package)
+        .join("package.json");
+    let installed = std::fs::read_to_string(&manifest)
+        .map(|m| m.contains(&format!("\"version\": \"{version}\"")))
+        .unwrap_or(false);
+    if !installed {
         if !cmd_ok("npm", &["--version"]) {
             apt_install(&["nodejs", "npm"], None)?;
         }
-        eprintln!("xtask: npm install binaryen@{BINARYEN_VERSION} (wasm-opt)");
+        eprintln!("xtask: npm install {package}@{version}");
         std::fs::create_dir_all(&prefix)?;
         run(Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&prefix)
-            .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+            .arg(format!("{package}@{version}")))?;
     }
-    Ok(bin)
+    Ok(prefix.join("node_modules/.bin"))
+}
+
+/// The compiler for the smallest release build of the tracker: one that can build the standard
+/// library from source (`-Zbuild-std`) with `-Cpanic=immediate-abort`, which drops the panic
+/// messages and the formatting code behind them (about 8 KB gzip). Debian's rustc-web comes with
+/// its standard library's source; `None` (with a warning) where it cannot be installed, and the
+/// build is then the ordinary, larger one.
+pub fn size_toolchain() -> Option<WasmToolchain> {
+    let mut toolchain = match debian_compiler() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "xtask: warning: no compiler with the standard library's source ({e:#}); \
+                 building the tracker without -Cpanic=immediate-abort (about 8 KB gzip larger)"
+            );
+            return None;
+        }
+    };
+    for (k, v) in [
+        ("RUSTC_BOOTSTRAP", "1"),
+        ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort"),
+        ("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort"),
+    ] {
+        toolchain.env.push((k.into(), v.into()));
+    }
+    Some(toolchain)
 }
 
 fn locked_version(package: &str) -> Result<String> {
@@ -270,7 +319,7 @@ pub fn moto() -> Result<String> {
     Ok(python.to_owned())
 }
 
-fn apt_install(packages: &[&str], suite: Option<&str>) -> Result<()> {
+pub fn apt_install(packages: &[&str], suite: Option<&str>) -> Result<()> {
     eprintln!("xtask: apt-get install {}", packages.join(" "));
     if !cmd_ok("apt-get", &["--version"]) {
         bail!(

@@ -12,6 +12,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
     let browser = setup::browser()?;
     let python = setup::moto()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
+    let bundle = wasm::build_demo_bundle(&toolchain)?;
     let root = workspace_root();
 
     run(Command::new("cargo")
@@ -34,6 +35,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         .env("RETAILMIND_CHROMEDRIVER", &browser.chromedriver)
         .env("RETAILMIND_PYTHON", &python)
         .env("RETAILMIND_DEMO_PKG", &pkg)
+        .env("RETAILMIND_DEMO_BUNDLE", &bundle)
         .args(["test", "--workspace"])
         .args(args))?;
 

@@ -7,7 +7,6 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,25 +18,12 @@ use axum::response::{IntoResponse, Response};
 use retailmind_connectors::{embedded, Backend};
 use retailmind_schema::Event;
 use retailmind_tests::browser::Browser;
-use retailmind_tests::wait_for;
+use retailmind_tests::{tracker_package, wait_for};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::common::{stream_events, Pipeline};
-
-/// The tracker package built by `cargo xtask build-wasm`.
-pub fn tracker_package() -> PathBuf {
-    let pkg = std::env::var_os("RETAILMIND_DEMO_PKG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site/pkg"));
-    assert!(
-        pkg.join("retailmind_sdk.js").exists(),
-        "no tracker package in {}: run `cargo xtask build-wasm`",
-        pkg.display()
-    );
-    pkg
-}
 
 /// A stand-in between browser and collector: passes requests on, fails the next N with 500, or
 /// is offline (nothing listens on its port).
