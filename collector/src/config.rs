@@ -4,6 +4,8 @@ use retailmind_connectors::BackendConfig;
 use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
+pub use crate::recs::{PlacementStrategies, RecommendationsConfig};
+
 /// The collector's configuration (see `retailmind_connectors::settings::load`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
@@ -40,6 +42,8 @@ pub struct CollectorConfig {
     pub spool_dir: Option<std::path::PathBuf>,
     /// Most bytes the spool holds; beyond, the outage is answered with 503.
     pub spool_max_bytes: u64,
+    /// `GET /v1/recommendations`: strategies per placement, model reloads, session memory.
+    pub recommendations: RecommendationsConfig,
 }
 
 /// A key that identifies who sends events.
@@ -143,6 +147,7 @@ impl Default for CollectorConfig {
             max_in_flight_requests: 4096,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            recommendations: RecommendationsConfig::default(),
         }
     }
 }

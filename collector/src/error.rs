@@ -19,6 +19,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
+    /// The request parameter at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -43,6 +46,8 @@ pub enum CollectorError {
     SecretKeyRequired,
     #[error("origin {origin:?} is not allowed for this write key")]
     OriginNotAllowed { origin: String },
+    #[error("query parameter {field}: {reason}")]
+    InvalidParameter { field: &'static str, reason: String },
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the collector is at capacity; retry shortly")]
@@ -61,7 +66,10 @@ impl CollectorError {
         use CollectorError::*;
         match self {
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyUnreadable(_) | MalformedBatch(_) | TooManyEvents { .. } => StatusCode::BAD_REQUEST,
+            BodyUnreadable(_)
+            | MalformedBatch(_)
+            | TooManyEvents { .. }
+            | InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             UnsupportedContentType(_) | UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -86,6 +94,7 @@ impl CollectorError {
             UnknownKey => "unknown_key",
             SecretKeyRequired => "secret_key_required",
             OriginNotAllowed { .. } => "origin_not_allowed",
+            InvalidParameter { .. } => "invalid_parameter",
             RateLimited { .. } => "rate_limited",
             Overloaded => "overloaded",
             EventsInFlight => "events_in_flight",
@@ -115,6 +124,10 @@ impl IntoResponse for CollectorError {
             error: ErrorDetail {
                 code: self.code().to_owned(),
                 message: self.to_string(),
+                field: match &self {
+                    CollectorError::InvalidParameter { field, .. } => Some((*field).to_owned()),
+                    _ => None,
+                },
             },
         });
         match self.retry_after() {

@@ -71,7 +71,11 @@ impl FromRequestParts<AppState> for Front {
 }
 
 impl Front {
-    fn meta(&self) -> RequestMeta {
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub(crate) fn meta(&self) -> RequestMeta {
         RequestMeta {
             client_ip: client_ip(&self.headers, self.peer, self.state.trusted_proxy_hops),
             user_agent: self
@@ -82,7 +86,11 @@ impl Front {
         }
     }
 
-    fn admit(&self, body_key: Option<&str>, meta: &RequestMeta) -> Result<Caller, CollectorError> {
+    pub(crate) fn admit(
+        &self,
+        body_key: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<Caller, CollectorError> {
         let key = self
             .query
             .key

@@ -125,11 +125,17 @@ pub async fn ingest(
     let now = now_ms();
     let mut ids = Vec::with_capacity(candidates.len());
     let mut records = Vec::with_capacity(candidates.len());
+    // What the recommendation session memory keeps, by position among the accepted records.
+    let mut remembered: Vec<(usize, Event)> = Vec::new();
     let mut rejected = Vec::new();
     let mut dead_letters = Vec::new();
     for (index, candidate) in candidates.into_iter().enumerate() {
         match accept(state, meta, &candidate, now) {
-            Ok((id, record)) => {
+            Ok((event, record)) => {
+                let id = event.event_id;
+                if crate::recs::relevant(&event) {
+                    remembered.push((records.len(), event));
+                }
                 ids.push(id);
                 records.push(record);
             }
@@ -176,6 +182,13 @@ pub async fn ingest(
         return Err(CollectorError::SinkUnavailable(e));
     }
     // Written: from now on a repeat of these ids is dropped, even if the dead letters fail.
+    // Only what this request wrote is remembered: a repeat was remembered by its first writer.
+    state.recommender.memory.observe(
+        remembered
+            .iter()
+            .filter(|(at, _)| claim.fresh.get(*at).copied().unwrap_or(false))
+            .map(|(_, event)| event),
+    );
     claim.commit();
     if !dead_letters.is_empty() {
         tracing::info!(%batch_id, sender = %caller.key_name, rejected = rejected.len(), "events rejected");
@@ -208,7 +221,7 @@ fn accept(
     meta: &RequestMeta,
     candidate: &Candidate<'_>,
     now: i64,
-) -> Result<(Uuid, StreamRecord), Vec<RejectedField>> {
+) -> Result<(Event, StreamRecord), Vec<RejectedField>> {
     let size = candidate.raw.get().len();
     if size > state.max_event_bytes {
         return Err(vec![RejectedField::new(
@@ -240,13 +253,11 @@ fn accept(
     }
     let data =
         serde_json::to_vec(&event).map_err(|e| vec![RejectedField::new("event", e.to_string())])?;
-    Ok((
-        event.event_id,
-        StreamRecord {
-            partition_key: partition_key(&event).to_owned(),
-            data: Bytes::from(data),
-        },
-    ))
+    let record = StreamRecord {
+        partition_key: partition_key(&event).to_owned(),
+        data: Bytes::from(data),
+    };
+    Ok((event, record))
 }
 
 /// Decodes one event of our own format, naming the field when it fails.

@@ -1,5 +1,6 @@
 //! The collector: RetailMind's HTTP front door. It validates events with the shared schema and
-//! appends them to the stream, answering only after the stream has them.
+//! appends them to the stream, answering only after the stream has them. It also serves product
+//! recommendations (`GET /v1/recommendations`, see [`recs`]).
 
 mod access;
 mod body;
@@ -12,6 +13,7 @@ mod ingest;
 pub mod lambda;
 mod metrics;
 mod openapi;
+pub mod recs;
 mod router;
 mod segment;
 

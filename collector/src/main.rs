@@ -27,6 +27,6 @@ async fn main() -> anyhow::Result<()> {
         }
         None => backend.sink,
     };
-    let state = AppState::new(sink, backend.dead_letters, &config);
+    let state = AppState::new(sink, backend.dead_letters, &config).with_model_store(backend.models);
     serve(state, &config, service::shutdown_signal()).await
 }

@@ -8,6 +8,14 @@ pub const EVENTS_DUPLICATE: &str = "collector_events_duplicate_total";
 pub const REQUESTS_REFUSED: &str = "collector_requests_refused_total";
 pub const SINK_APPEND_SECONDS: &str = "collector_sink_append_seconds";
 pub const SINK_FAILURES: &str = "collector_sink_failures_total";
+/// Time to answer one recommendation request inside the server (label `placement`).
+pub const RECOMMENDATION_SECONDS: &str = "collector_recommendation_seconds";
+/// Recommendation answers (labels `placement`, `strategy`).
+pub const RECOMMENDATIONS: &str = "collector_recommendations_total";
+/// The stored model version being served.
+pub const MODEL_VERSION: &str = "collector_model_version";
+/// Polls of the model store that failed (the current model is kept).
+pub const MODEL_RELOAD_FAILURES: &str = "collector_model_reload_failures_total";
 
 /// The process-wide recorder, shared with the other RetailMind services.
 pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {

@@ -6,20 +6,31 @@ use utoipa::OpenApi;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::handlers;
 use crate::ingest::{BatchResponse, RejectedEvent, RejectedField};
+use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "RetailMind collector",
-        description = "Ingestion of shop clickstream events (RetailMind tracker and Segment spec)."
+        description = "Ingestion of shop clickstream events (RetailMind tracker and Segment spec) and product recommendations."
     ),
     paths(
         handlers::post_batch,
+        crate::recs::handler::get_recommendations,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics
     ),
-    components(schemas(BatchResponse, RejectedEvent, RejectedField, ErrorBody, ErrorDetail))
+    components(schemas(
+        BatchResponse,
+        RejectedEvent,
+        RejectedField,
+        ErrorBody,
+        ErrorDetail,
+        RecommendationsResponse,
+        RecommendedItem,
+        Placement
+    ))
 )]
 pub struct ApiDoc;
 

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use retailmind_connectors::EventSink;
+use retailmind_connectors::{EventSink, ModelStore};
 use retailmind_schema::Limits;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -20,6 +20,7 @@ use crate::config::CollectorConfig;
 use crate::dedup::{RecentBatches, RecentEvents};
 use crate::error::CollectorError;
 use crate::handlers;
+use crate::recs::Recommender;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct AppState {
     pub max_event_bytes: usize,
     pub trusted_proxy_hops: usize,
     pub truncate_ip: bool,
+    /// `GET /v1/recommendations`: the live model and the session memory fed by ingestion.
+    pub recommender: Arc<Recommender>,
 }
 
 impl AppState {
@@ -62,7 +65,18 @@ impl AppState {
             max_event_bytes: config.max_event_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,
             truncate_ip: config.truncate_ip,
+            recommender: Arc::new(Recommender::new(&config.recommendations)),
         }
+    }
+
+    /// Serves the model saved in `store`: loads it now and polls its version from then on (in a
+    /// task that ends when the last clone of this state is dropped). Without it the endpoint
+    /// answers from the session memory and an empty model.
+    pub fn with_model_store(self, store: Arc<dyn ModelStore>) -> Self {
+        let recs = &self.recommender;
+        recs.live
+            .spawn_reloader(store, recs.model_name.clone(), recs.reload_interval);
+        self
     }
 }
 
@@ -80,6 +94,7 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/v1/track", handlers::post_segment_message("track"))
         .route("/v1/page", handlers::post_segment_message("page"))
         .route("/v1/identify", handlers::post_segment_message("identify"))
+        .route("/v1/recommendations", get(crate::recs::get_recommendations))
         // The handlers read the body themselves, with their own limit and error.
         .layer(DefaultBodyLimit::disable())
         .layer(shed)

@@ -50,6 +50,9 @@ pub struct AwsConfig {
     /// Also the lease table: a shard's lease is its checkpoint item (see `aws::leases`).
     #[serde(default = "default_checkpoints_table")]
     pub checkpoints_table: String,
+    /// The recommendation model's snapshot, in chunk items (see `aws::models`).
+    #[serde(default = "default_models_table")]
+    pub models_table: String,
     /// Days after a session's last event when DynamoDB deletes it (TTL attribute
     /// `expires_at`, epoch seconds, enabled by `provision`). Unset: sessions are kept.
     #[serde(default)]
@@ -79,6 +82,9 @@ fn default_sessions_table() -> String {
 fn default_checkpoints_table() -> String {
     "retailmind-checkpoints".into()
 }
+fn default_models_table() -> String {
+    "retailmind-models".into()
+}
 fn default_delivery_stream() -> String {
     "retailmind-lake".into()
 }
@@ -93,6 +99,7 @@ impl AwsConfig {
             bad_events_stream: default_bad_events_stream(),
             sessions_table: default_sessions_table(),
             checkpoints_table: default_checkpoints_table(),
+            models_table: default_models_table(),
             session_ttl_days: None,
             delivery_stream: default_delivery_stream(),
             errors_delivery_stream: None,

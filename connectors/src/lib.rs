@@ -5,6 +5,7 @@
 //! | [`EventSink`], [`StreamReader`] | Kinesis Data Streams | SQLite ordered log |
 //! | [`CheckpointStore`], [`LeaseStore`] | DynamoDB | SQLite tables |
 //! | [`SessionStore`] | DynamoDB | SQLite table |
+//! | [`ModelStore`] | DynamoDB (chunked items) | SQLite table |
 //! | [`LakeWriter`] | Kinesis Data Firehose → S3 | local folder, same key layout |
 //!
 //! [`connect`] picks the implementations from a [`BackendConfig`].
@@ -17,6 +18,7 @@ pub mod embedded;
 mod error;
 pub mod lake;
 pub mod lease;
+mod models;
 pub mod service;
 mod sessions;
 pub mod settings;
@@ -30,10 +32,12 @@ pub use config::{AwsConfig, BackendConfig};
 pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use lease::{Lease, LeaseStore};
+pub use models::{ModelStore, StoredModel};
 pub use sessions::SessionStore;
 pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
-/// Every edge, ready to use. The collector uses `sink` and `dead_letters`; the processor the rest.
+/// Every edge, ready to use. The collector uses `sink`, `dead_letters` and `models`
+/// (to read); the processor the rest.
 #[derive(Clone)]
 pub struct Backend {
     pub sink: Arc<dyn EventSink>,
@@ -44,6 +48,8 @@ pub struct Backend {
     /// Which processor instance reads which shard; the same rows as `checkpoints`.
     pub leases: Arc<dyn LeaseStore>,
     pub sessions: Arc<dyn SessionStore>,
+    /// The recommendation model's snapshot: the processor saves it, the collector loads it.
+    pub models: Arc<dyn ModelStore>,
     pub lake: Arc<dyn LakeWriter>,
 }
 

@@ -29,9 +29,17 @@ pub struct ProcessorConfig {
     /// A lease whose counter has not moved for this long belongs to a dead instance and is
     /// taken over; leases are renewed three times within it.
     pub lease_duration_ms: u64,
+    /// Name of the recommendation model in the model store (the collector reads the same name).
+    pub model_name: String,
+    /// Least time between two saves of a changed model. The collector reloads within its own
+    /// poll interval after a save, so this bounds how stale other shoppers' signals are.
+    pub model_save_interval_ms: u64,
     /// Where to serve `GET /metrics` (Prometheus) and `GET /healthz`; unset, no server.
     pub metrics_listen: Option<String>,
 }
+
+/// The model name both the processor and the collector use unless configured otherwise.
+pub const DEFAULT_MODEL_NAME: &str = "recommendations";
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
@@ -45,6 +53,8 @@ impl Default for ProcessorConfig {
             session_max_hours: 12,
             instance_id: None,
             lease_duration_ms: 10_000,
+            model_name: DEFAULT_MODEL_NAME.into(),
+            model_save_interval_ms: 250,
             metrics_listen: Some("127.0.0.1:8702".into()),
         }
     }

@@ -42,6 +42,9 @@ pub async fn handle(processor: &Processor, event: KinesisEvent) -> KinesisEventR
                 sessions = outcome.sessions_written,
                 "batch applied"
             );
+            // An invocation may be the environment's last: save what changed, within the
+            // save interval like the polling loop does.
+            processor.save_model(false).await;
         }
         Err(e) => {
             tracing::warn!(shard_id, error = %e, "batch failed; Lambda will retry it");

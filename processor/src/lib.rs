@@ -1,14 +1,17 @@
 //! The processor: reads the event stream from its checkpoints, folds events into sessions,
-//! writes the sessions and every event to the lake, and only then moves the checkpoint.
+//! writes the sessions and every event to the lake, and only then moves the checkpoint. It also
+//! keeps the recommendation model current from the same events and saves it for the collector.
 //! Instances with the same consumer name share the shards through leases.
 
 pub mod config;
 pub mod lambda;
 mod leasing;
 pub mod metrics;
+pub mod model;
 mod pipeline;
 pub mod sessionize;
 
 pub use config::ProcessorConfig;
+pub use model::ModelKeeper;
 pub use pipeline::{BatchOutcome, Processor, ProcessorError};
 pub use sessionize::{sessionize, SessionRules};

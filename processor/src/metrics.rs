@@ -15,6 +15,14 @@ pub const SHARD_MILLIS_BEHIND: &str = "shard_millis_behind";
 pub const RECORDS_PROCESSED: &str = "processor_records_processed_total";
 /// Shard leases this instance holds now.
 pub const LEASES_HELD: &str = "processor_leases_held";
+/// Events folded into the recommendation model (product views and purchases).
+pub const MODEL_OBSERVATIONS: &str = "processor_model_observations_total";
+/// Time to encode and store one model snapshot.
+pub const MODEL_SAVE_SECONDS: &str = "processor_model_save_seconds";
+/// Size of the last stored model snapshot.
+pub const MODEL_SNAPSHOT_BYTES: &str = "processor_model_snapshot_bytes";
+/// Model saves that failed (retried at the next interval).
+pub const MODEL_SAVE_FAILURES: &str = "processor_model_save_failures_total";
 
 /// `GET /metrics` (Prometheus text format) and `GET /healthz`.
 pub fn router() -> Router {

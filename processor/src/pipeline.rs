@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::config::ProcessorConfig;
 use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
+use crate::model::ModelKeeper;
 use crate::sessionize::{sessionize, SessionRules};
 
 #[derive(Debug, Error)]
@@ -57,6 +58,8 @@ pub struct Processor {
     min_read_interval: Duration,
     /// When each shard was last read, to stay within the stream's read rate per shard.
     last_read: Mutex<HashMap<String, Instant>>,
+    /// The recommendation model, folded from every applied batch and saved between polls.
+    model: Arc<ModelKeeper>,
 }
 
 /// Conditional session writes that lose a race are re-read and retried this often.
@@ -65,7 +68,6 @@ const SESSION_WRITE_ATTEMPTS: u32 = 5;
 impl Processor {
     pub fn new(backend: Backend, config: &ProcessorConfig) -> Self {
         Processor {
-            backend,
             consumer: config.consumer.clone(),
             rules: config.session_rules(),
             batch_size: config.batch_size.max(1),
@@ -76,6 +78,12 @@ impl Processor {
             )),
             min_read_interval: config.min_read_interval(),
             last_read: Mutex::new(HashMap::new()),
+            model: Arc::new(ModelKeeper::new(
+                backend.models.clone(),
+                &config.model_name,
+                Duration::from_millis(config.model_save_interval_ms),
+            )),
+            backend,
         }
     }
 
@@ -89,6 +97,7 @@ impl Processor {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
         let outcome = self.run_until(shutdown).await;
         self.release_leases().await;
+        self.save_model(true).await;
         outcome
     }
 
@@ -123,6 +132,7 @@ impl Processor {
                 }
                 Err(e) => return Err(e),
             };
+            self.save_model(false).await;
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(pause) => {}
@@ -143,7 +153,27 @@ impl Processor {
             }
         };
         self.release_leases().await;
+        self.save_model(true).await;
         outcome
+    }
+
+    /// The recommendation model this processor keeps.
+    pub fn model(&self) -> &Arc<ModelKeeper> {
+        &self.model
+    }
+
+    /// Saves the model if it changed (`now`) or if it changed and a save is due. A failure is
+    /// counted and logged, never fatal: the model is derived data, the next save catches up.
+    pub(crate) async fn save_model(&self, now: bool) {
+        let saved = if now {
+            self.model.save().await
+        } else {
+            self.model.save_if_due().await
+        };
+        if let Err(e) = saved {
+            metrics::counter!(m::MODEL_SAVE_FAILURES).increment(1);
+            warn!(error = %e, "recommendation model not saved; retrying later");
+        }
     }
 
     /// One read of every shard that may be read now; returns the number of records processed.
@@ -293,6 +323,9 @@ impl Processor {
     ) -> Result<BatchOutcome, ProcessorError> {
         let (events, undecodable) = decode(entries);
         let sessions_written = self.write_sessions(&events).await?;
+        self.model
+            .observe(events.iter().map(|(event, _)| event))
+            .await?;
         let lake_records: Vec<LakeRecord> = events
             .iter()
             .map(|(event, data)| LakeRecord {

@@ -22,6 +22,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;
-    let state = AppState::new(backend.sink, backend.dead_letters, &config);
+    let state =
+        AppState::new(backend.sink, backend.dead_letters, &config).with_model_store(backend.models);
     lambda::run(state, &config).await
 }

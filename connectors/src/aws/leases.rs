@@ -32,13 +32,13 @@ use aws_sdk_dynamodb::Client;
 use super::checkpoints::{
     checkpoint_names, checkpoint_values, sequence_key, CONSUMER, SEQUENCE, SET_CHECKPOINT, SHARD_ID,
 };
-use super::errors::{conditional_update, sdk_error};
+use super::errors::conditional_update;
+use super::pages::all_items;
 use super::session_item::{number, string, Item};
 use crate::error::{ConnectorError, Result};
 use crate::lease::{Lease, LeaseStore};
 use crate::stream::ShardInfo;
 
-const SERVICE: &str = "dynamodb";
 const OWNER: &str = "lease_owner";
 const COUNTER: &str = "lease_counter";
 const PENDING_OWNER: &str = "pending_owner";
@@ -193,29 +193,23 @@ fn updated_lease(item: Option<Item>) -> Result<Lease> {
 #[async_trait]
 impl LeaseStore for DynamoLeases {
     async fn leases(&self, consumer: &str) -> Result<Vec<Lease>> {
-        let mut leases = Vec::new();
-        let mut start_key: Option<Item> = None;
-        loop {
-            let output = self
-                .client
+        let items = all_items(|start_key| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("#consumer = :consumer")
                 .expression_attribute_names("#consumer", CONSUMER)
                 .expression_attribute_values(":consumer", string(consumer))
                 .consistent_read(true)
-                .set_exclusive_start_key(start_key.take())
+                .set_exclusive_start_key(start_key)
                 .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, e))?;
-            for item in output.items() {
-                leases.extend(lease_from_item(item)?);
-            }
-            match output.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start_key = Some(key.clone()),
-                _ => return Ok(leases),
-            }
+        })
+        .await?;
+        let mut leases = Vec::new();
+        for item in &items {
+            leases.extend(lease_from_item(item)?);
         }
+        Ok(leases)
     }
 
     async fn create(&self, consumer: &str, shard: &ShardInfo) -> Result<bool> {

@@ -6,6 +6,7 @@
 //! | [`CheckpointStore`](crate::CheckpointStore) | DynamoDB | `checkpoints.rs` |
 //! | [`LeaseStore`](crate::LeaseStore) | DynamoDB (the checkpoints table) | `leases.rs` |
 //! | [`SessionStore`](crate::SessionStore) | DynamoDB | `sessions.rs`, `session_item.rs` |
+//! | [`ModelStore`](crate::ModelStore) | DynamoDB (snapshot in chunk items) | `models.rs` |
 //! | [`LakeWriter`](crate::LakeWriter) | Kinesis Data Firehose → S3 | `firehose.rs`, `s3_layout.rs` |
 //!
 //! Kinesis PutRecords and Firehose PutRecordBatch share their batching (`batch.rs`: records,
@@ -34,6 +35,8 @@ mod errors;
 mod firehose;
 mod kinesis;
 mod leases;
+mod models;
+mod pages;
 mod provision;
 mod retry;
 mod s3_layout;
@@ -45,6 +48,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use firehose::errors_delivery_stream;
+pub use models::CHUNK_BYTES;
 pub use provision::{provision, LakeDestination};
 
 use crate::{AwsConfig, Backend};
@@ -84,6 +88,7 @@ pub fn backend(sdk: &SdkConfig, c: &AwsConfig) -> Backend {
             dynamodb.clone(),
             &c.checkpoints_table,
         )),
+        models: Arc::new(models::DynamoModels::new(dynamodb.clone(), &c.models_table)),
         sessions: Arc::new(sessions::DynamoSessions::new(
             dynamodb,
             &c.sessions_table,

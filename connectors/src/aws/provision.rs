@@ -1,4 +1,5 @@
-//! Creating what the pipeline needs on AWS, once: the Kinesis stream, the two DynamoDB tables
+//! Creating what the pipeline needs on AWS, once: the Kinesis stream, the three DynamoDB tables
+//! (sessions, checkpoints, models)
 //! and the two Firehose delivery streams.
 //!
 //! [`provision`] creates only what is missing and waits until each resource is active; it
@@ -84,6 +85,11 @@ pub async fn provision(sdk: &SdkConfig, config: &AwsConfig, lake: &LakeDestinati
     ];
     // The checkpoints table is also the lease table (`leases.rs`): same key, more attributes.
     ensure_table(&dynamodb, &config.checkpoints_table, &checkpoints_key).await?;
+    let models_key = [
+        (super::models::NAME, ScalarAttributeType::S),
+        (super::models::PART, ScalarAttributeType::N),
+    ];
+    ensure_table(&dynamodb, &config.models_table, &models_key).await?;
     let firehose = aws_sdk_firehose::Client::new(sdk);
     let streams: [(String, S3Layout); 2] = [
         (config.delivery_stream.clone(), EVENTS),

@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::Client;
 use retailmind_schema::Session;
 
 use super::errors::{conditional_put, sdk_error};
+use super::pages::all_items;
 use super::session_item::{
-    expires_at, from_item, number, string, to_item, Item, ANONYMOUS_ID, EXPIRES_AT, START_MS,
-    VERSION,
+    expires_at, from_item, number, string, to_item, ANONYMOUS_ID, EXPIRES_AT, START_MS, VERSION,
 };
 use crate::error::{ConnectorError, Result};
 use crate::sessions::SessionStore;
@@ -79,9 +79,7 @@ impl DynamoSessions {
         anonymous_id: &str,
         from_ms: Option<i64>,
     ) -> Result<Vec<Session>> {
-        let mut sessions = Vec::new();
-        let mut start_key: Option<Item> = None;
-        loop {
+        let items = all_items(|start_key| {
             let request = self
                 .client
                 .query()
@@ -90,7 +88,7 @@ impl DynamoSessions {
                 .expression_attribute_values(":anon", string(anonymous_id))
                 .scan_index_forward(true)
                 .consistent_read(true)
-                .set_exclusive_start_key(start_key.take());
+                .set_exclusive_start_key(start_key);
             let request = match from_ms {
                 Some(from_ms) => request
                     .key_condition_expression("#anon = :anon AND #start >= :from")
@@ -98,15 +96,10 @@ impl DynamoSessions {
                     .expression_attribute_values(":from", number(from_ms)),
                 None => request.key_condition_expression("#anon = :anon"),
             };
-            let output = request.send().await.map_err(|e| sdk_error(SERVICE, e))?;
-            for item in output.items() {
-                sessions.push(from_item(item)?);
-            }
-            match output.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start_key = Some(key.clone()),
-                _ => return Ok(sessions),
-            }
-        }
+            request.send()
+        })
+        .await?;
+        items.iter().map(from_item).collect()
     }
 }
 

@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (anonymous_id, start_ms)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_id ON sessions (session_id);
+CREATE TABLE IF NOT EXISTS models (
+    name          TEXT    PRIMARY KEY,
+    version       INTEGER NOT NULL,
+    snapshot      BLOB    NOT NULL,
+    saved_at_ms   INTEGER NOT NULL
+);
 ";
 
 /// Opens (and creates) the database file with settings fit for one writer and several readers

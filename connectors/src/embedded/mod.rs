@@ -1,10 +1,11 @@
 //! The embedded default for one machine with no cloud account: SQLite (`retailmind.db`) holds
-//! the ordered log, the checkpoints and the sessions; `lake/` holds the data lake.
+//! the ordered log, the checkpoints, the sessions and the recommendation model; `lake/` holds the data lake.
 
 mod db;
 mod lake;
 mod leases;
 mod log;
+mod models;
 mod store;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub use lake::LocalLake;
 pub use leases::EmbeddedLeases;
 pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, SHARD_ID};
+pub use models::EmbeddedModels;
 pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
 
 use crate::error::{ConnectorError, Result};
@@ -39,7 +41,8 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
         reader: Arc::new(EmbeddedLogReader::new(db.clone())),
         checkpoints: Arc::new(EmbeddedCheckpoints::new(db.clone())),
         leases: Arc::new(EmbeddedLeases::new(db.clone())),
-        sessions: Arc::new(EmbeddedSessions::new(db)),
+        sessions: Arc::new(EmbeddedSessions::new(db.clone())),
+        models: Arc::new(EmbeddedModels::new(db)),
         lake: Arc::new(LocalLake::new(data_dir.join(LAKE_DIR))),
     })
 }

@@ -1,0 +1,128 @@
+//! The handler: admit the caller like ingestion does, check the parameters, build the query from
+//! the request and the session memory, try the placement's strategies, answer.
+
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query as QueryParams;
+use axum::Json;
+use retailmind_recommend::Query;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::params::{Placement, RecsParams};
+use crate::error::{CollectorError, ErrorBody};
+use crate::handlers::Front;
+use crate::metrics as m;
+
+/// The answer of `GET /v1/recommendations`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RecommendationsResponse {
+    /// New for every answer (UUIDv7); send it with impressions and clicks of these items so
+    /// the lake can attribute them.
+    pub recommendation_id: Uuid,
+    /// The strategy that produced the items.
+    pub strategy: String,
+    pub placement: Placement,
+    /// The version of the stored model answered from (0: none loaded yet).
+    pub model_version: u64,
+    /// Best first.
+    pub items: Vec<RecommendedItem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RecommendedItem {
+    pub product_id: String,
+    /// The strategy's score, higher is better; 0 for popularity fill.
+    pub score: f64,
+    /// Filled in from popularity, not from the strategy named.
+    pub fallback: bool,
+}
+
+/// Ranked products for a shopper and a placement.
+#[utoipa::path(
+    get,
+    path = "/v1/recommendations",
+    params(RecsParams),
+    responses(
+        (status = 200, description = "Ranked products", body = RecommendationsResponse),
+        (status = 400, description = "A parameter is missing or invalid; `error.field` names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown key", body = ErrorBody),
+        (status = 403, description = "Origin not allowed for this key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
+    ),
+    tag = "recommendations"
+)]
+pub async fn get_recommendations(
+    front: Front,
+    params: Result<QueryParams<RecsParams>, QueryRejection>,
+) -> Result<Json<RecommendationsResponse>, CollectorError> {
+    let started = Instant::now();
+    let meta = front.meta();
+    front.admit(None, &meta)?;
+    let state = front.state();
+    let QueryParams(params) = params.map_err(|e| CollectorError::InvalidParameter {
+        field: "query",
+        reason: e.body_text(),
+    })?;
+    let request = params.check(state.limits.max_id_len)?;
+    let recs = &state.recommender;
+    let session = recs.memory.view(&request.session_id);
+
+    let mut clicks: Vec<&str> = session.clicks.iter().map(String::as_str).collect();
+    // The product on screen is the latest click even if its product view is still on its way.
+    if let Some(item) = request.context_item.as_deref() {
+        if clicks.last() != Some(&item) {
+            clicks.push(item);
+        }
+    }
+    let mut cart: Vec<&str> = request.cart.iter().map(String::as_str).collect();
+    cart.extend(session.cart.iter().map(String::as_str));
+    let purchased: Vec<&str> = session.purchased.iter().map(String::as_str).collect();
+    let category = request.category.as_deref();
+    let in_category = |product: &str| {
+        category.is_some_and(|wanted| recs.memory.category_of(product).as_deref() == Some(wanted))
+    };
+    let query = Query {
+        session_id: Some(&request.session_id),
+        clicks: &clicks,
+        time: None,
+        context_item: request.context_item.as_deref(),
+        cart: &cart,
+        purchased: &purchased,
+        allow: category.map(|_| &in_category as &dyn Fn(&str) -> bool),
+    };
+
+    let loaded = recs.live.current();
+    let strategies = recs.strategies(request.placement);
+    let mut answer = None;
+    for (i, strategy) in strategies.iter().enumerate() {
+        let items = loaded.model.recommend(strategy.as_ref(), &query, request.n);
+        let last = i + 1 == strategies.len();
+        if last || items.iter().any(|s| !s.fallback) {
+            answer = Some((strategy.name().to_owned(), items));
+            break;
+        }
+    }
+    let (strategy, items) = answer.unwrap_or_default();
+    let response = RecommendationsResponse {
+        recommendation_id: Uuid::now_v7(),
+        placement: request.placement,
+        model_version: loaded.version,
+        items: items
+            .into_iter()
+            .map(|s| RecommendedItem {
+                product_id: s.item.to_owned(),
+                score: s.score,
+                fallback: s.fallback,
+            })
+            .collect(),
+        strategy,
+    };
+    let placement = request.placement.as_str();
+    metrics::histogram!(m::RECOMMENDATION_SECONDS, "placement" => placement)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(m::RECOMMENDATIONS, "placement" => placement, "strategy" => response.strategy.clone())
+        .increment(1);
+    Ok(Json(response))
+}

@@ -1,0 +1,31 @@
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// A persisted model snapshot and its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredModel {
+    /// Starts at 1 and grows by one with every save.
+    pub version: u64,
+    /// The snapshot bytes, opaque here (`retailmind_recommend::ModelState::to_snapshot`).
+    pub bytes: Vec<u8>,
+}
+
+/// Where the recommendation model's snapshot lives (DynamoDB in production), by model name.
+///
+/// The processor saves, the collector polls [`version`](Self::version) and loads a snapshot
+/// only when the version moved, so the poll must stay cheap.
+#[async_trait]
+pub trait ModelStore: Send + Sync + 'static {
+    /// The stored version of `name`, without reading the snapshot.
+    async fn version(&self, name: &str) -> Result<Option<u64>>;
+
+    /// The stored snapshot of `name`.
+    async fn load(&self, name: &str) -> Result<Option<StoredModel>>;
+
+    /// Stores `bytes` as `version` of `name`: version 1 only if nothing is stored, any later
+    /// version only if the stored one is `version - 1`. A lost race is
+    /// [`ConnectorError::Conflict`](crate::ConnectorError::Conflict); readers never see a
+    /// half-written snapshot.
+    async fn save(&self, name: &str, version: u64, bytes: &[u8]) -> Result<()>;
+}
