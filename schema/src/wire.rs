@@ -20,6 +20,9 @@ pub struct BatchEnvelope<'a> {
     pub batch: Option<Vec<&'a RawValue>>,
     #[serde(default, rename = "writeKey")]
     pub write_key: Option<String>,
+    /// Segment's batch-level `context`, merged into every message's own (the message wins).
+    #[serde(default, borrow)]
+    pub context: Option<&'a RawValue>,
 }
 
 /// Why one event could not be decoded: the dotted path of the field (`event` for the whole) and
