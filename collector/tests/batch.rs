@@ -322,3 +322,31 @@ async fn a_segment_batch_context_reaches_every_stored_event() {
         .iter()
         .all(|e| e.context.page.url == "https://shop.example/wishlist"));
 }
+
+/// With `unknown_fields = "reject"` an event with a field the schema does not know is refused,
+/// naming it, and the batch's other events are kept; by default such fields are ignored.
+#[tokio::test]
+async fn unknown_fields_are_ignored_by_default_and_named_when_rejected() {
+    let mut typo = event(2);
+    typo["context"]["page"]["titel"] = json!("typo");
+    let body = || batch(vec![event(1), typo.clone()]);
+
+    let h = Harness::new();
+    let (status, answer) = h.post("text/plain", body()).await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+
+    let mut h = Harness::new();
+    h.config.unknown_fields = retailmind_collector::UnknownFields::Reject;
+    let (status, answer) = h.post("text/plain", body()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    assert_eq!(
+        answer["rejected"][0]["errors"][0]["field"],
+        "context.page.titel"
+    );
+    assert_eq!(h.stored().await.len(), 1);
+}

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::Event;
@@ -31,6 +32,47 @@ pub struct BatchEnvelope<'a> {
 pub struct DecodeError {
     pub field: String,
     pub reason: String,
+}
+
+/// The fields of `raw` that `event` (decoded from it) does not know, as dotted paths
+/// (`context.pgae`, `properties.items[1].colour`). Decoding ignores unknown fields; they are
+/// exactly the input keys with a value that the event does not write back. A `null` counts as
+/// absent, as it does when decoding.
+pub fn unknown_fields(raw: &RawValue, event: &Event) -> Vec<String> {
+    let (Ok(input), Ok(known)) = (
+        serde_json::from_str::<Value>(raw.get()),
+        serde_json::to_value(event),
+    ) else {
+        return Vec::new();
+    };
+    let mut unknown = Vec::new();
+    compare(&input, &known, "", &mut unknown);
+    unknown
+}
+
+fn compare(input: &Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(input), Value::Object(known)) => {
+            for (key, value) in input {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    [path, ".", key].concat()
+                };
+                match known.get(key) {
+                    _ if value.is_null() => {}
+                    Some(k) => compare(value, k, &here, unknown),
+                    None => unknown.push(here),
+                }
+            }
+        }
+        (Value::Array(input), Value::Array(known)) => {
+            for (i, (value, k)) in input.iter().zip(known).enumerate() {
+                compare(value, k, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Decodes one event of our own format, naming the field when it fails.
