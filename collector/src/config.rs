@@ -23,6 +23,11 @@ pub struct CollectorConfig {
     /// Largest single event, in bytes of JSON (the event is rejected beyond).
     pub max_event_bytes: usize,
     pub validation: ValidationLimits,
+    /// What to do with fields of an event (in the tracker's format) that the schema does not
+    /// know: `ignore` them (the default: an older collector takes a newer tracker's events) or
+    /// `reject` the event, naming each field. Segment messages carry many fields we do not map,
+    /// so this applies to native events only.
+    pub unknown_fields: UnknownFields,
     pub rate_limit: RateLimitConfig,
     /// Proxies in front of the collector that append to `X-Forwarded-For` (a load balancer: 1).
     /// The client IP is the address that many hops from the right; 0 ignores the header, since
@@ -44,6 +49,15 @@ pub struct CollectorConfig {
     pub spool_max_bytes: u64,
     /// `GET /v1/recommendations`: strategies per placement, model reloads, session memory.
     pub recommendations: RecommendationsConfig,
+}
+
+/// The policy for fields the event schema does not know.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFields {
+    #[default]
+    Ignore,
+    Reject,
 }
 
 /// A key that identifies who sends events.
@@ -139,6 +153,7 @@ impl Default for CollectorConfig {
             max_events_per_batch: 500,
             max_event_bytes: 32 * 1024,
             validation: ValidationLimits::default(),
+            unknown_fields: UnknownFields::default(),
             rate_limit: RateLimitConfig::default(),
             trusted_proxy_hops: 0,
             truncate_ip: false,

@@ -178,7 +178,7 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
                 .into_iter()
                 .map(|raw| Candidate {
                     raw,
-                    converted: Some(segment::convert(raw, None, now)),
+                    converted: Some(segment::convert(raw, None, now, parsed.context)),
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -218,7 +218,7 @@ async fn segment_message(
     let caller = front.admit(key.write_key.as_deref(), &meta)?;
     let candidate = Candidate {
         raw,
-        converted: Some(segment::convert(raw, Some(segment_type), now_ms())),
+        converted: Some(segment::convert(raw, Some(segment_type), now_ms(), None)),
     };
     Ok(Json(
         ingest::ingest(

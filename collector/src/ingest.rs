@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::StreamRecord;
+use retailmind_schema::wire::unknown_fields;
 use retailmind_schema::{partition_key, validate, Event, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::access::Caller;
 use crate::client_ip::truncate;
+use crate::config::UnknownFields;
 use crate::error::CollectorError;
 use crate::metrics as m;
 use crate::router::AppState;
@@ -231,7 +233,24 @@ fn accept(
     }
     let mut event = match &candidate.converted {
         Some(converted) => converted.clone()?,
-        None => decode(candidate.raw)?,
+        None => {
+            let event = decode(candidate.raw)?;
+            if state.unknown_fields == UnknownFields::Reject {
+                let unknown = unknown_fields(candidate.raw, &event);
+                if !unknown.is_empty() {
+                    return Err(unknown
+                        .into_iter()
+                        .map(|field| {
+                            RejectedField::new(
+                                field,
+                                "is not a field of this event (unknown_fields = \"reject\")",
+                            )
+                        })
+                        .collect());
+                }
+            }
+            event
+        }
     };
     validate(&event, &state.limits, now).map_err(|errors| {
         errors

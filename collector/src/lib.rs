@@ -18,7 +18,7 @@ mod router;
 mod segment;
 
 pub use client_ip::PeerIp;
-pub use config::{CollectorConfig, KeyKind, WriteKeyConfig};
+pub use config::{CollectorConfig, KeyKind, UnknownFields, WriteKeyConfig};
 pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
 pub use openapi::ApiDoc;

@@ -16,7 +16,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::access::Access;
-use crate::config::CollectorConfig;
+use crate::config::{CollectorConfig, UnknownFields};
 use crate::dedup::{RecentBatches, RecentEvents};
 use crate::error::CollectorError;
 use crate::handlers;
@@ -36,6 +36,7 @@ pub struct AppState {
     pub max_event_bytes: usize,
     pub trusted_proxy_hops: usize,
     pub truncate_ip: bool,
+    pub unknown_fields: UnknownFields,
     /// `GET /v1/recommendations`: the live model and the session memory fed by ingestion.
     pub recommender: Arc<Recommender>,
 }
@@ -65,6 +66,7 @@ impl AppState {
             max_event_bytes: config.max_event_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,
             truncate_ip: config.truncate_ip,
+            unknown_fields: config.unknown_fields,
             recommender: Arc::new(Recommender::new(&config.recommendations)),
         }
     }

@@ -296,3 +296,57 @@ impl EventSink for HeldSink {
         self.inner.ready().await
     }
 }
+
+/// Segment's `/v1/batch` with a batch-level `context`: every message gets it, its own values
+/// winning, through the real route.
+#[tokio::test]
+async fn a_segment_batch_context_reaches_every_stored_event() {
+    let h = Harness::new();
+    let message = |id: &str, own: Value| {
+        // No timestamp: the collector's clock stands in.
+        json!({"type": "track", "event": "Wishlist Added", "messageId": id, "anonymousId": "a-1",
+               "context": own})
+    };
+    let body = json!({
+        "batch": [message("m-1", json!({})), message("m-2", json!({"locale": "fr-CH"}))],
+        "context": {"page": {"url": "https://shop.example/wishlist"}, "locale": "de-CH"},
+    });
+    let (status, answer) = h.post("application/json", body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let mut stored = h.stored().await;
+    stored.sort_by_key(|e| e.context.locale.clone());
+    let locales: Vec<_> = stored.iter().map(|e| e.context.locale.as_deref()).collect();
+    assert_eq!(locales, [Some("de-CH"), Some("fr-CH")]);
+    assert!(stored
+        .iter()
+        .all(|e| e.context.page.url == "https://shop.example/wishlist"));
+}
+
+/// With `unknown_fields = "reject"` an event with a field the schema does not know is refused,
+/// naming it, and the batch's other events are kept; by default such fields are ignored.
+#[tokio::test]
+async fn unknown_fields_are_ignored_by_default_and_named_when_rejected() {
+    let mut typo = event(2);
+    typo["context"]["page"]["titel"] = json!("typo");
+    let body = || batch(vec![event(1), typo.clone()]);
+
+    let h = Harness::new();
+    let (status, answer) = h.post("text/plain", body()).await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+
+    let mut h = Harness::new();
+    h.config.unknown_fields = retailmind_collector::UnknownFields::Reject;
+    let (status, answer) = h.post("text/plain", body()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected"][0]["index"], 1);
+    assert_eq!(
+        answer["rejected"][0]["errors"][0]["field"],
+        "context.page.titel"
+    );
+    assert_eq!(h.stored().await.len(), 1);
+}

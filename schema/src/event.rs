@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// One thing a shopper did, with who, when and where.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Deserialize is written by hand (`event_decode.rs`), for speed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// UUIDv7 made by the sender; the collector and processor drop repeats of the same id.

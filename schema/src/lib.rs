@@ -5,6 +5,7 @@
 //! there is exactly one definition of an event. No I/O here.
 
 pub mod event;
+mod event_decode;
 pub mod session;
 pub mod validate;
 pub mod wire;

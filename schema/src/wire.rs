@@ -4,8 +4,10 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use uuid::Uuid;
 
+use crate::event_decode::Envelope;
 use crate::Event;
 
 /// Any batch body: ours has `events` (and `batch_id`), Segment's has `batch` (and maybe
@@ -20,6 +22,9 @@ pub struct BatchEnvelope<'a> {
     pub batch: Option<Vec<&'a RawValue>>,
     #[serde(default, rename = "writeKey")]
     pub write_key: Option<String>,
+    /// Segment's batch-level `context`, merged into every message's own (the message wins).
+    #[serde(default, borrow)]
+    pub context: Option<&'a RawValue>,
 }
 
 /// Why one event could not be decoded: the dotted path of the field (`event` for the whole) and
@@ -30,10 +35,58 @@ pub struct DecodeError {
     pub reason: String,
 }
 
+/// The fields of `raw` that `event` (decoded from it) does not know, as dotted paths
+/// (`context.pgae`, `properties.items[1].colour`). Decoding ignores unknown fields; they are
+/// exactly the input keys with a value that the event does not write back. A `null` counts as
+/// absent, as it does when decoding.
+pub fn unknown_fields(raw: &RawValue, event: &Event) -> Vec<String> {
+    let (Ok(input), Ok(known)) = (
+        serde_json::from_str::<Value>(raw.get()),
+        serde_json::to_value(event),
+    ) else {
+        return Vec::new();
+    };
+    let mut unknown = Vec::new();
+    compare(&input, &known, "", &mut unknown);
+    unknown
+}
+
+fn compare(input: &Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (input, known) {
+        (Value::Object(input), Value::Object(known)) => {
+            for (key, value) in input {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    [path, ".", key].concat()
+                };
+                match known.get(key) {
+                    _ if value.is_null() => {}
+                    Some(k) => compare(value, k, &here, unknown),
+                    None => unknown.push(here),
+                }
+            }
+        }
+        (Value::Array(input), Value::Array(known)) => {
+            for (i, (value, k)) in input.iter().zip(known).enumerate() {
+                compare(value, k, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Decodes one event of our own format, naming the field when it fails.
 pub fn decode_event(raw: &RawValue) -> Result<Event, DecodeError> {
+    // Most events are fine: decode them without tracking field paths, which costs a third more;
+    // only a failure is decoded again to name its field.
+    if let Ok(envelope) = serde_json::from_str::<Envelope>(raw.get()) {
+        if let Ok(event) = envelope.into_event(false) {
+            return Ok(event);
+        }
+    }
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let envelope: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = match e.path().to_string() {
             p if p == "." => "event".to_owned(),
             p => p,
@@ -42,5 +95,13 @@ pub fn decode_event(raw: &RawValue) -> Result<Event, DecodeError> {
             field,
             reason: e.into_inner().to_string(),
         }
+    })?;
+    envelope.into_event(true).map_err(|e| DecodeError {
+        field: if e.path.is_empty() {
+            "properties".to_owned()
+        } else {
+            ["properties.", &e.path].concat()
+        },
+        reason: e.reason,
     })
 }

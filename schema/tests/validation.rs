@@ -202,3 +202,87 @@ fn numbers_in_custom_props_survive_a_write_and_a_read_exactly() {
     let again: Event = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
     assert_eq!(again, event);
 }
+
+#[test]
+fn unknown_fields_are_named_by_their_path_and_known_ones_are_not() {
+    use retailmind_schema::wire::{decode_event, unknown_fields};
+    let text = serde_json::json!({
+        "event_id": "01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f", "type": "purchase",
+        "anonymous_id": "a-1", "timestamp": 1_764_064_800_000_i64, "user_id": null,
+        "colour": "red",
+        "context": {"page": {"url": "https://shop.example/", "titel": "typo"}, "locale": "de-CH"},
+        "properties": {"order_id": "o-1", "revenue_minor": 1999, "currency": "EUR",
+            "items": [{"product_id": "p1", "quantity": 1},
+                      {"product_id": "p2", "quantity": 1, "gift": true}]}
+    })
+    .to_string();
+    let raw = serde_json::value::RawValue::from_string(text).unwrap();
+    let event = decode_event(&raw).expect("decodes: unknown fields are ignored");
+    assert_eq!(
+        unknown_fields(&raw, &event),
+        ["colour", "context.page.titel", "properties.items[1].gift"]
+    );
+
+    // A custom event's properties are free-form: nothing there is unknown.
+    let text = serde_json::json!({
+        "event_id": "01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e60", "type": "custom",
+        "anonymous_id": "a-1", "timestamp": 1_764_064_800_000_i64,
+        "context": {"page": {"url": "https://shop.example/"}},
+        "properties": {"name": "x", "props": {"anything": {"deep": [1, 2]}}}
+    })
+    .to_string();
+    let raw = serde_json::value::RawValue::from_string(text).unwrap();
+    let event = decode_event(&raw).expect("decodes");
+    assert!(unknown_fields(&raw, &event).is_empty());
+}
+
+#[test]
+fn decoding_failures_name_their_field_inside_and_outside_properties() {
+    use retailmind_schema::wire::decode_event;
+    let decode = |v: serde_json::Value| {
+        let raw = serde_json::value::RawValue::from_string(v.to_string()).unwrap();
+        decode_event(&raw).expect_err("refused")
+    };
+    let base = || {
+        serde_json::json!({
+            "event_id": "01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f", "type": "add_to_cart",
+            "anonymous_id": "a-1", "timestamp": 1_764_064_800_000_i64,
+            "context": {"page": {"url": "https://shop.example/"}},
+            "properties": {"product_id": "p1", "quantity": 2}
+        })
+    };
+    let mut v = base();
+    v["properties"]["quantity"] = serde_json::json!("two");
+    let e = decode(v);
+    assert_eq!(e.field, "properties.quantity");
+    assert!(e.reason.contains("invalid type"), "{}", e.reason);
+
+    let mut v = base();
+    v["properties"] = serde_json::json!({"quantity": 2});
+    assert_eq!(decode(v).field, "properties");
+
+    let mut v = base();
+    v["type"] = serde_json::json!("teleport");
+    let e = decode(v);
+    assert_eq!(e.field, "type");
+    assert!(e.reason.contains("unknown variant"), "{}", e.reason);
+
+    let mut v = base();
+    v["context"]["page"]["url"] = serde_json::json!(7);
+    assert_eq!(decode(v).field, "context.page.url");
+
+    let mut v = base();
+    v.as_object_mut().unwrap().remove("properties");
+    let e = decode(v);
+    assert_eq!(
+        (e.field.as_str(), e.reason.contains("properties")),
+        ("event", true)
+    );
+
+    // Field order does not matter: the kind may come after its properties.
+    let text = r#"{"properties":{"product_id":"p1","quantity":1},"anonymous_id":"a-1",
+        "timestamp":1764064800000,"context":{"page":{"url":"https://shop.example/"}},
+        "event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","type":"add_to_cart"}"#;
+    let raw = serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+    assert_eq!(decode_event(&raw).unwrap().payload.kind(), "add_to_cart");
+}

@@ -45,18 +45,26 @@ enum Kind {
 
 /// Converts one Segment message into an event. `default_type` is the type the endpoint implies
 /// (`/v1/track` → `track`); the message's own `type` wins. `now_ms` is the collector's clock, used
-/// when the message carries no time.
+/// when the message carries no time. `batch_context` is a batch's top-level `context`, which
+/// Segment merges into each message's: key by key, nested objects too, the message's value winning.
 pub fn convert(
     raw: &RawValue,
     default_type: Option<&str>,
     now_ms: i64,
+    batch_context: Option<&RawValue>,
 ) -> Result<Event, Vec<RejectedField>> {
-    let Ok(msg) = serde_json::from_str::<Obj<'_>>(raw.get()) else {
+    let Ok(mut msg) = serde_json::from_str::<Obj<'_>>(raw.get()) else {
         return Err(vec![RejectedField::new(
             "event",
             "must be a JSON object (one Segment message)",
         )]);
     };
+    let merged;
+    if let Some(shared) = batch_context {
+        merged = merged_context(shared, msg.get("context").copied())
+            .map_err(|reason| vec![RejectedField::new("context", reason)])?;
+        msg.insert("context".to_owned(), &merged);
+    }
     let mut p = Problems::default();
     let kind = kind(&mut p, &msg, default_type);
     let timestamp = timestamp(&mut p, &msg).unwrap_or(now_ms);
@@ -86,6 +94,30 @@ pub fn convert(
             payload,
         }),
         _ => Err(p.0),
+    }
+}
+
+/// `own` laid over `shared` (both Segment `context` objects).
+fn merged_context(shared: &RawValue, own: Option<&RawValue>) -> Result<Box<RawValue>, String> {
+    let object = |raw: &RawValue, whose: &str| match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(format!("{whose} must be a JSON object")),
+    };
+    let mut base = object(shared, "the batch's context")?;
+    if let Some(own) = own {
+        lay_over(&mut base, object(own, "context")?);
+    }
+    serde_json::value::to_raw_value(&base).map_err(|e| e.to_string())
+}
+
+fn lay_over(base: &mut Map<String, Value>, top: Map<String, Value>) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Object(below)), Value::Object(above)) => lay_over(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ fn raw(v: &Value) -> Box<RawValue> {
 }
 
 fn conv(v: Value) -> Result<Event, Vec<RejectedField>> {
-    convert(&raw(&v), None, NOW)
+    convert(&raw(&v), None, NOW, None)
 }
 
 fn ok(v: Value) -> Event {
@@ -193,12 +193,12 @@ fn screen_group_alias_are_custom_events() {
 #[test]
 fn the_endpoint_type_applies_only_when_the_message_has_none() {
     let msg = json!({"event": "X", "anonymousId": "a", "properties": {"url": URL}});
-    let page = convert(&raw(&msg), Some("page"), NOW).expect("page");
+    let page = convert(&raw(&msg), Some("page"), NOW, None).expect("page");
     assert_eq!(page.payload.kind(), "page_view");
     let mut typed = msg.clone();
     typed["type"] = json!("page");
     typed["context"] = json!({"page": {"url": URL}});
-    let e = convert(&raw(&typed), Some("track"), NOW).expect("page wins");
+    let e = convert(&raw(&typed), Some("track"), NOW, None).expect("page wins");
     assert_eq!(e.payload.kind(), "page_view");
     assert_eq!(fields(msg.clone()), ["context.page.url", "type"]);
     let mut unknown = msg;
@@ -212,7 +212,7 @@ fn event_ids_are_uuid_v7_and_stable_across_resends() {
     let first = ok(msg.clone()).event_id;
     assert_eq!(first.get_version_num(), 7);
     assert_eq!(
-        convert(&raw(&msg), None, NOW + 5_000)
+        convert(&raw(&msg), None, NOW + 5_000, None)
             .expect("again")
             .event_id,
         first
@@ -261,7 +261,44 @@ fn bad_common_fields_are_all_reported() {
     );
     assert!(reason(json!({"timestamp": 5}), "timestamp").contains("must be a string"));
     assert_eq!(
-        convert(&raw(&json!([1])), Some("track"), NOW).expect_err("not an object")[0].field,
+        convert(&raw(&json!([1])), Some("track"), NOW, None).expect_err("not an object")[0].field,
         "event"
     );
+}
+
+#[test]
+fn a_batch_context_is_merged_into_each_message_whose_own_values_win() {
+    let shared = raw(&json!({
+        "page": {"url": URL, "title": "Shared title"},
+        "locale": "de-CH",
+        "userAgent": "shop-backend/1.0",
+        "campaign": {"source": "newsletter", "medium": "email"},
+    }));
+    let own = json!({
+        "type": "track", "event": "Wishlist Added", "messageId": "m-9", "anonymousId": "a-1",
+        "timestamp": "2024-05-01T12:00:00.000Z",
+        "context": {"page": {"title": "Mug"}, "campaign": {"medium": "sms"}},
+    });
+    let e = convert(&raw(&own), None, NOW, Some(&shared)).expect("converts");
+    assert_eq!(e.context.page.url, URL, "from the batch");
+    assert_eq!(
+        e.context.page.title.as_deref(),
+        Some("Mug"),
+        "the message's own wins"
+    );
+    assert_eq!(e.context.locale.as_deref(), Some("de-CH"));
+    let utm = e.context.utm.expect("campaign merged key by key");
+    assert_eq!(
+        (utm.source.as_deref(), utm.medium.as_deref()),
+        (Some("newsletter"), Some("sms"))
+    );
+    // A message without a context of its own takes the batch's whole.
+    let bare = json!({"type": "track", "event": "Ping", "messageId": "m-10", "anonymousId": "a-1"});
+    let e = convert(&raw(&bare), None, NOW, Some(&shared)).expect("converts");
+    assert_eq!(e.context.user_agent.as_deref(), Some("shop-backend/1.0"));
+
+    let not_an_object = raw(&json!(["x"]));
+    let err = convert(&raw(&bare), None, NOW, Some(&not_an_object)).expect_err("refused");
+    assert_eq!(err[0].field, "context");
+    assert_eq!(err[0].reason, "the batch's context must be a JSON object");
 }
