@@ -135,6 +135,35 @@ function wireCheckout() {
   });
 }
 
+/** "Recommended for you": asks the collector through the tracker, shows the items, and tracks
+ * the impression and any click with the recommendation id, so the lake can attribute them. */
+function showRecommendations(placement, contextItem) {
+  if (!window.retailmind || !window.retailmind.recommendations) return;
+  const cart = readCart().map((l) => l.product_id);
+  Promise.resolve(window.retailmind.recommendations({ placement, contextItem, cart, n: 4 }))
+    .then((answer) => {
+      const items = (answer.items || []).map((i) => findProduct(i.product_id)).filter(Boolean);
+      if (items.length === 0) return;
+      const id = answer.recommendation_id;
+      $('#recommended-items').replaceChildren(...items.map((p, position) => {
+        const link = el('a', {
+          class: 'card', id: `recommended-${p.product_id}`,
+          href: `product.html?id=${encodeURIComponent(p.product_id)}`,
+        }, tile(p), el('span', { class: 'name' }, p.name), el('span', { class: 'price' }, formatPrice(p.price_minor)));
+        link.addEventListener('click', () => track((t) => t.track('recommendation_click', {
+          recommendation_id: id, product_id: p.product_id, position, placement,
+        })));
+        return link;
+      }));
+      $('#recommended').hidden = false;
+      track((t) => t.track('recommendation_impression', {
+        recommendation_id: id, placement, strategy: answer.strategy,
+        product_ids: items.map((p) => p.product_id),
+      }));
+    })
+    .catch((e) => console.warn('retailmind: no recommendations', e));
+}
+
 // ---- start -----------------------------------------------------------------------------------
 
 updateCartBadge();
@@ -148,3 +177,5 @@ if (page === 'cart') {
 
 track((t) => t.init(window.RETAILMIND_CONFIG));
 if (product) track((t) => t.productView(trackedProduct(product)));
+if (product) showRecommendations('product', product.product_id);
+if (page === 'cart') showRecommendations('cart');

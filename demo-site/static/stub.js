@@ -6,7 +6,7 @@
   var rm = (w.retailmind = w.retailmind || {});
   var s = d.currentScript;
   var pkg = (s && s.getAttribute('data-pkg')) || '/pkg/retailmind_sdk.js';
-  'init page track identify reset productView addToCart removeFromCart checkoutStarted purchase search optOut optIn setConsent flush queued anonymousId'
+  'init page track identify reset productView addToCart removeFromCart checkoutStarted purchase search optOut optIn setConsent flush queued anonymousId recommendations'
     .split(' ')
     .forEach(function (m) {
       rm[m] = function () {

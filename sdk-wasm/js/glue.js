@@ -313,6 +313,23 @@ export function postNow(url, body) {
   }
 }
 
+/** GETs `url` (no cookies) and resolves with its JSON, or rejects with an Error carrying the
+ * collector's message: it names the parameter that was wrong. */
+export function getJson(url) {
+  return fetch(url, { credentials: 'omit' }).then((r) =>
+    r.json().then(
+      (body) => {
+        if (r.ok) return body;
+        const why = (body && body.error && body.error.message) || 'HTTP ' + r.status;
+        throw new Error('retailmind: ' + why);
+      },
+      () => {
+        throw new Error('retailmind: HTTP ' + r.status);
+      },
+    ),
+  );
+}
+
 /** Calls `cb` after pushState/replaceState, popstate and Navigation API navigations. */
 export function hookHistory(cb) {
   const h = history;

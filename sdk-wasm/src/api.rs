@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::config::{Config, RawConfig};
 use crate::tracker::{self, TrackerError};
-use crate::{autocapture, delivery, wire};
+use crate::{autocapture, delivery, glue, json, wire};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -74,6 +74,27 @@ export interface Purchase {
 
 /** JSON-like properties of a custom event. */
 export type Properties = Record<string, unknown>;
+
+/** What `recommendations()` asks the collector for. */
+export interface RecommendationsOptions {
+  /** Where they are shown; each place has its own strategy. */
+  placement: 'home' | 'product' | 'cart' | 'post_purchase';
+  /** The product on screen (left out of the answer). */
+  contextItem?: string;
+  /** Product ids in the cart (left out of the answer). */
+  cart?: string[];
+  /** Only products of this category. */
+  category?: string;
+  /** How many, 1-50 (default 10). */
+  n?: number;
+}
+
+/** The collector's answer. Track impressions and clicks with `recommendation_id`. */
+export interface Recommendations {
+  recommendation_id: string;
+  strategy: string;
+  items: { product_id: string; score: number; fallback: boolean }[];
+}
 "#;
 
 #[wasm_bindgen]
@@ -90,6 +111,10 @@ extern "C" {
     pub type PurchaseArg;
     #[wasm_bindgen(typescript_type = "Properties")]
     pub type PropsArg;
+    #[wasm_bindgen(typescript_type = "RecommendationsOptions")]
+    pub type RecommendationsArg;
+    #[wasm_bindgen(typescript_type = "Promise<Recommendations>")]
+    pub type RecommendationsPromise;
 }
 
 /// Starts tracking. Throws an `Error` naming the bad field. Calling it again applies the new
@@ -251,6 +276,57 @@ pub fn set_consent(granted: bool) -> Result<(), JsError> {
 #[wasm_bindgen]
 pub fn flush() -> Promise {
     delivery::flush()
+}
+
+/// Product recommendations for this shopper and session from the collector. Rejects naming
+/// a bad option, when tracking is off (the request would identify the shopper), or with the
+/// collector's error.
+#[wasm_bindgen]
+pub fn recommendations(options: RecommendationsArg) -> RecommendationsPromise {
+    let reject = |e: JsError| Promise::reject(&e.into()).unchecked_into();
+    let options: &JsValue = &options;
+    let what = "retailmind recommendations";
+    let read = || -> Result<[Option<String>; 5], JsError> {
+        let cart = field(options, "cart");
+        let cart = if cart.is_undefined() || cart.is_null() {
+            None
+        } else if Array::is_array(&cart) {
+            let ids: Vec<String> = Array::from(&cart)
+                .iter()
+                .filter_map(|v| v.as_string())
+                .collect();
+            Some(ids.join(","))
+        } else {
+            return Err(JsError::new(
+                "retailmind recommendations: cart must be an array of product ids",
+            ));
+        };
+        Ok([
+            opt_string(options, "placement", what)?,
+            opt_string(options, "contextItem", what)?,
+            cart,
+            opt_string(options, "category", what)?,
+            opt_number(options, "n", what)?.map(|n| json::int_text(n as i64)),
+        ])
+    };
+    let [placement, context_item, cart, category, n] = match read() {
+        Ok(values) => values,
+        Err(e) => return reject(e),
+    };
+    let params = [
+        ("placement", placement.as_deref()),
+        ("context_item", context_item.as_deref()),
+        ("cart", cart.as_deref()),
+        ("category", category.as_deref()),
+        ("n", n.as_deref()),
+    ];
+    match tracker::recommendations_url(&params) {
+        Ok(Some(url)) => glue::get_json(&url).unchecked_into(),
+        Ok(None) => reject(JsError::new(
+            "retailmind: tracking is off (consent, opt-out or sampling); no recommendations asked",
+        )),
+        Err(e) => reject(js_error(e)),
+    }
 }
 
 /// How many of this page's events the collector has not acknowledged yet.

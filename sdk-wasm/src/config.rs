@@ -159,11 +159,36 @@ impl Config {
     /// the words ad blockers match. `encode` percent-encodes a query value (the browser's
     /// `encodeURIComponent` in the wasm build).
     pub fn batch_endpoint(&self, encode: impl Fn(&str) -> String) -> String {
+        self.collector_path("/v1/batch", &[], encode)
+    }
+
+    /// `GET <collectorUrl>/v1/recommendations?key=…&<params>`, the parameters with a value only.
+    pub fn recommendations_url(
+        &self,
+        params: &[(&str, Option<&str>)],
+        encode: impl Fn(&str) -> String,
+    ) -> String {
+        self.collector_path("/v1/recommendations", params, encode)
+    }
+
+    fn collector_path(
+        &self,
+        path: &str,
+        params: &[(&str, Option<&str>)],
+        encode: impl Fn(&str) -> String,
+    ) -> String {
         let mut url = self.collector_url.clone();
-        url.push_str("/v1/batch");
-        if let Some(key) = &self.write_key {
-            url.push_str("?key=");
-            url.push_str(&encode(key));
+        url.push_str(path);
+        let key = self.write_key.as_deref().map(|k| ("key", Some(k)));
+        let mut sep = '?';
+        for (name, value) in key.iter().chain(params) {
+            if let Some(value) = value {
+                url.push(sep);
+                url.push_str(name);
+                url.push('=');
+                url.push_str(&encode(value));
+                sep = '&';
+            }
         }
         url
     }
@@ -248,5 +273,30 @@ mod tests {
         for word in ["analytics", "track", "collect", "ingest", "beacon"] {
             assert!(!url.contains(word), "{word}");
         }
+    }
+
+    #[test]
+    fn recommendations_url_carries_the_key_and_only_the_given_parameters() {
+        let config = Config::from_raw(RawConfig {
+            write_key: Some("pk 1".into()),
+            ..raw("https://c.shop.example")
+        })
+        .unwrap();
+        let encode = |v: &str| v.replace(' ', "%20").replace(',', "%2C");
+        assert_eq!(
+            config.recommendations_url(
+                &[
+                    ("placement", Some("product")),
+                    ("context_item", None),
+                    ("cart", Some("a,b"))
+                ],
+                encode
+            ),
+            "https://c.shop.example/v1/recommendations?key=pk%201&placement=product&cart=a%2Cb"
+        );
+        assert_eq!(
+            config.batch_endpoint(encode),
+            "https://c.shop.example/v1/batch?key=pk%201"
+        );
     }
 }

@@ -40,6 +40,9 @@ extern "C" {
     /// The Rust side of the send cycle (see `delivery.rs`).
     #[wasm_bindgen(js_name = cycleHooks)]
     pub fn cycle_hooks(plan: &Function, settle: &Function, done: &Function);
+    /// GETs `url` and resolves with its JSON; rejects with the collector's error message.
+    #[wasm_bindgen(js_name = getJson)]
+    pub fn get_json(url: &str) -> Promise;
     /// Runs a send cycle after this page's previous one, under the flush lock; `patient`: wait
     /// for the lock and for batches in their quiet time. Rejects with the reason it stopped.
     pub fn send(patient: bool) -> Promise;

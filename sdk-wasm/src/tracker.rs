@@ -247,6 +247,38 @@ pub fn anonymous_id() -> Result<String, TrackerError> {
     with(|t| t.anonymous_id.clone())
 }
 
+/// The URL of a recommendations request with `params`, for this shopper and the session now
+/// (the stored one while it runs; the anonymous id stands in before the first event). `None`
+/// while tracking is off: the request would identify the shopper.
+pub fn recommendations_url(
+    params: &[(&str, Option<&str>)],
+) -> Result<Option<String>, TrackerError> {
+    with(|t| {
+        if t.permission != Permission::Track {
+            return None;
+        }
+        let session = t
+            .store
+            .get(SESSION_KEY)
+            .and_then(|s| SessionState::parse(&s))
+            .filter(|s| {
+                now_ms().saturating_sub(s.last_activity_ms)
+                    <= i64::from(t.config.session_timeout_ms)
+            })
+            .map_or_else(|| t.anonymous_id.clone(), |s| s.id);
+        let mut all: Vec<(&str, Option<&str>)> = vec![
+            ("anonymous_id", Some(&t.anonymous_id)),
+            ("user_id", t.user_id.as_deref()),
+            ("session_id", Some(&session)),
+        ];
+        all.extend_from_slice(params);
+        Some(
+            t.config
+                .recommendations_url(&all, |v| String::from(js_sys::encode_uri_component(v))),
+        )
+    })
+}
+
 /// This page's events not yet acknowledged by the collector; 0 before `init`.
 pub fn queued() -> usize {
     with(|t| t.pending.len() + t.held.len()).unwrap_or(0)

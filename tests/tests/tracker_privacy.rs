@@ -23,6 +23,24 @@ async fn consent_mode_stores_and_sends_nothing_before_consent() {
         .await;
     let refused = lab.flush().await;
     assert!(refused.contains("tracking is off"), "{refused}");
+    // Asking for recommendations would identify the shopper too.
+    let asked = lab
+        .browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             retailmind.recommendations({placement: 'home'}).then(() => done('answered'), (e) => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        asked
+            .as_str()
+            .unwrap_or_default()
+            .contains("tracking is off"),
+        "{asked}"
+    );
     let used = lab
         .browser
         .client

@@ -26,7 +26,9 @@ impl Pipeline {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let collector_url = format!("http://{}", listener.local_addr().unwrap());
         let config = CollectorConfig::default();
-        let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config);
+        // Serving the recommendation model the processor saves, as the collector binary does.
+        let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config)
+            .with_model_store(backend.models.clone());
         let collector = tokio::spawn(async move {
             serve_on(listener, state, &config, until(stopped))
                 .await
