@@ -82,19 +82,7 @@ async fn events_posted_to_the_collector_reach_dynamodb_sessions_and_the_s3_lake(
         .iter()
         .map(|e| e["event_id"].as_str().unwrap().to_owned())
         .collect();
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/batch", pipeline.collector_url))
-        .header("content-type", "text/plain;charset=UTF-8")
-        .body(
-            json!({"batch_id": uuid::Uuid::now_v7(), "sent_at": now_ms(), "events": events})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = common::post_batch(&pipeline.collector_url, events).await;
     assert_eq!(answer["accepted"], 5, "{answer}");
 
     let sessions = pipeline.backend.sessions.clone();

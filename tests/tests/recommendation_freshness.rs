@@ -4,6 +4,8 @@
 //! collector (version polled, snapshot reloaded) and must change what a shopper is recommended
 //! within 1 s; the saved model survives a restart.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use retailmind_collector::{serve_on, AppState, CollectorConfig};
@@ -94,19 +96,9 @@ async fn other_shoppers_clicks_reach_recommendations_within_a_second_and_survive
 
     let client = reqwest::Client::new();
     let post = |events: Vec<Value>| {
-        let client = client.clone();
         let url = url.clone();
         async move {
-            let batch =
-                json!({"batch_id": uuid::Uuid::now_v7(), "sent_at": now_ms(), "events": events});
-            let response = client
-                .post(format!("{url}/v1/batch"))
-                .header("content-type", "text/plain")
-                .body(batch.to_string())
-                .send()
-                .await
-                .expect("batch sent");
-            assert!(response.status().is_success());
+            common::post_batch(&url, events).await;
             Instant::now()
         }
     };

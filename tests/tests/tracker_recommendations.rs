@@ -30,17 +30,7 @@ async fn other_shoppers_view_shoes_then_bottle(collector: &str) {
             }));
         }
     }
-    let body = json!({"batch_id": uuid::Uuid::now_v7(), "sent_at": now_ms(), "events": events});
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{collector}/v1/batch"))
-        .header("content-type", "text/plain")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = common::post_batch(collector, events).await;
     assert_eq!(answer["accepted"], 10, "{answer}");
 }
 

@@ -71,6 +71,25 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
+/// Posts `events` to the collector at `collector_url` as one new batch and returns its answer;
+/// fails the test on anything but a 2xx.
+pub async fn post_batch(collector_url: &str, events: Vec<serde_json::Value>) -> serde_json::Value {
+    let now = retailmind_connectors::clock::now_ms();
+    let body =
+        serde_json::json!({"batch_id": uuid::Uuid::now_v7(), "sent_at": now, "events": events});
+    let response = reqwest::Client::new()
+        .post(format!("{collector_url}/v1/batch"))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the collector answers");
+    let status = response.status();
+    let answer = response.json().await.expect("a JSON answer");
+    assert!(status.is_success(), "{status}: {answer}");
+    answer
+}
+
 /// Every event in every shard of the stream, oldest first per shard.
 pub async fn stream_events(reader: &dyn StreamReader) -> Vec<Event> {
     let mut events = Vec::new();
