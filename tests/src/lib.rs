@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod moto;
+pub mod postgres;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

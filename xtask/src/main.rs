@@ -40,6 +40,7 @@ fn main() -> Result<()> {
             setup::wasm_bindgen_cli()?;
             setup::browser()?;
             setup::moto()?;
+            setup::postgres()?;
             Ok(())
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),

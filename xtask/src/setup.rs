@@ -300,6 +300,30 @@ pub fn browser() -> Result<Browser> {
     })
 }
 
+/// The folder with PostgreSQL's `initdb`, `postgres` and `psql` (the Amazon RDS stand-in the
+/// tests and `demo --postgres` start on their own port), installed from Debian when missing.
+pub fn postgres() -> Result<PathBuf> {
+    if let Some(bin) = postgres_bin() {
+        return Ok(bin);
+    }
+    apt_install(&["postgresql"], None)?;
+    postgres_bin().context("postgresql was installed but no /usr/lib/postgresql/*/bin/initdb")
+}
+
+fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|d| d.ok())
+        .filter_map(|d| {
+            let version = d.file_name().to_str()?.parse().ok()?;
+            let bin = d.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
 /// moto in server mode speaks the Kinesis, DynamoDB, Firehose and S3 wire protocols.
 pub fn moto() -> Result<String> {
     let python = ["python3", "python"]

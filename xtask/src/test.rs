@@ -11,6 +11,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
     let toolchain = setup::wasm_toolchain()?;
     let browser = setup::browser()?;
     let python = setup::moto()?;
+    let postgres = setup::postgres()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
     let bundle = wasm::build_demo_bundle(&toolchain)?;
     let root = workspace_root();
@@ -27,13 +28,14 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         "warnings",
     ]))?;
 
-    // The end-to-end tests start Chromium, chromedriver and moto themselves from these paths; they
+    // The end-to-end tests start Chromium, chromedriver, moto and PostgreSQL themselves from these paths; they
     // fail (never skip) when one is missing.
     run(Command::new("cargo")
         .current_dir(&root)
         .env("RETAILMIND_CHROMIUM", &browser.chromium)
         .env("RETAILMIND_CHROMEDRIVER", &browser.chromedriver)
         .env("RETAILMIND_PYTHON", &python)
+        .env("RETAILMIND_PG_BIN", &postgres)
         .env("RETAILMIND_DEMO_PKG", &pkg)
         .env("RETAILMIND_DEMO_BUNDLE", &bundle)
         .args(["test", "--workspace"])
