@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 
+pub use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::BackendConfig;
 use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,8 @@ pub struct CollectorConfig {
     pub spool_max_bytes: u64,
     /// `GET /v1/recommendations`: strategies per placement, model reloads, session memory.
     pub recommendations: RecommendationsConfig,
+    /// Orders and customer profiles (`/v1/transactions`, `/v1/customers`).
+    pub commerce: CommerceConfig,
 }
 
 /// The policy for fields the event schema does not know.
@@ -163,6 +166,7 @@ impl Default for CollectorConfig {
             spool_dir: None,
             spool_max_bytes: 1 << 30,
             recommendations: RecommendationsConfig::default(),
+            commerce: CommerceConfig::default(),
         }
     }
 }

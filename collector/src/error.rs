@@ -3,6 +3,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use retailmind_commerce::{CommerceError, Problem};
 use retailmind_connectors::ConnectorError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -22,6 +23,9 @@ pub struct ErrorDetail {
     /// The request parameter at fault, when one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every refused field of an order or traits document, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
 }
 
 #[derive(Debug, Error)]
@@ -56,6 +60,12 @@ pub enum CollectorError {
     EventsInFlight,
     #[error("the event stream cannot take events right now: {0}")]
     SinkUnavailable(#[source] ConnectorError),
+    #[error("header {field}: {reason}")]
+    InvalidHeader { field: &'static str, reason: String },
+    #[error("orders and customer profiles are not configured on this collector (set commerce.database_url)")]
+    CommerceNotConfigured,
+    #[error(transparent)]
+    Commerce(#[from] CommerceError),
 }
 
 /// Seconds a client should wait before retrying when the stream is unavailable or we are full.
@@ -76,7 +86,20 @@ impl CollectorError {
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             SecretKeyRequired | OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Overloaded | EventsInFlight | SinkUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | EventsInFlight | SinkUnavailable(_) | CommerceNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            InvalidHeader { .. } => StatusCode::BAD_REQUEST,
+            Commerce(e) => match e {
+                CommerceError::Invalid(_) | CommerceError::IdempotencyKeyReused { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                CommerceError::IllegalTransition { .. } | CommerceError::OrderExists { .. } => {
+                    StatusCode::CONFLICT
+                }
+                CommerceError::NotFound { .. } => StatusCode::NOT_FOUND,
+                CommerceError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
         }
     }
 
@@ -99,6 +122,16 @@ impl CollectorError {
             Overloaded => "overloaded",
             EventsInFlight => "events_in_flight",
             SinkUnavailable(_) => "unavailable",
+            InvalidHeader { .. } => "invalid_header",
+            CommerceNotConfigured => "commerce_not_configured",
+            Commerce(e) => match e {
+                CommerceError::Invalid(_) => "invalid_request",
+                CommerceError::IllegalTransition { .. } => "illegal_status_change",
+                CommerceError::NotFound { .. } => "not_found",
+                CommerceError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+                CommerceError::OrderExists { .. } => "order_exists",
+                CommerceError::Database(_) => "database_unavailable",
+            },
         }
     }
 
@@ -107,7 +140,8 @@ impl CollectorError {
             CollectorError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             CollectorError::Overloaded
             | CollectorError::EventsInFlight
-            | CollectorError::SinkUnavailable(_) => Some(RETRY_AFTER_SECS),
+            | CollectorError::SinkUnavailable(_)
+            | CollectorError::Commerce(CommerceError::Database(_)) => Some(RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -119,18 +153,33 @@ impl IntoResponse for CollectorError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        metrics::counter!(crate::metrics::REQUESTS_REFUSED, "reason" => self.code()).increment(1);
+        let code = self.code();
+        let retry_after = self.retry_after();
+        metrics::counter!(crate::metrics::REQUESTS_REFUSED, "reason" => code).increment(1);
+        let message = match &self {
+            // The driver's words can name hosts and users: they go to the log only.
+            CollectorError::Commerce(CommerceError::Database(_)) => {
+                "the order database is unavailable; retry with the same Idempotency-Key".into()
+            }
+            e => e.to_string(),
+        };
+        let (field, problems) = match self {
+            CollectorError::InvalidParameter { field, .. }
+            | CollectorError::InvalidHeader { field, .. } => (Some(field.to_owned()), Vec::new()),
+            CollectorError::Commerce(CommerceError::Invalid(problems)) => {
+                (problems.first().map(|p| p.field.clone()), problems)
+            }
+            _ => (None, Vec::new()),
+        };
         let body = Json(ErrorBody {
             error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-                field: match &self {
-                    CollectorError::InvalidParameter { field, .. } => Some((*field).to_owned()),
-                    _ => None,
-                },
+                code: code.to_owned(),
+                message,
+                field,
+                problems,
             },
         });
-        match self.retry_after() {
+        match retry_after {
             Some(secs) => (status, [(header::RETRY_AFTER, secs.to_string())], body).into_response(),
             None => (status, body).into_response(),
         }

@@ -75,6 +75,10 @@ impl Front {
         &self.state
     }
 
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     pub(crate) fn meta(&self) -> RequestMeta {
         RequestMeta {
             client_ip: client_ip(&self.headers, self.peer, self.state.trusted_proxy_hops),
@@ -86,10 +90,13 @@ impl Front {
         }
     }
 
+    /// Checks the key (from the query, `X-Write-Key`, Basic or Bearer auth, or the body) for an
+    /// endpoint that needs a key of kind `need`.
     pub(crate) fn admit(
         &self,
         body_key: Option<&str>,
         meta: &RequestMeta,
+        need: KeyKind,
     ) -> Result<Caller, CollectorError> {
         let key = self
             .query
@@ -102,6 +109,7 @@ impl Front {
             })
             .map(str::to_owned)
             .or_else(|| basic_auth_user(&self.headers))
+            .or_else(|| bearer_token(&self.headers))
             .or_else(|| body_key.map(str::to_owned));
         let origin = self
             .headers
@@ -109,10 +117,10 @@ impl Front {
             .and_then(|v| v.to_str().ok());
         self.state
             .access
-            .admit(key.as_deref(), origin, meta.client_ip, KeyKind::Publishable)
+            .admit(key.as_deref(), origin, meta.client_ip, need)
     }
 
-    async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
+    pub(crate) async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
         let gzip = self
             .query
             .compression
@@ -120,6 +128,13 @@ impl Front {
             .is_some_and(|c| c.eq_ignore_ascii_case("gzip"));
         body::read(&self.headers, gzip, body, self.state.max_body_bytes).await
     }
+}
+
+/// Server-to-server callers may send their secret key as `Authorization: Bearer <key>`.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    (!token.is_empty()).then(|| token.to_owned())
 }
 
 /// Segment's libraries send the write key as the Basic auth user name.
@@ -159,7 +174,7 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
     let parsed: BatchEnvelope = serde_json::from_slice(&bytes)
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let meta = front.meta();
-    let caller = front.admit(parsed.write_key.as_deref(), &meta)?;
+    let caller = front.admit(parsed.write_key.as_deref(), &meta, KeyKind::Publishable)?;
     let now = now_ms();
     let (batch_id, candidates) = match (parsed.events, parsed.batch) {
         (Some(events), _) => {
@@ -215,7 +230,7 @@ async fn segment_message(
     let key: KeyOnly = serde_json::from_str(raw.get())
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let meta = front.meta();
-    let caller = front.admit(key.write_key.as_deref(), &meta)?;
+    let caller = front.admit(key.write_key.as_deref(), &meta, KeyKind::Publishable)?;
     let candidate = Candidate {
         raw,
         converted: Some(segment::convert(raw, Some(segment_type), now_ms(), None)),
@@ -241,12 +256,21 @@ pub async fn healthz() -> impl IntoResponse {
 /// Readiness: the stream takes writes.
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the stream is unreachable")))]
+    (status = 503, description = "the stream or the orders database is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.sink.ready().await {
-        Ok(()) => (StatusCode::OK, "ready".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    if let Err(e) = state.sink.ready().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}"));
     }
+    if let Some(commerce) = &state.commerce {
+        if let Err(e) = commerce.ready().await {
+            tracing::warn!(error = %e, "orders database not ready");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the orders database does not answer".to_owned(),
+            );
+        }
+    }
+    (StatusCode::OK, "ready".to_owned())
 }
 
 /// Prometheus text format.

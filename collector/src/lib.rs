@@ -5,6 +5,7 @@
 mod access;
 mod body;
 mod client_ip;
+mod commerce;
 pub mod config;
 mod dedup;
 mod error;

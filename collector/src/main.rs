@@ -27,6 +27,10 @@ async fn main() -> anyhow::Result<()> {
         }
         None => backend.sink,
     };
-    let state = AppState::new(sink, backend.dead_letters, &config).with_model_store(backend.models);
+    let state = AppState::new(sink, backend.dead_letters, &config)
+        .with_model_store(backend.models)
+        .with_configured_commerce(&config, backend.sessions)
+        .await
+        .context("opening the orders database")?;
     serve(state, &config, service::shutdown_signal()).await
 }

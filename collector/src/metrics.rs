@@ -17,6 +17,11 @@ pub const MODEL_VERSION: &str = "collector_model_version";
 /// Polls of the model store that failed (the current model is kept).
 pub const MODEL_RELOAD_FAILURES: &str = "collector_model_reload_failures_total";
 
+/// Orders received (label `outcome`: `stored` or `replayed`).
+pub const ORDERS: &str = "collector_orders_total";
+/// Order status changes (label `status`).
+pub const ORDER_STATUS_CHANGES: &str = "collector_order_status_changes_total";
+
 /// The process-wide recorder, shared with the other RetailMind services.
 pub fn handle() -> metrics_exporter_prometheus::PrometheusHandle {
     retailmind_connectors::service::prometheus()

@@ -12,11 +12,17 @@ use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
 #[openapi(
     info(
         title = "RetailMind collector",
-        description = "Ingestion of shop clickstream events (RetailMind tracker and Segment spec) and product recommendations."
+        description = "Ingestion of shop clickstream events (RetailMind tracker and Segment spec), orders and customer profiles, and product recommendations."
     ),
     paths(
         handlers::post_batch,
         crate::recs::handler::get_recommendations,
+        crate::commerce::post_transaction,
+        crate::commerce::get_transaction,
+        crate::commerce::post_transaction_status,
+        crate::commerce::get_customer,
+        crate::commerce::put_customer_traits,
+        crate::commerce::delete_customer,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics

@@ -7,9 +7,10 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
-use retailmind_connectors::{EventSink, ModelStore};
+use retailmind_commerce::CommerceStore;
+use retailmind_connectors::{EventSink, ModelStore, SessionStore};
 use retailmind_schema::Limits;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -39,6 +40,12 @@ pub struct AppState {
     pub unknown_fields: UnknownFields,
     /// `GET /v1/recommendations`: the live model and the session memory fed by ingestion.
     pub recommender: Arc<Recommender>,
+    /// Orders and customer profiles; `None` answers their endpoints with 503.
+    pub commerce: Option<Arc<dyn CommerceStore>>,
+    /// The session store, where forgetting a customer deletes their sessions.
+    pub sessions: Option<Arc<dyn SessionStore>>,
+    /// Page URL of an order's purchase event when the order names none.
+    pub commerce_page_url: Arc<str>,
 }
 
 impl AppState {
@@ -68,7 +75,45 @@ impl AppState {
             truncate_ip: config.truncate_ip,
             unknown_fields: config.unknown_fields,
             recommender: Arc::new(Recommender::new(&config.recommendations)),
+            commerce: None,
+            sessions: None,
+            commerce_page_url: config.commerce.default_page_url.as_str().into(),
         }
+    }
+
+    /// Opens the orders database the configuration names (by default SQLite in the embedded
+    /// backend's folder) and serves it; without one (AWS backend, no `commerce.database_url`)
+    /// those endpoints answer 503.
+    pub async fn with_configured_commerce(
+        self,
+        config: &CollectorConfig,
+        sessions: Arc<dyn SessionStore>,
+    ) -> Result<Self, retailmind_commerce::CommerceError> {
+        match config
+            .commerce
+            .open(config.backend.embedded_data_dir())
+            .await?
+        {
+            Some(store) => Ok(self.with_commerce(store, sessions)),
+            None => {
+                tracing::warn!(
+                    "commerce.database_url is not set: /v1/transactions and /v1/customers answer 503"
+                );
+                Ok(self)
+            }
+        }
+    }
+
+    /// Serves `/v1/transactions` and `/v1/customers` from `store`; forgetting a customer also
+    /// deletes their sessions from `sessions`.
+    pub fn with_commerce(
+        mut self,
+        store: Arc<dyn CommerceStore>,
+        sessions: Arc<dyn SessionStore>,
+    ) -> Self {
+        self.commerce = Some(store);
+        self.sessions = Some(sessions);
+        self
     }
 
     /// Serves the model saved in `store`: loads it now and polls its version from then on (in a
@@ -101,8 +146,29 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(shed)
         .layer(cors(state.access.clone()));
+    // Server-to-server only (secret keys), so no CORS layer: browsers must not call these.
+    let commerce = Router::new()
+        .route("/v1/transactions", post(crate::commerce::post_transaction))
+        .route(
+            "/v1/transactions/{order_id}",
+            get(crate::commerce::get_transaction).patch(crate::commerce::post_transaction_status),
+        )
+        .route(
+            "/v1/transactions/{order_id}/status",
+            post(crate::commerce::post_transaction_status),
+        )
+        .route(
+            "/v1/customers/{customer_id}",
+            get(crate::commerce::get_customer).delete(crate::commerce::delete_customer),
+        )
+        .route(
+            "/v1/customers/{customer_id}/traits",
+            put(crate::commerce::put_customer_traits),
+        )
+        .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(ingestion)
+        .merge(commerce)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

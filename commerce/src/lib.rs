@@ -8,11 +8,13 @@
 //!   and SQLite (embedded default).
 
 pub mod card;
+mod config;
 mod error;
 pub mod order;
 pub mod profile;
 pub mod store;
 
+pub use config::CommerceConfig;
 pub use error::{CommerceError, Problem, Result};
 pub use order::{NewOrder, Order, OrderStatus, StatusChange};
 pub use profile::{CustomerProfile, Traits, VisitFacts};

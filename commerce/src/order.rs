@@ -15,7 +15,7 @@ use crate::card::find_card_numbers;
 use crate::error::{CommerceError, Problem, Result};
 
 /// `POST /v1/transactions`: an order as placed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     /// The shop's order number; unique per shop.
@@ -56,7 +56,7 @@ pub struct NewOrder {
     pub page_url: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub product_id: String,
@@ -77,7 +77,7 @@ impl OrderLine {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shipping {
     /// `standard`, `express`, `pickup`, … as the shop names it.
@@ -88,7 +88,7 @@ pub struct Shipping {
     pub postal_code: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Payment {
     pub method: PaymentMethod,
@@ -101,7 +101,7 @@ pub struct Payment {
     pub status: PaymentStatus,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
     Card,
@@ -115,7 +115,7 @@ pub enum PaymentMethod {
     Other,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Pending,
@@ -137,7 +137,9 @@ pub enum PaymentStatus {
 /// ```
 /// `cancelled` and `refunded` are final. Repeating the current status is accepted and changes
 /// nothing, so a retried update is harmless.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     #[default]
@@ -199,7 +201,7 @@ impl fmt::Display for OrderStatus {
 }
 
 /// A stored order, as `GET /v1/transactions/{order_id}` answers it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
     #[serde(flatten)]
     pub order: NewOrder,
@@ -209,7 +211,7 @@ pub struct Order {
     pub updated_at: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusEntry {
     pub status: OrderStatus,
     /// When it happened, ms since the Unix epoch.
@@ -219,7 +221,7 @@ pub struct StatusEntry {
 }
 
 /// A status update (`POST /v1/transactions/{order_id}/status`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChange {
     pub status: OrderStatus,

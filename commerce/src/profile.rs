@@ -11,12 +11,13 @@ use crate::error::{CommerceError, Problem, Result};
 use crate::order::hex;
 
 /// `GET /v1/customers/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CustomerProfile {
     pub customer_id: String,
     /// Every anonymous id (browser) linked to the customer by an identify or an order.
     pub anonymous_ids: Vec<String>,
     /// The traits the shop sent, without `email` (kept only as `email_sha256`).
+    #[schema(value_type = Object)]
     pub traits: Map<String, Value>,
     /// SHA-256 of the trimmed, lower-cased email address, for joining with the shop's CRM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +38,7 @@ pub struct CustomerProfile {
     pub last_session: Option<SessionSummary>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrencyValue {
     pub currency: String,
     pub orders: u64,
@@ -45,14 +46,14 @@ pub struct CurrencyValue {
     pub average_order_minor: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Loyalty {
     pub tier: LoyaltyTier,
     /// One point per whole unit of currency spent on orders that count as revenue.
     pub points: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoyaltyTier {
     Bronze,
@@ -81,7 +82,7 @@ impl Loyalty {
 }
 
 /// The visit a customer made last, from the session store's snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionSummary {
     pub session_id: String,
     pub anonymous_id: String,

@@ -35,7 +35,7 @@ pub struct Placed {
 }
 
 /// What forgetting a customer removed.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Forgotten {
     /// The queued request for the lake job.
     pub request_id: String,
@@ -46,7 +46,7 @@ pub struct Forgotten {
 }
 
 /// A right-to-be-forgotten request waiting for the lake job.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeletionRequest {
     pub request_id: String,
     pub customer_id: String,

@@ -26,6 +26,16 @@ impl Default for BackendConfig {
     }
 }
 
+impl BackendConfig {
+    /// The embedded backend's data folder; `None` on AWS.
+    pub fn embedded_data_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            BackendConfig::Embedded { data_dir } => Some(data_dir),
+            BackendConfig::Aws(_) => None,
+        }
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from(".retailmind")
 }

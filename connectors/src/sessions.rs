@@ -19,4 +19,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Every session of a visitor, oldest first.
     async fn sessions_of(&self, anonymous_id: &str) -> Result<Vec<Session>>;
+
+    /// Deletes every session of a visitor (a customer asked to be forgotten); returns how many.
+    async fn forget_visitor(&self, anonymous_id: &str) -> Result<usize>;
 }

@@ -85,6 +85,9 @@ impl SessionStore for CountingSessions {
     ) -> retailmind_connectors::Result<Vec<Session>> {
         self.inner.sessions_since(anonymous_id, from_ms).await
     }
+    async fn forget_visitor(&self, anonymous_id: &str) -> retailmind_connectors::Result<usize> {
+        self.inner.forget_visitor(anonymous_id).await
+    }
     async fn put(&self, sessions: &[Session]) -> retailmind_connectors::Result<()> {
         self.written.fetch_add(sessions.len(), Ordering::Relaxed);
         self.inner.put(sessions).await

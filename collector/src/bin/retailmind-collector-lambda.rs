@@ -22,7 +22,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;
-    let state =
-        AppState::new(backend.sink, backend.dead_letters, &config).with_model_store(backend.models);
+    let state = AppState::new(backend.sink, backend.dead_letters, &config)
+        .with_model_store(backend.models)
+        .with_configured_commerce(&config, backend.sessions)
+        .await
+        .context("opening the orders database")?;
     lambda::run(state, &config).await
 }

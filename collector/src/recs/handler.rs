@@ -59,7 +59,7 @@ pub async fn get_recommendations(
 ) -> Result<Json<RecommendationsResponse>, CollectorError> {
     let started = Instant::now();
     let meta = front.meta();
-    front.admit(None, &meta)?;
+    front.admit(None, &meta, crate::config::KeyKind::Publishable)?;
     let state = front.state();
     let QueryParams(params) = params.map_err(|e| CollectorError::InvalidParameter {
         field: "query",

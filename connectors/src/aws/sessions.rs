@@ -139,4 +139,19 @@ impl SessionStore for DynamoSessions {
     async fn sessions_of(&self, anonymous_id: &str) -> Result<Vec<Session>> {
         self.query_ascending(anonymous_id, None).await
     }
+
+    async fn forget_visitor(&self, anonymous_id: &str) -> Result<usize> {
+        let sessions = self.query_ascending(anonymous_id, None).await?;
+        for session in &sessions {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(ANONYMOUS_ID, string(&session.anonymous_id))
+                .key(START_MS, number(session.start_ms))
+                .send()
+                .await
+                .map_err(|e| sdk_error(SERVICE, e))?;
+        }
+        Ok(sessions.len())
+    }
 }

@@ -202,6 +202,19 @@ impl SessionStore for EmbeddedSessions {
         self.sessions_since(anonymous_id, i64::MIN).await
     }
 
+    async fn forget_visitor(&self, anonymous_id: &str) -> Result<usize> {
+        let anonymous_id = anonymous_id.to_owned();
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM sessions WHERE anonymous_id = ?1",
+                    params![anonymous_id],
+                )
+                .map_err(|e| sqlite_err("delete sessions", e))
+            })
+            .await
+    }
+
     async fn sessions_since(&self, anonymous_id: &str, from_ms: i64) -> Result<Vec<Session>> {
         let anonymous_id = anonymous_id.to_owned();
         let snapshots: Vec<String> = self
