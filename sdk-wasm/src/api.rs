@@ -152,12 +152,10 @@ pub fn init(config: ConfigArg) -> Result<(), JsError> {
     let config = Config::from_raw(raw).map_err(|e| JsError::new(&e.message()))?;
     let interval = config.flush_interval_ms;
     let first = tracker::start(config).map_err(js_error)?;
-    let window = web_sys::window().ok_or_else(|| js_error(TrackerError::NoWindow))?;
     if first {
-        autocapture::install(&window);
-        delivery::install();
+        autocapture::install();
     }
-    autocapture::start_timer(&window, interval);
+    autocapture::start_timer(interval);
     autocapture::check_page();
     // Events an earlier page (or a closed tab) left in the queue.
     delivery::kick(false);

@@ -4,11 +4,11 @@
 //! An event leaves the queue only after a 2xx (or a 4xx refusing its batch as malformed). A
 //! send cycle reads the whole queue, so it also delivers what other tabs and earlier pages left.
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 
 use crate::backoff::{verdict_for_status, wait_ms, Verdict};
-use crate::browser::{self, id_string, jitter, new_event_id, now_ms};
+use crate::browser::{self, jitter, new_event_id, now_ms};
 use crate::glue;
 use crate::privacy::Permission;
 use crate::queue::{self, SentNote, Stored, MAX_BODY_BYTES};
@@ -18,23 +18,6 @@ use crate::{json, wire};
 /// Largest body sent while a page goes away: two fit in the browser's 64 KiB keepalive budget,
 /// so a batch already in flight does not stop the page's last events.
 pub const EXIT_BODY_BYTES: usize = 30_000;
-
-/// Hands the send cycle's decisions to `glue.js`, which runs the loop (reading the queue,
-/// posting, waiting): promises chained in JS cost the wasm far less than Rust futures.
-pub fn install() {
-    let plan = Closure::<dyn FnMut(JsValue) -> JsValue>::new(plan_next);
-    let settle = Closure::<dyn FnMut(JsValue, f64, f64, JsValue) -> JsValue>::new(settle);
-    let done = Closure::<dyn FnMut() -> JsValue>::new(cycle_done);
-    glue::cycle_hooks(
-        plan.as_ref().unchecked_ref::<Function>(),
-        settle.as_ref().unchecked_ref::<Function>(),
-        done.as_ref().unchecked_ref::<Function>(),
-    );
-    // They live as long as the page.
-    plan.forget();
-    settle.forget();
-    done.forget();
-}
 
 /// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
 /// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
@@ -92,7 +75,7 @@ pub fn flush() -> Promise {
 
 /// The end of a cycle: `undefined`, or the reason it stopped (a failure to retry, or a batch the
 /// collector refused), for flush() to reject with.
-fn cycle_done() -> JsValue {
+pub(crate) fn cycle_done() -> JsValue {
     let last = tracker::with(|t| {
         t.delivery.running = false;
         t.delivery.last.take()
@@ -106,7 +89,7 @@ fn cycle_done() -> JsValue {
 /// The cycle's next step, given the queue's `[key, value]` records: `[endpoint, body, ids,
 /// batchId]` of the batch to post, sealed already; else the ms until a batch in its quiet time
 /// may go again (`glue.js` waits that long when patient); else `null`: nothing left to send.
-fn plan_next(all: JsValue) -> JsValue {
+pub(crate) fn plan_next(all: JsValue) -> JsValue {
     let mut records: Vec<Stored> = Array::from(&all)
         .iter()
         .filter_map(|pair| {
@@ -124,11 +107,10 @@ fn plan_next(all: JsValue) -> JsValue {
         glue::q_put(&records[i].id, &records[i].value());
     }
     let now = now_ms();
-    let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, || {
-        id_string(new_event_id())
-    })
-    .into_iter()
-    .next() else {
+    let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, new_event_id)
+        .into_iter()
+        .next()
+    else {
         let quiet = queue::quiet_left_ms(&records, now);
         let _ = tracker::with(|t| t.delivery.leftovers = quiet.is_some());
         return quiet.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64));
@@ -145,11 +127,18 @@ fn plan_next(all: JsValue) -> JsValue {
     step.into()
 }
 
-/// What became of the batch `step` (from [`plan_next`]): `status` and `retry_after_s` of the
-/// answer, or `reason` when there was none. Returns the promise of removing its events from the
-/// queue when they are done with (`glue.js` then goes on), or `null` to stop the cycle.
-fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> JsValue {
-    let step = Array::from(&step);
+/// What became of a batch: `[step, status, retry_after_s, reason]`, `step` from [`plan_next`],
+/// `status` and `retry_after_s` of the answer, or `reason` when there was none. Returns the
+/// promise of removing its events from the queue when they are done with (`glue.js` then goes
+/// on), or `null` to stop the cycle.
+pub(crate) fn settle(outcome: JsValue) -> JsValue {
+    let outcome = Array::from(&outcome);
+    let (status, retry_after_s, reason) = (
+        outcome.get(1).as_f64().unwrap_or(0.0),
+        outcome.get(2).as_f64().unwrap_or(0.0),
+        outcome.get(3),
+    );
+    let step = Array::from(&outcome.get(0));
     let ids = Array::from(&step.get(2));
     let batch_id = step.get(3).as_string().unwrap_or_default();
     if let Some(reason) = reason.as_string().filter(|r| !r.is_empty()) {
@@ -314,7 +303,7 @@ pub fn send_everything_now() {
             t.config.batch_size,
             EXIT_BODY_BYTES,
             now,
-            || id_string(new_event_id()),
+            new_event_id,
         );
         let mut bodies = Vec::with_capacity(plans.len());
         for p in &plans {
