@@ -15,7 +15,7 @@ use crate::delivery;
 use crate::engagement::scroll_percent;
 use crate::glue;
 use crate::json::Obj;
-use crate::text::{fit_bytes, non_empty};
+use crate::text::{cut, fit_bytes, non_empty};
 use crate::tracker;
 use crate::wire;
 
@@ -175,7 +175,7 @@ fn schedule_page_check() {
 
 /// `href` without its `#fragment`: in-page anchors are not page views.
 pub fn page_key(href: &str) -> &str {
-    href.split('#').next().unwrap_or(href)
+    cut(href, b'#', false).map_or(href, |(page, _)| page)
 }
 
 /// Records a page view if automatic page views are on and the URL (fragment aside) is not the

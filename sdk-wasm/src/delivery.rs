@@ -12,6 +12,7 @@ use crate::browser::{self, jitter, new_event_id, now_ms};
 use crate::glue;
 use crate::privacy::Permission;
 use crate::queue::{self, SentNote, Stored, MAX_BODY_BYTES};
+use crate::text::{cat, parse_int};
 use crate::tracker;
 use crate::{json, wire};
 
@@ -143,7 +144,7 @@ pub(crate) fn settle(outcome: JsValue) -> JsValue {
     let batch_id = step.get(3).as_string().unwrap_or_default();
     if let Some(reason) = reason.as_string().filter(|r| !r.is_empty()) {
         backoff(0.0);
-        let why = waiting(&["could not reach the collector (", &reason, ")"].concat());
+        let why = waiting(&cat(&["could not reach the collector (", &reason, ")"]));
         let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
         return JsValue::NULL;
     }
@@ -151,13 +152,10 @@ pub(crate) fn settle(outcome: JsValue) -> JsValue {
     match verdict_for_status(status) {
         Verdict::Retry => {
             backoff(retry_after_s);
-            let why = waiting(
-                &[
-                    "the collector answered HTTP ",
-                    &json::int_text(status.into()),
-                ]
-                .concat(),
-            );
+            let why = waiting(&cat(&[
+                "the collector answered HTTP ",
+                &json::int_text(status.into()),
+            ]));
             let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
             JsValue::NULL
         }
@@ -169,14 +167,13 @@ pub(crate) fn settle(outcome: JsValue) -> JsValue {
             tell.push(&ids);
             glue::tell(&tell);
             if verdict == Verdict::Drop {
-                let message = [
+                let message = cat(&[
                     "retailmind: the collector refused a batch with HTTP ",
                     &json::int_text(status.into()),
                     "; its ",
                     &json::int_text(i64::from(ids.length())),
                     " events were dropped",
-                ]
-                .concat();
+                ]);
                 browser::warn(&message);
                 let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
             }
@@ -187,7 +184,7 @@ pub(crate) fn settle(outcome: JsValue) -> JsValue {
 
 fn waiting(what: &str) -> String {
     let left = json::int_text(tracker::queued() as i64);
-    ["retailmind: ", what, "; ", &left, " events stay queued"].concat()
+    cat(&["retailmind: ", what, "; ", &left, " events stay queued"])
 }
 
 /// Records a failure: the next timed cycle waits for the backoff or the collector's
@@ -218,7 +215,7 @@ fn sent_notes() -> Vec<SentNote> {
             let note = Array::from(&note);
             Some(SentNote {
                 batch_id: note.get(0).as_string()?,
-                sent_ms: note.get(1).as_string()?.parse().unwrap_or(0),
+                sent_ms: parse_int(&note.get(1).as_string()?).unwrap_or(0),
                 event_ids: note
                     .iter()
                     .skip(2)

@@ -332,14 +332,11 @@ impl Tracker {
         let id = new_event_id();
         let json = self.event_json(&id, kind, properties);
         if json.len() + ENVELOPE_BYTES > MAX_BODY_BYTES {
-            return Err(TrackerError::Invalid(
-                [
-                    "retailmind: event is ",
-                    &json::int_text(json.len() as i64),
-                    " bytes of JSON, too big to send",
-                ]
-                .concat(),
-            ));
+            return Err(TrackerError::Invalid(crate::text::cat(&[
+                "retailmind: event is ",
+                &json::int_text(json.len() as i64),
+                " bytes of JSON, too big to send",
+            ])));
         }
         let stored = Stored {
             id,
@@ -417,5 +414,5 @@ impl Tracker {
 }
 
 fn is_usable_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.chars().count() <= MAX_ID_CHARS
+    !id.trim().is_empty() && id.char_indices().nth(MAX_ID_CHARS).is_none()
 }
