@@ -330,9 +330,11 @@ export function getJson(url) {
   );
 }
 
-/** Calls `cb` after pushState/replaceState, popstate and Navigation API navigations. */
-export function hookHistory(cb) {
+/** Calls the Rust side (`hub`) with `code` after pushState/replaceState, popstate and Navigation
+ * API navigations. */
+export function hookHistory(code) {
   const h = history;
+  const cb = () => hub(code);
   for (const name of ['pushState', 'replaceState']) {
     const orig = h[name];
     h[name] = function (...args) {
@@ -346,13 +348,14 @@ export function hookHistory(cb) {
 }
 
 let channel;
-/** Messages to and from the other tabs of this origin (`BroadcastChannel`). Closed while the
- * page is hidden away: a message to a page in the back/forward cache evicts it. */
-export function tabs(cb) {
+/** Messages from the other tabs of this origin (`BroadcastChannel`) go to `hub(code, data)`.
+ * Closed while the page is hidden away: a message to a page in the back/forward cache evicts
+ * it. */
+export function tabs(code) {
   const open = () => {
     try {
       channel = new BroadcastChannel('retailmind');
-      channel.onmessage = (m) => cb(m.data);
+      channel.onmessage = (m) => hub(code, m.data);
     } catch (e) {
       channel = null;
     }
@@ -376,7 +379,8 @@ export function tell(message) {
 }
 
 /** What an event's context is made of, in one call: `[href, search, referrer, title, userAgent,
- * screenWidth, screenHeight, language, timeZone]`. The rules applied to them are Rust's. */
+ * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`. The rules
+ * applied to them are Rust's. */
 let zone;
 function lookUpZone() {
   if (zone === undefined) {
@@ -397,32 +401,99 @@ export function pageFacts() {
   const s = window.screen || {};
   const n = navigator;
   return [location.href, location.search, document.referrer, document.title, n.userAgent || '',
-    s.width || 0, s.height || 0, n.language || '', zone];
+    s.width || 0, s.height || 0, n.language || '', zone, n.doNotTrack, n.globalPrivacyControl];
 }
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-let hooks;
-export function cycleHooks(plan, settle, done) {
-  hooks = { plan, settle, done };
+// The Rust side: one function, `hub(code, arg)`, for every listener, timer and step of the send
+// cycle (one closure costs the wasm far less than one per use). Codes 0-2 are the cycle's.
+let hub;
+export function setHub(f) {
+  hub = f;
+}
+
+/** `hub(code, event)` on every `name` event of the document (`doc`) or the window. */
+export function listen(code, name, doc, capture) {
+  (doc ? document : window).addEventListener(name, (e) => hub(code, e), capture);
+}
+
+let timer;
+/** `hub(code)` every `ms`, replacing the previous timer. */
+export function every(code, ms) {
+  clearInterval(timer);
+  timer = setInterval(() => hub(code), ms);
+}
+
+/** `hub(code)` once the current task is over. */
+export function soon(code) {
+  setTimeout(() => hub(code), 0);
+}
+
+/** localStorage for the tracker's small settings: null where there is nothing or no storage. */
+export function lsGet(k) {
+  try {
+    return localStorage.getItem(k);
+  } catch (e) {
+    return null;
+  }
+}
+
+/** Writes `v` under `k`, or removes `k` when `v` is undefined. Full or blocked storage is
+ * ignored: the tracker keeps the value in memory. */
+export function lsSet(k, v) {
+  try {
+    v === undefined ? localStorage.removeItem(k) : localStorage.setItem(k, v);
+  } catch (e) {
+    // Memory keeps it.
+  }
+}
+
+/** `[visible, focused, scrollY, innerHeight, page height]` now, for engagement. */
+export function viewFacts() {
+  const d = document;
+  const e = d.documentElement;
+  return [d.visibilityState == 'visible', d.hasFocus(), scrollY, innerHeight, e ? e.scrollHeight : 0];
+}
+
+/** The closest element around a click's `target` (the target itself, or a text node's parent)
+ * that matches `selector`, unless it lies in one matching `ignore`; else null. The selectors are
+ * the Rust side's rules. */
+export function closest(target, selector, ignore) {
+  try {
+    const el = (target.closest ? target : target.parentElement).closest(selector);
+    return el && !el.closest(ignore) ? el : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...attribute
+ * names and values]` of `el`. `text` (with `withText`): `innerText`, which follows the layout,
+ * else `textContent` (SVG); `href`: the link as the browser resolved it, if a string. */
+export function elementFacts(el, withText) {
+  const out = [el.tagName, withText ? el.innerText ?? el.textContent : null, el.id, el.href, location.host];
+  for (const a of el.attributes) out.push(a.name, a.value);
+  return out;
 }
 
 let last = Promise.resolve();
 /** A send cycle, after this page's previous one, under the flush lock: the queue is read, the
- * Rust side (`hooks`) picks and seals the next batch, it is posted, and its answer settled,
+ * Rust side (`hub`) picks and seals the next batch, it is posted, and its answer settled,
  * until nothing is due or a send failed. Rejects with the reason the cycle stopped. */
 export function send(patient) {
   // A page that is leaving stops its cycle: what is left goes with the exit send and the queue.
   const step = () => (leaving ? null : qAll().then((records) => {
-    const next = hooks.plan(records);
+    const next = hub(0, records);
     if (typeof next === 'number') return patient ? sleep(next + 50).then(step) : null;
     if (!next) return null;
     // In an array: a promise returned from a `then` callback would be adopted, not passed on.
     return post(next[0], next[1])
-      .then((a) => [hooks.settle(next, a[0], a[1], '')], (e) => [hooks.settle(next, 0, 0, e || 'error')])
+      .then((a) => [hub(1, [next, a[0], a[1], ''])], (e) => [hub(1, [next, 0, 0, e || 'error'])])
       .then((r) => r[0] && r[0].then(step));
   }));
-  const run = () => withLock(patient, step).then(hooks.done, hooks.done);
+  const done = () => hub(2);
+  const run = () => withLock(patient, step).then(done, done);
   const p = last.then(run, run);
   last = p;
   return p.then((why) => {

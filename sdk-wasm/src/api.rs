@@ -11,6 +11,7 @@ use retailmind_schema::{CartLine, Checkout, Product, Purchase, Search};
 use wasm_bindgen::prelude::*;
 
 use crate::config::{Config, RawConfig};
+use crate::text::cat;
 use crate::tracker::{self, TrackerError};
 use crate::{autocapture, delivery, glue, json, wire};
 
@@ -152,12 +153,10 @@ pub fn init(config: ConfigArg) -> Result<(), JsError> {
     let config = Config::from_raw(raw).map_err(|e| JsError::new(&e.message()))?;
     let interval = config.flush_interval_ms;
     let first = tracker::start(config).map_err(js_error)?;
-    let window = web_sys::window().ok_or_else(|| js_error(TrackerError::NoWindow))?;
     if first {
-        autocapture::install(&window);
-        delivery::install();
+        autocapture::install();
     }
-    autocapture::start_timer(&window, interval);
+    autocapture::start_timer(interval);
     autocapture::check_page();
     // Events an earlier page (or a closed tab) left in the queue.
     delivery::kick(false);
@@ -291,11 +290,18 @@ pub fn recommendations(options: RecommendationsArg) -> RecommendationsPromise {
         let cart = if cart.is_undefined() || cart.is_null() {
             None
         } else if Array::is_array(&cart) {
-            let ids: Vec<String> = Array::from(&cart)
+            let mut ids = String::new();
+            for (i, id) in Array::from(&cart)
                 .iter()
                 .filter_map(|v| v.as_string())
-                .collect();
-            Some(ids.join(","))
+                .enumerate()
+            {
+                if i > 0 {
+                    ids.push(',');
+                }
+                ids.push_str(&id);
+            }
+            Some(ids)
         } else {
             return Err(JsError::new(
                 "retailmind recommendations: cart must be an array of product ids",
@@ -354,7 +360,7 @@ fn field(obj: &JsValue, key: &str) -> JsValue {
 }
 
 fn refused(what: &str, key: &str, must: &str) -> JsError {
-    JsError::new(&[what, ": `", key, "` ", must].concat())
+    JsError::new(&cat(&[what, ": `", key, "` ", must]))
 }
 
 fn opt_string(obj: &JsValue, key: &str, what: &str) -> Result<Option<String>, JsError> {
@@ -408,7 +414,7 @@ fn req_int(obj: &JsValue, key: &str, what: &str) -> Result<i64, JsError> {
 
 fn read_product(obj: &JsValue, what: &str) -> Result<Product, JsError> {
     if !obj.is_object() {
-        return Err(JsError::new(&[what, ": needs an object"].concat()));
+        return Err(JsError::new(&cat(&[what, ": needs an object"])));
     }
     Ok(Product {
         product_id: req_string(obj, "product_id", what)?,

@@ -7,7 +7,7 @@ use js_sys::{Array, Function, Reflect};
 use retailmind_schema::{Click, Limits};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Element, Event, EventTarget, HtmlElement, Node, VisibilityState, Window};
+use web_sys::EventTarget;
 
 use crate::browser;
 use crate::clicks::{clean_text, is_outbound, split_classes, CLICKABLE_SELECTOR, IGNORE_SELECTOR};
@@ -15,7 +15,7 @@ use crate::delivery;
 use crate::engagement::scroll_percent;
 use crate::glue;
 use crate::json::Obj;
-use crate::text::{fit_bytes, non_empty};
+use crate::text::{cut, fit_bytes, non_empty};
 use crate::tracker;
 use crate::wire;
 
@@ -24,70 +24,81 @@ use crate::wire;
 pub const TAGGED_SELECTOR: &str = "[data-rm-event]";
 const PROP_PREFIX: &str = "data-rm-prop-";
 
-fn listen(target: &EventTarget, kind: &str, f: impl FnMut(Event) + 'static, capture: bool) {
-    let handler = Closure::<dyn FnMut(Event)>::new(f);
-    let _ = target.add_event_listener_with_callback_and_bool(
-        kind,
-        handler.as_ref().unchecked_ref(),
-        capture,
-    );
-    // Listeners live as long as the page.
-    handler.forget();
+// What `glue.js` calls `hub` with: 0-2 are the send cycle's steps (see `delivery.rs`).
+const CLICK: u32 = 3;
+const VISIBILITY: u32 = 4;
+const PAGEHIDE: u32 = 5;
+const PAGESHOW: u32 = 6;
+const FOCUS_OR_BLUR: u32 = 7;
+const SCROLL: u32 = 8;
+const HISTORY: u32 = 9;
+const TAB_MESSAGE: u32 = 10;
+const TIMER: u32 = 11;
+const PAGE_CHECK: u32 = 12;
+
+/// Every callback from the browser: one closure instead of one per listener and timer, which
+/// would each cost the wasm and the JS glue a shim.
+fn hub(code: u32, arg: JsValue) -> JsValue {
+    match code {
+        0 => return delivery::plan_next(arg),
+        1 => return delivery::settle(arg),
+        2 => return delivery::cycle_done(),
+        CLICK => on_click(arg),
+        VISIBILITY => on_visibility(),
+        PAGEHIDE => on_exit(),
+        PAGESHOW => on_pageshow(arg),
+        FOCUS_OR_BLUR => engaged_changed(),
+        SCROLL => on_scroll(),
+        HISTORY => schedule_page_check(),
+        TAB_MESSAGE => delivery::on_tab_message(arg),
+        TIMER => delivery::on_timer(),
+        PAGE_CHECK => {
+            let _ = tracker::with(|t| t.page.check_scheduled = false);
+            check_page();
+        }
+        _ => {}
+    }
+    JsValue::UNDEFINED
 }
 
-/// Hooks everything into `window`; called by the first `init` only.
-pub fn install(window: &Window) {
-    let doc = window.document();
-    if let Some(doc) = &doc {
-        // Capture phase: seen even when the shop's own handler stops propagation.
-        listen(doc, "click", on_click, true);
-        listen(doc, "visibilitychange", |_| on_visibility(), false);
-    }
-    listen(window, "pagehide", |_| on_exit(), false);
-    listen(window, "pageshow", on_pageshow, false);
-    listen(window, "focus", |_| engaged_changed(), false);
-    listen(window, "blur", |_| engaged_changed(), false);
-    listen(window, "scroll", |_| on_scroll(), false);
-    let history = Closure::<dyn FnMut()>::new(schedule_page_check);
-    glue::hook_history(history.as_ref().unchecked_ref());
-    history.forget();
-    let tabs = Closure::<dyn FnMut(JsValue)>::new(delivery::on_tab_message);
-    glue::tabs(tabs.as_ref().unchecked_ref());
-    tabs.forget();
+/// Hooks everything into the page; called by the first `init` only.
+pub fn install() {
+    // `Fn`, not `FnMut`: a callback may fire while another runs (a listener of an event the
+    // tracker causes).
+    let f = Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(hub);
+    glue::set_hub(f.as_ref().unchecked_ref::<Function>());
+    // It lives as long as the page.
+    f.forget();
+    // Capture phase: seen even when the shop's own handler stops propagation.
+    glue::listen(CLICK, "click", true, true);
+    glue::listen(VISIBILITY, "visibilitychange", true, false);
+    glue::listen(PAGEHIDE, "pagehide", false, false);
+    glue::listen(PAGESHOW, "pageshow", false, false);
+    glue::listen(FOCUS_OR_BLUR, "focus", false, false);
+    glue::listen(FOCUS_OR_BLUR, "blur", false, false);
+    glue::listen(SCROLL, "scroll", false, false);
+    glue::hook_history(HISTORY);
+    glue::tabs(TAB_MESSAGE);
 }
 
 /// (Re)starts the flush timer with the configured interval.
-pub fn start_timer(window: &Window, interval_ms: u32) {
-    thread_local! {
-        static TICK: Function = Closure::<dyn FnMut()>::new(delivery::on_timer).into_js_value().unchecked_into();
-    }
-    let old = tracker::with(|t| t.delivery.interval.take()).ok().flatten();
-    if let Some(id) = old {
-        window.clear_interval_with_handle(id);
-    }
-    let id = TICK.with(|tick| {
-        window
-            .set_interval_with_callback_and_timeout_and_arguments_0(
-                tick,
-                i32::try_from(interval_ms).unwrap_or(i32::MAX),
-            )
-            .ok()
-    });
-    let _ = tracker::with(|t| t.delivery.interval = id);
+pub fn start_timer(interval_ms: u32) {
+    glue::every(TIMER, interval_ms);
+}
+
+/// `[visible, focused, scrollY, innerHeight, page height]`.
+fn view() -> Array {
+    glue::view_facts()
 }
 
 fn page_visible() -> bool {
-    web_sys::window()
-        .and_then(|w| w.document())
-        .is_some_and(|d| d.visibility_state() == VisibilityState::Visible)
+    view().get(0).is_truthy()
 }
 
 /// Engaged: visible, and the window has focus.
 fn engaged_now() -> bool {
-    page_visible()
-        && web_sys::window()
-            .and_then(|w| w.document())
-            .is_some_and(|d| d.has_focus().unwrap_or(true))
+    let v = view();
+    v.get(0).is_truthy() && v.get(1).is_truthy()
 }
 
 fn engaged_changed() {
@@ -110,7 +121,7 @@ fn on_exit() {
 
 /// A page restored from the back/forward cache is a new view of it; its timers and listeners
 /// survived, its queue may have been left unsent.
-fn on_pageshow(event: Event) {
+fn on_pageshow(event: JsValue) {
     let persisted = Reflect::get(&event, &"persisted".into()).is_ok_and(|p| p.is_truthy());
     if !persisted {
         return;
@@ -122,19 +133,9 @@ fn on_pageshow(event: Event) {
 }
 
 fn on_scroll() {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let num = |v: Result<JsValue, JsValue>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let height = window
-        .document()
-        .and_then(|d| d.document_element())
-        .map_or(0.0, |e| f64::from(e.scroll_height()));
-    let pct = scroll_percent(
-        num(window.scroll_y().map(JsValue::from)),
-        num(window.inner_height()),
-        height,
-    );
+    let v = view();
+    let num = |i| v.get(i).as_f64().unwrap_or(0.0);
+    let pct = scroll_percent(num(2), num(3), num(4));
     let _ = tracker::with(|t| t.page.engagement.scrolled(pct));
 }
 
@@ -169,31 +170,19 @@ fn schedule_page_check() {
     if schedule != Ok(true) {
         return;
     }
-    thread_local! {
-        static CHECK: Function = Closure::<dyn FnMut()>::new(|| {
-            let _ = tracker::with(|t| t.page.check_scheduled = false);
-            check_page();
-        }).into_js_value().unchecked_into();
-    }
-    if let Some(w) = web_sys::window() {
-        CHECK.with(|f| {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(f, 0);
-        });
-    }
+    glue::soon(PAGE_CHECK);
 }
 
 /// `href` without its `#fragment`: in-page anchors are not page views.
 pub fn page_key(href: &str) -> &str {
-    href.split('#').next().unwrap_or(href)
+    cut(href, b'#', false).map_or(href, |(page, _)| page)
 }
 
 /// Records a page view if automatic page views are on and the URL (fragment aside) is not the
 /// one last counted. The previous page's engagement goes first, and its URL becomes the
 /// referrer of what follows.
 pub fn check_page() {
-    let Some(href) = web_sys::window().and_then(|w| w.location().href().ok()) else {
-        return;
-    };
+    let href = browser::location_href();
     let key = page_key(&href).to_owned();
     let changed = tracker::with(|t| {
         t.config.autocapture.page_views && t.page.counted.as_deref() != Some(key.as_str())
@@ -212,10 +201,10 @@ pub fn check_page() {
     let _ = tracker::record("page_view", &wire::page_view(None));
 }
 
-fn on_click(event: Event) {
-    let Some(target) = event.target() else {
-        return;
-    };
+fn on_click(event: JsValue) {
+    let target: EventTarget = Reflect::get(&event, &"target".into())
+        .unwrap_or(JsValue::NULL)
+        .unchecked_into();
     let clicks = tracker::with(|t| t.config.autocapture.clicks).unwrap_or(false);
     if let Some((name, props)) = tagged_event(&target) {
         report(tracker::record("custom", &wire::custom(&name, &props)));
@@ -237,84 +226,80 @@ fn report(result: Result<(), tracker::TrackerError>) {
 /// The event named by the closest `data-rm-event` around `target`, with its
 /// `data-rm-prop-*` attributes as string properties.
 pub fn tagged_event(target: &EventTarget) -> Option<(String, String)> {
-    let start = element_of(target.clone())?;
-    let tagged = start.closest(TAGGED_SELECTOR).ok()??;
-    if tagged.closest(IGNORE_SELECTOR).ok()?.is_some() {
+    let tagged = glue::closest(target, TAGGED_SELECTOR, IGNORE_SELECTOR);
+    if tagged.is_null() {
         return None;
     }
-    let name = non_empty(tagged.get_attribute("data-rm-event")?)?;
+    let attrs = attributes(&glue::element_facts(&tagged, false));
+    let name = non_empty(attr(&attrs, "data-rm-event")?.to_owned())?;
     let mut props = String::new();
     let mut o = Obj::new(&mut props);
-    for attr in Array::from(&tagged.get_attribute_names()).iter() {
-        let Some(attr) = attr.as_string() else {
-            continue;
-        };
-        if let Some(key) = attr.strip_prefix(PROP_PREFIX) {
-            if let Some(value) = tagged.get_attribute(&attr) {
-                o.str(key, &value);
-            }
+    for (name, value) in &attrs {
+        if let Some(key) = name.strip_prefix(PROP_PREFIX) {
+            o.str(key, value);
         }
     }
     o.end();
     Some((name, props))
 }
 
-fn element_of(target: EventTarget) -> Option<Element> {
-    // A click on text reports the text node; its element is what counts.
-    match target.dyn_into::<Element>() {
-        Ok(element) => Some(element),
-        Err(target) => target.dyn_into::<Node>().ok()?.parent_element(),
+/// The attributes in an element's facts (see `glue::element_facts`), as name and value.
+fn attributes(facts: &Array) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 5;
+    while i + 1 < facts.length() {
+        if let (Some(name), Some(value)) = (facts.get(i).as_string(), facts.get(i + 1).as_string())
+        {
+            out.push((name, value));
+        }
+        i += 2;
     }
+    out
+}
+
+fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The click on the link or button `target` is in, unless it is inside an element marked
 /// `data-rm-ignore` or on nothing clickable.
 pub fn click_from_target(target: EventTarget) -> Option<Click> {
-    let start = element_of(target)?;
-    let element = start.closest(CLICKABLE_SELECTOR).ok()??;
-    if element.closest(IGNORE_SELECTOR).ok()?.is_some() {
+    let element = glue::closest(&target, CLICKABLE_SELECTOR, IGNORE_SELECTOR);
+    if element.is_null() {
         return None;
     }
-    let page_host = web_sys::window()
-        .and_then(|w| w.location().host().ok())
-        .unwrap_or_default();
-    Some(describe(&element, &page_host))
+    Some(describe(&glue::element_facts(&element, true)))
 }
 
-/// The click payload for `element` on a page served from `page_host`.
-pub fn describe(element: &Element, page_host: &str) -> Click {
-    let tag = element.tag_name().to_ascii_lowercase();
+/// The click payload for an element's facts (`glue::element_facts`, with its text).
+pub fn describe(facts: &Array) -> Click {
+    let text = |i| facts.get(i).as_string();
+    let tag = text(0).unwrap_or_default().to_ascii_lowercase();
+    let attrs = attributes(facts);
     let raw_text = if tag == "input" {
-        element.get_attribute("value")
+        attr(&attrs, "value").map(str::to_owned)
     } else {
         // `innerText` follows the layout (a card's name and price come out as separate words,
         // hidden text stays out); `textContent` runs them together.
-        element
-            .dyn_ref::<HtmlElement>()
-            .map(HtmlElement::inner_text)
-            .or_else(|| element.text_content())
+        text(1)
     };
-    let href = (tag == "a").then(|| link_href(element)).flatten();
-    let outbound = href.as_deref().is_some_and(|h| is_outbound(h, page_host));
+    // The link's absolute URL as the browser resolved it (`a.href`), or the raw attribute where
+    // there is no such property (SVG links).
+    let href = (tag == "a")
+        .then(|| text(3).or_else(|| attr(&attrs, "href").map(str::to_owned)))
+        .flatten()
+        .and_then(non_empty);
+    let page_host = text(4).unwrap_or_default();
+    let outbound = href.as_deref().is_some_and(|h| is_outbound(h, &page_host));
     Click {
         text: raw_text.as_deref().and_then(clean_text),
-        id: non_empty(element.id()),
-        classes: element
-            .get_attribute("class")
-            .map(|c| split_classes(&c))
-            .unwrap_or_default(),
+        id: non_empty(text(2).unwrap_or_default()),
+        classes: attr(&attrs, "class").map(split_classes).unwrap_or_default(),
         href: href.map(|h| fit_bytes(h, Limits::default().max_url_len)),
         outbound,
         element: tag,
     }
-}
-
-/// The link's absolute URL as the browser resolved it (`a.href`), or the raw attribute where
-/// there is no such property (SVG links).
-fn link_href(element: &Element) -> Option<String> {
-    Reflect::get(element, &JsValue::from_str("href"))
-        .ok()
-        .and_then(|h| h.as_string())
-        .or_else(|| element.get_attribute("href"))
-        .and_then(non_empty)
 }

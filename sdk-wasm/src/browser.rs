@@ -3,14 +3,29 @@
 
 use js_sys::{Array, Date, Math};
 use retailmind_schema::{Context, Limits, Page, Screen};
-use uuid::{Builder, Uuid};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 use crate::text::{fit_bytes, fit_chars, non_empty};
 use crate::utm::parse_utm;
 
 /// `context.library` of every event.
 pub const LIBRARY: &str = concat!("retailmind-sdk-wasm/", env!("CARGO_PKG_VERSION"));
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(bytes: &mut [u8]) -> Result<JsValue, JsValue>;
+    /// `location.href` (what `toString` gives).
+    #[wasm_bindgen(js_namespace = location, js_name = toString)]
+    pub fn location_href() -> String;
+    #[wasm_bindgen(thread_local_v2, js_namespace = globalThis, js_name = window)]
+    static WINDOW: JsValue;
+}
+
+/// There is a `window` (not a worker).
+pub fn has_window() -> bool {
+    WINDOW.with(JsValue::is_object)
+}
 
 pub fn now_ms() -> i64 {
     Date::now() as i64
@@ -23,12 +38,9 @@ pub fn jitter() -> f64 {
 
 /// Bytes from `crypto.getRandomValues`, with `Math.random` as the last resort where Web Crypto
 /// is missing, so that a tracker never fails for want of an id.
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    let filled = web_sys::window()
-        .and_then(|w| w.crypto().ok())
-        .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-    if !filled {
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if get_random_values(&mut bytes).is_err() {
         for b in &mut bytes {
             *b = (Math::random() * 256.0) as u8;
         }
@@ -37,20 +49,33 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A UUIDv7 for now: sortable by time, which keeps the collector's dedup index compact.
-pub fn new_event_id() -> Uuid {
+pub fn new_event_id() -> String {
+    let mut bytes = random_bytes();
     let millis = u64::try_from(now_ms()).unwrap_or(0);
-    Builder::from_unix_timestamp_millis(millis, &random_bytes()).into_uuid()
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    uuid_text(bytes, 7)
 }
 
 /// A random (v4) id, for the anonymous id: it should not reveal when the browser first came.
-pub fn new_random_id() -> Uuid {
-    Builder::from_random_bytes(random_bytes()).into_uuid()
+pub fn new_random_id() -> String {
+    uuid_text(random_bytes(), 4)
 }
 
-/// Lower-case hyphenated form, without going through `fmt`.
-pub fn id_string(id: Uuid) -> String {
-    let mut buf = Uuid::encode_buffer();
-    id.hyphenated().encode_lower(&mut buf).to_owned()
+/// `bytes` with the `version` and the RFC 9562 variant set, as a lower-case hyphenated UUID
+/// (written here: the `uuid` crate and `fmt` cost the wasm more than the tracker's ids need).
+pub fn uuid_text(mut bytes: [u8; 16], version: u8) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes[6] = (bytes[6] & 0x0f) | (version << 4);
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// The page's facts as `glue.js` reads them in one call (one crossing instead of a dozen).
@@ -71,6 +96,11 @@ impl PageFacts {
 
     pub fn title(&self) -> String {
         self.text(3)
+    }
+
+    /// `navigator.doNotTrack == "1"` or `navigator.globalPrivacyControl == true`.
+    pub fn do_not_track(&self) -> bool {
+        self.text(9) == "1" || self.0.get(10).is_truthy()
     }
 
     /// Page, campaign and device, cut to the collector's limits. `referrer` replaces
@@ -104,4 +134,28 @@ impl PageFacts {
 
 pub fn warn(message: &str) {
     web_sys::console::warn_1(&JsValue::from_str(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::{Builder, Uuid};
+
+    use super::*;
+
+    #[test]
+    fn ids_are_the_uuid_crates_spelling() {
+        let bytes: [u8; 16] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+        assert_eq!(
+            uuid_text(bytes, 4),
+            Builder::from_random_bytes(bytes).into_uuid().to_string()
+        );
+        let mut v7 = bytes;
+        v7[..6].copy_from_slice(&1_732_530_000_123u64.to_be_bytes()[2..]);
+        let ours = uuid_text(v7, 7);
+        let theirs =
+            Builder::from_unix_timestamp_millis(1_732_530_000_123, &bytes[6..].try_into().unwrap())
+                .into_uuid();
+        assert_eq!(ours, theirs.to_string());
+        assert_eq!(Uuid::parse_str(&ours).map(|u| u.get_version_num()), Ok(7));
+    }
 }

@@ -1,6 +1,8 @@
 //! Rules for click autocapture: which elements count, what is kept of them, and when a link
 //! leaves the shop. The DOM walking is in `autocapture.rs`; these rules build natively.
 
+use crate::text::{cut, until_any};
+
 /// The elements a click is recorded for; a click inside one (on an icon in a button) counts as
 /// a click on it.
 pub const CLICKABLE_SELECTOR: &str = "a, button, [role=button], input[type=submit]";
@@ -39,12 +41,13 @@ pub fn split_classes(class_attr: &str) -> Vec<String> {
 
 /// The `host[:port]` of an absolute http(s) URL, lower-cased, without user info.
 pub fn http_host(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
+    let (scheme, rest) = cut(url, b':', false)?;
+    let rest = rest.strip_prefix("//")?;
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
         return None;
     }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let authority = until_any(rest, b"/?#");
+    let host = cut(authority, b'@', true).map_or(authority, |(_, h)| h);
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 

@@ -77,7 +77,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn message(&self) -> String {
-        ["retailmind config: `", self.field, "` ", self.reason].concat()
+        crate::text::cat(&["retailmind config: `", self.field, "` ", self.reason])
     }
 }
 

@@ -4,37 +4,21 @@
 //! An event leaves the queue only after a 2xx (or a 4xx refusing its batch as malformed). A
 //! send cycle reads the whole queue, so it also delivers what other tabs and earlier pages left.
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 
 use crate::backoff::{verdict_for_status, wait_ms, Verdict};
-use crate::browser::{self, id_string, jitter, new_event_id, now_ms};
+use crate::browser::{self, jitter, new_event_id, now_ms};
 use crate::glue;
 use crate::privacy::Permission;
 use crate::queue::{self, SentNote, Stored, MAX_BODY_BYTES};
+use crate::text::{cat, parse_int};
 use crate::tracker;
 use crate::{json, wire};
 
 /// Largest body sent while a page goes away: two fit in the browser's 64 KiB keepalive budget,
 /// so a batch already in flight does not stop the page's last events.
 pub const EXIT_BODY_BYTES: usize = 30_000;
-
-/// Hands the send cycle's decisions to `glue.js`, which runs the loop (reading the queue,
-/// posting, waiting): promises chained in JS cost the wasm far less than Rust futures.
-pub fn install() {
-    let plan = Closure::<dyn FnMut(JsValue) -> JsValue>::new(plan_next);
-    let settle = Closure::<dyn FnMut(JsValue, f64, f64, JsValue) -> JsValue>::new(settle);
-    let done = Closure::<dyn FnMut() -> JsValue>::new(cycle_done);
-    glue::cycle_hooks(
-        plan.as_ref().unchecked_ref::<Function>(),
-        settle.as_ref().unchecked_ref::<Function>(),
-        done.as_ref().unchecked_ref::<Function>(),
-    );
-    // They live as long as the page.
-    plan.forget();
-    settle.forget();
-    done.forget();
-}
 
 /// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
 /// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
@@ -92,7 +76,7 @@ pub fn flush() -> Promise {
 
 /// The end of a cycle: `undefined`, or the reason it stopped (a failure to retry, or a batch the
 /// collector refused), for flush() to reject with.
-fn cycle_done() -> JsValue {
+pub(crate) fn cycle_done() -> JsValue {
     let last = tracker::with(|t| {
         t.delivery.running = false;
         t.delivery.last.take()
@@ -106,7 +90,7 @@ fn cycle_done() -> JsValue {
 /// The cycle's next step, given the queue's `[key, value]` records: `[endpoint, body, ids,
 /// batchId]` of the batch to post, sealed already; else the ms until a batch in its quiet time
 /// may go again (`glue.js` waits that long when patient); else `null`: nothing left to send.
-fn plan_next(all: JsValue) -> JsValue {
+pub(crate) fn plan_next(all: JsValue) -> JsValue {
     let mut records: Vec<Stored> = Array::from(&all)
         .iter()
         .filter_map(|pair| {
@@ -124,11 +108,10 @@ fn plan_next(all: JsValue) -> JsValue {
         glue::q_put(&records[i].id, &records[i].value());
     }
     let now = now_ms();
-    let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, || {
-        id_string(new_event_id())
-    })
-    .into_iter()
-    .next() else {
+    let Some(next) = queue::plan(&records, batch_size, MAX_BODY_BYTES, now, new_event_id)
+        .into_iter()
+        .next()
+    else {
         let quiet = queue::quiet_left_ms(&records, now);
         let _ = tracker::with(|t| t.delivery.leftovers = quiet.is_some());
         return quiet.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64));
@@ -145,16 +128,23 @@ fn plan_next(all: JsValue) -> JsValue {
     step.into()
 }
 
-/// What became of the batch `step` (from [`plan_next`]): `status` and `retry_after_s` of the
-/// answer, or `reason` when there was none. Returns the promise of removing its events from the
-/// queue when they are done with (`glue.js` then goes on), or `null` to stop the cycle.
-fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> JsValue {
-    let step = Array::from(&step);
+/// What became of a batch: `[step, status, retry_after_s, reason]`, `step` from [`plan_next`],
+/// `status` and `retry_after_s` of the answer, or `reason` when there was none. Returns the
+/// promise of removing its events from the queue when they are done with (`glue.js` then goes
+/// on), or `null` to stop the cycle.
+pub(crate) fn settle(outcome: JsValue) -> JsValue {
+    let outcome = Array::from(&outcome);
+    let (status, retry_after_s, reason) = (
+        outcome.get(1).as_f64().unwrap_or(0.0),
+        outcome.get(2).as_f64().unwrap_or(0.0),
+        outcome.get(3),
+    );
+    let step = Array::from(&outcome.get(0));
     let ids = Array::from(&step.get(2));
     let batch_id = step.get(3).as_string().unwrap_or_default();
     if let Some(reason) = reason.as_string().filter(|r| !r.is_empty()) {
         backoff(0.0);
-        let why = waiting(&["could not reach the collector (", &reason, ")"].concat());
+        let why = waiting(&cat(&["could not reach the collector (", &reason, ")"]));
         let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
         return JsValue::NULL;
     }
@@ -162,13 +152,10 @@ fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> Js
     match verdict_for_status(status) {
         Verdict::Retry => {
             backoff(retry_after_s);
-            let why = waiting(
-                &[
-                    "the collector answered HTTP ",
-                    &json::int_text(status.into()),
-                ]
-                .concat(),
-            );
+            let why = waiting(&cat(&[
+                "the collector answered HTTP ",
+                &json::int_text(status.into()),
+            ]));
             let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
             JsValue::NULL
         }
@@ -180,14 +167,13 @@ fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> Js
             tell.push(&ids);
             glue::tell(&tell);
             if verdict == Verdict::Drop {
-                let message = [
+                let message = cat(&[
                     "retailmind: the collector refused a batch with HTTP ",
                     &json::int_text(status.into()),
                     "; its ",
                     &json::int_text(i64::from(ids.length())),
                     " events were dropped",
-                ]
-                .concat();
+                ]);
                 browser::warn(&message);
                 let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
             }
@@ -198,7 +184,7 @@ fn settle(step: JsValue, status: f64, retry_after_s: f64, reason: JsValue) -> Js
 
 fn waiting(what: &str) -> String {
     let left = json::int_text(tracker::queued() as i64);
-    ["retailmind: ", what, "; ", &left, " events stay queued"].concat()
+    cat(&["retailmind: ", what, "; ", &left, " events stay queued"])
 }
 
 /// Records a failure: the next timed cycle waits for the backoff or the collector's
@@ -229,7 +215,7 @@ fn sent_notes() -> Vec<SentNote> {
             let note = Array::from(&note);
             Some(SentNote {
                 batch_id: note.get(0).as_string()?,
-                sent_ms: note.get(1).as_string()?.parse().unwrap_or(0),
+                sent_ms: parse_int(&note.get(1).as_string()?).unwrap_or(0),
                 event_ids: note
                     .iter()
                     .skip(2)
@@ -314,7 +300,7 @@ pub fn send_everything_now() {
             t.config.batch_size,
             EXIT_BODY_BYTES,
             now,
-            || id_string(new_event_id()),
+            new_event_id,
         );
         let mut bodies = Vec::with_capacity(plans.len());
         for p in &plans {

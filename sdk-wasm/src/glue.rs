@@ -20,10 +20,11 @@ extern "C" {
     /// Hands a body to the browser for a page going away; true if it was taken.
     #[wasm_bindgen(js_name = postNow)]
     pub fn post_now(url: &str, body: &str) -> bool;
+    /// `hub(code)` after every history change.
     #[wasm_bindgen(js_name = hookHistory)]
-    pub fn hook_history(f: &Function);
-    /// Subscribes `f` to messages from other tabs.
-    pub fn tabs(f: &Function);
+    pub fn hook_history(code: u32);
+    /// `hub(code, message)` for every message from another tab.
+    pub fn tabs(code: u32);
     pub fn tell(message: &JsValue);
     /// Notes synchronously, for every tab, that batch `id` left at `ms` with these events.
     #[wasm_bindgen(js_name = noteSent)]
@@ -34,12 +35,34 @@ extern "C" {
     #[wasm_bindgen(js_name = sentNotes)]
     pub fn sent_notes() -> Array;
     /// `[href, search, referrer, title, userAgent, screenWidth, screenHeight, language,
-    /// timeZone]` of the page now.
+    /// timeZone, doNotTrack, globalPrivacyControl]` of the page now.
     #[wasm_bindgen(js_name = pageFacts)]
     pub fn page_facts() -> Array;
-    /// The Rust side of the send cycle (see `delivery.rs`).
-    #[wasm_bindgen(js_name = cycleHooks)]
-    pub fn cycle_hooks(plan: &Function, settle: &Function, done: &Function);
+    /// The one function glue.js calls back: `hub(code, arg)` (see `autocapture::hub`).
+    #[wasm_bindgen(js_name = setHub)]
+    pub fn set_hub(hub: &Function);
+    /// `hub(code, event)` on every `name` event of the document (`doc`) or the window.
+    pub fn listen(code: u32, name: &str, doc: bool, capture: bool);
+    /// `hub(code)` every `ms`, replacing the previous timer.
+    pub fn every(code: u32, ms: u32);
+    /// `hub(code)` once the current task is over.
+    pub fn soon(code: u32);
+    /// A localStorage value; `None` where there is none or storage is blocked.
+    #[wasm_bindgen(js_name = lsGet)]
+    pub fn ls_get(key: &str) -> Option<String>;
+    /// Writes `value` under `key` (`None` removes it); failures are ignored.
+    #[wasm_bindgen(js_name = lsSet)]
+    pub fn ls_set(key: &str, value: Option<&str>);
+    /// `[visible, focused, scrollY, innerHeight, page height]` now.
+    #[wasm_bindgen(js_name = viewFacts)]
+    pub fn view_facts() -> Array;
+    /// The closest element around `target` matching `selector`, unless it is inside one
+    /// matching `ignore`.
+    pub fn closest(target: &JsValue, selector: &str, ignore: &str) -> JsValue;
+    /// `[tagName, text (with `with_text`), id, href property, location.host, ...attribute names
+    /// and values]` of `element`.
+    #[wasm_bindgen(js_name = elementFacts)]
+    pub fn element_facts(element: &JsValue, with_text: bool) -> Array;
     /// GETs `url` and resolves with its JSON; rejects with the collector's error message.
     #[wasm_bindgen(js_name = getJson)]
     pub fn get_json(url: &str) -> Promise;

@@ -11,6 +11,8 @@
 /// Browsers allow 64 KiB of `keepalive` request bodies in flight per page; stay below it with
 /// room for a second, small request.
 pub const MAX_BODY_BYTES: usize = 60_000;
+
+use crate::text::{cut, parse_int};
 /// `{"batch_id":"<36 chars>","sent_at":<ms>,"events":[]}` with room to spare.
 pub const ENVELOPE_BYTES: usize = 96;
 /// A batch handed to the browser less than this long ago is not sent again yet: two copies in
@@ -37,15 +39,15 @@ pub struct Stored {
 impl Stored {
     /// Reads a stored value; `None` for anything this version did not write.
     pub fn parse(id: String, value: &str) -> Option<Stored> {
-        let (head, json) = value.split_once('|')?;
+        let (head, json) = cut(value, b'|', false)?;
         if !json.starts_with('{') {
             return None;
         }
-        let (batch, sent) = head.split_once(',').unwrap_or((head, ""));
+        let (batch, sent) = cut(head, b',', false).unwrap_or((head, ""));
         Some(Stored {
             id,
             batch: (!batch.is_empty()).then(|| batch.to_owned()),
-            sent_ms: sent.parse().unwrap_or(0),
+            sent_ms: parse_int(sent).unwrap_or(0),
             json: json.to_owned(),
         })
     }

@@ -3,6 +3,8 @@
 //! The processor sessionizes again in event time; this id lets the shop group a visit's events
 //! before that, and is shared by the tabs of one browser through localStorage.
 
+use crate::text::{cut, parse_int};
+
 /// Inactivity after which the next event starts a new session, by default.
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60 * 1000;
 
@@ -16,8 +18,8 @@ pub struct SessionState {
 impl SessionState {
     /// Reads the stored form `<id>|<last activity ms>`; anything else counts as no session.
     pub fn parse(stored: &str) -> Option<SessionState> {
-        let (id, last) = stored.rsplit_once('|')?;
-        let last_activity_ms = last.parse().ok()?;
+        let (id, last) = cut(stored, b'|', true)?;
+        let last_activity_ms = parse_int(last)?;
         if id.is_empty() {
             return None;
         }

@@ -3,7 +3,7 @@
 //! private modes, quota exceeded) or not yet allowed (consent mode). The event queue itself
 //! lives in `glue.js`.
 
-use web_sys::{Storage, Window};
+use crate::glue::{ls_get, ls_set};
 
 /// The browser's anonymous id (made once, kept until `reset()`).
 pub const ANONYMOUS_ID_KEY: &str = "retailmind.anonymous_id";
@@ -17,7 +17,6 @@ pub const OPT_OUT_KEY: &str = "retailmind.opt_out";
 pub const CONSENT_KEY: &str = "retailmind.consent";
 
 pub struct Store {
-    local: Option<Storage>,
     /// Writes go to memory only (consent not given yet); reads still see localStorage, where
     /// only earlier choices can be.
     memory_only: bool,
@@ -26,10 +25,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Even reading `window.localStorage` throws where storage is blocked; then memory it is.
-    pub fn open(window: &Window) -> Store {
+    /// Where storage is blocked (even reading `window.localStorage` throws), memory it is.
+    pub fn open() -> Store {
         Store {
-            local: window.local_storage().ok().flatten(),
             memory_only: false,
             memory: Vec::new(),
         }
@@ -43,21 +41,15 @@ impl Store {
     /// Writes what was held to localStorage, and everything from now on.
     pub fn persist(&mut self) {
         self.memory_only = false;
-        if let Some(local) = &self.local {
-            for (k, v) in &self.memory {
-                let _ = local.set_item(k, v);
-            }
+        for (k, v) in &self.memory {
+            ls_set(k, Some(v));
         }
     }
 
     /// This page's memory first (it holds what was written last), then localStorage, so tabs
     /// see each other's session.
     pub fn get(&self, key: &'static str) -> Option<String> {
-        let local = || {
-            self.local
-                .as_ref()
-                .and_then(|s| s.get_item(key).ok().flatten())
-        };
+        let local = || ls_get(key);
         if self.memory_only {
             self.memory
                 .iter()
@@ -79,9 +71,9 @@ impl Store {
             Some((_, v)) => *v = value.to_owned(),
             None => self.memory.push((key, value.to_owned())),
         }
-        if let (Some(local), false) = (&self.local, self.memory_only) {
+        if !self.memory_only {
             // A full or blocked storage leaves the value in memory for this page.
-            let _ = local.set_item(key, value);
+            ls_set(key, Some(value));
         }
     }
 
@@ -96,8 +88,6 @@ impl Store {
 
     pub fn remove(&mut self, key: &'static str) {
         self.memory.retain(|(k, _)| *k != key);
-        if let Some(local) = &self.local {
-            let _ = local.remove_item(key);
-        }
+        ls_set(key, None);
     }
 }

@@ -26,6 +26,61 @@ pub fn non_empty(s: String) -> Option<String> {
     (!s.trim().is_empty()).then_some(s)
 }
 
+/// The parts joined. `[..].concat()` and `format!` cost the wasm far more.
+pub fn cat(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for p in parts {
+        out.push_str(p);
+    }
+    out
+}
+
+/// `s` split around its first (`last`: its last) `sep`, an ASCII character; a byte search, where
+/// `split_once` brings in the standard library's general pattern searchers.
+pub fn cut(s: &str, sep: u8, last: bool) -> Option<(&str, &str)> {
+    let bytes = s.as_bytes();
+    let at = if last {
+        bytes.iter().rposition(|&b| b == sep)
+    } else {
+        bytes.iter().position(|&b| b == sep)
+    }?;
+    // SAFETY: `at` holds an ASCII byte, so both sides of it are character boundaries.
+    unsafe { Some((s.get_unchecked(..at), s.get_unchecked(at + 1..))) }
+}
+
+/// `s` up to its first byte in `stops` (ASCII characters), or all of it.
+pub fn until_any<'a>(s: &'a str, stops: &[u8]) -> &'a str {
+    let end = s
+        .bytes()
+        .position(|b| stops.contains(&b))
+        .unwrap_or(s.len());
+    // SAFETY: `end` is the length or holds an ASCII byte: a character boundary.
+    unsafe { s.get_unchecked(..end) }
+}
+
+/// A decimal integer with an optional `-`, as [`crate::json::push_int`] writes it; `None` for
+/// anything else or an overflow.
+pub fn parse_int(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(b - b'0');
+        n = n
+            .checked_mul(10)?
+            .checked_add(if negative { -d } else { d })?;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +97,34 @@ mod tests {
         assert_eq!(fit_bytes("aé".into(), 2), "a");
         assert_eq!(fit_bytes("aé".into(), 3), "aé");
         assert_eq!(fit_bytes("€€".into(), 4), "€");
+    }
+
+    #[test]
+    fn integers_parse_as_std_does() {
+        for s in [
+            "0",
+            "7",
+            "-7",
+            "1732530000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(parse_int(s), s.parse().ok(), "{s}");
+        }
+        for bad in ["", "-", "12x", " 1", "9223372036854775808", "1.5", "--1"] {
+            assert_eq!(parse_int(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cuts_at_a_byte() {
+        assert_eq!(cut("a|b|c", b'|', false), Some(("a", "b|c")));
+        assert_eq!(cut("a|b|c", b'|', true), Some(("a|b", "c")));
+        assert_eq!(cut("é|€", b'|', false), Some(("é", "€")));
+        assert_eq!(cut("abc", b'|', false), None);
+        assert_eq!(until_any("host:1/p?q#f", b"/?#"), "host:1");
+        assert_eq!(until_any("héllo", b"/"), "héllo");
+        assert_eq!(cat(&["a", "", "bc"]), "abc");
     }
 
     #[test]

@@ -6,9 +6,7 @@
 
 use std::cell::RefCell;
 
-use web_sys::Window;
-
-use crate::browser::{self, id_string, new_event_id, new_random_id, now_ms};
+use crate::browser::{self, new_event_id, new_random_id, now_ms};
 use crate::config::Config;
 use crate::engagement::Engagement;
 use crate::glue;
@@ -77,7 +75,6 @@ pub struct DeliveryState {
     pub(crate) ticks: u32,
     /// The last cycle left events in the queue (another page's, waiting out their quiet time).
     pub(crate) leftovers: bool,
-    pub(crate) interval: Option<i32>,
 }
 
 thread_local! {
@@ -121,7 +118,9 @@ pub fn is_started() -> bool {
 /// Starts the tracker, or applies a new config to the running one (its queue and page state
 /// are kept). Returns whether this was the first start, which installs the listeners.
 pub fn start(config: Config) -> Result<bool, TrackerError> {
-    let window = web_sys::window().ok_or(TrackerError::NoWindow)?;
+    if !browser::has_window() {
+        return Err(TrackerError::NoWindow);
+    }
     let endpoint = config.batch_endpoint(|v| String::from(js_sys::encode_uri_component(v)));
     let restarted = with(|t| {
         t.config = config.clone();
@@ -131,11 +130,11 @@ pub fn start(config: Config) -> Result<bool, TrackerError> {
     if restarted.is_ok() {
         return Ok(false);
     }
-    let store = Store::open(&window);
+    let store = Store::open();
     let signals = Signals {
         opted_out: store.get(OPT_OUT_KEY).is_some_and(|v| v == "1"),
         consent: store.get(CONSENT_KEY).map(|v| v == "1"),
-        do_not_track: do_not_track(&window),
+        do_not_track: browser::PageFacts::now().do_not_track(),
     };
     let mut tracker = Tracker {
         config,
@@ -159,19 +158,6 @@ pub fn start(config: Config) -> Result<bool, TrackerError> {
         *slot = Some(tracker);
         Ok(true)
     })
-}
-
-/// `navigator.doNotTrack == "1"` or `navigator.globalPrivacyControl == true`.
-fn do_not_track(window: &Window) -> bool {
-    let nav = window.navigator();
-    let dnt = js_sys::Reflect::get(&nav, &"doNotTrack".into())
-        .ok()
-        .and_then(|v| v.as_string())
-        .is_some_and(|v| v == "1");
-    let gpc = js_sys::Reflect::get(&nav, &"globalPrivacyControl".into())
-        .ok()
-        .is_some_and(|v| v.is_truthy());
-    dnt || gpc
 }
 
 /// Queues an event of `kind` with `properties` (JSON object text). Events are dropped, not
@@ -320,7 +306,7 @@ impl Tracker {
         {
             Some(id) => id,
             None => {
-                let id = id_string(new_random_id());
+                let id = new_random_id();
                 self.store.set(ANONYMOUS_ID_KEY, &id);
                 id
             }
@@ -343,17 +329,14 @@ impl Tracker {
         if self.permission == Permission::Off {
             return Ok(false);
         }
-        let id = id_string(new_event_id());
+        let id = new_event_id();
         let json = self.event_json(&id, kind, properties);
         if json.len() + ENVELOPE_BYTES > MAX_BODY_BYTES {
-            return Err(TrackerError::Invalid(
-                [
-                    "retailmind: event is ",
-                    &json::int_text(json.len() as i64),
-                    " bytes of JSON, too big to send",
-                ]
-                .concat(),
-            ));
+            return Err(TrackerError::Invalid(crate::text::cat(&[
+                "retailmind: event is ",
+                &json::int_text(json.len() as i64),
+                " bytes of JSON, too big to send",
+            ])));
         }
         let stored = Stored {
             id,
@@ -431,5 +414,5 @@ impl Tracker {
 }
 
 fn is_usable_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.chars().count() <= MAX_ID_CHARS
+    !id.trim().is_empty() && id.char_indices().nth(MAX_ID_CHARS).is_none()
 }

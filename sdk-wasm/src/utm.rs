@@ -2,12 +2,14 @@
 
 use retailmind_schema::Utm;
 
+use crate::text::cut;
+
 /// The `utm_*` parameters of `search` (`location.search`, with or without the leading `?`).
 /// The first occurrence of a parameter wins; empty ones are ignored. `None` when there is none.
 pub fn parse_utm(search: &str) -> Option<Utm> {
     let mut utm = Utm::default();
     for pair in search.trim_start_matches('?').split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = cut(pair, b'=', false).unwrap_or((pair, ""));
         let slot = match percent_decode(key).as_str() {
             "utm_source" => &mut utm.source,
             "utm_medium" => &mut utm.medium,

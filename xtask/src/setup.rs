@@ -243,6 +243,8 @@ pub fn size_toolchain() -> Option<WasmToolchain> {
     for (k, v) in [
         ("RUSTC_BOOTSTRAP", "1"),
         ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort"),
+        // The standard library's smaller variants of its algorithms (string search, sorting).
+        ("CARGO_UNSTABLE_BUILD_STD_FEATURES", "optimize_for_size"),
         ("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort"),
     ] {
         toolchain.env.push((k.into(), v.into()));
