@@ -1,3 +1,4 @@
+use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::BackendConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,26 @@ pub struct ProcessorConfig {
     pub model_save_interval_ms: u64,
     /// Where to serve `GET /metrics` (Prometheus) and `GET /healthz`; unset, no server.
     pub metrics_listen: Option<String>,
+    /// The orders and customers database whose profiles the processor keeps current (the
+    /// collector's `[commerce]` too). Unset on AWS: profiles are not updated.
+    pub commerce: CommerceConfig,
+}
+
+impl ProcessorConfig {
+    /// The processor as configured: over `backend`, with customer profiles when an orders
+    /// database is configured (by default SQLite in the embedded backend's folder).
+    pub async fn processor(
+        &self,
+        backend: retailmind_connectors::Backend,
+    ) -> Result<crate::Processor, retailmind_commerce::CommerceError> {
+        let processor = crate::Processor::new(backend, self);
+        Ok(
+            match self.commerce.open(self.backend.embedded_data_dir()).await? {
+                Some(store) => processor.with_profiles(store),
+                None => processor,
+            },
+        )
+    }
 }
 
 /// The model name both the processor and the collector use unless configured otherwise.
@@ -56,6 +77,7 @@ impl Default for ProcessorConfig {
             model_name: DEFAULT_MODEL_NAME.into(),
             model_save_interval_ms: 250,
             metrics_listen: Some("127.0.0.1:8702".into()),
+            commerce: CommerceConfig::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use retailmind_connectors::{service, settings};
-use retailmind_processor::{metrics, Processor, ProcessorConfig};
+use retailmind_processor::{metrics, ProcessorConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,7 +12,10 @@ async fn main() -> anyhow::Result<()> {
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;
-    let processor = Processor::new(backend, &config);
+    let processor = config
+        .processor(backend)
+        .await
+        .context("opening the orders database")?;
     tracing::info!(
         backend = ?config.backend,
         consumer = %config.consumer,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex as AsyncMutex;
 
+use retailmind_commerce::{CommerceError, CommerceStore, VisitFacts};
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
 use retailmind_schema::{Event, Session};
@@ -32,6 +33,19 @@ pub enum ProcessorError {
     Connector(#[from] ConnectorError),
     #[error("sessions of {anonymous_id} kept changing under us after {attempts} attempts")]
     SessionContention { anonymous_id: String, attempts: u32 },
+    #[error("customer profiles: {0}")]
+    Profiles(#[from] CommerceError),
+}
+
+impl ProcessorError {
+    /// Whether the same batch may succeed when tried again (an outage, a throttle).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProcessorError::Connector(e) => e.is_retryable(),
+            ProcessorError::Profiles(CommerceError::Database(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What one read of one shard did.
@@ -60,6 +74,8 @@ pub struct Processor {
     last_read: Mutex<HashMap<String, Instant>>,
     /// The recommendation model, folded from every applied batch and saved between polls.
     model: Arc<ModelKeeper>,
+    /// Customer profiles, kept current from identified visitors' events and sessions.
+    profiles: Option<Arc<dyn CommerceStore>>,
 }
 
 /// Conditional session writes that lose a race are re-read and retried this often.
@@ -83,8 +99,16 @@ impl Processor {
                 &config.model_name,
                 Duration::from_millis(config.model_save_interval_ms),
             )),
+            profiles: None,
             backend,
         }
+    }
+
+    /// Also keeps customer profiles current: links between customers and browsers, identify
+    /// traits, category views and session summaries, before each checkpoint.
+    pub fn with_profiles(mut self, store: Arc<dyn CommerceStore>) -> Self {
+        self.profiles = Some(store);
+        self
     }
 
     /// This instance's id in the lease table.
@@ -124,7 +148,7 @@ impl Processor {
                     backoff = Duration::from_millis(100);
                     Duration::ZERO
                 }
-                Err(ProcessorError::Connector(e)) if e.is_retryable() => {
+                Err(e) if e.is_retryable() => {
                     warn!(error = %e, ?backoff, "processing failed; retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     // The next poll renews the leases: never pause so long that they expire.
@@ -322,7 +346,12 @@ impl Processor {
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
         let (events, undecodable) = decode(entries);
-        let sessions_written = self.write_sessions(&events).await?;
+        let sessions = self.write_sessions(&events).await?;
+        if let Some(profiles) = &self.profiles {
+            let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
+            profiles.observe(&facts, now_ms()).await?;
+        }
+        let sessions_written = sessions.len();
         self.model
             .observe(events.iter().map(|(event, _)| event))
             .await?;
@@ -352,11 +381,11 @@ impl Processor {
         })
     }
 
-    /// Sessionizes per visitor and writes the changed snapshots; returns how many were written.
+    /// Sessionizes per visitor and writes the changed snapshots; returns the snapshots written.
     async fn write_sessions(
         &self,
         events: &[(Event, bytes::Bytes)],
-    ) -> Result<usize, ProcessorError> {
+    ) -> Result<Vec<Session>, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         for (event, _) in events {
             by_visitor
@@ -364,7 +393,7 @@ impl Processor {
                 .or_default()
                 .push(event);
         }
-        let mut written = 0;
+        let mut written = Vec::new();
         for (visitor, visitor_events) in by_visitor {
             let mut attempt = 0;
             loop {
@@ -376,7 +405,7 @@ impl Processor {
                 }
                 match self.backend.sessions.put(&changed).await {
                     Ok(()) => {
-                        written += changed.len();
+                        written.extend(changed);
                         break;
                     }
                     Err(ConnectorError::Conflict { what }) if attempt < SESSION_WRITE_ATTEMPTS => {

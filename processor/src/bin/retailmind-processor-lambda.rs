@@ -1,12 +1,12 @@
 //! `retailmind-processor-lambda`: the processor behind a Kinesis event source mapping.
 
 use retailmind_connectors::{service, settings};
-use retailmind_processor::{lambda, Processor, ProcessorConfig};
+use retailmind_processor::{lambda, ProcessorConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     service::init_tracing();
     let config: ProcessorConfig = settings::load()?;
     let backend = retailmind_connectors::connect(&config.backend).await?;
-    lambda::run(Processor::new(backend, &config)).await
+    lambda::run(config.processor(backend).await?).await
 }

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use retailmind_collector::{serve_on, AppState, CollectorConfig};
+use retailmind_commerce::CommerceStore;
 use retailmind_connectors::{Backend, StreamReader};
 use retailmind_processor::{Processor, ProcessorConfig};
 use retailmind_schema::Event;
@@ -22,20 +24,31 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the collector and the processor on `backend`.
     pub async fn start(backend: Backend) -> Pipeline {
+        Pipeline::start_with(backend, None).await
+    }
+
+    /// Starts them with orders and customer profiles in `commerce` as well.
+    pub async fn start_with(
+        backend: Backend,
+        commerce: Option<Arc<dyn CommerceStore>>,
+    ) -> Pipeline {
         let (stop, stopped) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let collector_url = format!("http://{}", listener.local_addr().unwrap());
         let config = CollectorConfig::default();
         // Serving the recommendation model the processor saves, as the collector binary does.
-        let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config)
+        let mut state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config)
             .with_model_store(backend.models.clone());
+        if let Some(store) = &commerce {
+            state = state.with_commerce(store.clone(), backend.sessions.clone());
+        }
         let collector = tokio::spawn(async move {
             serve_on(listener, state, &config, until(stopped))
                 .await
                 .expect("collector serves");
         });
 
-        let processor = Processor::new(
+        let mut processor = Processor::new(
             backend.clone(),
             &ProcessorConfig {
                 consumer: "e2e".into(),
@@ -43,6 +56,9 @@ impl Pipeline {
                 ..ProcessorConfig::default()
             },
         );
+        if let Some(store) = commerce {
+            processor = processor.with_profiles(store);
+        }
         let stopped = stop.subscribe();
         let processing = tokio::spawn(async move {
             processor.run(until(stopped)).await.expect("processor runs");
