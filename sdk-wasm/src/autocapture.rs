@@ -38,10 +38,10 @@ const PAGE_CHECK: u32 = 12;
 
 /// Every callback from the browser: one closure instead of one per listener and timer, which
 /// would each cost the wasm and the JS glue a shim.
-fn hub(code: u32, arg: JsValue) -> JsValue {
+fn hub(code: u32, arg: JsValue, n: f64) -> JsValue {
     match code {
         0 => return delivery::plan_next(arg),
-        1 => return delivery::settle(arg),
+        1 => return delivery::settle(arg, n),
         2 => return delivery::cycle_done(),
         CLICK => on_click(arg),
         VISIBILITY => on_visibility(),
@@ -65,7 +65,7 @@ fn hub(code: u32, arg: JsValue) -> JsValue {
 pub fn install() {
     // `Fn`, not `FnMut`: a callback may fire while another runs (a listener of an event the
     // tracker causes).
-    let f = Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(hub);
+    let f = Closure::<dyn Fn(u32, JsValue, f64) -> JsValue>::new(hub);
     glue::set_hub(f.as_ref().unchecked_ref::<Function>());
     // It lives as long as the page.
     f.forget();

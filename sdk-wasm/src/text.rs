@@ -48,6 +48,27 @@ pub fn cut(s: &str, sep: u8, last: bool) -> Option<(&str, &str)> {
     unsafe { Some((s.get_unchecked(..at), s.get_unchecked(at + 1..))) }
 }
 
+/// The parts of `s` between its `sep`s (an ASCII character), as `split` gives them: `""` is one
+/// empty part.
+pub fn parts(mut s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        Some(match cut(s, sep, false) {
+            Some((head, rest)) => {
+                s = rest;
+                head
+            }
+            None => {
+                done = true;
+                s
+            }
+        })
+    })
+}
+
 /// `s` up to its first byte in `stops` (ASCII characters), or all of it.
 pub fn until_any<'a>(s: &'a str, stops: &[u8]) -> &'a str {
     let end = s
@@ -125,6 +146,12 @@ mod tests {
         assert_eq!(until_any("host:1/p?q#f", b"/?#"), "host:1");
         assert_eq!(until_any("héllo", b"/"), "héllo");
         assert_eq!(cat(&["a", "", "bc"]), "abc");
+        for s in ["", "a", "a,b,,c", ",", "é,€"] {
+            assert_eq!(
+                parts(s, b',').collect::<Vec<_>>(),
+                s.split(',').collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct DeliveryState {
     pub(crate) ticks: u32,
     /// The last cycle left events in the queue (another page's, waiting out their quiet time).
     pub(crate) leftovers: bool,
+    /// The batch this page's cycle is posting: its id and its events' ids, comma-separated.
+    pub(crate) sending: Option<(String, String)>,
 }
 
 thread_local! {
@@ -317,9 +319,12 @@ impl Tracker {
 
     /// Drops this page's unsent events from the queue (opt-out, consent refused).
     fn forget_unsent(&mut self) {
-        let keys = js_sys::Array::new();
+        let mut keys = String::new();
         for r in self.pending.drain(..) {
-            keys.push(&r.id.into());
+            if !keys.is_empty() {
+                keys.push(',');
+            }
+            keys.push_str(&r.id);
         }
         let _ = glue::q_del(&keys);
         self.held.clear();
