@@ -409,6 +409,34 @@ export function soon(code) {
   setTimeout(() => hub(code), 0);
 }
 
+/** `obj[key]`, or undefined where reading it throws (not an object, a throwing getter). */
+export function get(obj, key) {
+  try {
+    return Reflect.get(obj, key);
+  } catch (e) {
+    // Nothing to read.
+  }
+}
+
+/** The browser's own `JSON.stringify(value)`; undefined where it cannot (a cycle). */
+export function json(value) {
+  try {
+    return JSON.stringify(value);
+  } catch (e) {
+    // Not JSON.
+  }
+}
+
+/** Fills `bytes` from `crypto.getRandomValues`; false where Web Crypto is missing. */
+export function randomFill(bytes) {
+  try {
+    crypto.getRandomValues(bytes);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
 /** localStorage for the tracker's small settings: null where there is nothing or no storage. */
 export function lsGet(k) {
   try {

@@ -13,11 +13,6 @@ pub const LIBRARY: &str = concat!("retailmind-sdk-wasm/", env!("CARGO_PKG_VERSIO
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
-    fn get_random_values(bytes: &mut [u8]) -> Result<JsValue, JsValue>;
-    /// `location.href` (what `toString` gives).
-    #[wasm_bindgen(js_namespace = location, js_name = toString)]
-    pub fn location_href() -> String;
     #[wasm_bindgen(thread_local_v2, js_namespace = globalThis, js_name = window)]
     static WINDOW: JsValue;
 }
@@ -40,7 +35,7 @@ pub fn jitter() -> f64 {
 /// is missing, so that a tracker never fails for want of an id.
 fn random_bytes() -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    if get_random_values(&mut bytes).is_err() {
+    if !crate::glue::random_fill(&mut bytes) {
         for b in &mut bytes {
             *b = (Math::random() * 256.0) as u8;
         }

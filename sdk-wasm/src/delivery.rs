@@ -65,12 +65,12 @@ pub fn flush() -> Promise {
     match on {
         Ok(true) => glue::send(true),
         Ok(false) => Promise::reject(
-            &js_sys::Error::new(
+            &JsError::new(
                 "retailmind: tracking is off (consent, opt-out or sampling); nothing to send",
             )
             .into(),
         ),
-        Err(e) => Promise::reject(&js_sys::Error::new(&e.message()).into()),
+        Err(e) => Promise::reject(&JsError::new(&e.message()).into()),
     }
 }
 

@@ -61,6 +61,13 @@ extern "C" {
     /// and values]` of `element`.
     #[wasm_bindgen(js_name = elementFacts)]
     pub fn element_facts(element: &JsValue, with_text: bool) -> Array;
+    /// `obj[key]`; undefined where reading it throws (not an object, a throwing getter).
+    pub fn get(obj: &JsValue, key: &str) -> JsValue;
+    /// `JSON.stringify(value)`; `None` where it cannot (a cycle) or gives nothing.
+    pub fn json(value: &JsValue) -> Option<String>;
+    /// Fills `bytes` from `crypto.getRandomValues`; false where Web Crypto is missing.
+    #[wasm_bindgen(js_name = randomFill)]
+    pub fn random_fill(bytes: &mut [u8]) -> bool;
     /// GETs `url` and resolves with its JSON; rejects with the collector's error message.
     #[wasm_bindgen(js_name = getJson)]
     pub fn get_json(url: &str) -> Promise;
