@@ -27,7 +27,7 @@ pub fn clean_text(raw: &str) -> Option<String> {
             break;
         }
     }
-    if let Some((cut, _)) = out.char_indices().nth(MAX_TEXT_CHARS) {
+    if let Some(cut) = crate::text::char_end(&out, MAX_TEXT_CHARS) {
         out.truncate(cut);
         out.truncate(out.trim_end().len());
     }

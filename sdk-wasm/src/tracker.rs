@@ -419,5 +419,5 @@ impl Tracker {
 }
 
 fn is_usable_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.char_indices().nth(MAX_ID_CHARS).is_none()
+    !id.trim().is_empty() && crate::text::char_end(id, MAX_ID_CHARS).is_none()
 }

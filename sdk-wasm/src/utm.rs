@@ -2,13 +2,17 @@
 
 use retailmind_schema::Utm;
 
-use crate::text::cut;
+use crate::text::{cut, parts};
 
 /// The `utm_*` parameters of `search` (`location.search`, with or without the leading `?`).
 /// The first occurrence of a parameter wins; empty ones are ignored. `None` when there is none.
 pub fn parse_utm(search: &str) -> Option<Utm> {
     let mut utm = Utm::default();
-    for pair in search.trim_start_matches('?').split('&') {
+    let mut search = search;
+    while let Some(rest) = search.strip_prefix('?') {
+        search = rest;
+    }
+    for pair in parts(search, b'&') {
         let (key, value) = cut(pair, b'=', false).unwrap_or((pair, ""));
         let slot = match percent_decode(key).as_str() {
             "utm_source" => &mut utm.source,
@@ -47,7 +51,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::text::utf8_lossy(&out)
 }
 
 fn hex(b: u8) -> Option<u8> {
