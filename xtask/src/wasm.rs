@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::setup::{self, WasmToolchain};
 use crate::util::{run, target_dir, workspace_root};
@@ -73,7 +73,39 @@ pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) ->
         cmd.args(["--mode", "force"]);
     }
     run(&mut cmd)?;
+    shorten_import_names(out_dir)?;
     minify_js(out_dir)
+}
+
+/// Renames wasm-bindgen's generated imports in the wasm and in the JS file that defines them
+/// (`retailmind_sdk.js` for the web target, `retailmind_sdk_bg.js` for bundlers).
+fn shorten_import_names(out_dir: &Path) -> Result<()> {
+    let wasm_path = out_dir.join("retailmind_sdk_bg.wasm");
+    let (wasm, renames) = crate::wasm_names::shorten_imports(&std::fs::read(&wasm_path)?)
+        .with_context(|| wasm_path.display().to_string())?;
+    let Some((first, _)) = renames.first() else {
+        return Ok(());
+    };
+    let mut renamed = false;
+    for name in ["retailmind_sdk.js", "retailmind_sdk_bg.js"] {
+        let path = out_dir.join(name);
+        let Ok(js) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if js.contains(first.as_str()) {
+            let js = crate::wasm_names::rename_in_js(&js, &renames)
+                .with_context(|| path.display().to_string())?;
+            std::fs::write(&path, js)?;
+            renamed = true;
+        }
+    }
+    anyhow::ensure!(
+        renamed,
+        "no JS glue in {} defines {first}",
+        out_dir.display()
+    );
+    std::fs::write(&wasm_path, wasm)?;
+    Ok(())
 }
 
 /// Minifies every `.js` file of the package in place (wasm-bindgen's glue, our snippets). ES
