@@ -73,37 +73,36 @@ pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) ->
         cmd.args(["--mode", "force"]);
     }
     run(&mut cmd)?;
-    shorten_import_names(out_dir)?;
+    shorten_generated_names(out_dir)?;
     minify_js(out_dir)
 }
 
-/// Renames wasm-bindgen's generated imports in the wasm and in the JS file that defines them
-/// (`retailmind_sdk.js` for the web target, `retailmind_sdk_bg.js` for bundlers).
-fn shorten_import_names(out_dir: &Path) -> Result<()> {
+/// Renames wasm-bindgen's generated imports and exports in the wasm and in the glue that
+/// uses them (`retailmind_sdk.js`, for bundlers also `retailmind_sdk_bg.js`, and their
+/// TypeScript declarations); see [`crate::wasm_names`].
+fn shorten_generated_names(out_dir: &Path) -> Result<()> {
     let wasm_path = out_dir.join("retailmind_sdk_bg.wasm");
-    let (wasm, renames) = crate::wasm_names::shorten_imports(&std::fs::read(&wasm_path)?)
+    let (wasm, renames) = crate::wasm_names::shorten_names(&std::fs::read(&wasm_path)?)
         .with_context(|| wasm_path.display().to_string())?;
-    let Some((first, _)) = renames.first() else {
-        return Ok(());
-    };
-    let mut renamed = false;
-    for name in ["retailmind_sdk.js", "retailmind_sdk_bg.js"] {
-        let path = out_dir.join(name);
-        let Ok(js) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if js.contains(first.as_str()) {
-            let js = crate::wasm_names::rename_in_js(&js, &renames)
-                .with_context(|| path.display().to_string())?;
-            std::fs::write(&path, js)?;
-            renamed = true;
-        }
+    let paths: Vec<PathBuf> = [
+        "retailmind_sdk.js",
+        "retailmind_sdk_bg.js",
+        "retailmind_sdk.d.ts",
+        "retailmind_sdk_bg.wasm.d.ts",
+    ]
+    .iter()
+    .map(|name| out_dir.join(name))
+    .filter(|path| path.exists())
+    .collect();
+    let mut files = paths
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    crate::wasm_names::rename_in_glue(&mut files, &renames)
+        .with_context(|| out_dir.display().to_string())?;
+    for (path, text) in paths.iter().zip(files) {
+        std::fs::write(path, text)?;
     }
-    anyhow::ensure!(
-        renamed,
-        "no JS glue in {} defines {first}",
-        out_dir.display()
-    );
     std::fs::write(&wasm_path, wasm)?;
     Ok(())
 }

@@ -1,14 +1,18 @@
-//! Short names for the imports wasm-bindgen generates (`__wbg_Error_52673b7de5a0ca89`, …):
-//! each one is spelled out in the wasm's import section and again in the JS glue, and its 16 hex
-//! digits of hash do not compress. They are only the handshake between the two files, so the
-//! release build renames them in both (as a minifier renames locals); the API's names, the wasm's
-//! exports and the imports from our own `glue.js` stay as they are.
+//! Short names for the imports and exports wasm-bindgen generates (`__wbg_Error_52673b7de5a0ca89`,
+//! `wasm_bindgen_94c9fb257b783896___convert__closures_____invoke___…`, `__wbindgen_malloc`, …):
+//! each one is spelled out in the wasm and again in the JS glue, and their hashes do not
+//! compress. They are only the handshake between the wasm and its glue, so the release build
+//! renames them in both (as a minifier renames locals); the API's names, `memory` and the
+//! imports from our own `glue.js` stay as they are.
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// Import names wasm-bindgen makes up for its JS shims.
+/// Names wasm-bindgen makes up: its JS shims (imports), its allocator, tables and closure shims
+/// (exports).
 fn is_generated(name: &str) -> bool {
-    name.starts_with("__wbg_") || name.starts_with("__wbindgen_")
+    ["__wbg_", "__wbindgen_", "__externref_", "wasm_bindgen_"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// `$0`, `$1`, … `$z`, `$10`, …: `$` never starts a name wasm-bindgen writes.
@@ -92,11 +96,11 @@ fn push_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(name.as_bytes());
 }
 
-/// Each renamed import: `(old, new)`.
+/// Each renamed name: `(old, new)`.
 pub type Renames = Vec<(String, String)>;
 
-/// The module with its generated imports renamed, and their names.
-pub fn shorten_imports(wasm: &[u8]) -> Result<(Vec<u8>, Renames)> {
+/// The module with its generated imports and exports renamed, and their names.
+pub fn shorten_names(wasm: &[u8]) -> Result<(Vec<u8>, Renames)> {
     ensure!(wasm.starts_with(b"\0asm"), "not a wasm module");
     let mut r = Reader { bytes: wasm, at: 8 };
     let mut out = wasm[..8].to_vec();
@@ -105,50 +109,11 @@ pub fn shorten_imports(wasm: &[u8]) -> Result<(Vec<u8>, Renames)> {
         let id = r.byte()?;
         let len = r.leb()? as usize;
         let body = r.take(len)?;
-        if id != 2 {
-            out.push(id);
-            push_leb(&mut out, len as u32);
-            out.extend_from_slice(body);
-            continue;
-        }
-        let mut s = Reader { bytes: body, at: 0 };
-        let mut section = Vec::new();
-        let count = s.leb()?;
-        push_leb(&mut section, count);
-        for _ in 0..count {
-            let module = s.name()?;
-            let name = s.name()?;
-            let desc_start = s.at;
-            match s.byte()? {
-                0 => {
-                    s.leb()?;
-                }
-                1 => {
-                    s.byte()?;
-                    s.limits()?;
-                }
-                2 => s.limits()?,
-                3 => {
-                    s.byte()?;
-                    s.byte()?;
-                }
-                4 => {
-                    s.byte()?;
-                    s.leb()?;
-                }
-                kind => bail!("unknown import kind {kind}"),
-            }
-            push_name(&mut section, module);
-            if is_generated(name) {
-                let short = short_name(renames.len());
-                push_name(&mut section, &short);
-                renames.push((name.to_owned(), short));
-            } else {
-                push_name(&mut section, name);
-            }
-            section.extend_from_slice(&body[desc_start..s.at]);
-        }
-        ensure!(s.at == body.len(), "import section has trailing bytes");
+        let section = match id {
+            2 => rename_entries(body, true, &mut renames)?,
+            7 => rename_entries(body, false, &mut renames)?,
+            _ => body.to_vec(),
+        };
         out.push(id);
         push_leb(&mut out, section.len() as u32);
         out.extend_from_slice(&section);
@@ -156,33 +121,84 @@ pub fn shorten_imports(wasm: &[u8]) -> Result<(Vec<u8>, Renames)> {
     Ok((out, renames))
 }
 
+/// `name`, or a short one for a generated name (noted in `renames`).
+fn rename(name: &str, renames: &mut Renames) -> String {
+    if !is_generated(name) {
+        return name.to_owned();
+    }
+    let short = short_name(renames.len());
+    renames.push((name.to_owned(), short.clone()));
+    short
+}
+
+/// An import (`imports`) or export section with the generated names renamed.
+fn rename_entries(body: &[u8], imports: bool, renames: &mut Renames) -> Result<Vec<u8>> {
+    let mut s = Reader { bytes: body, at: 0 };
+    let mut section = Vec::new();
+    let count = s.leb()?;
+    push_leb(&mut section, count);
+    for _ in 0..count {
+        if imports {
+            push_name(&mut section, s.name()?);
+        }
+        let name = s.name()?;
+        push_name(&mut section, &rename(name, renames));
+        let desc_start = s.at;
+        match (imports, s.byte()?) {
+            // An export's index, an imported function's type, a tag's attribute and type.
+            (false, _) | (true, 0) => {
+                s.leb()?;
+            }
+            (true, 4) => {
+                s.byte()?;
+                s.leb()?;
+            }
+            (true, 1) => {
+                s.byte()?;
+                s.limits()?;
+            }
+            (true, 2) => s.limits()?,
+            (true, 3) => {
+                s.byte()?;
+                s.byte()?;
+            }
+            (true, kind) => bail!("unknown import kind {kind}"),
+        }
+        section.extend_from_slice(&body[desc_start..s.at]);
+    }
+    ensure!(s.at == body.len(), "section has trailing bytes");
+    Ok(section)
+}
+
 fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$'
 }
 
-/// `js` with every whole-word `old` replaced by its `new`. Fails if an `old` name does not
-/// occur (the glue is not what this expects) or a `new` one already does.
-pub fn rename_in_js(js: &str, renames: &[(String, String)]) -> Result<String> {
-    let mut js = js.to_owned();
+/// `files` (the glue's JS and TypeScript) with every whole-word `old` replaced by its `new`.
+/// Fails if an `old` name occurs in none of them (the glue is not what this expects) or a `new`
+/// one occurs already.
+pub fn rename_in_glue(files: &mut [String], renames: &[(String, String)]) -> Result<()> {
     for (old, new) in renames {
-        ensure!(
-            find_word(&js, new).is_none(),
-            "{new} already occurs in the JS glue"
-        );
-        let mut out = String::with_capacity(js.len());
-        let mut rest = js.as_str();
         let mut found = false;
-        while let Some(at) = find_word(rest, old) {
-            found = true;
-            out.push_str(&rest[..at]);
-            out.push_str(new);
-            rest = &rest[at + old.len()..];
+        for text in files.iter_mut() {
+            ensure!(
+                find_word(text, new).is_none(),
+                "{new} already occurs in the glue"
+            );
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(at) = find_word(rest, old) {
+                found = true;
+                out.push_str(&rest[..at]);
+                out.push_str(new);
+                rest = &rest[at + old.len()..];
+            }
+            out.push_str(rest);
+            *text = out;
         }
-        out.push_str(rest);
-        ensure!(found, "import {old} not found in the JS glue");
-        js = out;
+        ensure!(found, "{old} not found in the glue");
     }
-    Ok(js)
+    Ok(())
 }
 
 fn find_word(haystack: &str, word: &str) -> Option<usize> {
@@ -221,33 +237,46 @@ mod tests {
         push_name(&mut imports, "env");
         push_name(&mut imports, "memory");
         imports.extend_from_slice(&[2, 1, 17, 200, 1]);
+        let mut exports = Vec::new();
+        push_leb(&mut exports, 2);
+        for (name, index) in [("track", 3), ("__wbindgen_malloc", 200)] {
+            push_name(&mut exports, name);
+            exports.push(0);
+            push_leb(&mut exports, index);
+        }
         let mut wasm = b"\0asm\x01\0\0\0".to_vec();
         wasm.extend_from_slice(&[1, 4, 1, 0x60, 0, 0]);
-        wasm.push(2);
-        push_leb(&mut wasm, imports.len() as u32);
-        wasm.extend_from_slice(&imports);
+        for (id, section) in [(2, imports), (7, exports)] {
+            wasm.push(id);
+            push_leb(&mut wasm, section.len() as u32);
+            wasm.extend_from_slice(&section);
+        }
         wasm.extend_from_slice(&[0, 3, 1, b'x', 9]);
         wasm
     }
 
     #[test]
-    fn only_generated_imports_are_renamed_and_the_rest_is_kept() {
+    fn only_generated_names_are_renamed_and_the_rest_is_kept() {
         let wasm = module();
-        let (out, renames) = shorten_imports(&wasm).expect("parses");
+        let (out, renames) = shorten_names(&wasm).expect("parses");
+        let renamed: Vec<(&str, &str)> = renames
+            .iter()
+            .map(|(old, new)| (old.as_str(), new.as_str()))
+            .collect();
         assert_eq!(
-            renames,
+            renamed,
             [
-                ("__wbg_Error_52673b7de5a0ca89".to_owned(), "$0".to_owned()),
-                (
-                    "__wbindgen_init_externref_table".to_owned(),
-                    "$1".to_owned()
-                )
+                ("__wbg_Error_52673b7de5a0ca89", "$0"),
+                ("__wbindgen_init_externref_table", "$1"),
+                ("__wbindgen_malloc", "$2")
             ]
         );
-        let again = shorten_imports(&out).expect("still a module");
+        let again = shorten_names(&out).expect("still a module");
         assert!(again.1.is_empty(), "nothing generated is left");
         let text = String::from_utf8_lossy(&out);
-        assert!(text.contains("qPut") && text.contains("memory") && text.contains("./glue.js"));
+        for kept in ["qPut", "memory", "./glue.js", "track"] {
+            assert!(text.contains(kept), "{kept}");
+        }
         assert!(
             out.ends_with(&[0, 3, 1, b'x', 9]),
             "later sections are copied"
@@ -256,15 +285,26 @@ mod tests {
     }
 
     #[test]
-    fn js_names_are_replaced_as_whole_words() {
-        let renames = [("__wbg_a_1".to_owned(), "$0".to_owned())];
-        let js = "imports.wbg.__wbg_a_1 = function() {}; x.__wbg_a_12; export function __wbg_a_1(";
+    fn glue_names_are_replaced_as_whole_words() {
+        let renames = [
+            ("__wbg_a_1".to_owned(), "$0".to_owned()),
+            ("__wbindgen_free".to_owned(), "$1".to_owned()),
+        ];
+        let mut files = [
+            "imports.wbg.__wbg_a_1 = function() {}; x.__wbg_a_12; export function __wbg_a_1("
+                .into(),
+            "readonly __wbindgen_free: () => void; // …".into(),
+        ];
+        rename_in_glue(&mut files, &renames).expect("renamed");
         assert_eq!(
-            rename_in_js(js, &renames).expect("renamed"),
-            "imports.wbg.$0 = function() {}; x.__wbg_a_12; export function $0("
+            files,
+            [
+                "imports.wbg.$0 = function() {}; x.__wbg_a_12; export function $0(",
+                "readonly $1: () => void; // …"
+            ]
         );
-        assert!(rename_in_js("nothing", &renames).is_err());
-        assert!(rename_in_js("__wbg_a_1 $0", &renames).is_err());
+        assert!(rename_in_glue(&mut ["__wbg_a_1".into()], &renames).is_err());
+        assert!(rename_in_glue(&mut ["__wbg_a_1 __wbindgen_free $0".into()], &renames).is_err());
     }
 
     #[test]
