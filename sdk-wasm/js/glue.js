@@ -409,6 +409,8 @@ export function soon(code) {
   setTimeout(() => hub(code), 0);
 }
 
+export const hasWindow = () => typeof window == 'object';
+
 /** `obj[key]`, or undefined where reading it throws (not an object, a throwing getter). */
 export function get(obj, key) {
   try {

@@ -12,14 +12,11 @@ use crate::utm::parse_utm;
 pub const LIBRARY: &str = concat!("retailmind-sdk-wasm/", env!("CARGO_PKG_VERSION"));
 
 #[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(thread_local_v2, js_namespace = globalThis, js_name = window)]
-    static WINDOW: JsValue;
-}
+extern "C" {}
 
 /// There is a `window` (not a worker).
 pub fn has_window() -> bool {
-    WINDOW.with(JsValue::is_object)
+    crate::glue::has_window()
 }
 
 pub fn now_ms() -> i64 {

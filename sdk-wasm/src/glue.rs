@@ -61,6 +61,9 @@ extern "C" {
     /// and values]` of `element`.
     #[wasm_bindgen(js_name = elementFacts)]
     pub fn element_facts(element: &JsValue, with_text: bool) -> Array;
+    /// There is a `window` (not a worker).
+    #[wasm_bindgen(js_name = hasWindow)]
+    pub fn has_window() -> bool;
     /// `obj[key]`; undefined where reading it throws (not an object, a throwing getter).
     pub fn get(obj: &JsValue, key: &str) -> JsValue;
     /// `JSON.stringify(value)`; `None` where it cannot (a cycle) or gives nothing.
