@@ -98,10 +98,10 @@ impl PageFacts {
     /// Page, campaign and device, cut to the collector's limits. `referrer` replaces
     /// `document.referrer` after a single-page-app navigation, where the previous page is the
     /// real referrer.
-    pub fn context(&self, referrer: Option<String>) -> Context {
+    pub fn context(&self, referrer: Option<&str>) -> Context {
         let limits = Limits::default();
         let text = |s: String| non_empty(fit_chars(s, limits.max_text_len));
-        let referrer = Some(referrer.unwrap_or_else(|| self.text(2)))
+        let referrer = Some(referrer.map_or_else(|| self.text(2), str::to_owned))
             // `android-app://…` and the like would get the whole event refused.
             .filter(|r| retailmind_schema::validate::is_http_url(r))
             .map(|r| fit_bytes(r, limits.max_url_len));

@@ -410,7 +410,7 @@ impl Tracker {
             || self.page.context_for.0 != href
             || self.page.context_for.1 != title
         {
-            let ctx = facts.context(self.page.referrer.clone());
+            let ctx = facts.context(self.page.referrer.as_deref());
             self.page.context = wire::context(&ctx);
             self.page.context_for = (href, title);
         }

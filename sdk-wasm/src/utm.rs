@@ -8,6 +8,7 @@ use crate::text::{cut, parts};
 /// The first occurrence of a parameter wins; empty ones are ignored. `None` when there is none.
 pub fn parse_utm(search: &str) -> Option<Utm> {
     let mut utm = Utm::default();
+    let mut any = false;
     let mut search = search;
     while let Some(rest) = search.strip_prefix('?') {
         search = rest;
@@ -26,9 +27,10 @@ pub fn parse_utm(search: &str) -> Option<Utm> {
         let value = value.trim();
         if slot.is_none() && !value.is_empty() {
             *slot = Some(value.to_owned());
+            any = true;
         }
     }
-    (utm != Utm::default()).then_some(utm)
+    any.then_some(utm)
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. Malformed
