@@ -41,7 +41,8 @@ pub fn build_demo_bundle(toolchain: &WasmToolchain) -> Result<PathBuf> {
     Ok(dir.join("dist"))
 }
 
-/// `wasm-pack build --release --target <target>` into `out_dir`, then minifies its JS.
+/// `wasm-pack build --release --target <target>` into `out_dir`, then shortens the names the
+/// wasm and its glue share and minifies the JS.
 pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) -> Result<()> {
     setup::wasm_bindgen_cli()?;
     let small = setup::size_toolchain();
