@@ -3,10 +3,10 @@
 //!
 //! Shop objects use the event's wire field names (`product_id`, `price_minor`, `quantity`, …),
 //! the same as in the stored events; only `init`'s config is camelCase. They are read field by
-//! field with `Reflect` into the schema's types, not with serde, which would cost the wasm build
+//! field (`glue::get`) into the schema's types, not with serde, which would cost the wasm build
 //! more than the rest of the tracker.
 
-use js_sys::{Array, Promise, Reflect, JSON};
+use js_sys::{Array, Promise};
 use retailmind_schema::{CartLine, Checkout, Product, Purchase, Search};
 use wasm_bindgen::prelude::*;
 
@@ -356,7 +356,7 @@ fn js_error(e: TrackerError) -> JsError {
 }
 
 fn field(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    glue::get(obj, key)
 }
 
 fn refused(what: &str, key: &str, must: &str) -> JsError {
@@ -455,8 +455,6 @@ fn props_json(props: &JsValue) -> Result<String, JsError> {
     if !props.is_object() || Array::is_array(props) {
         return Err(JsError::new("retailmind: properties must be an object"));
     }
-    JSON::stringify(props)
-        .ok()
-        .and_then(|s| s.as_string())
+    glue::json(props)
         .ok_or_else(|| JsError::new("retailmind: properties cannot be written as JSON (a cycle?)"))
 }

@@ -3,7 +3,7 @@
 //! other tabs and the flush timer. Every handler looks the tracker up when it fires, so a
 //! second `init` only changes the config they read.
 
-use js_sys::{Array, Function, Reflect};
+use js_sys::{Array, Function};
 use retailmind_schema::{Click, Limits};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -38,10 +38,10 @@ const PAGE_CHECK: u32 = 12;
 
 /// Every callback from the browser: one closure instead of one per listener and timer, which
 /// would each cost the wasm and the JS glue a shim.
-fn hub(code: u32, arg: JsValue) -> JsValue {
+fn hub(code: u32, arg: JsValue, n: f64) -> JsValue {
     match code {
         0 => return delivery::plan_next(arg),
-        1 => return delivery::settle(arg),
+        1 => return delivery::settle(arg, n),
         2 => return delivery::cycle_done(),
         CLICK => on_click(arg),
         VISIBILITY => on_visibility(),
@@ -65,7 +65,7 @@ fn hub(code: u32, arg: JsValue) -> JsValue {
 pub fn install() {
     // `Fn`, not `FnMut`: a callback may fire while another runs (a listener of an event the
     // tracker causes).
-    let f = Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(hub);
+    let f = Closure::<dyn Fn(u32, JsValue, f64) -> JsValue>::new(hub);
     glue::set_hub(f.as_ref().unchecked_ref::<Function>());
     // It lives as long as the page.
     f.forget();
@@ -122,7 +122,7 @@ fn on_exit() {
 /// A page restored from the back/forward cache is a new view of it; its timers and listeners
 /// survived, its queue may have been left unsent.
 fn on_pageshow(event: JsValue) {
-    let persisted = Reflect::get(&event, &"persisted".into()).is_ok_and(|p| p.is_truthy());
+    let persisted = glue::get(&event, "persisted").is_truthy();
     if !persisted {
         return;
     }
@@ -182,7 +182,7 @@ pub fn page_key(href: &str) -> &str {
 /// one last counted. The previous page's engagement goes first, and its URL becomes the
 /// referrer of what follows.
 pub fn check_page() {
-    let href = browser::location_href();
+    let href = browser::PageFacts::now().href();
     let key = page_key(&href).to_owned();
     let changed = tracker::with(|t| {
         t.config.autocapture.page_views && t.page.counted.as_deref() != Some(key.as_str())
@@ -202,9 +202,7 @@ pub fn check_page() {
 }
 
 fn on_click(event: JsValue) {
-    let target: EventTarget = Reflect::get(&event, &"target".into())
-        .unwrap_or(JsValue::NULL)
-        .unchecked_into();
+    let target: EventTarget = glue::get(&event, "target").unchecked_into();
     let clicks = tracker::with(|t| t.config.autocapture.clicks).unwrap_or(false);
     if let Some((name, props)) = tagged_event(&target) {
         report(tracker::record("custom", &wire::custom(&name, &props)));

@@ -75,6 +75,8 @@ pub struct DeliveryState {
     pub(crate) ticks: u32,
     /// The last cycle left events in the queue (another page's, waiting out their quiet time).
     pub(crate) leftovers: bool,
+    /// The batch this page's cycle is posting: its id and its events' ids, comma-separated.
+    pub(crate) sending: Option<(String, String)>,
 }
 
 thread_local! {
@@ -317,9 +319,12 @@ impl Tracker {
 
     /// Drops this page's unsent events from the queue (opt-out, consent refused).
     fn forget_unsent(&mut self) {
-        let keys = js_sys::Array::new();
+        let mut keys = String::new();
         for r in self.pending.drain(..) {
-            keys.push(&r.id.into());
+            if !keys.is_empty() {
+                keys.push(',');
+            }
+            keys.push_str(&r.id);
         }
         let _ = glue::q_del(&keys);
         self.held.clear();
@@ -405,7 +410,7 @@ impl Tracker {
             || self.page.context_for.0 != href
             || self.page.context_for.1 != title
         {
-            let ctx = facts.context(self.page.referrer.clone());
+            let ctx = facts.context(self.page.referrer.as_deref());
             self.page.context = wire::context(&ctx);
             self.page.context_for = (href, title);
         }
@@ -414,5 +419,5 @@ impl Tracker {
 }
 
 fn is_usable_id(id: &str) -> bool {
-    !id.trim().is_empty() && id.char_indices().nth(MAX_ID_CHARS).is_none()
+    !id.trim().is_empty() && crate::text::char_end(id, MAX_ID_CHARS).is_none()
 }

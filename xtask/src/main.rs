@@ -22,6 +22,7 @@ mod setup;
 mod test;
 mod util;
 mod wasm;
+mod wasm_names;
 
 use anyhow::{bail, Result};
 
