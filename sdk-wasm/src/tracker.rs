@@ -255,9 +255,7 @@ pub fn anonymous_id() -> Result<String, TrackerError> {
 /// The URL of a recommendations request with `params`, for this shopper and the session now
 /// (the stored one while it runs; the anonymous id stands in before the first event). `None`
 /// while tracking is off: the request would identify the shopper.
-pub fn recommendations_url(
-    params: &[(&str, Option<&str>)],
-) -> Result<Option<String>, TrackerError> {
+pub fn recommendations_url(params: &[(&str, String)]) -> Result<Option<String>, TrackerError> {
     with(|t| {
         if t.permission != Permission::Track {
             return None;
@@ -276,7 +274,7 @@ pub fn recommendations_url(
             ("user_id", t.user_id.as_deref()),
             ("session_id", Some(&session)),
         ];
-        all.extend_from_slice(params);
+        all.extend(params.iter().map(|(k, v)| (*k, Some(v.as_str()))));
         Some(
             t.config
                 .recommendations_url(&all, |v| String::from(js_sys::encode_uri_component(v))),
