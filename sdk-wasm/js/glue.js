@@ -478,14 +478,19 @@ export function closest(target, selector, ignore) {
 }
 
 /** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...values of
- * the attributes `names` (comma-separated), ...name after `prefix` and value of each attribute
- * starting with `prefix`]` of `el`. Which attributes: the Rust side's rules. `text` (with
- * `withText`): `innerText`, which follows the layout, else `textContent` (SVG); `href`: the link
- * as the browser resolved it, if a string. */
+ * the attributes `names` (comma-separated)]` of `el`, and with a `prefix` an object of the
+ * attributes starting with it (name after the prefix: value). Which attributes: the Rust side's
+ * rules. `text` (with `withText`): `innerText`, which follows the layout, else `textContent`
+ * (SVG); `href`: the link as the browser resolved it, if a string. */
 export function elementFacts(el, withText, names, prefix) {
   const out = [el.tagName, withText ? el.innerText ?? el.textContent : null, el.id, el.href, location.host];
   for (const n of names.split(',')) out.push(el.getAttribute(n));
-  if (prefix) for (const a of el.attributes) if (a.name.startsWith(prefix)) out.push(a.name.slice(prefix.length), a.value);
+  if (prefix) {
+    // No prototype: an attribute `<prefix>__proto__` is a property like any other.
+    const props = Object.create(null);
+    for (const a of el.attributes) if (a.name.startsWith(prefix)) props[a.name.slice(prefix.length)] = a.value;
+    out.push(props);
+  }
   return out;
 }
 

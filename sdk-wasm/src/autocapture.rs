@@ -233,16 +233,8 @@ pub fn tagged_event(target: &EventTarget) -> Option<(String, String)> {
     }
     let facts = glue::element_facts(&tagged, false, TAGGED_ATTR, PROP_PREFIX);
     let name = non_empty(facts.get(5).as_string()?)?;
-    let mut props = String::new();
-    let mut o = Obj::new(&mut props);
-    let mut i = 6;
-    while i + 1 < facts.length() {
-        if let (Some(key), Some(value)) = (facts.get(i).as_string(), facts.get(i + 1).as_string()) {
-            o.str(&key, &value);
-        }
-        i += 2;
-    }
-    o.end();
+    // The properties, an object of strings: the browser's JSON is the props' wire format.
+    let props = glue::json(&facts.get(6))?;
     Some((name, props))
 }
 

@@ -58,8 +58,8 @@ extern "C" {
     /// matching `ignore`.
     pub fn closest(target: &JsValue, selector: &str, ignore: &str) -> JsValue;
     /// `[tagName, text (with `with_text`), id, href property, location.host, ...values of the
-    /// attributes `names` (comma-separated; null where missing), ...name (without `prefix`) and
-    /// value of every attribute starting with `prefix` (none for "")]` of `element`.
+    /// attributes `names` (comma-separated; null where missing), and with a `prefix` an object
+    /// of the attributes starting with it: name without the prefix, value]` of `element`.
     #[wasm_bindgen(js_name = elementFacts)]
     pub fn element_facts(element: &JsValue, with_text: bool, names: &str, prefix: &str) -> Array;
     /// There is a `window` (not a worker).
