@@ -148,19 +148,21 @@ pub(crate) fn settle(answer: JsValue, retry_after_s: f64) -> JsValue {
     };
     if let Some(reason) = answer.as_string() {
         backoff(0.0);
-        let why = waiting(&cat(&["could not reach the collector (", &reason, ")"]));
-        let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+        set_last(Err(waiting(&cat(&[
+            "could not reach the collector (",
+            &reason,
+            ")",
+        ]))));
         return JsValue::NULL;
     }
     let status = answer.as_f64().unwrap_or(0.0) as u16;
     match verdict_for_status(status) {
         Verdict::Retry => {
             backoff(retry_after_s);
-            let why = waiting(&cat(&[
+            set_last(Err(waiting(&cat(&[
                 "the collector answered HTTP ",
                 &json::int_text(status.into()),
-            ]));
-            let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+            ]))));
             JsValue::NULL
         }
         verdict => {
@@ -177,11 +179,16 @@ pub(crate) fn settle(answer: JsValue, retry_after_s: f64) -> JsValue {
                     " events were dropped",
                 ]);
                 browser::warn(&message);
-                let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
+                set_last(Ok(Some(message)));
             }
             removed.into()
         }
     }
+}
+
+/// How this cycle ended, for `cycle_done`.
+fn set_last(last: Result<Option<String>, String>) {
+    let _ = tracker::with(|t| t.delivery.last = Some(last));
 }
 
 fn waiting(what: &str) -> String {
@@ -213,17 +220,18 @@ pub fn acknowledged(ids: &str) {
 /// gives them as lines of `<batch id>,<ms>,<event id>,…`).
 fn sent_notes() -> Vec<SentNote> {
     let notes = glue::sent_notes(NOTE);
-    parts(&notes, b'\n')
-        .filter_map(|note| {
-            let (batch_id, rest) = cut(note, b',', false)?;
-            let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
-            Some(SentNote {
-                batch_id: batch_id.to_owned(),
-                sent_ms: parse_int(ms).unwrap_or(0),
-                event_ids: parts(ids, b',').map(str::to_owned).collect(),
-            })
-        })
-        .collect()
+    parts(&notes, b'\n').filter_map(parse_note).collect()
+}
+
+/// A note of a sent batch: `<batch id>,<ms>,<event id>,…`.
+fn parse_note(note: &str) -> Option<SentNote> {
+    let (batch_id, rest) = cut(note, b',', false)?;
+    let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
+    Some(SentNote {
+        batch_id: batch_id.to_owned(),
+        sent_ms: parse_int(ms).unwrap_or(0),
+        event_ids: parts(ids, b',').map(str::to_owned).collect(),
+    })
 }
 
 /// Before a batch's first send (`new`), stores the batch id with each member (synchronously
@@ -270,16 +278,14 @@ fn seal(
 
 /// Another tab (or this page's cycle) sent events as a batch: `<batch id>,<ms>,<event id>,…`.
 fn sealed_elsewhere(note: &str) {
-    let Some((batch_id, rest)) = cut(note, b',', false) else {
+    let Some(note) = parse_note(note) else {
         return;
     };
-    let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
-    let sent_ms = parse_int(ms).unwrap_or(0);
     let _ = tracker::with(|t| {
         for r in t.pending.iter_mut() {
-            if parts(ids, b',').any(|id| id == r.id) {
-                r.batch = Some(batch_id.to_owned());
-                r.sent_ms = sent_ms;
+            if note.event_ids.contains(&r.id) {
+                r.batch = Some(note.batch_id.clone());
+                r.sent_ms = note.sent_ms;
             }
         }
     });
