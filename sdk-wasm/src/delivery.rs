@@ -23,19 +23,23 @@ pub const EXIT_BODY_BYTES: usize = 30_000;
 /// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
 /// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
 pub fn kick(force: bool) {
-    let start = tracker::with(|t| {
+    if claim(false, force) == Ok(true) {
+        // Its outcome is kept for flush(); nobody waits on a timed send.
+        let _ = glue::send(false);
+    }
+}
+
+/// Marks a send cycle as running in this page if tracking is on and, unless `patient` (a flush,
+/// which waits for a running cycle), none runs and (unless `force`) the backoff has passed.
+fn claim(patient: bool, force: bool) -> Result<bool, tracker::TrackerError> {
+    tracker::with(|t| {
         let start = t.permission == Permission::Track
-            && !t.delivery.running
-            && (force || now_ms() >= t.delivery.retry_at_ms);
+            && (patient || !t.delivery.running && (force || now_ms() >= t.delivery.retry_at_ms));
         if start {
             t.delivery.running = true;
         }
         start
-    });
-    if start == Ok(true) {
-        // Its outcome is kept for flush(); nobody waits on a timed send.
-        let _ = glue::send(false);
-    }
+    })
 }
 
 /// The timer's tick: sends this page's waiting events, and now and then looks for events other
@@ -55,14 +59,7 @@ pub fn on_timer() {
 /// time. Rejects, leaving the events queued, at the first network error or retryable status; a
 /// refused (4xx) batch is dropped and reported once the rest is sent.
 pub fn flush() -> Promise {
-    let on = tracker::with(|t| {
-        let on = t.permission == Permission::Track;
-        if on {
-            t.delivery.running = true;
-        }
-        on
-    });
-    match on {
+    match claim(true, false) {
         Ok(true) => glue::send(true),
         Ok(false) => Promise::reject(
             &JsError::new(
@@ -308,8 +305,8 @@ pub fn on_tab_message(message: JsValue) {
 pub fn send_everything_now() {
     // What other tabs sent of this page's events, in case their messages have not arrived.
     let notes = sent_notes();
-    let _ = tracker::with(|t| queue::adopt_notes(&mut t.pending, &notes));
     let Ok(Some((endpoint, bodies))) = tracker::with(|t| {
+        queue::adopt_notes(&mut t.pending, &notes);
         if t.permission != Permission::Track || t.pending.is_empty() {
             return None;
         }
