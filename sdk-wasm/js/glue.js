@@ -477,12 +477,20 @@ export function closest(target, selector, ignore) {
   }
 }
 
-/** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...attribute
- * names and values]` of `el`. `text` (with `withText`): `innerText`, which follows the layout,
- * else `textContent` (SVG); `href`: the link as the browser resolved it, if a string. */
-export function elementFacts(el, withText) {
+/** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...values of
+ * the attributes `names` (comma-separated)]` of `el`, and with a `prefix` an object of the
+ * attributes starting with it (name after the prefix: value). Which attributes: the Rust side's
+ * rules. `text` (with `withText`): `innerText`, which follows the layout, else `textContent`
+ * (SVG); `href`: the link as the browser resolved it, if a string. */
+export function elementFacts(el, withText, names, prefix) {
   const out = [el.tagName, withText ? el.innerText ?? el.textContent : null, el.id, el.href, location.host];
-  for (const a of el.attributes) out.push(a.name, a.value);
+  for (const n of names.split(',')) out.push(el.getAttribute(n));
+  if (prefix) {
+    // No prototype: an attribute `<prefix>__proto__` is a property like any other.
+    const props = Object.create(null);
+    for (const a of el.attributes) if (a.name.startsWith(prefix)) props[a.name.slice(prefix.length)] = a.value;
+    out.push(props);
+  }
   return out;
 }
 

@@ -4,13 +4,13 @@
 //! second `init` only changes the config they read.
 
 use js_sys::{Array, Function};
-use retailmind_schema::{Click, Limits};
+use retailmind_schema::Limits;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::EventTarget;
 
 use crate::browser;
-use crate::clicks::{clean_text, is_outbound, split_classes, CLICKABLE_SELECTOR, IGNORE_SELECTOR};
+use crate::clicks::{clean_text, is_outbound, CLICKABLE_SELECTOR, IGNORE_SELECTOR};
 use crate::delivery;
 use crate::engagement::scroll_percent;
 use crate::glue;
@@ -22,7 +22,10 @@ use crate::wire;
 /// Elements whose clicks are recorded as the shop's own event: `data-rm-event="name"`, with
 /// properties from `data-rm-prop-<key>="value"` attributes.
 pub const TAGGED_SELECTOR: &str = "[data-rm-event]";
+const TAGGED_ATTR: &str = "data-rm-event";
 const PROP_PREFIX: &str = "data-rm-prop-";
+/// The attributes a click is described with, in the order `click_from_target` reads them.
+const CLICK_ATTRS: &str = "value,href,class";
 
 // What `glue.js` calls `hub` with: 0-2 are the send cycle's steps (see `delivery.rs`).
 const CLICK: u32 = 3;
@@ -209,7 +212,7 @@ fn on_click(event: JsValue) {
     }
     if clicks {
         if let Some(click) = click_from_target(target) {
-            report(tracker::record("click", &wire::click(&click)));
+            report(tracker::record("click", &click));
         }
     }
 }
@@ -228,76 +231,43 @@ pub fn tagged_event(target: &EventTarget) -> Option<(String, String)> {
     if tagged.is_null() {
         return None;
     }
-    let attrs = attributes(&glue::element_facts(&tagged, false));
-    let name = non_empty(attr(&attrs, "data-rm-event")?.to_owned())?;
-    let mut props = String::new();
-    let mut o = Obj::new(&mut props);
-    for (name, value) in &attrs {
-        if let Some(key) = name.strip_prefix(PROP_PREFIX) {
-            o.str(key, value);
-        }
-    }
-    o.end();
+    let facts = glue::element_facts(&tagged, false, TAGGED_ATTR, PROP_PREFIX);
+    let name = non_empty(facts.get(5).as_string()?)?;
+    // The properties, an object of strings: the browser's JSON is the props' wire format.
+    let props = glue::json(&facts.get(6))?;
     Some((name, props))
 }
 
-/// The attributes in an element's facts (see `glue::element_facts`), as name and value.
-fn attributes(facts: &Array) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut i = 5;
-    while i + 1 < facts.length() {
-        if let (Some(name), Some(value)) = (facts.get(i).as_string(), facts.get(i + 1).as_string())
-        {
-            out.push((name, value));
-        }
-        i += 2;
-    }
-    out
-}
-
-fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// The click on the link or button `target` is in, unless it is inside an element marked
-/// `data-rm-ignore` or on nothing clickable.
-pub fn click_from_target(target: EventTarget) -> Option<Click> {
+/// The click on the link or button `target` is in, as the JSON of a
+/// `retailmind_schema::Click`, unless it is inside an element marked `data-rm-ignore` or on
+/// nothing clickable.
+pub fn click_from_target(target: EventTarget) -> Option<String> {
     let element = glue::closest(&target, CLICKABLE_SELECTOR, IGNORE_SELECTOR);
     if element.is_null() {
         return None;
     }
-    Some(describe(&glue::element_facts(&element, true)))
-}
-
-/// The click payload for an element's facts (`glue::element_facts`, with its text).
-pub fn describe(facts: &Array) -> Click {
+    let facts = glue::element_facts(&element, true, CLICK_ATTRS, "");
     let text = |i| facts.get(i).as_string();
     let tag = text(0).unwrap_or_default().to_ascii_lowercase();
-    let attrs = attributes(facts);
-    let raw_text = if tag == "input" {
-        attr(&attrs, "value").map(str::to_owned)
-    } else {
-        // `innerText` follows the layout (a card's name and price come out as separate words,
-        // hidden text stays out); `textContent` runs them together.
-        text(1)
-    };
+    // `innerText` follows the layout (a card's name and price come out as separate words,
+    // hidden text stays out); `textContent` runs them together. A submit button's text is its
+    // `value`.
+    let raw_text = text(if tag == "input" { 5 } else { 1 });
     // The link's absolute URL as the browser resolved it (`a.href`), or the raw attribute where
     // there is no such property (SVG links).
     let href = (tag == "a")
-        .then(|| text(3).or_else(|| attr(&attrs, "href").map(str::to_owned)))
+        .then(|| text(3).or_else(|| text(6)))
         .flatten()
-        .and_then(non_empty);
+        .and_then(non_empty)
+        .map(|h| fit_bytes(h, Limits::default().max_url_len));
     let page_host = text(4).unwrap_or_default();
     let outbound = href.as_deref().is_some_and(|h| is_outbound(h, &page_host));
-    Click {
-        text: raw_text.as_deref().and_then(clean_text),
-        id: non_empty(text(2).unwrap_or_default()),
-        classes: attr(&attrs, "class").map(split_classes).unwrap_or_default(),
-        href: href.map(|h| fit_bytes(h, Limits::default().max_url_len)),
+    Some(wire::click(
+        &tag,
+        raw_text.as_deref().and_then(clean_text).as_deref(),
+        non_empty(text(2).unwrap_or_default()).as_deref(),
+        &text(7).unwrap_or_default(),
+        href.as_deref(),
         outbound,
-        element: tag,
-    }
+    ))
 }

@@ -34,11 +34,6 @@ pub fn clean_text(raw: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The class names of a `class` attribute.
-pub fn split_classes(class_attr: &str) -> Vec<String> {
-    class_attr.split_whitespace().map(str::to_owned).collect()
-}
-
 /// The `host[:port]` of an absolute http(s) URL, lower-cased, without user info.
 pub fn http_host(url: &str) -> Option<String> {
     host_of(url).map(str::to_ascii_lowercase)
@@ -84,15 +79,6 @@ mod tests {
         let cut = clean_text(&words).expect("text");
         assert!(cut.chars().count() <= MAX_TEXT_CHARS);
         assert!(!cut.ends_with(' '));
-    }
-
-    #[test]
-    fn classes_split_on_any_whitespace() {
-        assert_eq!(
-            split_classes(" btn  btn-primary\nbig "),
-            ["btn", "btn-primary", "big"]
-        );
-        assert!(split_classes("").is_empty());
     }
 
     #[test]

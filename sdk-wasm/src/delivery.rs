@@ -23,19 +23,23 @@ pub const EXIT_BODY_BYTES: usize = 30_000;
 /// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
 /// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
 pub fn kick(force: bool) {
-    let start = tracker::with(|t| {
+    if claim(false, force) == Ok(true) {
+        // Its outcome is kept for flush(); nobody waits on a timed send.
+        let _ = glue::send(false);
+    }
+}
+
+/// Marks a send cycle as running in this page if tracking is on and, unless `patient` (a flush,
+/// which waits for a running cycle), none runs and (unless `force`) the backoff has passed.
+fn claim(patient: bool, force: bool) -> Result<bool, tracker::TrackerError> {
+    tracker::with(|t| {
         let start = t.permission == Permission::Track
-            && !t.delivery.running
-            && (force || now_ms() >= t.delivery.retry_at_ms);
+            && (patient || !t.delivery.running && (force || now_ms() >= t.delivery.retry_at_ms));
         if start {
             t.delivery.running = true;
         }
         start
-    });
-    if start == Ok(true) {
-        // Its outcome is kept for flush(); nobody waits on a timed send.
-        let _ = glue::send(false);
-    }
+    })
 }
 
 /// The timer's tick: sends this page's waiting events, and now and then looks for events other
@@ -55,14 +59,7 @@ pub fn on_timer() {
 /// time. Rejects, leaving the events queued, at the first network error or retryable status; a
 /// refused (4xx) batch is dropped and reported once the rest is sent.
 pub fn flush() -> Promise {
-    let on = tracker::with(|t| {
-        let on = t.permission == Permission::Track;
-        if on {
-            t.delivery.running = true;
-        }
-        on
-    });
-    match on {
+    match claim(true, false) {
         Ok(true) => glue::send(true),
         Ok(false) => Promise::reject(
             &JsError::new(
@@ -148,19 +145,21 @@ pub(crate) fn settle(answer: JsValue, retry_after_s: f64) -> JsValue {
     };
     if let Some(reason) = answer.as_string() {
         backoff(0.0);
-        let why = waiting(&cat(&["could not reach the collector (", &reason, ")"]));
-        let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+        set_last(Err(waiting(&cat(&[
+            "could not reach the collector (",
+            &reason,
+            ")",
+        ]))));
         return JsValue::NULL;
     }
     let status = answer.as_f64().unwrap_or(0.0) as u16;
     match verdict_for_status(status) {
         Verdict::Retry => {
             backoff(retry_after_s);
-            let why = waiting(&cat(&[
+            set_last(Err(waiting(&cat(&[
                 "the collector answered HTTP ",
                 &json::int_text(status.into()),
-            ]));
-            let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+            ]))));
             JsValue::NULL
         }
         verdict => {
@@ -177,11 +176,16 @@ pub(crate) fn settle(answer: JsValue, retry_after_s: f64) -> JsValue {
                     " events were dropped",
                 ]);
                 browser::warn(&message);
-                let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
+                set_last(Ok(Some(message)));
             }
             removed.into()
         }
     }
+}
+
+/// How this cycle ended, for `cycle_done`.
+fn set_last(last: Result<Option<String>, String>) {
+    let _ = tracker::with(|t| t.delivery.last = Some(last));
 }
 
 fn waiting(what: &str) -> String {
@@ -213,17 +217,18 @@ pub fn acknowledged(ids: &str) {
 /// gives them as lines of `<batch id>,<ms>,<event id>,…`).
 fn sent_notes() -> Vec<SentNote> {
     let notes = glue::sent_notes(NOTE);
-    parts(&notes, b'\n')
-        .filter_map(|note| {
-            let (batch_id, rest) = cut(note, b',', false)?;
-            let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
-            Some(SentNote {
-                batch_id: batch_id.to_owned(),
-                sent_ms: parse_int(ms).unwrap_or(0),
-                event_ids: parts(ids, b',').map(str::to_owned).collect(),
-            })
-        })
-        .collect()
+    parts(&notes, b'\n').filter_map(parse_note).collect()
+}
+
+/// A note of a sent batch: `<batch id>,<ms>,<event id>,…`.
+fn parse_note(note: &str) -> Option<SentNote> {
+    let (batch_id, rest) = cut(note, b',', false)?;
+    let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
+    Some(SentNote {
+        batch_id: batch_id.to_owned(),
+        sent_ms: parse_int(ms).unwrap_or(0),
+        event_ids: parts(ids, b',').map(str::to_owned).collect(),
+    })
 }
 
 /// Before a batch's first send (`new`), stores the batch id with each member (synchronously
@@ -270,16 +275,14 @@ fn seal(
 
 /// Another tab (or this page's cycle) sent events as a batch: `<batch id>,<ms>,<event id>,…`.
 fn sealed_elsewhere(note: &str) {
-    let Some((batch_id, rest)) = cut(note, b',', false) else {
+    let Some(note) = parse_note(note) else {
         return;
     };
-    let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
-    let sent_ms = parse_int(ms).unwrap_or(0);
     let _ = tracker::with(|t| {
         for r in t.pending.iter_mut() {
-            if parts(ids, b',').any(|id| id == r.id) {
-                r.batch = Some(batch_id.to_owned());
-                r.sent_ms = sent_ms;
+            if note.event_ids.contains(&r.id) {
+                r.batch = Some(note.batch_id.clone());
+                r.sent_ms = note.sent_ms;
             }
         }
     });
@@ -302,8 +305,8 @@ pub fn on_tab_message(message: JsValue) {
 pub fn send_everything_now() {
     // What other tabs sent of this page's events, in case their messages have not arrived.
     let notes = sent_notes();
-    let _ = tracker::with(|t| queue::adopt_notes(&mut t.pending, &notes));
     let Ok(Some((endpoint, bodies))) = tracker::with(|t| {
+        queue::adopt_notes(&mut t.pending, &notes);
         if t.permission != Permission::Track || t.pending.is_empty() {
             return None;
         }

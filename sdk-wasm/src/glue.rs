@@ -57,10 +57,11 @@ extern "C" {
     /// The closest element around `target` matching `selector`, unless it is inside one
     /// matching `ignore`.
     pub fn closest(target: &JsValue, selector: &str, ignore: &str) -> JsValue;
-    /// `[tagName, text (with `with_text`), id, href property, location.host, ...attribute names
-    /// and values]` of `element`.
+    /// `[tagName, text (with `with_text`), id, href property, location.host, ...values of the
+    /// attributes `names` (comma-separated; null where missing), and with a `prefix` an object
+    /// of the attributes starting with it: name without the prefix, value]` of `element`.
     #[wasm_bindgen(js_name = elementFacts)]
-    pub fn element_facts(element: &JsValue, with_text: bool) -> Array;
+    pub fn element_facts(element: &JsValue, with_text: bool, names: &str, prefix: &str) -> Array;
     /// There is a `window` (not a worker).
     #[wasm_bindgen(js_name = hasWindow)]
     pub fn has_window() -> bool;
