@@ -181,12 +181,11 @@ impl SqlCommerce {
     }
 
     async fn load_order(&self, order_id: &str) -> Result<Option<Order>> {
-        let executor = &self.pool;
         let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
         )))
         .bind(order_id)
-        .fetch_optional(executor)
+        .fetch_optional(&self.pool)
         .await?
         else {
             return Ok(None);
@@ -196,7 +195,7 @@ impl SqlCommerce {
              FROM order_lines WHERE order_id = $1 ORDER BY line_no",
         )
         .bind(order_id)
-        .fetch_all(executor)
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| -> Result<OrderLine> {
@@ -214,7 +213,7 @@ impl SqlCommerce {
             "SELECT status, at, note FROM order_status_history WHERE order_id = $1 ORDER BY seq",
         )
         .bind(order_id)
-        .fetch_all(executor)
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| -> Result<StatusEntry> {
