@@ -357,9 +357,6 @@ export function tell(message) {
   }
 }
 
-/** What an event's context is made of, in one call: `[href, search, referrer, title, userAgent,
- * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`. The rules
- * applied to them are Rust's. */
 let zone;
 function lookUpZone() {
   if (zone === undefined) {
@@ -375,11 +372,16 @@ function lookUpZone() {
 // fetched and compiled, it is off init's task; an init that comes first looks it up itself.
 setTimeout(lookUpZone, 0);
 
+/** What an event's context is made of, in one call: `[href, query, referrer, title, userAgent,
+ * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`, `query` the
+ * parameters of `location.search` as the browser decodes them, `[name, value, name, value, …]`
+ * (leading `?`s stripped). The rules applied to them are Rust's. */
 export function pageFacts() {
   lookUpZone();
   const s = window.screen || {};
   const n = navigator;
-  return [location.href, location.search, document.referrer, document.title, n.userAgent || '',
+  const query = [...new URLSearchParams(location.search.replace(/^\?+/, ''))].flat();
+  return [location.href, query, document.referrer, document.title, n.userAgent || '',
     s.width || 0, s.height || 0, n.language || '', zone, n.doNotTrack, n.globalPrivacyControl];
 }
 

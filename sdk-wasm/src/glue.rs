@@ -32,8 +32,9 @@ extern "C" {
     /// key>,<value>`.
     #[wasm_bindgen(js_name = sentNotes)]
     pub fn sent_notes(prefix: &str) -> String;
-    /// `[href, search, referrer, title, userAgent, screenWidth, screenHeight, language,
-    /// timeZone, doNotTrack, globalPrivacyControl]` of the page now.
+    /// `[href, query, referrer, title, userAgent, screenWidth, screenHeight, language,
+    /// timeZone, doNotTrack, globalPrivacyControl]` of the page now; `query` is
+    /// `[name, value, …]` of `location.search`, decoded by the browser.
     #[wasm_bindgen(js_name = pageFacts)]
     pub fn page_facts() -> Array;
     /// The one function glue.js calls back: `hub(code, arg, n)` (see `autocapture::hub`).

@@ -110,6 +110,45 @@ fn page_builds_a_complete_valid_event_from_the_window() {
     assert_eq!(next.session_id, event.session_id, "the session carries on");
 }
 
+/// The page's address with `query` instead of its own, for one event.
+fn event_at_query(query: &str) -> retailmind_schema::Event {
+    let window = web_sys::window().expect("window");
+    let history = window.history().expect("history");
+    let before = window.location().href().expect("href");
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(query))
+        .expect("replaceState");
+    let recorded = api::page(None);
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(&before))
+        .expect("replaceState back");
+    ok(recorded);
+    decode(&last_event_json())
+}
+
+#[wasm_bindgen_test]
+fn campaign_parameters_are_read_as_the_browser_decodes_them() {
+    start(UNREACHABLE);
+    let utm = event_at_query(
+        "?utm_source=&utm_source=caf%C3%A9+bar&utm_source=other&utm_medium=%FF\
+         &utm_campaign=100%25%zz&x=1&utm_content=+%20",
+    )
+    .context
+    .utm
+    .expect("utm");
+    assert_eq!(utm.source.as_deref(), Some("café bar"), "first non-blank");
+    assert_eq!(utm.medium.as_deref(), Some("\u{fffd}"), "invalid UTF-8");
+    assert_eq!(
+        utm.campaign.as_deref(),
+        Some("100%%zz"),
+        "a bad escape stays"
+    );
+    assert_eq!((utm.term, utm.content), (None, None));
+    let utm = event_at_query("??utm_term=shoes").context.utm;
+    assert_eq!(utm.and_then(|u| u.term).as_deref(), Some("shoes"));
+    assert_eq!(event_at_query("?utm_x=1&q=red").context.utm, None);
+}
+
 #[wasm_bindgen_test]
 fn shop_objects_are_read_with_their_wire_names() {
     start(UNREACHABLE);
