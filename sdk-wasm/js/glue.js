@@ -387,11 +387,28 @@ export function pageFacts() {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-// The Rust side: one function, `hub(code, arg, n)`, for every listener, timer and step of the send
-// cycle (one closure costs the wasm far less than one per use). Codes 0-2 are the cycle's.
-let hub;
-export function setHub(f) {
-  hub = f;
+// The Rust side: one call, `hub(code, arg, n)`, for every listener, timer and step of the send
+// cycle. Codes 0-2 are the cycle's. It is the wasm's plain export `hub(code, n)`, not a
+// wasm-bindgen closure (whose machinery costs the wasm and its glue more than the rest of this
+// file's plumbing): the Rust side takes `arg` with `hubArg()` before anything else, and hands its
+// answer to `hubAnswer` last, so a call made while another runs cannot mix theirs up.
+let wasm;
+let arg;
+let answer;
+/** `exports`: the wasm instance's exports. */
+export function setHub(exports) {
+  wasm = exports;
+}
+function hub(code, a, n) {
+  arg = a;
+  wasm.hub(code, n);
+  const r = answer;
+  arg = answer = undefined;
+  return r;
+}
+export const hubArg = () => arg;
+export function hubAnswer(v) {
+  answer = v;
 }
 
 /** `hub(code, event)` on every `name` event of the document (`doc`) or the window. */
