@@ -183,6 +183,56 @@ fn shop_objects_are_read_with_their_wire_names() {
 }
 
 #[wasm_bindgen_test]
+fn orders_read_their_cart_lines_in_order() {
+    start(UNREACHABLE);
+    let json = |text: &str| js_sys::JSON::parse(text).expect("json");
+    ok(api::purchase(
+        json(
+            r#"{"order_id":"O1","revenue_minor":1000,"currency":"EUR","items":[
+                {"product_id":"P1","quantity":2},{"product_id":"P2","name":"Cap","quantity":1}]}"#,
+        )
+        .unchecked_into(),
+    ));
+    match decode(&last_event_json()).payload {
+        Payload::Purchase(p) => {
+            let lines: Vec<(&str, u32)> = p
+                .items
+                .iter()
+                .map(|l| (l.product.product_id.as_str(), l.quantity))
+                .collect();
+            assert_eq!(lines, [("P1", 2), ("P2", 1)]);
+            assert_eq!(p.items[1].product.name.as_deref(), Some("Cap"));
+        }
+        other => panic!("{other:?}"),
+    }
+    ok(api::checkout_started(
+        json(r#"{"value_minor":5,"currency":"EUR"}"#).unchecked_into(),
+    ));
+    assert!(matches!(
+        decode(&last_event_json()).payload,
+        Payload::CheckoutStarted(c) if c.items.is_empty() && c.cart_id.is_none()
+    ));
+    for (items, names) in [
+        (r#""P1""#, "`items` must be an array"),
+        (
+            r#"[{"product_id":"P1","quantity":1},{"product_id":"P2"}]"#,
+            "`quantity`",
+        ),
+        (
+            r#"[{"product_id":"P1","quantity":-1}]"#,
+            "must not be negative",
+        ),
+    ] {
+        let order = json(&[r#"{"value_minor":5,"currency":"EUR","items":"#, items, "}"].concat());
+        let why = refusal(api::checkout_started(order.unchecked_into()));
+        assert!(
+            why.starts_with("retailmind checkout") && why.contains(names),
+            "{why}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
 fn anonymous_id_persists_across_inits_and_reset_makes_a_new_one() {
     start(UNREACHABLE);
     let first = tracker::anonymous_id().expect("id");
