@@ -372,15 +372,21 @@ function lookUpZone() {
 // fetched and compiled, it is off init's task; an init that comes first looks it up itself.
 setTimeout(lookUpZone, 0);
 
+let search;
+let query;
 /** What an event's context is made of, in one call: `[href, query, referrer, title, userAgent,
  * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`, `query` the
  * parameters of `location.search` as the browser decodes them, `[name, value, name, value, …]`
- * (leading `?`s stripped). The rules applied to them are Rust's. */
+ * (leading `?`s stripped; decoded again only when the search changes, not for every event). The
+ * rules applied to them are Rust's. */
 export function pageFacts() {
   lookUpZone();
   const s = window.screen || {};
   const n = navigator;
-  const query = [...new URLSearchParams(location.search.replace(/^\?+/, ''))].flat();
+  if (location.search !== search) {
+    search = location.search;
+    query = [...new URLSearchParams(search.replace(/^\?+/, ''))].flat();
+  }
   return [location.href, query, document.referrer, document.title, n.userAgent || '',
     s.width || 0, s.height || 0, n.language || '', zone, n.doNotTrack, n.globalPrivacyControl];
 }
