@@ -357,9 +357,6 @@ export function tell(message) {
   }
 }
 
-/** What an event's context is made of, in one call: `[href, search, referrer, title, userAgent,
- * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`. The rules
- * applied to them are Rust's. */
 let zone;
 function lookUpZone() {
   if (zone === undefined) {
@@ -375,21 +372,49 @@ function lookUpZone() {
 // fetched and compiled, it is off init's task; an init that comes first looks it up itself.
 setTimeout(lookUpZone, 0);
 
+let search;
+let query;
+/** What an event's context is made of, in one call: `[href, query, referrer, title, userAgent,
+ * screenWidth, screenHeight, language, timeZone, doNotTrack, globalPrivacyControl]`, `query` the
+ * parameters of `location.search` as the browser decodes them, `[name, value, name, value, …]`
+ * (leading `?`s stripped; decoded again only when the search changes, not for every event). The
+ * rules applied to them are Rust's. */
 export function pageFacts() {
   lookUpZone();
   const s = window.screen || {};
   const n = navigator;
-  return [location.href, location.search, document.referrer, document.title, n.userAgent || '',
+  if (location.search !== search) {
+    search = location.search;
+    query = [...new URLSearchParams(search.replace(/^\?+/, ''))].flat();
+  }
+  return [location.href, query, document.referrer, document.title, n.userAgent || '',
     s.width || 0, s.height || 0, n.language || '', zone, n.doNotTrack, n.globalPrivacyControl];
 }
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-// The Rust side: one function, `hub(code, arg, n)`, for every listener, timer and step of the send
-// cycle (one closure costs the wasm far less than one per use). Codes 0-2 are the cycle's.
-let hub;
-export function setHub(f) {
-  hub = f;
+// The Rust side: one call, `hub(code, arg, n)`, for every listener, timer and step of the send
+// cycle. Codes 0-2 are the cycle's. It is the wasm's plain export `hub(code, n)`, not a
+// wasm-bindgen closure (whose machinery costs the wasm and its glue more than the rest of this
+// file's plumbing): the Rust side takes `arg` with `hubArg()` before anything else, and hands its
+// answer to `hubAnswer` last, so a call made while another runs cannot mix theirs up.
+let wasm;
+let arg;
+let answer;
+/** `exports`: the wasm instance's exports. */
+export function setHub(exports) {
+  wasm = exports;
+}
+function hub(code, a, n) {
+  arg = a;
+  wasm.hub(code, n);
+  const r = answer;
+  arg = answer = undefined;
+  return r;
+}
+export const hubArg = () => arg;
+export function hubAnswer(v) {
+  answer = v;
 }
 
 /** `hub(code, event)` on every `name` event of the document (`doc`) or the window. */

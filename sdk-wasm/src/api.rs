@@ -333,8 +333,12 @@ fn cart_ids(options: &JsValue) -> Result<Option<String>, JsError> {
             "retailmind recommendations: cart must be an array of product ids",
         ));
     }
+    let cart: Array = cart.unchecked_into();
     let mut ids = String::new();
-    for id in Array::from(&cart).iter().filter_map(|v| v.as_string()) {
+    for i in 0..cart.length() {
+        let Some(id) = cart.get(i).as_string() else {
+            continue;
+        };
         if !ids.is_empty() {
             ids.push(',');
         }
@@ -449,10 +453,13 @@ fn read_lines(obj: &JsValue, what: &str) -> Result<Vec<CartLine>, JsError> {
     if !Array::is_array(&items) {
         return Err(refused(what, "items", "must be an array of cart lines"));
     }
-    Array::from(&items)
-        .iter()
-        .map(|line| read_line(&line, what))
-        .collect()
+    // Read in place by index: no copy of the array, no iterator and `collect` into a `Result`.
+    let items: Array = items.unchecked_into();
+    let mut lines = Vec::new();
+    for i in 0..items.length() {
+        lines.push(read_line(&items.get(i), what)?);
+    }
+    Ok(lines)
 }
 
 /// The properties as JSON object text, printed by the browser's own `JSON.stringify`.

@@ -3,9 +3,8 @@
 //! other tabs and the flush timer. Every handler looks the tracker up when it fires, so a
 //! second `init` only changes the config they read.
 
-use js_sys::{Array, Function};
+use js_sys::Array;
 use retailmind_schema::Limits;
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::EventTarget;
 
@@ -39,9 +38,19 @@ const TAB_MESSAGE: u32 = 10;
 const TIMER: u32 = 11;
 const PAGE_CHECK: u32 = 12;
 
-/// Every callback from the browser: one closure instead of one per listener and timer, which
-/// would each cost the wasm and the JS glue a shim.
-fn hub(code: u32, arg: JsValue, n: f64) -> JsValue {
+/// Every callback from the browser, as the wasm's own export `hub` that `glue.js` calls: one
+/// entry point instead of a wasm-bindgen closure per listener and timer, and without the closure
+/// machinery (shims and a finalizer in the wasm and its JS glue) that even one would bring.
+/// `code` says what happened; the event or message that came with it is `glue::hub_arg()`,
+/// taken first, and the answer (of the send cycle's steps) goes back through
+/// `glue::hub_answer`, last.
+#[export_name = "hub"]
+pub extern "C" fn hub(code: u32, n: f64) {
+    let arg = glue::hub_arg();
+    glue::hub_answer(&on_hub(code, arg, n));
+}
+
+fn on_hub(code: u32, arg: JsValue, n: f64) -> JsValue {
     match code {
         0 => return delivery::plan_next(arg),
         1 => return delivery::settle(arg, n),
@@ -66,12 +75,7 @@ fn hub(code: u32, arg: JsValue, n: f64) -> JsValue {
 
 /// Hooks everything into the page; called by the first `init` only.
 pub fn install() {
-    // `Fn`, not `FnMut`: a callback may fire while another runs (a listener of an event the
-    // tracker causes).
-    let f = Closure::<dyn Fn(u32, JsValue, f64) -> JsValue>::new(hub);
-    glue::set_hub(f.as_ref().unchecked_ref::<Function>());
-    // It lives as long as the page.
-    f.forget();
+    glue::set_hub(&wasm_bindgen::exports());
     // Capture phase: seen even when the shop's own handler stops propagation.
     glue::listen(CLICK, "click", true, true);
     glue::listen(VISIBILITY, "visibilitychange", true, false);

@@ -6,7 +6,7 @@ use retailmind_schema::{Context, Limits, Page, Screen};
 use wasm_bindgen::prelude::*;
 
 use crate::text::{fit_bytes, fit_chars, non_empty};
-use crate::utm::parse_utm;
+use crate::utm::utm_from_params;
 
 /// `context.library` of every event.
 pub const LIBRARY: &str = concat!("retailmind-sdk-wasm/", env!("CARGO_PKG_VERSION"));
@@ -107,13 +107,15 @@ impl PageFacts {
             .map(|r| fit_bytes(r, limits.max_url_len));
         let size = |i| u32::try_from(self.0.get(i).as_f64().unwrap_or(0.0) as i64).unwrap_or(0);
         let (width, height) = (size(5), size(6));
+        // The query's names and values as the browser decoded them (`URLSearchParams`).
+        let query: Array = self.0.get(1).unchecked_into();
         Context {
             page: Page {
                 url: fit_bytes(self.href(), limits.max_url_len),
                 referrer,
                 title: text(self.title()),
             },
-            utm: parse_utm(&self.text(1)),
+            utm: utm_from_params(|i| query.get(i).as_string()),
             user_agent: text(self.text(4)),
             screen: (width > 0 && height > 0).then_some(Screen { width, height }),
             locale: non_empty(fit_chars(self.text(7), 35)),

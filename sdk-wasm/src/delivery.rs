@@ -94,12 +94,14 @@ const NOTE: &str = "retailmind.sent.";
 /// waits that long when patient); else `null`: nothing left to send.
 pub(crate) fn plan_next(all: JsValue) -> JsValue {
     let all = all.as_string().unwrap_or_default();
-    let mut records: Vec<Stored> = parts(&all, b'\n')
-        .filter_map(|line| {
-            let (key, value) = cut(line, b'\t', false)?;
-            Stored::parse(key.to_owned(), value)
-        })
-        .collect();
+    // Loops rather than `filter_map(…).collect()` here and below: the iterator adapters cost
+    // the wasm several hundred bytes.
+    let mut records = Vec::new();
+    for line in parts(&all, b'\n') {
+        if let Some(r) = cut(line, b'\t', false).and_then(|(k, v)| Stored::parse(k.to_owned(), v)) {
+            records.push(r);
+        }
+    }
     let Ok((endpoint, batch_size)) = tracker::with(|t| (t.endpoint.clone(), t.config.batch_size))
     else {
         return JsValue::NULL;
@@ -217,17 +219,27 @@ pub fn acknowledged(ids: &str) {
 /// gives them as lines of `<batch id>,<ms>,<event id>,…`).
 fn sent_notes() -> Vec<SentNote> {
     let notes = glue::sent_notes(NOTE);
-    parts(&notes, b'\n').filter_map(parse_note).collect()
+    let mut out = Vec::new();
+    for note in parts(&notes, b'\n') {
+        if let Some(note) = parse_note(note) {
+            out.push(note);
+        }
+    }
+    out
 }
 
 /// A note of a sent batch: `<batch id>,<ms>,<event id>,…`.
 fn parse_note(note: &str) -> Option<SentNote> {
     let (batch_id, rest) = cut(note, b',', false)?;
     let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
+    let mut event_ids = Vec::new();
+    for id in parts(ids, b',') {
+        event_ids.push(id.to_owned());
+    }
     Some(SentNote {
         batch_id: batch_id.to_owned(),
         sent_ms: parse_int(ms).unwrap_or(0),
-        event_ids: parts(ids, b',').map(str::to_owned).collect(),
+        event_ids,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The functions of `js/glue.js`: durable queue, flush lock, requests, history hooks and the
 //! channel to other tabs. See that file for how each degrades where an API is missing.
 
-use js_sys::{Array, Function, Promise};
+use js_sys::{Array, Promise};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/glue.js")]
@@ -32,13 +32,20 @@ extern "C" {
     /// key>,<value>`.
     #[wasm_bindgen(js_name = sentNotes)]
     pub fn sent_notes(prefix: &str) -> String;
-    /// `[href, search, referrer, title, userAgent, screenWidth, screenHeight, language,
-    /// timeZone, doNotTrack, globalPrivacyControl]` of the page now.
+    /// `[href, query, referrer, title, userAgent, screenWidth, screenHeight, language,
+    /// timeZone, doNotTrack, globalPrivacyControl]` of the page now; `query` is
+    /// `[name, value, …]` of `location.search`, decoded by the browser.
     #[wasm_bindgen(js_name = pageFacts)]
     pub fn page_facts() -> Array;
-    /// The one function glue.js calls back: `hub(code, arg, n)` (see `autocapture::hub`).
+    /// Gives glue.js the wasm's exports, whose `hub` it calls back (see `autocapture::hub`).
     #[wasm_bindgen(js_name = setHub)]
-    pub fn set_hub(hub: &Function);
+    pub fn set_hub(exports: &JsValue);
+    /// The event or message the running `hub` call came with.
+    #[wasm_bindgen(js_name = hubArg)]
+    pub fn hub_arg() -> JsValue;
+    /// What the running `hub` call answers (the send cycle's steps).
+    #[wasm_bindgen(js_name = hubAnswer)]
+    pub fn hub_answer(value: &JsValue);
     /// `hub(code, event)` on every `name` event of the document (`doc`) or the window.
     pub fn listen(code: u32, name: &str, doc: bool, capture: bool);
     /// `hub(code)` every `ms`, replacing the previous timer.

@@ -114,10 +114,11 @@ pub fn plan(
                 }),
             },
             None => {
-                if let Some(p) = &open {
-                    if p.members.len() >= batch_size.max(1) || p.bytes + bytes > max_body {
-                        fresh.extend(open.take());
-                    }
+                let full = |p: &mut Planned| {
+                    p.members.len() >= batch_size.max(1) || p.bytes + bytes > max_body
+                };
+                if let Some(p) = open.take_if(full) {
+                    fresh.push(p);
                 }
                 let p = open.get_or_insert_with(|| Planned {
                     batch_id: new_id(),
@@ -130,8 +131,10 @@ pub fn plan(
             }
         }
     }
-    resends.extend(fresh);
-    resends.extend(open);
+    resends.append(&mut fresh);
+    if let Some(p) = open {
+        resends.push(p);
+    }
     resends
 }
 

@@ -82,7 +82,10 @@ impl Store {
     }
 
     pub fn remove(&mut self, key: &'static str) {
-        self.memory.retain(|(k, _)| *k != key);
+        // A key is in the list once at most (`set` replaces): no `retain` needed.
+        if let Some(i) = self.memory.iter().position(|(k, _)| *k == key) {
+            self.memory.remove(i);
+        }
         ls_set(key, None);
     }
 }

@@ -26,49 +26,6 @@ pub fn fit_chars(mut s: String, max: usize) -> String {
     s
 }
 
-/// `bytes` as text, each maximal invalid subsequence replaced by U+FFFD: what
-/// `String::from_utf8_lossy` gives (and the WHATWG decoder), without its chunk iterator and
-/// table.
-pub fn utf8_lossy(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // A lead byte's sequence length and the range its second byte must be in (which rules
-        // out overlong forms, surrogates and code points past U+10FFFF).
-        let (len, low, high) = match bytes[i] {
-            0x00..=0x7f => (1, 0, 0),
-            0xc2..=0xdf => (2, 0x80, 0xbf),
-            0xe0 => (3, 0xa0, 0xbf),
-            0xed => (3, 0x80, 0x9f),
-            0xe1..=0xef => (3, 0x80, 0xbf),
-            0xf0 => (4, 0x90, 0xbf),
-            0xf1..=0xf3 => (4, 0x80, 0xbf),
-            0xf4 => (4, 0x80, 0x8f),
-            _ => (0, 0, 0),
-        };
-        let mut valid = usize::from(len > 0);
-        while valid < len {
-            let (lo, hi) = if valid == 1 {
-                (low, high)
-            } else {
-                (0x80, 0xbf)
-            };
-            match bytes.get(i + valid) {
-                Some(&b) if (lo..=hi).contains(&b) => valid += 1,
-                _ => break,
-            }
-        }
-        if valid == len && len > 0 {
-            // SAFETY: a complete, well-formed sequence, checked byte by byte above.
-            out.push_str(unsafe { std::str::from_utf8_unchecked(&bytes[i..i + len]) });
-        } else {
-            out.push('\u{fffd}');
-        }
-        i += valid.max(1);
-    }
-    out
-}
-
 /// `s` cut to at most `max` bytes of UTF-8, never inside a character.
 pub fn fit_bytes(mut s: String, max: usize) -> String {
     if s.len() > max {
@@ -174,34 +131,6 @@ mod tests {
         assert_eq!(fit_chars("héllo".into(), 2), "hé");
         assert_eq!(fit_chars("abc".into(), 3), "abc");
         assert_eq!(fit_chars(String::new(), 0), "");
-    }
-
-    #[test]
-    fn lossy_decoding_is_std_s() {
-        let mut cases: Vec<Vec<u8>> = Vec::new();
-        // Every sequence of up to two bytes, and three-byte ones around every lead byte.
-        for a in 0..=255u8 {
-            cases.push(vec![a]);
-            for b in 0..=255u8 {
-                cases.push(vec![a, b]);
-            }
-            for b in [0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0x41] {
-                for c in [0x41, 0x80, 0xbf, 0xc0, 0xe2] {
-                    cases.push(vec![a, b, c]);
-                    cases.push(vec![a, b, c, 0x80]);
-                    cases.push(vec![a, b, c, 0xbf, 0x41]);
-                }
-            }
-        }
-        cases.push("é€😀 plain".as_bytes().to_vec());
-        cases.push(b"\xf4\x90\x80\x80\xed\xa0\x80\xe0\x80\xaf".to_vec());
-        for bytes in cases {
-            assert_eq!(
-                utf8_lossy(&bytes),
-                String::from_utf8_lossy(&bytes),
-                "{bytes:x?}"
-            );
-        }
     }
 
     #[test]

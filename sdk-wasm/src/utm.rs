@@ -1,21 +1,21 @@
 //! Campaign parameters from the page's query string (`?utm_source=…&utm_medium=…`).
+//!
+//! The browser decodes the query (`URLSearchParams`, in `glue.js`): percent escapes, `+` and
+//! invalid UTF-8 come out as every other script on the page sees them. The rules of which
+//! parameters count are here.
 
 use retailmind_schema::Utm;
 
-use crate::text::{cut, parts};
-
-/// The `utm_*` parameters of `search` (`location.search`, with or without the leading `?`).
-/// The first occurrence of a parameter wins; empty ones are ignored. `None` when there is none.
-pub fn parse_utm(search: &str) -> Option<Utm> {
+/// The `utm_*` parameters of the query, whose decoded names and values in page order are
+/// `param(0)` (the first name), `param(1)` (its value), `param(2)`, … until `None`. The first
+/// non-blank value of a parameter wins, trimmed. `None` when there is none.
+pub fn utm_from_params(mut param: impl FnMut(u32) -> Option<String>) -> Option<Utm> {
     let mut utm = Utm::default();
     let mut any = false;
-    let mut search = search;
-    while let Some(rest) = search.strip_prefix('?') {
-        search = rest;
-    }
-    for pair in parts(search, b'&') {
-        let (key, value) = cut(pair, b'=', false).unwrap_or((pair, ""));
-        let slot = match percent_decode(key).as_str() {
+    let mut i = 0;
+    while let (Some(key), Some(value)) = (param(i), param(i + 1)) {
+        i += 2;
+        let slot = match key.as_str() {
             "utm_source" => &mut utm.source,
             "utm_medium" => &mut utm.medium,
             "utm_campaign" => &mut utm.campaign,
@@ -23,7 +23,6 @@ pub fn parse_utm(search: &str) -> Option<Utm> {
             "utm_content" => &mut utm.content,
             _ => continue,
         };
-        let value = percent_decode(value);
         let value = value.trim();
         if slot.is_none() && !value.is_empty() {
             *slot = Some(value.to_owned());
@@ -33,47 +32,25 @@ pub fn parse_utm(search: &str) -> Option<Utm> {
     any.then_some(utm)
 }
 
-/// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. Malformed
-/// escapes stay as they are and invalid UTF-8 becomes U+FFFD, as browsers do.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    crate::text::utf8_lossy(&out)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `utm_from_params` of these `(name, value)` pairs.
+    fn params(pairs: &[(&str, &str)]) -> Option<Utm> {
+        let flat: Vec<&str> = pairs.iter().flat_map(|(k, v)| [*k, *v]).collect();
+        utm_from_params(|i| flat.get(i as usize).map(|s| s.to_string()))
+    }
+
     #[test]
     fn reads_all_five_parameters() {
-        let utm = parse_utm(
-            "?utm_source=news&utm_medium=email&utm_campaign=spring+sale&utm_term=shoes&utm_content=top",
-        )
+        let utm = params(&[
+            ("utm_source", "news"),
+            ("utm_medium", "email"),
+            ("utm_campaign", "spring sale"),
+            ("utm_term", "shoes"),
+            ("utm_content", "top"),
+        ])
         .expect("utm");
         assert_eq!(utm.source.as_deref(), Some("news"));
         assert_eq!(utm.medium.as_deref(), Some("email"));
@@ -84,24 +61,22 @@ mod tests {
 
     #[test]
     fn no_campaign_parameters_is_none() {
-        assert_eq!(parse_utm(""), None);
-        assert_eq!(parse_utm("?"), None);
-        assert_eq!(parse_utm("?id=P1&q=red"), None);
-        assert_eq!(parse_utm("?utm_source=&utm_medium=%20"), None);
+        assert_eq!(params(&[]), None);
+        assert_eq!(params(&[("id", "P1"), ("q", "red")]), None);
+        assert_eq!(params(&[("utm_source", ""), ("utm_medium", " ")]), None);
     }
 
     #[test]
-    fn decodes_escapes_and_keeps_the_first_value() {
-        let utm = parse_utm("utm_source=caf%C3%A9&utm_source=other&x=1&utm_medium").expect("utm");
+    fn the_first_non_blank_value_wins_trimmed() {
+        let utm = params(&[
+            ("utm_source", " \t"),
+            ("utm_source", " café "),
+            ("utm_source", "other"),
+            ("x", "1"),
+            ("utm_medium", ""),
+        ])
+        .expect("utm");
         assert_eq!(utm.source.as_deref(), Some("café"));
         assert_eq!(utm.medium, None);
-    }
-
-    #[test]
-    fn malformed_escapes_survive() {
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("a%2Bb+c"), "a+b c");
-        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
     }
 }

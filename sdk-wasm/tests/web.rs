@@ -110,6 +110,45 @@ fn page_builds_a_complete_valid_event_from_the_window() {
     assert_eq!(next.session_id, event.session_id, "the session carries on");
 }
 
+/// The page's address with `query` instead of its own, for one event.
+fn event_at_query(query: &str) -> retailmind_schema::Event {
+    let window = web_sys::window().expect("window");
+    let history = window.history().expect("history");
+    let before = window.location().href().expect("href");
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(query))
+        .expect("replaceState");
+    let recorded = api::page(None);
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(&before))
+        .expect("replaceState back");
+    ok(recorded);
+    decode(&last_event_json())
+}
+
+#[wasm_bindgen_test]
+fn campaign_parameters_are_read_as_the_browser_decodes_them() {
+    start(UNREACHABLE);
+    let utm = event_at_query(
+        "?utm_source=&utm_source=caf%C3%A9+bar&utm_source=other&utm_medium=%FF\
+         &utm_campaign=100%25%zz&x=1&utm_content=+%20",
+    )
+    .context
+    .utm
+    .expect("utm");
+    assert_eq!(utm.source.as_deref(), Some("café bar"), "first non-blank");
+    assert_eq!(utm.medium.as_deref(), Some("\u{fffd}"), "invalid UTF-8");
+    assert_eq!(
+        utm.campaign.as_deref(),
+        Some("100%%zz"),
+        "a bad escape stays"
+    );
+    assert_eq!((utm.term, utm.content), (None, None));
+    let utm = event_at_query("??utm_term=shoes").context.utm;
+    assert_eq!(utm.and_then(|u| u.term).as_deref(), Some("shoes"));
+    assert_eq!(event_at_query("?utm_x=1&q=red").context.utm, None);
+}
+
 #[wasm_bindgen_test]
 fn shop_objects_are_read_with_their_wire_names() {
     start(UNREACHABLE);
@@ -140,6 +179,56 @@ fn shop_objects_are_read_with_their_wire_names() {
             assert_eq!(c.props["tags"][0], "a");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[wasm_bindgen_test]
+fn orders_read_their_cart_lines_in_order() {
+    start(UNREACHABLE);
+    let json = |text: &str| js_sys::JSON::parse(text).expect("json");
+    ok(api::purchase(
+        json(
+            r#"{"order_id":"O1","revenue_minor":1000,"currency":"EUR","items":[
+                {"product_id":"P1","quantity":2},{"product_id":"P2","name":"Cap","quantity":1}]}"#,
+        )
+        .unchecked_into(),
+    ));
+    match decode(&last_event_json()).payload {
+        Payload::Purchase(p) => {
+            let lines: Vec<(&str, u32)> = p
+                .items
+                .iter()
+                .map(|l| (l.product.product_id.as_str(), l.quantity))
+                .collect();
+            assert_eq!(lines, [("P1", 2), ("P2", 1)]);
+            assert_eq!(p.items[1].product.name.as_deref(), Some("Cap"));
+        }
+        other => panic!("{other:?}"),
+    }
+    ok(api::checkout_started(
+        json(r#"{"value_minor":5,"currency":"EUR"}"#).unchecked_into(),
+    ));
+    assert!(matches!(
+        decode(&last_event_json()).payload,
+        Payload::CheckoutStarted(c) if c.items.is_empty() && c.cart_id.is_none()
+    ));
+    for (items, names) in [
+        (r#""P1""#, "`items` must be an array"),
+        (
+            r#"[{"product_id":"P1","quantity":1},{"product_id":"P2"}]"#,
+            "`quantity`",
+        ),
+        (
+            r#"[{"product_id":"P1","quantity":-1}]"#,
+            "must not be negative",
+        ),
+    ] {
+        let order = json(&[r#"{"value_minor":5,"currency":"EUR","items":"#, items, "}"].concat());
+        let why = refusal(api::checkout_started(order.unchecked_into()));
+        assert!(
+            why.starts_with("retailmind checkout") && why.contains(names),
+            "{why}"
+        );
     }
 }
 
