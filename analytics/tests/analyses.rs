@@ -496,3 +496,95 @@ async fn an_empty_lake_answers_with_no_rows() {
     let funnel = analytics.conversion_funnel(&range()).await.unwrap();
     assert!(funnel.iter().all(|s| s.visitors == 0));
 }
+
+/// One hand-made event line at `ts` (ms) with a UUIDv7 id from `seq`.
+fn line(seq: u8, ts: i64, kind: &str, properties: serde_json::Value) -> String {
+    let id = uuid::Builder::from_unix_timestamp_millis(ts as u64, &[seq; 10]).into_uuid();
+    serde_json::json!({
+        "event_id": id, "type": kind, "anonymous_id": "a-1", "session_id": "s-1",
+        "timestamp": ts, "received_at": ts + 100,
+        "context": {"page": {"url": "https://shop.example/"}},
+        "properties": properties,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_purchase_is_credited_to_the_latest_recommendation_click_before_it() {
+    let t = retailmind_analytics::day::day_start_ms("2024-11-03").unwrap() + 3_600_000;
+    let shown = |seq, ts, rec: &str, placement: &str, strategy: &str| {
+        line(
+            seq,
+            ts,
+            "custom",
+            serde_json::json!({"name": "recommendation_impression", "props": {
+            "recommendation_id": rec, "placement": placement, "strategy": strategy,
+            "product_ids": ["P1", "P2"]}}),
+        )
+    };
+    let clicked = |seq, ts, rec: &str| {
+        line(
+            seq,
+            ts,
+            "custom",
+            serde_json::json!({"name": "recommendation_click", "props": {
+            "recommendation_id": rec, "product_id": "P1", "position": 0}}),
+        )
+    };
+    let bought = |seq, ts, order: &str| {
+        line(
+            seq,
+            ts,
+            "purchase",
+            serde_json::json!({"order_id": order, "revenue_minor": 700,
+            "currency": "EUR", "items": [{"product_id": "P1", "price_minor": 350, "quantity": 2}]}),
+        )
+    };
+    let lines = [
+        shown(1, t, "rec-a", "home", "popular"),
+        clicked(2, t + 1_000, "rec-a"),
+        shown(3, t + 2_000, "rec-b", "product", "co_view"),
+        clicked(4, t + 3_000, "rec-b"),
+        bought(5, t + 4_000, "o-1"),
+        // A click after the purchase earns nothing for that purchase.
+        clicked(6, t + 5_000, "rec-a"),
+    ];
+    let lake = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(lake.path());
+    use retailmind_analytics::store::LakeStore;
+    store
+        .put("events/x.json", lines.join("\n").into_bytes().into())
+        .await
+        .unwrap();
+    let report = etl::run(&store, &EtlOptions::default()).await.unwrap();
+    assert_eq!(report.events_valid, lines.len());
+    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    let got = analytics.rec_attribution(&range()).await.unwrap();
+    let summary: Vec<(&str, &str, i64, i64, i64, i64)> = got
+        .iter()
+        .map(|r| {
+            let row = (
+                r.placement.as_str(),
+                r.strategy.as_str(),
+                r.impressions,
+                r.clicks,
+            );
+            (
+                row.0,
+                row.1,
+                row.2,
+                row.3,
+                r.purchased_lines,
+                r.revenue_minor,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("home", "popular", 2, 2, 0, 0),
+            ("product", "co_view", 2, 1, 1, 700)
+        ]
+    );
+    assert!(close(got[0].ctr, 1.0) && close(got[1].ctr, 0.5));
+}
