@@ -16,13 +16,12 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use retailmind_commerce::order::{decode_order, decode_status_change, purchase_event};
-use retailmind_commerce::profile::normalise_traits;
+use retailmind_commerce::profile::decode_traits;
 use retailmind_commerce::{
     CommerceError, CommerceStore, CustomerProfile, Forgotten, NewOrder, Order, Problem,
 };
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::StreamRecord;
-use serde_json::Value;
 
 use crate::config::KeyKind;
 use crate::error::{CollectorError, ErrorBody};
@@ -145,13 +144,7 @@ pub async fn get_transaction(
     Path(order_id): Path<String>,
 ) -> Result<Json<Order>, CollectorError> {
     let store = admit(&front)?;
-    store.order(&order_id).await?.map(Json).ok_or_else(|| {
-        CommerceError::NotFound {
-            what: "order",
-            id: order_id,
-        }
-        .into()
-    })
+    found(store.order(&order_id).await?, "order", order_id)
 }
 
 /// Move an order to a new status (paid, shipped, delivered, cancelled, refunded).
@@ -224,23 +217,7 @@ pub async fn put_customer_traits(
         )])
         .into());
     }
-    let traits = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => normalise_traits(map)?,
-        Ok(_) => {
-            return Err(CommerceError::Invalid(vec![Problem::new(
-                "(body)",
-                "must be a JSON object of traits",
-            )])
-            .into())
-        }
-        Err(e) => {
-            return Err(CommerceError::Invalid(vec![Problem::new(
-                "(body)",
-                format!("is not JSON: {e}"),
-            )])
-            .into())
-        }
-    };
+    let traits = decode_traits(&bytes)?;
     let now = now_ms();
     store.put_traits(&customer_id, traits, now).await?;
     let profile = store

@@ -217,6 +217,25 @@ impl Claim<'_> {
     }
 }
 
+impl Claim<'_> {
+    /// The write failed after storing some records: the ids at these positions among the
+    /// fresh ones (the order they were written in) count as written, the rest are released.
+    pub fn commit_positions(mut self, positions: &[usize]) {
+        let keys = std::mem::take(&mut self.keys);
+        let (stored, released): (Vec<_>, Vec<_>) = keys
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| positions.contains(i));
+        self.keys = stored.into_iter().map(|(_, k)| k).collect();
+        if let Ok(mut inner) = self.owner.inner.lock() {
+            for (_, key) in released {
+                inner.in_flight.remove(&key);
+            }
+        }
+        self.commit();
+    }
+}
+
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if self.keys.is_empty() {
@@ -369,5 +388,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let later = short.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
         assert_eq!(later.fresh, [true]);
+    }
+
+    #[tokio::test]
+    async fn a_partly_stored_write_keeps_only_what_was_stored() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 100);
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let claim = recent.claim("k", &ids, Duration::ZERO).await.unwrap();
+        claim.commit_positions(&[0, 2]);
+        let again = recent.claim("k", &ids, Duration::ZERO).await.unwrap();
+        assert_eq!(again.fresh, [false, true, false]);
     }
 }

@@ -181,6 +181,9 @@ pub async fn ingest(
     metrics::histogram!(m::SINK_APPEND_SECONDS).record(started.elapsed().as_secs_f64());
     if let Err(e) = written {
         metrics::counter!(m::SINK_FAILURES).increment(1);
+        // Records the stream stored before failing count as written, so the sender's retry of
+        // this batch writes only the others.
+        claim.commit_positions(e.stored_positions());
         return Err(CollectorError::SinkUnavailable(e));
     }
     // Written: from now on a repeat of these ids is dropped, even if the dead letters fail.

@@ -243,14 +243,7 @@ const MAX_LINES: usize = 1000;
 /// number is refused whatever field it hides in, and never reaches a typed value or a log),
 /// then the shape, then every rule. All problems are reported at once.
 pub fn decode_order(body: &[u8], now_ms: i64) -> Result<NewOrder> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| {
-        CommerceError::Invalid(vec![Problem::new("(body)", format!("is not JSON: {e}"))])
-    })?;
-    let cards = find_card_numbers(&raw);
-    if !cards.is_empty() {
-        return Err(CommerceError::Invalid(cards));
-    }
-    let order: NewOrder = typed(raw)?;
+    let order: NewOrder = typed(swept_json(body)?)?;
     let problems = check_order(&order, now_ms);
     if problems.is_empty() {
         Ok(order)
@@ -261,14 +254,7 @@ pub fn decode_order(body: &[u8], now_ms: i64) -> Result<NewOrder> {
 
 /// A status update from a request body, swept for card numbers like an order.
 pub fn decode_status_change(body: &[u8]) -> Result<StatusChange> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| {
-        CommerceError::Invalid(vec![Problem::new("(body)", format!("is not JSON: {e}"))])
-    })?;
-    let cards = find_card_numbers(&raw);
-    if !cards.is_empty() {
-        return Err(CommerceError::Invalid(cards));
-    }
-    let change: StatusChange = typed(raw)?;
+    let change: StatusChange = typed(swept_json(body)?)?;
     if change.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_LEN) {
         return Err(CommerceError::Invalid(vec![Problem::new(
             "note",
@@ -276,6 +262,24 @@ pub fn decode_status_change(body: &[u8]) -> Result<StatusChange> {
         )]));
     }
     Ok(change)
+}
+
+/// A request body as JSON, refused as a whole if it is not JSON.
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value> {
+    serde_json::from_slice(body).map_err(|e| {
+        CommerceError::Invalid(vec![Problem::new("(body)", format!("is not JSON: {e}"))])
+    })
+}
+
+/// A request body as JSON, refused naming every field that holds a card number.
+fn swept_json(body: &[u8]) -> Result<Value> {
+    let raw = parse_json(body)?;
+    let cards = find_card_numbers(&raw);
+    if cards.is_empty() {
+        Ok(raw)
+    } else {
+        Err(CommerceError::Invalid(cards))
+    }
 }
 
 /// Serde's own message, with the path of the field it is about.

@@ -177,6 +177,17 @@ pub fn normalise_traits(mut values: Map<String, Value>) -> Result<Traits> {
     }
 }
 
+/// Traits from a request body (`PUT /v1/customers/{id}/traits`): a JSON object, normalised.
+pub fn decode_traits(body: &[u8]) -> Result<Traits> {
+    match crate::order::parse_json(body)? {
+        Value::Object(map) => normalise_traits(map),
+        _ => Err(CommerceError::Invalid(vec![Problem::new(
+            "(body)",
+            "must be a JSON object of traits",
+        )])),
+    }
+}
+
 /// SHA-256 (hex) of the trimmed, lower-cased address: the usual form for matching audiences.
 pub fn email_hash(email: &str) -> String {
     hex(&Sha256::digest(email.trim().to_lowercase()))

@@ -181,12 +181,11 @@ impl SqlCommerce {
     }
 
     async fn load_order(&self, order_id: &str) -> Result<Option<Order>> {
-        let executor = &self.pool;
         let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
         )))
         .bind(order_id)
-        .fetch_optional(executor)
+        .fetch_optional(&self.pool)
         .await?
         else {
             return Ok(None);
@@ -196,7 +195,7 @@ impl SqlCommerce {
              FROM order_lines WHERE order_id = $1 ORDER BY line_no",
         )
         .bind(order_id)
-        .fetch_all(executor)
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| -> Result<OrderLine> {
@@ -214,7 +213,7 @@ impl SqlCommerce {
             "SELECT status, at, note FROM order_status_history WHERE order_id = $1 ORDER BY seq",
         )
         .bind(order_id)
-        .fetch_all(executor)
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| -> Result<StatusEntry> {
@@ -506,10 +505,18 @@ impl CommerceStore for SqlCommerce {
     }
 
     async fn customer(&self, customer_id: &str) -> Result<Option<CustomerProfile>> {
-        let pool = &self.pool;
+        // One snapshot for every query below: read piecemeal, a profile could show a session
+        // from a commit whose traits it missed. PostgreSQL needs REPEATABLE READ for that;
+        // a SQLite read transaction is a snapshot already.
+        let mut tx = self.pool.begin().await?;
+        if tx.backend_name().to_ascii_lowercase().contains("postgres") {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = sqlx::query("SELECT traits, email_sha256 FROM customers WHERE customer_id = $1")
             .bind(customer_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let (traits, email_sha256) = match &row {
             Some(r) => (parse_traits(&r.try_get::<String, _>(0)?)?, r.try_get(1)?),
@@ -520,7 +527,7 @@ impl CommerceStore for SqlCommerce {
              ORDER BY linked_at, anonymous_id",
         )
         .bind(customer_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
         let counted = "status NOT IN ('cancelled', 'refunded')";
         let mut lifetime_value = Vec::new();
@@ -530,7 +537,7 @@ impl CommerceStore for SqlCommerce {
              FROM orders WHERE customer_id = $1 AND {counted} GROUP BY currency"
         )))
         .bind(customer_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?
         {
             let orders: i64 = r.try_get(1)?;
@@ -557,10 +564,10 @@ impl CommerceStore for SqlCommerce {
         let any_order: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE customer_id = $1")
                 .bind(customer_id)
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await?;
         let bought = category_counts(
-            pool,
+            &mut tx,
             format!(
                 "SELECT l.category, CAST(SUM(l.quantity) AS BIGINT) FROM order_lines l
                  JOIN orders o ON o.order_id = l.order_id
@@ -571,7 +578,7 @@ impl CommerceStore for SqlCommerce {
         )
         .await?;
         let viewed = category_counts(
-            pool,
+            &mut tx,
             "SELECT category, COUNT(*) FROM customer_category_views WHERE customer_id = $1
              GROUP BY category"
                 .to_owned(),
@@ -585,7 +592,7 @@ impl CommerceStore for SqlCommerce {
              ORDER BY start_at DESC, session_id DESC LIMIT 1",
         )
         .bind(customer_id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?
         .map(|r| -> Result<SessionSummary> {
             Ok(SessionSummary {
@@ -613,7 +620,7 @@ impl CommerceStore for SqlCommerce {
              ) AS times",
         )
         .bind(customer_id)
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
         let first_seen: Option<i64> = seen.try_get(0)?;
         let last_seen: Option<i64> = seen.try_get(1)?;
@@ -923,13 +930,13 @@ async fn upsert_customer(
 }
 
 async fn category_counts(
-    pool: &AnyPool,
+    conn: &mut sqlx::AnyConnection,
     sql: String,
     customer_id: &str,
 ) -> Result<Vec<(String, i64)>> {
     sqlx::query(AssertSqlSafe(sql))
         .bind(customer_id)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

@@ -24,6 +24,13 @@ pub enum ConnectorError {
     /// A resource (stream, table, bucket) does not exist or is misconfigured.
     #[error("{0}")]
     Misconfigured(String),
+    /// An append failed after storing some of its records: `stored` are their positions in
+    /// the call, so a caller can count those as written and resend only the rest.
+    #[error("{cause} ({} records were stored)", stored.len())]
+    PartlyStored {
+        stored: Vec<usize>,
+        cause: Box<ConnectorError>,
+    },
 }
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
@@ -38,11 +45,22 @@ impl ConnectorError {
 
     /// Whether retrying the same call later can succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ConnectorError::Throttled { .. }
-                | ConnectorError::Unavailable { .. }
-                | ConnectorError::Conflict { .. }
-        )
+        match self {
+            ConnectorError::PartlyStored { cause, .. } => cause.is_retryable(),
+            e => matches!(
+                e,
+                ConnectorError::Throttled { .. }
+                    | ConnectorError::Unavailable { .. }
+                    | ConnectorError::Conflict { .. }
+            ),
+        }
+    }
+
+    /// Positions of the records an append stored before it failed (none for other errors).
+    pub fn stored_positions(&self) -> &[usize] {
+        match self {
+            ConnectorError::PartlyStored { stored, .. } => stored,
+            _ => &[],
+        }
     }
 }

@@ -116,8 +116,16 @@ impl EventSink for SpoolingSink {
         match self.inner.append(records.clone()).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, records = records.len(), "stream unavailable; spooling to disk");
-                self.spool(&records).await.map_err(|_| e)
+                // What the stream stored already is not spooled (it would be written twice).
+                let stored = e.stored_positions();
+                let rest: Vec<StreamRecord> = records
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !stored.contains(i))
+                    .map(|(_, r)| r)
+                    .collect();
+                tracing::warn!(error = %e, records = rest.len(), "stream unavailable; spooling to disk");
+                self.spool(&rest).await.map_err(|_| e)
             }
             Err(e) => Err(e),
         }

@@ -133,7 +133,8 @@ impl SessionStore {
         let at = list.len() - list.iter().rev().take_while(|&&s| s > seq).count();
         list.insert(at, seq);
         let cap = self.limits.max_sessions_per_item;
-        if list.len() > cap + cap / 2 {
+        // Saturating: the cap comes from a snapshot, which may be corrupt.
+        if list.len() > cap.saturating_add(cap / 2) {
             list.drain(..list.len() - cap);
         }
     }

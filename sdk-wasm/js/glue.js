@@ -134,41 +134,19 @@ export function qPutNow(key, value) {
   qPut(key, value);
 }
 
-const NOTE = 'retailmind.sent.';
-
-/** Notes, synchronously and for every tab, that batch `id` left at `ms` with these event ids:
- * a tab going away reads the notes before sending its own events, so it sends them as the
- * batch another tab already sent, not as a new one. */
-export function noteSent(id, ms, ids) {
-  try {
-    localStorage.setItem(NOTE + id, ms + ',' + ids.join(','));
-  } catch (e) {
-    // No storage: the channel message is the remaining hint.
-  }
-}
-
-export function forgetSent(id) {
-  try {
-    localStorage.removeItem(NOTE + id);
-  } catch (e) {
-    // Nothing was noted.
-  }
-}
-
-/** Every note as `[batchId, ms, ...eventIds]`. */
-export function sentNotes() {
+/** The localStorage entries whose keys start with `prefix` (the notes of sent batches, which
+ * the Rust side writes and reads), as lines of `<rest of the key>,<value>`. */
+export function sentNotes(prefix) {
   const out = [];
   try {
     for (let i = 0; i < localStorage.length; i++) {
       const k = localStorage.key(i);
-      if (k && k.startsWith(NOTE)) {
-        out.push([k.slice(NOTE.length), ...localStorage.getItem(k).split(',')]);
-      }
+      if (k && k.startsWith(prefix)) out.push(k.slice(prefix.length) + ',' + localStorage.getItem(k));
     }
   } catch (e) {
     // No storage, no notes.
   }
-  return out;
+  return out.join('\n');
 }
 
 /** Every stored record as `[key, value]`, keys in ascending order. */
@@ -207,8 +185,9 @@ export function qAll() {
   });
 }
 
-/** Removes the records with these keys. */
-export function qDel(keys) {
+/** Removes the records with these keys (comma-separated). */
+export function qDel(list) {
+  const keys = list.split(',');
   return flushWrites().then(open).then((d) => {
     const s = local();
     keys.forEach((k) => {
@@ -406,7 +385,7 @@ export function pageFacts() {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-// The Rust side: one function, `hub(code, arg)`, for every listener, timer and step of the send
+// The Rust side: one function, `hub(code, arg, n)`, for every listener, timer and step of the send
 // cycle (one closure costs the wasm far less than one per use). Codes 0-2 are the cycle's.
 let hub;
 export function setHub(f) {
@@ -428,6 +407,36 @@ export function every(code, ms) {
 /** `hub(code)` once the current task is over. */
 export function soon(code) {
   setTimeout(() => hub(code), 0);
+}
+
+export const hasWindow = () => typeof window == 'object';
+
+/** `obj[key]`, or undefined where reading it throws (not an object, a throwing getter). */
+export function get(obj, key) {
+  try {
+    return Reflect.get(obj, key);
+  } catch (e) {
+    // Nothing to read.
+  }
+}
+
+/** The browser's own `JSON.stringify(value)`; undefined where it cannot (a cycle). */
+export function json(value) {
+  try {
+    return JSON.stringify(value);
+  } catch (e) {
+    // Not JSON.
+  }
+}
+
+/** Fills `bytes` from `crypto.getRandomValues`; false where Web Crypto is missing. */
+export function randomFill(bytes) {
+  try {
+    crypto.getRandomValues(bytes);
+    return true;
+  } catch (e) {
+    return false;
+  }
 }
 
 /** localStorage for the tracker's small settings: null where there is nothing or no storage. */
@@ -468,28 +477,39 @@ export function closest(target, selector, ignore) {
   }
 }
 
-/** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...attribute
- * names and values]` of `el`. `text` (with `withText`): `innerText`, which follows the layout,
- * else `textContent` (SVG); `href`: the link as the browser resolved it, if a string. */
-export function elementFacts(el, withText) {
+/** What a click is made of, in one call: `[tagName, text, id, href, location.host, ...values of
+ * the attributes `names` (comma-separated)]` of `el`, and with a `prefix` an object of the
+ * attributes starting with it (name after the prefix: value). Which attributes: the Rust side's
+ * rules. `text` (with `withText`): `innerText`, which follows the layout, else `textContent`
+ * (SVG); `href`: the link as the browser resolved it, if a string. */
+export function elementFacts(el, withText, names, prefix) {
   const out = [el.tagName, withText ? el.innerText ?? el.textContent : null, el.id, el.href, location.host];
-  for (const a of el.attributes) out.push(a.name, a.value);
+  for (const n of names.split(',')) out.push(el.getAttribute(n));
+  if (prefix) {
+    // No prototype: an attribute `<prefix>__proto__` is a property like any other.
+    const props = Object.create(null);
+    for (const a of el.attributes) if (a.name.startsWith(prefix)) props[a.name.slice(prefix.length)] = a.value;
+    out.push(props);
+  }
   return out;
 }
 
 let last = Promise.resolve();
 /** A send cycle, after this page's previous one, under the flush lock: the queue is read, the
- * Rust side (`hub`) picks and seals the next batch, it is posted, and its answer settled,
- * until nothing is due or a send failed. Rejects with the reason the cycle stopped. */
+ * Rust side (`hub`) picks and seals the next batch (`<endpoint>\n<body>`), it is posted, and its
+ * answer (status and Retry-After, or the reason there was none) settled, until nothing is due or
+ * a send failed. Rejects with the reason the cycle stopped. */
 export function send(patient) {
   // A page that is leaving stops its cycle: what is left goes with the exit send and the queue.
+  // Records go over as lines of `key\tvalue`: stored JSON holds no raw tab or line break.
   const step = () => (leaving ? null : qAll().then((records) => {
-    const next = hub(0, records);
+    const next = hub(0, records.map((r) => r[0] + '\t' + r[1]).join('\n'));
     if (typeof next === 'number') return patient ? sleep(next + 50).then(step) : null;
     if (!next) return null;
+    const at = next.indexOf('\n');
     // In an array: a promise returned from a `then` callback would be adopted, not passed on.
-    return post(next[0], next[1])
-      .then((a) => [hub(1, [next, a[0], a[1], ''])], (e) => [hub(1, [next, 0, 0, e || 'error'])])
+    return post(next.slice(0, at), next.slice(at + 1))
+      .then((a) => [hub(1, a[0], a[1])], (e) => [hub(1, e || 'error')])
       .then((r) => r[0] && r[0].then(step));
   }));
   const done = () => hub(2);

@@ -3,10 +3,10 @@
 //!
 //! Shop objects use the event's wire field names (`product_id`, `price_minor`, `quantity`, …),
 //! the same as in the stored events; only `init`'s config is camelCase. They are read field by
-//! field with `Reflect` into the schema's types, not with serde, which would cost the wasm build
+//! field (`glue::get`) into the schema's types, not with serde, which would cost the wasm build
 //! more than the rest of the tracker.
 
-use js_sys::{Array, Promise, Reflect, JSON};
+use js_sys::{Array, Promise};
 use retailmind_schema::{CartLine, Checkout, Product, Purchase, Search};
 use wasm_bindgen::prelude::*;
 
@@ -190,14 +190,19 @@ pub fn product_view(product: ProductArg) -> Result<(), JsError> {
 /// `{product_id, …, quantity}`
 #[wasm_bindgen(js_name = addToCart)]
 pub fn add_to_cart(line: CartLineArg) -> Result<(), JsError> {
-    let l = read_line(&line, "retailmind cart line")?;
-    record("add_to_cart", &wire::cart_line(&l))
+    record_line("add_to_cart", &line)
 }
 
 #[wasm_bindgen(js_name = removeFromCart)]
 pub fn remove_from_cart(line: CartLineArg) -> Result<(), JsError> {
-    let l = read_line(&line, "retailmind cart line")?;
-    record("remove_from_cart", &wire::cart_line(&l))
+    record_line("remove_from_cart", &line)
+}
+
+/// A cart line event of `kind`; one function for both kinds.
+#[inline(never)]
+fn record_line(kind: &str, line: &JsValue) -> Result<(), JsError> {
+    let l = read_line(line, "retailmind cart line")?;
+    record(kind, &wire::cart_line(&l))
 }
 
 /// `{cart_id?, value_minor, currency, items: [cart line, …]}`
@@ -285,54 +290,57 @@ pub fn recommendations(options: RecommendationsArg) -> RecommendationsPromise {
     let reject = |e: JsError| Promise::reject(&e.into()).unchecked_into();
     let options: &JsValue = &options;
     let what = "retailmind recommendations";
-    let read = || -> Result<[Option<String>; 5], JsError> {
-        let cart = field(options, "cart");
-        let cart = if cart.is_undefined() || cart.is_null() {
-            None
-        } else if Array::is_array(&cart) {
-            let mut ids = String::new();
-            for (i, id) in Array::from(&cart)
-                .iter()
-                .filter_map(|v| v.as_string())
-                .enumerate()
-            {
-                if i > 0 {
-                    ids.push(',');
-                }
-                ids.push_str(&id);
-            }
-            Some(ids)
-        } else {
-            return Err(JsError::new(
-                "retailmind recommendations: cart must be an array of product ids",
-            ));
+    // The request's parameters with a value, in this order: option name, query name.
+    let mut values: Vec<(&str, String)> = Vec::new();
+    for (i, (key, param)) in [
+        ("placement", "placement"),
+        ("contextItem", "context_item"),
+        ("cart", "cart"),
+        ("category", "category"),
+        ("n", "n"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let value = match i {
+            2 => cart_ids(options),
+            4 => opt_number(options, key, what).map(|n| n.map(|n| json::int_text(n as i64))),
+            _ => opt_string(options, key, what),
         };
-        Ok([
-            opt_string(options, "placement", what)?,
-            opt_string(options, "contextItem", what)?,
-            cart,
-            opt_string(options, "category", what)?,
-            opt_number(options, "n", what)?.map(|n| json::int_text(n as i64)),
-        ])
-    };
-    let [placement, context_item, cart, category, n] = match read() {
-        Ok(values) => values,
-        Err(e) => return reject(e),
-    };
-    let params = [
-        ("placement", placement.as_deref()),
-        ("context_item", context_item.as_deref()),
-        ("cart", cart.as_deref()),
-        ("category", category.as_deref()),
-        ("n", n.as_deref()),
-    ];
-    match tracker::recommendations_url(&params) {
+        match value {
+            Ok(Some(v)) => values.push((param, v)),
+            Ok(None) => {}
+            Err(e) => return reject(e),
+        }
+    }
+    match tracker::recommendations_url(&values) {
         Ok(Some(url)) => glue::get_json(&url).unchecked_into(),
         Ok(None) => reject(JsError::new(
             "retailmind: tracking is off (consent, opt-out or sampling); no recommendations asked",
         )),
         Err(e) => reject(js_error(e)),
     }
+}
+
+/// `options.cart`, an array of product ids, as `id,id,…` (what is not a string left out).
+fn cart_ids(options: &JsValue) -> Result<Option<String>, JsError> {
+    let cart = field(options, "cart");
+    if cart.is_undefined() || cart.is_null() {
+        return Ok(None);
+    }
+    if !Array::is_array(&cart) {
+        return Err(JsError::new(
+            "retailmind recommendations: cart must be an array of product ids",
+        ));
+    }
+    let mut ids = String::new();
+    for id in Array::from(&cart).iter().filter_map(|v| v.as_string()) {
+        if !ids.is_empty() {
+            ids.push(',');
+        }
+        ids.push_str(&id);
+    }
+    Ok(Some(ids))
 }
 
 /// How many of this page's events the collector has not acknowledged yet.
@@ -356,7 +364,7 @@ fn js_error(e: TrackerError) -> JsError {
 }
 
 fn field(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    glue::get(obj, key)
 }
 
 fn refused(what: &str, key: &str, must: &str) -> JsError {
@@ -455,8 +463,6 @@ fn props_json(props: &JsValue) -> Result<String, JsError> {
     if !props.is_object() || Array::is_array(props) {
         return Err(JsError::new("retailmind: properties must be an object"));
     }
-    JSON::stringify(props)
-        .ok()
-        .and_then(|s| s.as_string())
+    glue::json(props)
         .ok_or_else(|| JsError::new("retailmind: properties cannot be written as JSON (a cycle?)"))
 }

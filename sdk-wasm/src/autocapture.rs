@@ -3,14 +3,14 @@
 //! other tabs and the flush timer. Every handler looks the tracker up when it fires, so a
 //! second `init` only changes the config they read.
 
-use js_sys::{Array, Function, Reflect};
-use retailmind_schema::{Click, Limits};
+use js_sys::{Array, Function};
+use retailmind_schema::Limits;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::EventTarget;
 
 use crate::browser;
-use crate::clicks::{clean_text, is_outbound, split_classes, CLICKABLE_SELECTOR, IGNORE_SELECTOR};
+use crate::clicks::{clean_text, is_outbound, CLICKABLE_SELECTOR, IGNORE_SELECTOR};
 use crate::delivery;
 use crate::engagement::scroll_percent;
 use crate::glue;
@@ -22,7 +22,10 @@ use crate::wire;
 /// Elements whose clicks are recorded as the shop's own event: `data-rm-event="name"`, with
 /// properties from `data-rm-prop-<key>="value"` attributes.
 pub const TAGGED_SELECTOR: &str = "[data-rm-event]";
+const TAGGED_ATTR: &str = "data-rm-event";
 const PROP_PREFIX: &str = "data-rm-prop-";
+/// The attributes a click is described with, in the order `click_from_target` reads them.
+const CLICK_ATTRS: &str = "value,href,class";
 
 // What `glue.js` calls `hub` with: 0-2 are the send cycle's steps (see `delivery.rs`).
 const CLICK: u32 = 3;
@@ -38,10 +41,10 @@ const PAGE_CHECK: u32 = 12;
 
 /// Every callback from the browser: one closure instead of one per listener and timer, which
 /// would each cost the wasm and the JS glue a shim.
-fn hub(code: u32, arg: JsValue) -> JsValue {
+fn hub(code: u32, arg: JsValue, n: f64) -> JsValue {
     match code {
         0 => return delivery::plan_next(arg),
-        1 => return delivery::settle(arg),
+        1 => return delivery::settle(arg, n),
         2 => return delivery::cycle_done(),
         CLICK => on_click(arg),
         VISIBILITY => on_visibility(),
@@ -65,7 +68,7 @@ fn hub(code: u32, arg: JsValue) -> JsValue {
 pub fn install() {
     // `Fn`, not `FnMut`: a callback may fire while another runs (a listener of an event the
     // tracker causes).
-    let f = Closure::<dyn Fn(u32, JsValue) -> JsValue>::new(hub);
+    let f = Closure::<dyn Fn(u32, JsValue, f64) -> JsValue>::new(hub);
     glue::set_hub(f.as_ref().unchecked_ref::<Function>());
     // It lives as long as the page.
     f.forget();
@@ -122,7 +125,7 @@ fn on_exit() {
 /// A page restored from the back/forward cache is a new view of it; its timers and listeners
 /// survived, its queue may have been left unsent.
 fn on_pageshow(event: JsValue) {
-    let persisted = Reflect::get(&event, &"persisted".into()).is_ok_and(|p| p.is_truthy());
+    let persisted = glue::get(&event, "persisted").is_truthy();
     if !persisted {
         return;
     }
@@ -182,7 +185,7 @@ pub fn page_key(href: &str) -> &str {
 /// one last counted. The previous page's engagement goes first, and its URL becomes the
 /// referrer of what follows.
 pub fn check_page() {
-    let href = browser::location_href();
+    let href = browser::PageFacts::now().href();
     let key = page_key(&href).to_owned();
     let changed = tracker::with(|t| {
         t.config.autocapture.page_views && t.page.counted.as_deref() != Some(key.as_str())
@@ -202,16 +205,14 @@ pub fn check_page() {
 }
 
 fn on_click(event: JsValue) {
-    let target: EventTarget = Reflect::get(&event, &"target".into())
-        .unwrap_or(JsValue::NULL)
-        .unchecked_into();
+    let target: EventTarget = glue::get(&event, "target").unchecked_into();
     let clicks = tracker::with(|t| t.config.autocapture.clicks).unwrap_or(false);
     if let Some((name, props)) = tagged_event(&target) {
         report(tracker::record("custom", &wire::custom(&name, &props)));
     }
     if clicks {
         if let Some(click) = click_from_target(target) {
-            report(tracker::record("click", &wire::click(&click)));
+            report(tracker::record("click", &click));
         }
     }
 }
@@ -230,76 +231,43 @@ pub fn tagged_event(target: &EventTarget) -> Option<(String, String)> {
     if tagged.is_null() {
         return None;
     }
-    let attrs = attributes(&glue::element_facts(&tagged, false));
-    let name = non_empty(attr(&attrs, "data-rm-event")?.to_owned())?;
-    let mut props = String::new();
-    let mut o = Obj::new(&mut props);
-    for (name, value) in &attrs {
-        if let Some(key) = name.strip_prefix(PROP_PREFIX) {
-            o.str(key, value);
-        }
-    }
-    o.end();
+    let facts = glue::element_facts(&tagged, false, TAGGED_ATTR, PROP_PREFIX);
+    let name = non_empty(facts.get(5).as_string()?)?;
+    // The properties, an object of strings: the browser's JSON is the props' wire format.
+    let props = glue::json(&facts.get(6))?;
     Some((name, props))
 }
 
-/// The attributes in an element's facts (see `glue::element_facts`), as name and value.
-fn attributes(facts: &Array) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut i = 5;
-    while i + 1 < facts.length() {
-        if let (Some(name), Some(value)) = (facts.get(i).as_string(), facts.get(i + 1).as_string())
-        {
-            out.push((name, value));
-        }
-        i += 2;
-    }
-    out
-}
-
-fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// The click on the link or button `target` is in, unless it is inside an element marked
-/// `data-rm-ignore` or on nothing clickable.
-pub fn click_from_target(target: EventTarget) -> Option<Click> {
+/// The click on the link or button `target` is in, as the JSON of a
+/// `retailmind_schema::Click`, unless it is inside an element marked `data-rm-ignore` or on
+/// nothing clickable.
+pub fn click_from_target(target: EventTarget) -> Option<String> {
     let element = glue::closest(&target, CLICKABLE_SELECTOR, IGNORE_SELECTOR);
     if element.is_null() {
         return None;
     }
-    Some(describe(&glue::element_facts(&element, true)))
-}
-
-/// The click payload for an element's facts (`glue::element_facts`, with its text).
-pub fn describe(facts: &Array) -> Click {
+    let facts = glue::element_facts(&element, true, CLICK_ATTRS, "");
     let text = |i| facts.get(i).as_string();
     let tag = text(0).unwrap_or_default().to_ascii_lowercase();
-    let attrs = attributes(facts);
-    let raw_text = if tag == "input" {
-        attr(&attrs, "value").map(str::to_owned)
-    } else {
-        // `innerText` follows the layout (a card's name and price come out as separate words,
-        // hidden text stays out); `textContent` runs them together.
-        text(1)
-    };
+    // `innerText` follows the layout (a card's name and price come out as separate words,
+    // hidden text stays out); `textContent` runs them together. A submit button's text is its
+    // `value`.
+    let raw_text = text(if tag == "input" { 5 } else { 1 });
     // The link's absolute URL as the browser resolved it (`a.href`), or the raw attribute where
     // there is no such property (SVG links).
     let href = (tag == "a")
-        .then(|| text(3).or_else(|| attr(&attrs, "href").map(str::to_owned)))
+        .then(|| text(3).or_else(|| text(6)))
         .flatten()
-        .and_then(non_empty);
+        .and_then(non_empty)
+        .map(|h| fit_bytes(h, Limits::default().max_url_len));
     let page_host = text(4).unwrap_or_default();
     let outbound = href.as_deref().is_some_and(|h| is_outbound(h, &page_host));
-    Click {
-        text: raw_text.as_deref().and_then(clean_text),
-        id: non_empty(text(2).unwrap_or_default()),
-        classes: attr(&attrs, "class").map(split_classes).unwrap_or_default(),
-        href: href.map(|h| fit_bytes(h, Limits::default().max_url_len)),
+    Some(wire::click(
+        &tag,
+        raw_text.as_deref().and_then(clean_text).as_deref(),
+        non_empty(text(2).unwrap_or_default()).as_deref(),
+        &text(7).unwrap_or_default(),
+        href.as_deref(),
         outbound,
-        element: tag,
-    }
+    ))
 }

@@ -12,19 +12,11 @@ use crate::utm::parse_utm;
 pub const LIBRARY: &str = concat!("retailmind-sdk-wasm/", env!("CARGO_PKG_VERSION"));
 
 #[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
-    fn get_random_values(bytes: &mut [u8]) -> Result<JsValue, JsValue>;
-    /// `location.href` (what `toString` gives).
-    #[wasm_bindgen(js_namespace = location, js_name = toString)]
-    pub fn location_href() -> String;
-    #[wasm_bindgen(thread_local_v2, js_namespace = globalThis, js_name = window)]
-    static WINDOW: JsValue;
-}
+extern "C" {}
 
 /// There is a `window` (not a worker).
 pub fn has_window() -> bool {
-    WINDOW.with(JsValue::is_object)
+    crate::glue::has_window()
 }
 
 pub fn now_ms() -> i64 {
@@ -40,7 +32,7 @@ pub fn jitter() -> f64 {
 /// is missing, so that a tracker never fails for want of an id.
 fn random_bytes() -> [u8; 16] {
     let mut bytes = [0u8; 16];
-    if get_random_values(&mut bytes).is_err() {
+    if !crate::glue::random_fill(&mut bytes) {
         for b in &mut bytes {
             *b = (Math::random() * 256.0) as u8;
         }
@@ -106,10 +98,10 @@ impl PageFacts {
     /// Page, campaign and device, cut to the collector's limits. `referrer` replaces
     /// `document.referrer` after a single-page-app navigation, where the previous page is the
     /// real referrer.
-    pub fn context(&self, referrer: Option<String>) -> Context {
+    pub fn context(&self, referrer: Option<&str>) -> Context {
         let limits = Limits::default();
         let text = |s: String| non_empty(fit_chars(s, limits.max_text_len));
-        let referrer = Some(referrer.unwrap_or_else(|| self.text(2)))
+        let referrer = Some(referrer.map_or_else(|| self.text(2), str::to_owned))
             // `android-app://…` and the like would get the whole event refused.
             .filter(|r| retailmind_schema::validate::is_http_url(r))
             .map(|r| fit_bytes(r, limits.max_url_len));

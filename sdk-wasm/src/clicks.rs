@@ -27,20 +27,20 @@ pub fn clean_text(raw: &str) -> Option<String> {
             break;
         }
     }
-    if let Some((cut, _)) = out.char_indices().nth(MAX_TEXT_CHARS) {
+    if let Some(cut) = crate::text::char_end(&out, MAX_TEXT_CHARS) {
         out.truncate(cut);
         out.truncate(out.trim_end().len());
     }
     (!out.is_empty()).then_some(out)
 }
 
-/// The class names of a `class` attribute.
-pub fn split_classes(class_attr: &str) -> Vec<String> {
-    class_attr.split_whitespace().map(str::to_owned).collect()
-}
-
 /// The `host[:port]` of an absolute http(s) URL, lower-cased, without user info.
 pub fn http_host(url: &str) -> Option<String> {
+    host_of(url).map(str::to_ascii_lowercase)
+}
+
+/// The `host[:port]` of an absolute http(s) URL as written (any case), without user info.
+fn host_of(url: &str) -> Option<&str> {
     let (scheme, rest) = cut(url, b':', false)?;
     let rest = rest.strip_prefix("//")?;
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
@@ -48,16 +48,13 @@ pub fn http_host(url: &str) -> Option<String> {
     }
     let authority = until_any(rest, b"/?#");
     let host = cut(authority, b'@', true).map_or(authority, |(_, h)| h);
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    (!host.is_empty()).then_some(host)
 }
 
 /// A link is outbound when it is an http(s) URL on another host than the page's
 /// (`location.host`). Relative links, `mailto:`, `tel:` and `javascript:` stay on the page.
 pub fn is_outbound(href: &str, page_host: &str) -> bool {
-    match http_host(href) {
-        Some(host) => !host.eq_ignore_ascii_case(page_host),
-        None => false,
-    }
+    host_of(href).is_some_and(|host| !host.eq_ignore_ascii_case(page_host))
 }
 
 #[cfg(test)]
@@ -82,15 +79,6 @@ mod tests {
         let cut = clean_text(&words).expect("text");
         assert!(cut.chars().count() <= MAX_TEXT_CHARS);
         assert!(!cut.ends_with(' '));
-    }
-
-    #[test]
-    fn classes_split_on_any_whitespace() {
-        assert_eq!(
-            split_classes(" btn  btn-primary\nbig "),
-            ["btn", "btn-primary", "big"]
-        );
-        assert!(split_classes("").is_empty());
     }
 
     #[test]

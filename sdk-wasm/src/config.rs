@@ -99,7 +99,11 @@ fn whole(
 impl Config {
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let url = raw.collector_url.unwrap_or_default();
-        let collector_url = url.trim().trim_end_matches('/').to_owned();
+        let mut collector_url = url.trim();
+        while let Some(rest) = collector_url.strip_suffix('/') {
+            collector_url = rest;
+        }
+        let collector_url = collector_url.to_owned();
         if !retailmind_schema::validate::is_http_url(&collector_url) {
             return Err(ConfigError {
                 field: "collectorUrl",

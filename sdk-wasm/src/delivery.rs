@@ -4,7 +4,7 @@
 //! An event leaves the queue only after a 2xx (or a 4xx refusing its batch as malformed). A
 //! send cycle reads the whole queue, so it also delivers what other tabs and earlier pages left.
 
-use js_sys::{Array, Promise};
+use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use crate::backoff::{verdict_for_status, wait_ms, Verdict};
@@ -12,7 +12,7 @@ use crate::browser::{self, jitter, new_event_id, now_ms};
 use crate::glue;
 use crate::privacy::Permission;
 use crate::queue::{self, SentNote, Stored, MAX_BODY_BYTES};
-use crate::text::{cat, parse_int};
+use crate::text::{cat, cut, parse_int, parts};
 use crate::tracker;
 use crate::{json, wire};
 
@@ -23,19 +23,23 @@ pub const EXIT_BODY_BYTES: usize = 30_000;
 /// Starts a send cycle unless one runs in this page, tracking is off, or (unless `force`) the
 /// backoff after a failure has not passed. Another tab holding the lock makes it a no-op.
 pub fn kick(force: bool) {
-    let start = tracker::with(|t| {
+    if claim(false, force) == Ok(true) {
+        // Its outcome is kept for flush(); nobody waits on a timed send.
+        let _ = glue::send(false);
+    }
+}
+
+/// Marks a send cycle as running in this page if tracking is on and, unless `patient` (a flush,
+/// which waits for a running cycle), none runs and (unless `force`) the backoff has passed.
+fn claim(patient: bool, force: bool) -> Result<bool, tracker::TrackerError> {
+    tracker::with(|t| {
         let start = t.permission == Permission::Track
-            && !t.delivery.running
-            && (force || now_ms() >= t.delivery.retry_at_ms);
+            && (patient || !t.delivery.running && (force || now_ms() >= t.delivery.retry_at_ms));
         if start {
             t.delivery.running = true;
         }
         start
-    });
-    if start == Ok(true) {
-        // Its outcome is kept for flush(); nobody waits on a timed send.
-        let _ = glue::send(false);
-    }
+    })
 }
 
 /// The timer's tick: sends this page's waiting events, and now and then looks for events other
@@ -55,22 +59,15 @@ pub fn on_timer() {
 /// time. Rejects, leaving the events queued, at the first network error or retryable status; a
 /// refused (4xx) batch is dropped and reported once the rest is sent.
 pub fn flush() -> Promise {
-    let on = tracker::with(|t| {
-        let on = t.permission == Permission::Track;
-        if on {
-            t.delivery.running = true;
-        }
-        on
-    });
-    match on {
+    match claim(true, false) {
         Ok(true) => glue::send(true),
         Ok(false) => Promise::reject(
-            &js_sys::Error::new(
+            &JsError::new(
                 "retailmind: tracking is off (consent, opt-out or sampling); nothing to send",
             )
             .into(),
         ),
-        Err(e) => Promise::reject(&js_sys::Error::new(&e.message()).into()),
+        Err(e) => Promise::reject(&JsError::new(&e.message()).into()),
     }
 }
 
@@ -87,15 +84,20 @@ pub(crate) fn cycle_done() -> JsValue {
     }
 }
 
-/// The cycle's next step, given the queue's `[key, value]` records: `[endpoint, body, ids,
-/// batchId]` of the batch to post, sealed already; else the ms until a batch in its quiet time
-/// may go again (`glue.js` waits that long when patient); else `null`: nothing left to send.
+/// Where a note of a sent batch is kept in localStorage, followed by the batch id; the value is
+/// `<ms>,<event id>,…`. Written synchronously, so every tab (and a page going away) sees it.
+const NOTE: &str = "retailmind.sent.";
+
+/// The cycle's next step, given the queue's records as lines of `<key>\t<value>` (stored values
+/// hold JSON text, which has no raw tab or line break): `<endpoint>\n<body>` of the batch to
+/// post, sealed already; else the ms until a batch in its quiet time may go again (`glue.js`
+/// waits that long when patient); else `null`: nothing left to send.
 pub(crate) fn plan_next(all: JsValue) -> JsValue {
-    let mut records: Vec<Stored> = Array::from(&all)
-        .iter()
-        .filter_map(|pair| {
-            let pair = Array::from(&pair);
-            Stored::parse(pair.get(0).as_string()?, &pair.get(1).as_string()?)
+    let all = all.as_string().unwrap_or_default();
+    let mut records: Vec<Stored> = parts(&all, b'\n')
+        .filter_map(|line| {
+            let (key, value) = cut(line, b'\t', false)?;
+            Stored::parse(key.to_owned(), value)
         })
         .collect();
     let Ok((endpoint, batch_size)) = tracker::with(|t| (t.endpoint.clone(), t.config.batch_size))
@@ -116,70 +118,74 @@ pub(crate) fn plan_next(all: JsValue) -> JsValue {
         let _ = tracker::with(|t| t.delivery.leftovers = quiet.is_some());
         return quiet.map_or(JsValue::NULL, |ms| JsValue::from_f64(ms as f64));
     };
-    let members: Vec<&Stored> = next.members.iter().map(|&i| &records[i]).collect();
-    seal(&next.batch_id, now, next.new, members.iter().copied());
-    let body = wire::batch(&next.batch_id, now, members.iter().map(|r| r.json.as_str()));
-    let ids = Array::new();
-    for r in &members {
-        ids.push(&JsValue::from_str(&r.id));
-    }
-    let step = Array::of3(&endpoint.into(), &body.into(), &ids);
-    step.push(&JsValue::from_str(&next.batch_id));
-    step.into()
+    let ids = seal(
+        &next.batch_id,
+        now,
+        next.new,
+        &mut records,
+        &next.members,
+        false,
+    );
+    let body = wire::batch(
+        &next.batch_id,
+        now,
+        next.members.iter().map(|&i| records[i].json.as_str()),
+    );
+    let _ = tracker::with(|t| t.delivery.sending = Some((next.batch_id, ids)));
+    cat(&[&endpoint, "\n", &body]).into()
 }
 
-/// What became of a batch: `[step, status, retry_after_s, reason]`, `step` from [`plan_next`],
-/// `status` and `retry_after_s` of the answer, or `reason` when there was none. Returns the
-/// promise of removing its events from the queue when they are done with (`glue.js` then goes
-/// on), or `null` to stop the cycle.
-pub(crate) fn settle(outcome: JsValue) -> JsValue {
-    let outcome = Array::from(&outcome);
-    let (status, retry_after_s, reason) = (
-        outcome.get(1).as_f64().unwrap_or(0.0),
-        outcome.get(2).as_f64().unwrap_or(0.0),
-        outcome.get(3),
-    );
-    let step = Array::from(&outcome.get(0));
-    let ids = Array::from(&step.get(2));
-    let batch_id = step.get(3).as_string().unwrap_or_default();
-    if let Some(reason) = reason.as_string().filter(|r| !r.is_empty()) {
+/// What became of the batch [`plan_next`] handed out: `answer` is the HTTP status (with the
+/// collector's `Retry-After` in seconds), or the reason there was no answer. Returns the promise
+/// of removing its events from the queue when they are done with (`glue.js` then goes on), or
+/// `null` to stop the cycle.
+pub(crate) fn settle(answer: JsValue, retry_after_s: f64) -> JsValue {
+    let Ok(Some((batch_id, ids))) = tracker::with(|t| t.delivery.sending.take()) else {
+        return JsValue::NULL;
+    };
+    if let Some(reason) = answer.as_string() {
         backoff(0.0);
-        let why = waiting(&cat(&["could not reach the collector (", &reason, ")"]));
-        let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+        set_last(Err(waiting(&cat(&[
+            "could not reach the collector (",
+            &reason,
+            ")",
+        ]))));
         return JsValue::NULL;
     }
-    let status = status as u16;
+    let status = answer.as_f64().unwrap_or(0.0) as u16;
     match verdict_for_status(status) {
         Verdict::Retry => {
             backoff(retry_after_s);
-            let why = waiting(&cat(&[
+            set_last(Err(waiting(&cat(&[
                 "the collector answered HTTP ",
                 &json::int_text(status.into()),
-            ]));
-            let _ = tracker::with(|t| t.delivery.last = Some(Err(why)));
+            ]))));
             JsValue::NULL
         }
         verdict => {
             let removed = glue::q_del(&ids);
-            glue::forget_sent(&batch_id);
+            glue::ls_set(&cat(&[NOTE, &batch_id]), None);
             acknowledged(&ids);
-            let tell = Array::of1(&"a".into());
-            tell.push(&ids);
-            glue::tell(&tell);
+            glue::tell(&cat(&["a,", &ids]));
             if verdict == Verdict::Drop {
                 let message = cat(&[
                     "retailmind: the collector refused a batch with HTTP ",
                     &json::int_text(status.into()),
                     "; its ",
-                    &json::int_text(i64::from(ids.length())),
+                    &json::int_text(parts(&ids, b',').count() as i64),
                     " events were dropped",
                 ]);
                 browser::warn(&message);
-                let _ = tracker::with(|t| t.delivery.last = Some(Ok(Some(message))));
+                set_last(Ok(Some(message)));
             }
             removed.into()
         }
     }
+}
+
+/// How this cycle ended, for `cycle_done`.
+fn set_last(last: Result<Option<String>, String>) {
+    let _ = tracker::with(|t| t.delivery.last = Some(last));
 }
 
 fn waiting(what: &str) -> String {
@@ -197,86 +203,97 @@ fn backoff(retry_after_s: f64) {
     });
 }
 
-/// The collector took (or refused) the events with these ids: they leave this page's list.
-pub fn acknowledged(ids: &Array) {
-    let ids: Vec<String> = ids.iter().filter_map(|v| v.as_string()).collect();
+/// The collector took (or refused) the events with these ids (comma-separated): they leave this
+/// page's list.
+pub fn acknowledged(ids: &str) {
     let _ = tracker::with(|t| {
-        t.pending.retain(|r| !ids.contains(&r.id));
+        t.pending.retain(|r| !parts(ids, b',').any(|id| id == r.id));
         t.delivery.failures = 0;
         t.delivery.retry_at_ms = 0;
     });
 }
 
-/// Every tab's notes of the batches it sent and that were not acknowledged yet.
+/// Every tab's notes of the batches it sent and that were not acknowledged yet (`glue.js`
+/// gives them as lines of `<batch id>,<ms>,<event id>,…`).
 fn sent_notes() -> Vec<SentNote> {
-    glue::sent_notes()
-        .iter()
-        .filter_map(|note| {
-            let note = Array::from(&note);
-            Some(SentNote {
-                batch_id: note.get(0).as_string()?,
-                sent_ms: parse_int(&note.get(1).as_string()?).unwrap_or(0),
-                event_ids: note
-                    .iter()
-                    .skip(2)
-                    .filter_map(|id| id.as_string())
-                    .collect(),
-            })
-        })
-        .collect()
+    let notes = glue::sent_notes(NOTE);
+    parts(&notes, b'\n').filter_map(parse_note).collect()
 }
 
-/// Before a batch's first send, stores the batch id with each member and tells the other tabs,
-/// so that whoever sends these events again sends them as this batch. Either way this page's
-/// copy learns when the batch left, so a page exit now does not send it a second time.
-fn seal<'a>(batch_id: &str, now: i64, new: bool, members: impl Iterator<Item = &'a Stored>) {
-    let tell = Array::of3(
-        &"s".into(),
-        &batch_id.into(),
-        &JsValue::from_f64(now as f64),
-    );
-    let noted = Array::new();
-    let mut ids = Vec::new();
-    for r in members {
-        if new {
-            let sealed = Stored {
-                batch: Some(batch_id.to_owned()),
-                sent_ms: now,
-                ..r.clone()
-            };
-            glue::q_put(&sealed.id, &sealed.value());
-        }
-        tell.push(&JsValue::from_str(&r.id));
-        noted.push(&JsValue::from_str(&r.id));
-        ids.push(r.id.clone());
-    }
-    glue::note_sent(batch_id, now as f64, &noted);
-    sealed_elsewhere(batch_id, now, &ids);
-    glue::tell(&tell);
+/// A note of a sent batch: `<batch id>,<ms>,<event id>,…`.
+fn parse_note(note: &str) -> Option<SentNote> {
+    let (batch_id, rest) = cut(note, b',', false)?;
+    let (ms, ids) = cut(rest, b',', false).unwrap_or((rest, ""));
+    Some(SentNote {
+        batch_id: batch_id.to_owned(),
+        sent_ms: parse_int(ms).unwrap_or(0),
+        event_ids: parts(ids, b',').map(str::to_owned).collect(),
+    })
 }
 
-/// Another tab (or this page's cycle) sent these events as batch `batch_id` at `sent_ms`.
-pub fn sealed_elsewhere(batch_id: &str, sent_ms: i64, ids: &[String]) {
-    let _ = tracker::with(|t| {
-        for r in t.pending.iter_mut().filter(|r| ids.contains(&r.id)) {
+/// Before a batch's first send (`new`), stores the batch id with each member (synchronously
+/// with `now`: the page is going away), notes it for every tab and tells the other tabs, so
+/// that whoever sends these events again sends them as this batch. Either way this page's copy
+/// learns when the batch left, so a page exit now does not send it a second time. Returns the
+/// members' ids, comma-separated.
+fn seal(
+    batch_id: &str,
+    ms: i64,
+    new: bool,
+    records: &mut [Stored],
+    members: &[usize],
+    now: bool,
+) -> String {
+    let mut ids = String::new();
+    for &i in members {
+        let r = &mut records[i];
+        if new || now {
             r.batch = Some(batch_id.to_owned());
-            r.sent_ms = sent_ms;
+            r.sent_ms = ms;
+            if now {
+                glue::q_put_now(&r.id, &r.value());
+            } else {
+                glue::q_put(&r.id, &r.value());
+            }
+        }
+        if !ids.is_empty() {
+            ids.push(',');
+        }
+        ids.push_str(&r.id);
+    }
+    let mut note = json::int_text(ms);
+    note.push(',');
+    note.push_str(&ids);
+    glue::ls_set(&cat(&[NOTE, batch_id]), Some(&note));
+    let message = cat(&["s,", batch_id, ",", &note]);
+    if !now {
+        sealed_elsewhere(&message[2..]);
+    }
+    glue::tell(&message);
+    ids
+}
+
+/// Another tab (or this page's cycle) sent events as a batch: `<batch id>,<ms>,<event id>,…`.
+fn sealed_elsewhere(note: &str) {
+    let Some(note) = parse_note(note) else {
+        return;
+    };
+    let _ = tracker::with(|t| {
+        for r in t.pending.iter_mut() {
+            if note.event_ids.contains(&r.id) {
+                r.batch = Some(note.batch_id.clone());
+                r.sent_ms = note.sent_ms;
+            }
         }
     });
 }
 
-/// A message from another tab: `["a", [ids]]` acknowledged, `["s", batch, ms, ids…]` sent.
+/// A message from another tab: `a,<ids…>` acknowledged, `s,<batch>,<ms>,<ids…>` sent.
 pub fn on_tab_message(message: JsValue) {
-    let m = Array::from(&message);
-    match m.get(0).as_string().as_deref() {
-        Some("a") => acknowledged(&Array::from(&m.get(1))),
-        Some("s") => {
-            if let Some(batch) = m.get(1).as_string() {
-                let sent_ms = m.get(2).as_f64().unwrap_or(0.0) as i64;
-                let ids: Vec<String> = m.iter().skip(3).filter_map(|v| v.as_string()).collect();
-                sealed_elsewhere(&batch, sent_ms, &ids);
-            }
-        }
+    let m = message.as_string().unwrap_or_default();
+    match cut(&m, b',', false) {
+        Some(("a", ids)) => acknowledged(ids),
+        Some(("s", note)) => sealed_elsewhere(note),
         _ => {}
     }
 }
@@ -288,8 +305,8 @@ pub fn on_tab_message(message: JsValue) {
 pub fn send_everything_now() {
     // What other tabs sent of this page's events, in case their messages have not arrived.
     let notes = sent_notes();
-    let _ = tracker::with(|t| queue::adopt_notes(&mut t.pending, &notes));
     let Ok(Some((endpoint, bodies))) = tracker::with(|t| {
+        queue::adopt_notes(&mut t.pending, &notes);
         if t.permission != Permission::Track || t.pending.is_empty() {
             return None;
         }
@@ -311,22 +328,7 @@ pub fn send_everything_now() {
             ));
             // Stored with the time it left, so the next page waits for this copy's answer
             // before sending the batch again.
-            let tell = Array::of3(
-                &"s".into(),
-                &p.batch_id.as_str().into(),
-                &JsValue::from_f64(now as f64),
-            );
-            let noted = Array::new();
-            for &i in &p.members {
-                let r = &mut t.pending[i];
-                r.batch = Some(p.batch_id.clone());
-                r.sent_ms = now;
-                glue::q_put_now(&r.id, &r.value());
-                tell.push(&JsValue::from_str(&r.id));
-                noted.push(&JsValue::from_str(&r.id));
-            }
-            glue::note_sent(&p.batch_id, now as f64, &noted);
-            glue::tell(&tell);
+            seal(&p.batch_id, now, true, &mut t.pending, &p.members, true);
         }
         Some((t.endpoint.clone(), bodies))
     }) else {

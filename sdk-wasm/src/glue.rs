@@ -15,8 +15,9 @@ extern "C" {
     /// Every stored `[key, value]`, keys ascending.
     #[wasm_bindgen(js_name = qAll)]
     pub fn q_all() -> Promise;
+    /// Removes the records with these keys (comma-separated).
     #[wasm_bindgen(js_name = qDel)]
-    pub fn q_del(keys: &Array) -> Promise;
+    pub fn q_del(keys: &str) -> Promise;
     /// Hands a body to the browser for a page going away; true if it was taken.
     #[wasm_bindgen(js_name = postNow)]
     pub fn post_now(url: &str, body: &str) -> bool;
@@ -25,20 +26,17 @@ extern "C" {
     pub fn hook_history(code: u32);
     /// `hub(code, message)` for every message from another tab.
     pub fn tabs(code: u32);
-    pub fn tell(message: &JsValue);
-    /// Notes synchronously, for every tab, that batch `id` left at `ms` with these events.
-    #[wasm_bindgen(js_name = noteSent)]
-    pub fn note_sent(id: &str, ms: f64, ids: &Array);
-    #[wasm_bindgen(js_name = forgetSent)]
-    pub fn forget_sent(id: &str);
-    /// Every note as `[batchId, ms, ...eventIds]`.
+    /// Sends `message` to the other tabs.
+    pub fn tell(message: &str);
+    /// The localStorage entries whose keys start with `prefix`, as lines of `<rest of the
+    /// key>,<value>`.
     #[wasm_bindgen(js_name = sentNotes)]
-    pub fn sent_notes() -> Array;
+    pub fn sent_notes(prefix: &str) -> String;
     /// `[href, search, referrer, title, userAgent, screenWidth, screenHeight, language,
     /// timeZone, doNotTrack, globalPrivacyControl]` of the page now.
     #[wasm_bindgen(js_name = pageFacts)]
     pub fn page_facts() -> Array;
-    /// The one function glue.js calls back: `hub(code, arg)` (see `autocapture::hub`).
+    /// The one function glue.js calls back: `hub(code, arg, n)` (see `autocapture::hub`).
     #[wasm_bindgen(js_name = setHub)]
     pub fn set_hub(hub: &Function);
     /// `hub(code, event)` on every `name` event of the document (`doc`) or the window.
@@ -59,10 +57,21 @@ extern "C" {
     /// The closest element around `target` matching `selector`, unless it is inside one
     /// matching `ignore`.
     pub fn closest(target: &JsValue, selector: &str, ignore: &str) -> JsValue;
-    /// `[tagName, text (with `with_text`), id, href property, location.host, ...attribute names
-    /// and values]` of `element`.
+    /// `[tagName, text (with `with_text`), id, href property, location.host, ...values of the
+    /// attributes `names` (comma-separated; null where missing), and with a `prefix` an object
+    /// of the attributes starting with it: name without the prefix, value]` of `element`.
     #[wasm_bindgen(js_name = elementFacts)]
-    pub fn element_facts(element: &JsValue, with_text: bool) -> Array;
+    pub fn element_facts(element: &JsValue, with_text: bool, names: &str, prefix: &str) -> Array;
+    /// There is a `window` (not a worker).
+    #[wasm_bindgen(js_name = hasWindow)]
+    pub fn has_window() -> bool;
+    /// `obj[key]`; undefined where reading it throws (not an object, a throwing getter).
+    pub fn get(obj: &JsValue, key: &str) -> JsValue;
+    /// `JSON.stringify(value)`; `None` where it cannot (a cycle) or gives nothing.
+    pub fn json(value: &JsValue) -> Option<String>;
+    /// Fills `bytes` from `crypto.getRandomValues`; false where Web Crypto is missing.
+    #[wasm_bindgen(js_name = randomFill)]
+    pub fn random_fill(bytes: &mut [u8]) -> bool;
     /// GETs `url` and resolves with its JSON; rejects with the collector's error message.
     #[wasm_bindgen(js_name = getJson)]
     pub fn get_json(url: &str) -> Promise;

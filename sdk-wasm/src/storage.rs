@@ -49,20 +49,15 @@ impl Store {
     /// This page's memory first (it holds what was written last), then localStorage, so tabs
     /// see each other's session.
     pub fn get(&self, key: &'static str) -> Option<String> {
-        let local = || ls_get(key);
+        let mine = self
+            .memory
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone());
         if self.memory_only {
-            self.memory
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(local)
+            mine.or_else(|| ls_get(key))
         } else {
-            local().or_else(|| {
-                self.memory
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| v.clone())
-            })
+            ls_get(key).or(mine)
         }
     }
 

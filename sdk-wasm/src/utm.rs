@@ -2,13 +2,18 @@
 
 use retailmind_schema::Utm;
 
-use crate::text::cut;
+use crate::text::{cut, parts};
 
 /// The `utm_*` parameters of `search` (`location.search`, with or without the leading `?`).
 /// The first occurrence of a parameter wins; empty ones are ignored. `None` when there is none.
 pub fn parse_utm(search: &str) -> Option<Utm> {
     let mut utm = Utm::default();
-    for pair in search.trim_start_matches('?').split('&') {
+    let mut any = false;
+    let mut search = search;
+    while let Some(rest) = search.strip_prefix('?') {
+        search = rest;
+    }
+    for pair in parts(search, b'&') {
         let (key, value) = cut(pair, b'=', false).unwrap_or((pair, ""));
         let slot = match percent_decode(key).as_str() {
             "utm_source" => &mut utm.source,
@@ -22,9 +27,10 @@ pub fn parse_utm(search: &str) -> Option<Utm> {
         let value = value.trim();
         if slot.is_none() && !value.is_empty() {
             *slot = Some(value.to_owned());
+            any = true;
         }
     }
-    (utm != Utm::default()).then_some(utm)
+    any.then_some(utm)
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. Malformed
@@ -47,7 +53,7 @@ pub fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::text::utf8_lossy(&out)
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -5,7 +5,7 @@
 //! wasm build tens of kilobytes. The tests decode every writer's output with the schema's serde
 //! and compare, so the two cannot drift apart.
 
-use retailmind_schema::{CartLine, Checkout, Click, Context, Product, Purchase, Search};
+use retailmind_schema::{CartLine, Checkout, Context, Product, Purchase, Search};
 
 use crate::json::{push_int, push_str, Obj};
 
@@ -75,26 +75,33 @@ pub fn page_view(category: Option<&str>) -> String {
     out
 }
 
-pub fn click(c: &Click) -> String {
+/// The members of a click (`retailmind_schema::Click`), written straight from what the page
+/// gave: `class_attr` is the element's `class` attribute, split here into class names.
+pub fn click(
+    element: &str,
+    text: Option<&str>,
+    id: Option<&str>,
+    class_attr: &str,
+    href: Option<&str>,
+    outbound: bool,
+) -> String {
     let mut out = String::new();
     let mut o = Obj::new(&mut out);
-    o.str("element", &c.element)
-        .opt_str("text", c.text.as_deref())
-        .opt_str("id", c.id.as_deref());
-    if !c.classes.is_empty() {
+    o.str("element", element)
+        .opt_str("text", text)
+        .opt_str("id", id);
+    let mut classes = class_attr.split_whitespace();
+    if let Some(first) = classes.next() {
         let list = o.key("classes");
         list.push('[');
-        for (i, class) in c.classes.iter().enumerate() {
-            if i > 0 {
-                list.push(',');
-            }
+        push_str(list, first);
+        for class in classes {
+            list.push(',');
             push_str(list, class);
         }
         list.push(']');
     }
-    o.opt_str("href", c.href.as_deref())
-        .bool("outbound", c.outbound)
-        .end();
+    o.opt_str("href", href).bool("outbound", outbound).end();
     out
 }
 
@@ -202,7 +209,7 @@ pub fn batch<'a>(
 
 #[cfg(test)]
 mod tests {
-    use retailmind_schema::{Batch, Event, Page, PageView, Payload, Screen, Utm};
+    use retailmind_schema::{Batch, Click, Event, Page, PageView, Payload, Screen, Utm};
     use uuid::Uuid;
 
     use super::*;
@@ -250,7 +257,17 @@ mod tests {
     fn round_trip(context: Context, payload: Payload) {
         let (kind, props) = match &payload {
             Payload::PageView(p) => ("page_view", page_view(p.category.as_deref())),
-            Payload::Click(c) => ("click", click(c)),
+            Payload::Click(c) => (
+                "click",
+                click(
+                    &c.element,
+                    c.text.as_deref(),
+                    c.id.as_deref(),
+                    &c.classes.join(" "),
+                    c.href.as_deref(),
+                    c.outbound,
+                ),
+            ),
             Payload::ProductView(p) => ("product_view", product(p)),
             Payload::AddToCart(l) => ("add_to_cart", cart_line(l)),
             Payload::RemoveFromCart(l) => ("remove_from_cart", cart_line(l)),
@@ -340,6 +357,20 @@ mod tests {
             round_trip(full_context(), payload);
         }
         round_trip(Context::default(), Payload::PageView(PageView::default()));
+    }
+
+    #[test]
+    fn click_classes_split_on_any_whitespace() {
+        let classes = |attr| {
+            let text = click("a", None, None, attr, None, false);
+            serde_json::from_str::<Click>(&text).expect("click").classes
+        };
+        assert_eq!(
+            classes(" btn  btn-primary\nbig "),
+            ["btn", "btn-primary", "big"]
+        );
+        assert!(classes("").is_empty());
+        assert!(classes(" \t").is_empty());
     }
 
     #[test]

@@ -232,7 +232,13 @@ fn clicks_are_read_from_the_closest_link_or_button() {
         .expect("attached");
     let target =
         |id: &str| -> web_sys::EventTarget { document.get_element_by_id(id).expect(id).into() };
-    let click_on = |id: &str| autocapture::click_from_target(target(id));
+    // The tracker writes the click's JSON itself; decoded the collector's way.
+    let click_on = |id: &str| {
+        autocapture::click_from_target(target(id)).map(|text| {
+            serde_json::from_str::<retailmind_schema::Click>(&text)
+                .unwrap_or_else(|e| panic!("{e}: {text}"))
+        })
+    };
 
     let out = click_on("out-label").expect("link inside");
     assert_eq!(out.element, "a");

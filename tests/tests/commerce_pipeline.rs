@@ -58,7 +58,7 @@ async fn browsing_identify_and_an_order_make_one_profile_on_postgres() {
     let t0 = retailmind_connectors::clock::now_ms() - 60_000;
 
     // Anonymous browsing, then the shopper logs in (identify with traits) and views more.
-    post_batch(
+    let answer = post_batch(
         &base,
         vec![
             event("page_view", t0, None, json!({})),
@@ -89,6 +89,7 @@ async fn browsing_identify_and_an_order_make_one_profile_on_postgres() {
         ],
     )
     .await;
+    assert_eq!(answer["accepted"], 5, "{answer}");
 
     // The shop's backend places the order for that browser.
     let placed_at = t0 + 30_000;

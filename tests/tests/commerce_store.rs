@@ -372,3 +372,39 @@ async fn a_second_service_starting_on_the_same_database_migrates_nothing_twice()
     b.expect("second");
     SqlCommerce::connect(&url, 2).await.expect("a restart");
 }
+
+/// A profile is read from one snapshot: a reader never sees a session summary written in the
+/// same transaction as traits it does not see.
+async fn consistent_reads(store: Arc<SqlCommerce>) {
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..150 {
+                let customer = format!("c-{i}");
+                let traits =
+                    normalise_traits(json!({"k": i}).as_object().unwrap().clone()).unwrap();
+                let facts = VisitFacts {
+                    traits: vec![(customer.clone(), traits, NOW)],
+                    sessions: vec![(customer.clone(), session(&customer, "s", NOW, 1))],
+                    ..VisitFacts::default()
+                };
+                store.observe(&facts, NOW).await.unwrap();
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() {
+        for i in 0..150 {
+            if let Some(p) = store.customer(&format!("c-{i}")).await.unwrap() {
+                seen += 1;
+                assert!(
+                    p.last_session.is_none() || p.traits.contains_key("k"),
+                    "a torn read: {p:?}"
+                );
+            }
+        }
+    }
+    writer.await.unwrap();
+    assert!(seen > 0, "the reader saw profiles while they were written");
+}
+on_both!(a_profile_is_read_from_one_snapshot, consistent_reads);

@@ -284,3 +284,35 @@ async fn a_stream_that_is_down_gets_503_and_the_resend_is_stored_once() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(back.stored_ids(), once_each(&ids));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stored_before_a_failure_are_not_written_again_by_the_retry() {
+    let kinesis = FakeKinesis::start().await;
+    // Record 1 is refused on every attempt the sink makes (alone in each resend, so at position
+    // 0 there): the append fails after storing records 0 and 2-4.
+    let mut refusals = vec![vec![1]];
+    refusals.extend(vec![vec![0]; 7]);
+    kinesis.with(|s| s.faults.refuse_in_next_calls = refusals);
+    let collector = collector_on(&kinesis.endpoint).await;
+
+    let (body, ids) = batch(5);
+    let (status, retry_after, answer) = post(&collector, &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(retry_after.is_some());
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 records were stored"),
+        "{answer}"
+    );
+    let stored = kinesis.stored_ids();
+    assert_eq!(stored.len(), 4);
+    assert!(!stored.contains_key(&ids[1]));
+
+    // The sender retries the whole batch: only the refused record is written.
+    let (status, _, answer) = post(&collector, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicates"], 4, "{answer}");
+    assert_eq!(kinesis.stored_ids(), once_each(&ids));
+}

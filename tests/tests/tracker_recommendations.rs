@@ -34,18 +34,9 @@ async fn other_shoppers_view_shoes_then_bottle(collector: &str) {
     assert_eq!(answer["accepted"], 10, "{answer}");
 }
 
-fn props(e: &Event) -> &serde_json::Map<String, Value> {
-    match &e.payload {
-        Payload::Custom(c) => &c.props,
-        other => panic!("not a custom event: {other:?}"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recommended_products_are_shown_and_their_impression_and_click_attributed() {
-    let lab = Lab::start().await;
+/// Other shoppers' views go through the processor into the model, which the collector reloads.
+async fn teach_shoes_then_bottle(lab: &Lab) {
     other_shoppers_view_shoes_then_bottle(&lab.gate.url).await;
-    // The processor folds them into the model and saves it; the collector reloads it.
     let client = reqwest::Client::new();
     wait_for("the model to learn shoes → bottle", Duration::from_secs(10), || {
         let url = format!(
@@ -60,6 +51,40 @@ async fn recommended_products_are_shown_and_their_impression_and_click_attribute
         }
     })
     .await;
+}
+
+/// `retailmind.recommendations(...)` in the page, for a product page without a context item:
+/// whatever the shopper's own session says.
+async fn session_recommendations(lab: &Lab) -> Value {
+    lab.browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             window.retailmind.recommendations({placement: 'product', n: 4})
+               .then((r) => done(r), (e) => done({error: String(e)}));",
+            vec![],
+        )
+        .await
+        .unwrap()
+}
+
+/// The bottle, learnt from other shoppers, is the first pick for a session that saw the shoes.
+fn follows_the_shoes(answer: &Value) -> bool {
+    let first = &answer["items"][0];
+    first["product_id"] == "P1004" && first["fallback"] == false
+}
+
+fn props(e: &Event) -> &serde_json::Map<String, Value> {
+    match &e.payload {
+        Payload::Custom(c) => &c.props,
+        other => panic!("not a custom event: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommended_products_are_shown_and_their_impression_and_click_attributed() {
+    let lab = Lab::start().await;
+    teach_shoes_then_bottle(&lab).await;
 
     let browser = &lab.browser.client;
     browser
@@ -105,5 +130,42 @@ async fn recommended_products_are_shown_and_their_impression_and_click_attribute
     );
     assert!(events.iter().any(|e| matches!(&e.payload,
         Payload::ProductView(p) if p.product_id == "P1004")));
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shoppers_own_click_changes_their_next_recommendations_within_a_second() {
+    let lab = Lab::start().await;
+    teach_shoes_then_bottle(&lab).await;
+    let browser = &lab.browser.client;
+    browser.goto(&format!("{}/", lab.site)).await.unwrap();
+    lab.wait_ready().await;
+    let before = session_recommendations(&lab).await;
+    assert!(before.get("error").is_none(), "{before}");
+    assert!(
+        !follows_the_shoes(&before),
+        "nothing of the session yet: {before}"
+    );
+
+    // The shopper opens the shoes; the tracker sends the product view.
+    browser
+        .goto(&format!("{}/product.html?id=P1001", lab.site))
+        .await
+        .unwrap();
+    lab.wait_ready().await;
+    assert_eq!(lab.flush().await, "ok");
+    let acknowledged = std::time::Instant::now();
+    let mut answer = session_recommendations(&lab).await;
+    while !follows_the_shoes(&answer) && acknowledged.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        answer = session_recommendations(&lab).await;
+    }
+    let took = acknowledged.elapsed();
+    println!("own click reflected in recommendations after {took:?}");
+    assert!(follows_the_shoes(&answer), "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the click took {took:?} to count"
+    );
     lab.stop().await;
 }

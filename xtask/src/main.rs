@@ -26,6 +26,7 @@ mod setup;
 mod test;
 mod util;
 mod wasm;
+mod wasm_names;
 
 use anyhow::{bail, Result};
 

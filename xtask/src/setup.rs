@@ -245,7 +245,11 @@ pub fn size_toolchain() -> Option<WasmToolchain> {
         ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort"),
         // The standard library's smaller variants of its algorithms (string search, sorting).
         ("CARGO_UNSTABLE_BUILD_STD_FEATURES", "optimize_for_size"),
-        ("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort"),
+        // No source paths and line numbers in the wasm: with immediate-abort nothing prints them.
+        (
+            "RUSTFLAGS",
+            "-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none",
+        ),
     ] {
         toolchain.env.push((k.into(), v.into()));
     }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::setup::{self, WasmToolchain};
 use crate::util::{run, target_dir, workspace_root};
@@ -41,7 +41,8 @@ pub fn build_demo_bundle(toolchain: &WasmToolchain) -> Result<PathBuf> {
     Ok(dir.join("dist"))
 }
 
-/// `wasm-pack build --release --target <target>` into `out_dir`, then minifies its JS.
+/// `wasm-pack build --release --target <target>` into `out_dir`, then shortens the names the
+/// wasm and its glue share and minifies the JS.
 pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) -> Result<()> {
     setup::wasm_bindgen_cli()?;
     let small = setup::size_toolchain();
@@ -73,7 +74,38 @@ pub fn build_package(toolchain: &WasmToolchain, target: &str, out_dir: &Path) ->
         cmd.args(["--mode", "force"]);
     }
     run(&mut cmd)?;
+    shorten_generated_names(out_dir)?;
     minify_js(out_dir)
+}
+
+/// Renames wasm-bindgen's generated imports and exports in the wasm and in the glue that
+/// uses them (`retailmind_sdk.js`, for bundlers also `retailmind_sdk_bg.js`, and their
+/// TypeScript declarations); see [`crate::wasm_names`].
+fn shorten_generated_names(out_dir: &Path) -> Result<()> {
+    let wasm_path = out_dir.join("retailmind_sdk_bg.wasm");
+    let (wasm, renames) = crate::wasm_names::shorten_names(&std::fs::read(&wasm_path)?)
+        .with_context(|| wasm_path.display().to_string())?;
+    let paths: Vec<PathBuf> = [
+        "retailmind_sdk.js",
+        "retailmind_sdk_bg.js",
+        "retailmind_sdk.d.ts",
+        "retailmind_sdk_bg.wasm.d.ts",
+    ]
+    .iter()
+    .map(|name| out_dir.join(name))
+    .filter(|path| path.exists())
+    .collect();
+    let mut files = paths
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    crate::wasm_names::rename_in_glue(&mut files, &renames)
+        .with_context(|| out_dir.display().to_string())?;
+    for (path, text) in paths.iter().zip(files) {
+        std::fs::write(path, text)?;
+    }
+    std::fs::write(&wasm_path, wasm)?;
+    Ok(())
 }
 
 /// Minifies every `.js` file of the package in place (wasm-bindgen's glue, our snippets). ES

@@ -83,11 +83,18 @@ pub async fn get_recommendations(
     let in_category = |product: &str| {
         category.is_some_and(|wanted| recs.memory.category_of(product).as_deref() == Some(wanted))
     };
+    // On a product page the product on screen is the context (and is not recommended), whether
+    // the page named it or only the session's latest product view says which it is.
+    let context_item = request.context_item.as_deref().or_else(|| {
+        (request.placement == Placement::Product)
+            .then(|| clicks.last().copied())
+            .flatten()
+    });
     let query = Query {
         session_id: Some(&request.session_id),
         clicks: &clicks,
         time: None,
-        context_item: request.context_item.as_deref(),
+        context_item,
         cart: &cart,
         purchased: &purchased,
         allow: category.map(|_| &in_category as &dyn Fn(&str) -> bool),

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use super::batch::{chunk, KINESIS_PUT_RECORDS};
 use super::errors::{build_error, is_throttling_code, sdk_error};
-use super::retry::{send_all, EntryFailure, Outcomes, RetryPolicy};
+use super::retry::{send_all_tracked, EntryFailure, Outcomes, RetryPolicy};
 use crate::error::{ConnectorError, Result};
 use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
@@ -133,11 +133,32 @@ impl EventSink for KinesisStream {
         let chunks = chunk(SERVICE, records, &KINESIS_PUT_RECORDS, |r| {
             r.partition_key.len() + r.data.len()
         })?;
+        let mut offset = 0;
         for records in chunks {
-            send_all(SERVICE, &self.retry, records, |batch| {
+            let len = records.len();
+            let sent = send_all_tracked(SERVICE, &self.retry, records, |batch| {
                 self.put_records(batch)
             })
-            .await?;
+            .await;
+            if let Err((cause, refused)) = sent {
+                // Earlier calls stored everything; this one all but `refused`; later ones nothing.
+                let stored: Vec<usize> = (0..offset)
+                    .chain(
+                        (0..len)
+                            .filter(|i| !refused.contains(i))
+                            .map(|i| offset + i),
+                    )
+                    .collect();
+                return Err(if stored.is_empty() {
+                    cause
+                } else {
+                    ConnectorError::PartlyStored {
+                        stored,
+                        cause: Box::new(cause),
+                    }
+                });
+            }
+            offset += len;
         }
         tracing::debug!(stream = %self.stream_name, records = total, "appended");
         Ok(())

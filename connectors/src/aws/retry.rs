@@ -71,8 +71,25 @@ pub(crate) async fn send_all<T, F, Fut>(
     service: &'static str,
     policy: &RetryPolicy,
     entries: Vec<T>,
-    mut send: F,
+    send: F,
 ) -> Result<()>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Outcomes>>,
+{
+    send_all_tracked(service, policy, entries, send)
+        .await
+        .map_err(|(e, _)| e)
+}
+
+/// [`send_all`], telling on failure which entries (positions in `entries`) were not stored.
+pub(crate) async fn send_all_tracked<T, F, Fut>(
+    service: &'static str,
+    policy: &RetryPolicy,
+    entries: Vec<T>,
+    mut send: F,
+) -> std::result::Result<(), (ConnectorError, Vec<usize>)>
 where
     T: Clone,
     F: FnMut(Vec<T>) -> Fut,
@@ -81,28 +98,36 @@ where
     let started = Instant::now();
     let total = entries.len();
     let mut pending = entries;
+    let mut pending_at: Vec<usize> = (0..total).collect();
     let mut attempt = 0u32;
     while !pending.is_empty() {
         attempt += 1;
-        let outcomes = send(pending.clone()).await?;
+        let outcomes = send(pending.clone())
+            .await
+            .map_err(|e| (e, pending_at.clone()))?;
         if outcomes.len() != pending.len() {
-            return Err(ConnectorError::unavailable(
-                service,
-                format!(
-                    "answered {} outcomes for {} entries",
-                    outcomes.len(),
-                    pending.len()
+            return Err((
+                ConnectorError::unavailable(
+                    service,
+                    format!(
+                        "answered {} outcomes for {} entries",
+                        outcomes.len(),
+                        pending.len()
+                    ),
                 ),
+                pending_at,
             ));
         }
         let mut refused = Vec::new();
+        let mut refused_at = Vec::new();
         let mut first_failure = None;
         let mut throttled = false;
-        for (entry, outcome) in pending.into_iter().zip(outcomes) {
+        for ((entry, at), outcome) in pending.into_iter().zip(pending_at).zip(outcomes) {
             if let Some(failure) = outcome {
                 throttled |= failure.throttled;
                 first_failure.get_or_insert(failure);
                 refused.push(entry);
+                refused_at.push(at);
             }
         }
         let Some(failure) = first_failure else {
@@ -116,11 +141,12 @@ where
                 failure.code,
                 failure.message
             );
-            return Err(if throttled {
+            let error = if throttled {
                 ConnectorError::Throttled { service, detail }
             } else {
                 ConnectorError::Unavailable { service, detail }
-            });
+            };
+            return Err((error, refused_at));
         }
         tracing::warn!(
             service,
@@ -133,6 +159,7 @@ where
         );
         tokio::time::sleep(delay).await;
         pending = refused;
+        pending_at = refused_at;
     }
     Ok(())
 }

@@ -8,12 +8,21 @@ use super::*;
 #[derive(Default)]
 struct SwitchableStream {
     down: AtomicBool,
+    /// Down, but storing the first record of each append before failing.
+    partly: AtomicBool,
     stored: Mutex<Vec<StreamRecord>>,
 }
 
 #[async_trait]
 impl EventSink for SwitchableStream {
     async fn append(&self, records: Vec<StreamRecord>) -> Result<()> {
+        if self.partly.load(Ordering::SeqCst) {
+            self.stored.lock().unwrap().push(records[0].clone());
+            return Err(ConnectorError::PartlyStored {
+                stored: vec![0],
+                cause: Box::new(ConnectorError::unavailable("kinesis", "throughput")),
+            });
+        }
         if self.down.load(Ordering::SeqCst) {
             return Err(ConnectorError::unavailable("kinesis", "connection refused"));
         }
@@ -88,4 +97,17 @@ fn encoding_round_trips_and_refuses_truncation() {
     let encoded = encode(&rs);
     assert_eq!(decode(&encoded).unwrap(), rs);
     assert!(decode(&encoded[..encoded.len() - 1]).is_none());
+}
+
+#[tokio::test]
+async fn records_the_stream_stored_before_failing_are_not_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    stream.partly.store(true, Ordering::SeqCst);
+    sink.append(records("x", 3)).await.unwrap();
+    stream.partly.store(false, Ordering::SeqCst);
+    assert_eq!(sink.replay().await.unwrap(), 2, "only the two not stored");
+    let stored = stream.stored.lock().unwrap();
+    assert_eq!(stored[..], records("x", 3)[..], "each once, in order");
 }
