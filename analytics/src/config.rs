@@ -2,15 +2,17 @@
 //! (`retailmind_connectors::settings::load`: `retailmind.toml`, then `RETAILMIND_*`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use retailmind_connectors::BackendConfig;
+use retailmind_commerce::{CommerceConfig, CommerceStore};
+use retailmind_connectors::{BackendConfig, SessionStore};
 use serde::{Deserialize, Serialize};
 
 use crate::etl::EtlOptions;
 use crate::store::{LakeStore, LocalStore, S3Store};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct EtlConfig {
     /// Embedded: the lake is `<data_dir>/lake/`. AWS: the bucket below, in the backend's region
     /// (and at its `endpoint_url`, for moto).
@@ -24,6 +26,60 @@ pub struct EtlConfig {
     pub max_rows_per_file: usize,
     /// Raw MiB read before tables and manifest are written (bounds the job's memory).
     pub max_batch_mib: u64,
+    /// The orders and customers database exported to the lake (the collector's `[commerce]`;
+    /// by default SQLite in the embedded backend's folder, none on AWS).
+    pub commerce: CommerceConfig,
+    /// The embedded dashboard (`retailmind-dashboard`).
+    pub dashboard: DashboardConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Where the page and its API are served.
+    pub listen: String,
+    /// Seconds between two runs of the lake job.
+    pub refresh_secs: u64,
+    /// The `analytics/dashboard` folder (the page and its `node_modules`). Unset: that folder
+    /// in the source tree the binary was built from.
+    pub assets_dir: Option<PathBuf>,
+    /// When set, the API answers only `Authorization: Bearer <token>`; open the page as
+    /// `/#token=<token>`.
+    pub token: Option<String>,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            listen: "127.0.0.1:8704".into(),
+            refresh_secs: 5,
+            assets_dir: None,
+            token: None,
+        }
+    }
+}
+
+impl DashboardConfig {
+    pub fn assets_dir(&self) -> PathBuf {
+        self.assets_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboard")))
+    }
+}
+
+/// The stores the exports read, opened.
+pub struct OpenSources {
+    pub sessions: Arc<dyn SessionStore>,
+    pub commerce: Option<Arc<dyn CommerceStore>>,
+}
+
+impl OpenSources {
+    pub fn sources(&self) -> crate::export::Sources<'_> {
+        crate::export::Sources {
+            sessions: Some(self.sessions.as_ref()),
+            commerce: self.commerce.as_deref(),
+        }
+    }
 }
 
 impl Default for EtlConfig {
@@ -35,6 +91,8 @@ impl Default for EtlConfig {
             late_window_hours: options.late_window_hours,
             max_rows_per_file: options.max_rows_per_file,
             max_batch_mib: options.max_batch_bytes / (1024 * 1024),
+            commerce: CommerceConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -45,6 +103,10 @@ pub enum ConfigError {
     MissingBucket,
     #[error("max_rows_per_file must be at least 1")]
     NoRowsPerFile,
+    #[error("opening the session store: {0}")]
+    Sessions(String),
+    #[error("opening the transactions store: {0}")]
+    Commerce(String),
 }
 
 impl EtlConfig {
@@ -65,6 +127,22 @@ impl EtlConfig {
         self.backend
             .embedded_data_dir()
             .map(|d| d.join(retailmind_connectors::embedded::LAKE_DIR))
+    }
+
+    /// The session store of the backend and the transactions store, when one is configured.
+    pub async fn sources(&self) -> Result<OpenSources, ConfigError> {
+        let backend = retailmind_connectors::connect(&self.backend)
+            .await
+            .map_err(|e| ConfigError::Sessions(e.to_string()))?;
+        let commerce = self
+            .commerce
+            .open(self.backend.embedded_data_dir())
+            .await
+            .map_err(|e| ConfigError::Commerce(e.to_string()))?;
+        Ok(OpenSources {
+            sessions: backend.sessions,
+            commerce,
+        })
     }
 
     /// The lake the configuration names.

@@ -48,6 +48,7 @@ fn main() -> Result<()> {
             setup::browser()?;
             setup::moto()?;
             setup::postgres()?;
+            setup::dashboard_assets()?;
             Ok(())
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),

@@ -1,6 +1,7 @@
 //! `retailmind-etl`: the lake's batch jobs, for a scheduler (cron, ECS scheduled task).
 //!
-//! - `retailmind-etl [run]`: one run of the events ETL over the configured lake; prints its report.
+//! - `retailmind-etl [run]`: one run of the lake job over the configured lake (the events ETL,
+//!   then the exports of sessions, orders and customers); prints its report.
 //! - `retailmind-etl ddl [--database NAME] [--lake s3://BUCKET]`: the Athena DDL of every table
 //!   (placeholders `${database}` and `${lake}` where not given).
 //! - `retailmind-etl query NAME --from YYYY-MM-DD --to YYYY-MM-DD`: one analysis
@@ -12,7 +13,7 @@
 use anyhow::{bail, Context};
 use retailmind_analytics::analyses::{Analysis, DayRange, LocalAnalytics};
 use retailmind_analytics::config::EtlConfig;
-use retailmind_analytics::{etl, tables};
+use retailmind_analytics::{job, tables};
 use retailmind_connectors::{service, settings};
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -43,10 +44,12 @@ async fn run() -> anyhow::Result<()> {
     let config: EtlConfig = settings::load().context("reading the ETL configuration")?;
     let options = config.options()?;
     let store = config.store().await?;
-    let report = etl::run(store.as_ref(), &options)
+    let sources = config.sources().await?;
+    let now_ms = retailmind_connectors::clock::now_ms();
+    let report = job::run_once(store.as_ref(), sources.sources(), &options, now_ms)
         .await
-        .context("running the events ETL")?;
-    tracing::info!(?report, "events ETL done");
+        .context("running the lake job")?;
+    tracing::info!(?report, "lake job done");
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

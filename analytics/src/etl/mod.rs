@@ -325,7 +325,23 @@ pub async fn write_table<R: TableRow>(
     rows: &[&R],
     max_rows_per_file: usize,
 ) -> Result<(), EtlError> {
-    let prefix = partition_prefix(table, day);
+    write_rows(
+        store,
+        &partition_prefix(table, day),
+        rows,
+        max_rows_per_file,
+    )
+    .await
+}
+
+/// Writes `rows` under `prefix` (ending in `/`) as `part-00000.parquet`, … and removes every
+/// other object there: the folder then holds exactly `rows`.
+pub async fn write_rows<R: TableRow>(
+    store: &dyn LakeStore,
+    prefix: &str,
+    rows: &[&R],
+    max_rows_per_file: usize,
+) -> Result<(), EtlError> {
     let mut written = Vec::new();
     for (i, chunk) in rows.chunks(max_rows_per_file.max(1)).enumerate() {
         let batch = rows::to_batch(chunk.iter().copied())?;
@@ -333,7 +349,7 @@ pub async fn write_table<R: TableRow>(
         store.put(&key, parquet_io::write(&batch)?).await?;
         written.push(key);
     }
-    for object in store.list(&prefix).await? {
+    for object in store.list(prefix).await? {
         if !written.contains(&object.key) {
             store.delete(&object.key).await?;
         }
