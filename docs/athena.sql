@@ -1,13 +1,18 @@
--- Athena (Glue Data Catalog) tables over the RetailMind lake.
+-- Athena (Glue Data Catalog) tables over the RetailMind lake's raw zone, as delivered.
+--
+-- The clean, de-duplicated Parquet tables the ETL builds from it (events, event_items,
+-- rec_impressions, sessions, orders, ...) and the analyses use are generated from
+-- analytics/src/tables.rs into analytics/ddl/athena.sql; these raw tables are named raw_* so the
+-- two sets live side by side in one database.
 --
 -- Firehose writes newline-delimited JSON by event time under
 --   s3://<lake-bucket>/events/dt=YYYY-MM-DD/hour=HH/
 -- (dynamic partitioning, see connectors/src/aws/provision.rs). Partition projection computes the
 -- partitions from the path, so no crawler or MSCK REPAIR is needed. Replace <lake-bucket>.
--- Replays can put an event in the lake twice: count DISTINCT event_id (the Parquet compaction of
--- issue 8 drops repeats).
+-- Replays can put an event in the lake twice: count DISTINCT event_id here (the ETL's Parquet
+-- tables hold each event once).
 
-CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.events (
+CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.raw_events (
   event_id      string,
   type          string,
   anonymous_id  string,
@@ -48,7 +53,7 @@ TBLPROPERTIES (
 -- Session snapshots exported from the sessions table (DynamoDB export to S3, or the processor's
 -- embedded table) as newline JSON under s3://<lake-bucket>/sessions/dt=YYYY-MM-DD/ by session
 -- start. Each row is the latest snapshot of a session (highest version wins when several exist).
-CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.sessions (
+CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.raw_sessions (
   session_id      string,
   anonymous_id    string,
   user_id         string,

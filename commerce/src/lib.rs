@@ -18,7 +18,7 @@ pub use config::CommerceConfig;
 pub use error::{CommerceError, Problem, Result};
 pub use order::{NewOrder, Order, OrderStatus, StatusChange};
 pub use profile::{CustomerProfile, Traits, VisitFacts};
-pub use store::{CommerceStore, DeletionRequest, Forgotten, Placed, SqlCommerce};
+pub use store::{CommerceStore, CustomerSummary, DeletionRequest, Forgotten, Placed, SqlCommerce};
 
 /// Wall-clock ms since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -6,6 +6,7 @@
 //! aggregated from the orders, views and sessions when read, never kept as running totals, so
 //! a retried write or a replayed stream cannot skew them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -98,6 +99,57 @@ pub trait CommerceStore: Send + Sync + 'static {
 
     /// Whether the database answers (for `/readyz`).
     async fn ready(&self) -> Result<()>;
+
+    /// Every order placed in `[from_ms, to_ms)` with its lines and history, oldest first: a
+    /// day of the lake's orders tables.
+    async fn orders_placed_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Order>>;
+
+    /// When the orders changed (placed, status, forgotten customer) at or after `since_ms` were
+    /// placed, without repeats: the lake days to write again.
+    async fn placed_at_of_orders_changed_since(&self, since_ms: i64) -> Result<Vec<i64>>;
+
+    /// Every customer as the lake may hold them: no traits, only the hash of the email.
+    async fn customer_summaries(&self) -> Result<Vec<CustomerSummary>>;
+}
+
+/// A customer as the lake's `customers` table holds them (pseudonymised).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomerSummary {
+    pub customer_id: String,
+    /// Hex SHA-256 of the trimmed, lower-cased email.
+    pub email_sha256: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which orders [`SqlCommerce::load_orders`] reads; every query of it filters `orders` alike.
+#[derive(Clone, Copy)]
+enum Pick<'a> {
+    One(&'a str),
+    PlacedIn(i64, i64),
+}
+
+impl Pick<'_> {
+    /// The condition on `orders`, its parameters numbered from `$1`.
+    fn condition(self) -> &'static str {
+        match self {
+            Pick::One(_) => "order_id = $1",
+            Pick::PlacedIn(..) => "placed_at >= $1 AND placed_at < $2",
+        }
+    }
+
+    fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>
+    where
+        Self: 'q,
+    {
+        match self {
+            Pick::One(id) => query.bind(id.to_owned()),
+            Pick::PlacedIn(from, to) => query.bind(from).bind(to),
+        }
+    }
 }
 
 /// Migrations, in order; each runs once per database, in a transaction.
@@ -181,50 +233,69 @@ impl SqlCommerce {
     }
 
     async fn load_order(&self, order_id: &str) -> Result<Option<Order>> {
-        let Some(row) = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1"
-        )))
-        .bind(order_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let lines = sqlx::query(
-            "SELECT product_id, name, category, unit_price_minor, quantity, discount_minor
-             FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-        )
-        .bind(order_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| -> Result<OrderLine> {
-            Ok(OrderLine {
-                product_id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                category: r.try_get(2)?,
-                unit_price_minor: r.try_get(3)?,
-                quantity: r.try_get(4)?,
-                discount_minor: r.try_get(5)?,
+        Ok(self.load_orders(Pick::One(order_id)).await?.pop())
+    }
+
+    /// The orders `pick` selects with their lines and history, by placing time: three queries
+    /// whatever their number.
+    async fn load_orders(&self, pick: Pick<'_>) -> Result<Vec<Order>> {
+        let condition = pick.condition();
+        let rows = pick
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition} ORDER BY placed_at, order_id"
+            ))))
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lines: HashMap<String, Vec<OrderLine>> = HashMap::new();
+        for r in pick
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT order_id, product_id, name, category, unit_price_minor, quantity,
+                        discount_minor
+                 FROM order_lines
+                 WHERE order_id IN (SELECT order_id FROM orders WHERE {condition})
+                 ORDER BY order_id, line_no"
+            ))))
+            .fetch_all(&self.pool)
+            .await?
+        {
+            lines.entry(r.try_get(0)?).or_default().push(OrderLine {
+                product_id: r.try_get(1)?,
+                name: r.try_get(2)?,
+                category: r.try_get(3)?,
+                unit_price_minor: r.try_get(4)?,
+                quantity: r.try_get(5)?,
+                discount_minor: r.try_get(6)?,
+            });
+        }
+        let mut history: HashMap<String, Vec<StatusEntry>> = HashMap::new();
+        for r in pick
+            .bind(sqlx::query(AssertSqlSafe(format!(
+                "SELECT order_id, status, at, note FROM order_status_history
+                 WHERE order_id IN (SELECT order_id FROM orders WHERE {condition})
+                 ORDER BY order_id, seq"
+            ))))
+            .fetch_all(&self.pool)
+            .await?
+        {
+            history.entry(r.try_get(0)?).or_default().push(StatusEntry {
+                status: status_of(&r.try_get::<String, _>(1)?)?,
+                at: r.try_get(2)?,
+                note: r.try_get(3)?,
+            });
+        }
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                order_from_row(
+                    row,
+                    lines.remove(&id).unwrap_or_default(),
+                    history.remove(&id).unwrap_or_default(),
+                )
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let history = sqlx::query(
-            "SELECT status, at, note FROM order_status_history WHERE order_id = $1 ORDER BY seq",
-        )
-        .bind(order_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| -> Result<StatusEntry> {
-            Ok(StatusEntry {
-                status: status_of(&r.try_get::<String, _>(0)?)?,
-                at: r.try_get(1)?,
-                note: r.try_get(2)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        Ok(Some(order_from_row(&row, lines, history)?))
+            .collect()
     }
 }
 
@@ -659,7 +730,7 @@ impl CommerceStore for SqlCommerce {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        let mut forgotten = std::collections::HashMap::<&str, bool>::new();
+        let mut forgotten = HashMap::<&str, bool>::new();
         macro_rules! skip_forgotten {
             ($customer:expr) => {{
                 let c: &str = $customer;
@@ -836,6 +907,38 @@ impl CommerceStore for SqlCommerce {
     async fn ready(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn orders_placed_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Order>> {
+        self.load_orders(Pick::PlacedIn(from_ms, to_ms)).await
+    }
+
+    async fn placed_at_of_orders_changed_since(&self, since_ms: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT placed_at FROM orders WHERE updated_at >= $1 ORDER BY placed_at",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn customer_summaries(&self) -> Result<Vec<CustomerSummary>> {
+        sqlx::query(
+            "SELECT customer_id, email_sha256, created_at, updated_at FROM customers
+             ORDER BY customer_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(CustomerSummary {
+                customer_id: r.try_get(0)?,
+                email_sha256: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                updated_at: r.try_get(3)?,
+            })
+        })
+        .collect()
     }
 }
 

@@ -22,4 +22,30 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Deletes every session of a visitor (a customer asked to be forgotten); returns how many.
     async fn forget_visitor(&self, anonymous_id: &str) -> Result<usize>;
+
+    /// Every visitor's sessions that `scan` selects, in no particular order. For the lake's
+    /// sessions export and the live panel, not for the event path: on DynamoDB it is a Scan,
+    /// which reads the whole table.
+    async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>>;
+}
+
+/// Which sessions [`SessionStore::scan`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionScan {
+    /// Started in `[from_ms, to_ms)` (event time): a day of the lake's sessions table.
+    StartedIn { from_ms: i64, to_ms: i64 },
+    /// Last event at or after `since_ms`: the visitors active lately.
+    EndedSince { since_ms: i64 },
+}
+
+impl SessionScan {
+    /// Whether `session` is selected; what every store's own filter must agree with.
+    pub fn selects(self, session: &Session) -> bool {
+        match self {
+            SessionScan::StartedIn { from_ms, to_ms } => {
+                (from_ms..to_ms).contains(&session.start_ms)
+            }
+            SessionScan::EndedSince { since_ms } => session.end_ms >= since_ms,
+        }
+    }
 }

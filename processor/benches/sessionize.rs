@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use retailmind_connectors::{embedded, SessionStore, StreamRecord};
+use retailmind_connectors::{embedded, SessionScan, SessionStore, StreamRecord};
 use retailmind_processor::{sessionize, Processor, ProcessorConfig};
 use retailmind_schema::{Event, Session};
 
@@ -94,6 +94,9 @@ impl SessionStore for CountingSessions {
     }
     async fn sessions_of(&self, anonymous_id: &str) -> retailmind_connectors::Result<Vec<Session>> {
         self.inner.sessions_of(anonymous_id).await
+    }
+    async fn scan(&self, scan: SessionScan) -> retailmind_connectors::Result<Vec<Session>> {
+        self.inner.scan(scan).await
     }
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder};
 
-use crate::{env_or, free_port, wait_for_port};
+use fantoccini::Locator;
+
+use crate::{env_or, free_port, wait_for, wait_for_port};
 
 /// chromedriver plus one browser session; both end on drop (call `close` for a clean end).
 pub struct Browser {
@@ -75,6 +77,49 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
         // Drop ends the processes.
+    }
+
+    /// Waits until the storefront's tracker has loaded on the current page (`page` names it in
+    /// the failure).
+    pub async fn wait_for_tracker(&self, page: &str) {
+        wait_for(
+            &format!("the tracker to load on {page}"),
+            Duration::from_secs(20),
+            || async {
+                let ready = self
+                    .client
+                    .execute("return window.retailmindReady === true;", vec![])
+                    .await
+                    .ok()?;
+                (ready == serde_json::Value::Bool(true)).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Clicks the first element `css` selects.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css:?} on the page: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css:?}: {e}"));
+    }
+
+    /// Has the tracker send what it holds now; fails with the tracker's error.
+    pub async fn flush_tracker(&self) {
+        let flushed = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 window.retailmind.flush().then(() => done('ok'), (e) => done('failed: ' + e));",
+                vec![],
+            )
+            .await
+            .expect("the flush script runs");
+        assert_eq!(flushed, "ok", "the tracker's flush");
     }
 
     /// Kills chromedriver's process group and any browser process of this profile. A test that

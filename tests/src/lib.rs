@@ -88,3 +88,13 @@ pub fn tracker_bundle() -> std::path::PathBuf {
         "cargo xtask build-npm",
     )
 }
+
+/// The dashboard's page with its chart library (`npm ci` in `analytics/dashboard`).
+pub fn dashboard_assets() -> std::path::PathBuf {
+    built(
+        "RETAILMIND_DASHBOARD_ASSETS",
+        "../analytics/dashboard",
+        "node_modules/chart.js/dist/chart.umd.min.js",
+        "npm ci --prefix analytics/dashboard",
+    )
+}

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use retailmind_connectors::aws::{backend, provision, LakeDestination};
 use retailmind_connectors::stream::sequence_cmp;
 use retailmind_connectors::{
-    AwsConfig, Backend, ConnectorError, LakeRecord, StreamEntry, StreamRecord, UndecodableRecord,
+    AwsConfig, Backend, ConnectorError, LakeRecord, SessionScan, StreamEntry, StreamRecord,
+    UndecodableRecord,
 };
 use retailmind_schema::Session;
 use retailmind_tests::moto::MotoServer;
@@ -289,6 +290,61 @@ async fn sessions_write_only_on_the_expected_version() {
 
     let stored = sessions.sessions_of("anon-1").await.expect("query");
     assert_eq!(stored, vec![fourth]);
+}
+
+/// The scans of the lake export and the live panel select the same sessions on DynamoDB (a
+/// Scan, page after page) as on the embedded store, and as `SessionScan::selects` says.
+#[tokio::test]
+async fn sessions_scans_select_the_same_sessions_on_dynamodb_and_embedded() {
+    let aws = Aws::provisioned(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = retailmind_connectors::embedded::open(dir.path()).unwrap();
+    let day = 1_732_492_800_000; // 2024-11-25T00:00Z
+    let mut all = Vec::new();
+    // 60 sessions over three days, some crossing midnight, each of its own visitor.
+    for i in 0..60i64 {
+        let mut s = session(&format!("anon-scan-{i}"), day + i * 3_600_000 + 120_000, 1);
+        s.end_ms = s.start_ms + (i % 7) * 600_000;
+        all.push(s);
+    }
+    let stores = [aws.backend().sessions, embedded.sessions];
+    for store in &stores {
+        store.put(&all).await.expect("put");
+    }
+    let scans = [
+        SessionScan::StartedIn {
+            from_ms: day + 86_400_000,
+            to_ms: day + 2 * 86_400_000,
+        },
+        SessionScan::StartedIn {
+            from_ms: day - 86_400_000,
+            to_ms: day,
+        },
+        SessionScan::EndedSince {
+            since_ms: day + 50 * 3_600_000,
+        },
+    ];
+    for scan in scans {
+        let mut expected: Vec<&str> = all
+            .iter()
+            .filter(|s| scan.selects(s))
+            .map(|s| s.anonymous_id.as_str())
+            .collect();
+        expected.sort_unstable();
+        for store in &stores {
+            let found = store.scan(scan).await.expect("scan");
+            let mut ids: Vec<&str> = found.iter().map(|s| s.anonymous_id.as_str()).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, expected, "{scan:?}");
+            for s in &found {
+                let original = all
+                    .iter()
+                    .find(|o| o.anonymous_id == s.anonymous_id)
+                    .unwrap();
+                assert_eq!(s, original, "a scanned session has every field");
+            }
+        }
+    }
 }
 
 #[tokio::test]

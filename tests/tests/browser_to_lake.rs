@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use fantoccini::Locator;
 use retailmind_connectors::embedded;
 use retailmind_schema::{Event, Payload};
 use retailmind_tests::browser::Browser;
@@ -39,22 +38,6 @@ async fn serve_storefront(collector_url: &str, loader: Loader) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     url
-}
-
-async fn wait_until_tracker_ready(browser: &Browser, page: &str) {
-    wait_for(
-        &format!("the tracker to load on {page}"),
-        Duration::from_secs(20),
-        || async {
-            let ready = browser
-                .client
-                .execute("return window.retailmindReady === true;", vec![])
-                .await
-                .ok()?;
-            (ready == serde_json::Value::Bool(true)).then_some(())
-        },
-    )
-    .await
 }
 
 /// Every line of every lake file under `dir`.
@@ -95,32 +78,12 @@ async fn storefront_clicks(loader: Loader) {
     let client = &browser.client;
 
     client.goto(&format!("{storefront}/")).await.unwrap();
-    wait_until_tracker_ready(&browser, "home").await;
+    browser.wait_for_tracker("home").await;
     // Leaving the page by a link: the click must still arrive (sent while the page unloads).
-    client
-        .find(Locator::Css("a[id^='product-link-']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_until_tracker_ready(&browser, "product page").await;
-    client
-        .find(Locator::Id("add-to-cart"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let flushed = client
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             window.retailmind.flush().then(() => done('ok'), (e) => done('failed: ' + e));",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(flushed, "ok");
+    browser.click("a[id^='product-link-']").await;
+    browser.wait_for_tracker("product page").await;
+    browser.click("#add-to-cart").await;
+    browser.flush_tracker().await;
 
     // What the collector accepted: home page view, the link click, the product page view, the
     // product view, the button click and the cart add.

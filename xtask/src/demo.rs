@@ -15,6 +15,7 @@ const DEMO_KEY: &str = "demo-publishable-key";
 /// The shop backend's secret key, for orders and customer profiles.
 const DEMO_SECRET: &str = "demo-secret-key";
 const POSTGRES_PORT: u16 = 8703;
+const DASHBOARD_ADDR: &str = "127.0.0.1:8704";
 
 /// `args`: `--bundled` serves the storefront with the tracker from its npm package, bundled by
 /// webpack, instead of the script-tag stub; `--postgres` keeps orders and customer profiles in
@@ -27,6 +28,7 @@ pub fn run_demo(args: &[&str]) -> Result<()> {
     } else {
         None
     };
+    let dashboard_assets = setup::dashboard_assets()?;
     let root = workspace_root();
     run(Command::new("cargo").current_dir(&root).args([
         "build",
@@ -37,6 +39,8 @@ pub fn run_demo(args: &[&str]) -> Result<()> {
         "retailmind-processor",
         "-p",
         "retailmind-demo-site",
+        "-p",
+        "retailmind-analytics",
     ]))?;
 
     let data_dir = root.join(".retailmind");
@@ -87,15 +91,23 @@ pub fn run_demo(args: &[&str]) -> Result<()> {
         storefront.env("RETAILMIND_DEMO_BUNDLE", bundle);
     }
     children.spawn(&mut storefront)?;
+    children.spawn(
+        Command::new(bin.join("retailmind-dashboard"))
+            .envs(backend.clone())
+            .env("RETAILMIND_DASHBOARD__LISTEN", DASHBOARD_ADDR)
+            .env("RETAILMIND_DASHBOARD__ASSETS_DIR", &dashboard_assets),
+    )?;
 
     println!();
     println!("RetailMind demo is running on the embedded default:");
     println!("  storefront  http://{STOREFRONT_ADDR}/");
     println!("  collector   {collector_url}  (POST /v1/batch, /metrics, /openapi.json)");
+    println!("  dashboard   http://{DASHBOARD_ADDR}/  (your browsing, in the lake within seconds)");
     println!("  sessions    {}", data_dir.join("retailmind.db").display());
     println!("  lake        {}", data_dir.join("lake/events").display());
     println!("  orders      {orders_db}");
-    println!("Browse the storefront, then look at the sessions table and the lake files.");
+    println!("Browse the storefront, then open the dashboard, or look at the sessions table and");
+    println!("the lake files (raw events under lake/events, Parquet tables under lake/tables).");
     println!("Orders and profiles take the secret key, e.g.:");
     println!(
         "  curl -H 'Authorization: Bearer {DEMO_SECRET}' {collector_url}/v1/customers/<user id>"

@@ -9,6 +9,9 @@
 //!   storefront bundled from it by webpack (`demo-site/bundled/dist`).
 //! - `bench tracker`: tracker size (gzip, brotli) and main-thread cost in headless Chromium.
 //! - `bench collector [--quick]`: load figures for the collector on loopback (printed, not a test).
+//! - `etl [run|ddl]`: one run of the lake's events ETL; `ddl` regenerates
+//!   `analytics/ddl/athena.sql` from the table definitions.
+//! - `bench etl [EVENTS]`: ETL events/s to Parquet and funnel/sales query latency (printed).
 //! - `fuzz [SECONDS]`: runs the batch decoding fuzz target (default 300 s).
 //! - `eval-recs --train F --test F`: offline HR@20/MRR@20 of every recommendation strategy on a
 //!   `SessionId ItemId Time` click log.
@@ -16,6 +19,7 @@
 mod bench;
 mod bench_tracker;
 mod demo;
+mod etl;
 mod eval_recs;
 mod fuzz;
 mod setup;
@@ -33,6 +37,8 @@ fn main() -> Result<()> {
         Some("demo") => demo::run_demo(&rest),
         Some("test") => test::run_tests(&rest),
         Some("bench") if rest.first() == Some(&"tracker") => bench_tracker::run(&rest[1..]),
+        Some("bench") if rest.first() == Some(&"etl") => etl::run_bench(&rest[1..]),
+        Some("etl") => etl::run_etl(&rest),
         Some("bench") => bench::run_bench(&rest),
         Some("fuzz") => fuzz::run_fuzz(&rest),
         Some("eval-recs") => eval_recs::run_eval(&rest),
@@ -42,13 +48,14 @@ fn main() -> Result<()> {
             setup::browser()?;
             setup::moto()?;
             setup::postgres()?;
+            setup::dashboard_assets()?;
             Ok(())
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
         Some("build-npm") => wasm::build_demo_bundle(&setup::wasm_toolchain()?).map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|setup|build-wasm|build-npm|bench|fuzz|eval-recs>"
+                "usage: cargo xtask <demo|test|setup|build-wasm|build-npm|bench|etl|fuzz|eval-recs>"
             );
             bail!("unknown or missing command")
         }

@@ -200,6 +200,24 @@ pub fn terser() -> Result<PathBuf> {
     npm_tool("terser", TERSER_VERSION)
 }
 
+fn ensure_npm() -> Result<()> {
+    if !cmd_ok("npm", &["--version"]) {
+        apt_install(&["nodejs", "npm"], None)?;
+    }
+    Ok(())
+}
+
+/// The dashboard's page with its chart library (Chart.js from npm, exactly as locked in
+/// `analytics/dashboard/package-lock.json`); returns that folder.
+pub fn dashboard_assets() -> Result<PathBuf> {
+    ensure_npm()?;
+    let dir = crate::util::workspace_root().join("analytics/dashboard");
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    Ok(dir)
+}
+
 /// Installs `package@version` from npm into the target dir, once, and returns its `.bin` dir.
 fn npm_tool(package: &str, version: &str) -> Result<PathBuf> {
     let prefix = crate::util::target_dir().join("tools").join(package);
@@ -211,9 +229,7 @@ fn npm_tool(package: &str, version: &str) -> Result<PathBuf> {
         .map(|m| m.contains(&format!("\"version\": \"{version}\"")))
         .unwrap_or(false);
     if !installed {
-        if !cmd_ok("npm", &["--version"]) {
-            apt_install(&["nodejs", "npm"], None)?;
-        }
+        ensure_npm()?;
         eprintln!("xtask: npm install {package}@{version}");
         std::fs::create_dir_all(&prefix)?;
         run(Command::new("npm")

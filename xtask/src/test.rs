@@ -14,6 +14,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
     let postgres = setup::postgres()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
     let bundle = wasm::build_demo_bundle(&toolchain)?;
+    let dashboard = setup::dashboard_assets()?;
     let root = workspace_root();
 
     run(Command::new("cargo")
@@ -38,6 +39,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         .env("RETAILMIND_PG_BIN", &postgres)
         .env("RETAILMIND_DEMO_PKG", &pkg)
         .env("RETAILMIND_DEMO_BUNDLE", &bundle)
+        .env("RETAILMIND_DASHBOARD_ASSETS", &dashboard)
         .args(["test", "--workspace"])
         .args(args))?;
 

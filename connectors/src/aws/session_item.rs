@@ -27,7 +27,8 @@ pub(crate) const EXPIRES_AT: &str = "expires_at";
 
 const SESSION_ID: &str = "session_id";
 const USER_ID: &str = "user_id";
-const END_MS: &str = "end_ms";
+/// Last event of the session, what the live panel filters on.
+pub(crate) const END_MS: &str = "end_ms";
 const EVENT_COUNT: &str = "event_count";
 const PAGE_VIEWS: &str = "page_views";
 const ENTRY_URL: &str = "entry_url";

@@ -20,10 +20,11 @@ use retailmind_schema::Session;
 use super::errors::{conditional_put, sdk_error};
 use super::pages::all_items;
 use super::session_item::{
-    expires_at, from_item, number, string, to_item, ANONYMOUS_ID, EXPIRES_AT, START_MS, VERSION,
+    expires_at, from_item, number, string, to_item, ANONYMOUS_ID, END_MS, EXPIRES_AT, START_MS,
+    VERSION,
 };
 use crate::error::{ConnectorError, Result};
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionScan, SessionStore};
 
 const SERVICE: &str = "dynamodb";
 
@@ -153,5 +154,29 @@ impl SessionStore for DynamoSessions {
                 .map_err(|e| sdk_error(SERVICE, e))?;
         }
         Ok(sessions.len())
+    }
+
+    async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>> {
+        let items = all_items(|start_key| {
+            let request = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start_key);
+            let request = match scan {
+                SessionScan::StartedIn { from_ms, to_ms } => request
+                    .filter_expression("#start >= :from AND #start < :to")
+                    .expression_attribute_names("#start", START_MS)
+                    .expression_attribute_values(":from", number(from_ms))
+                    .expression_attribute_values(":to", number(to_ms)),
+                SessionScan::EndedSince { since_ms } => request
+                    .filter_expression("#end >= :since")
+                    .expression_attribute_names("#end", END_MS)
+                    .expression_attribute_values(":since", number(since_ms)),
+            };
+            request.send()
+        })
+        .await?;
+        items.iter().map(from_item).collect()
     }
 }

@@ -2,13 +2,13 @@
 
 use async_trait::async_trait;
 use retailmind_schema::Session;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::db::{sqlite_err, Db};
 use crate::checkpoint::CheckpointStore;
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionScan, SessionStore};
 use crate::stream::sequence_cmp;
 
 pub struct EmbeddedCheckpoints {
@@ -231,6 +231,33 @@ impl SessionStore for EmbeddedSessions {
                     .map_err(|e| sqlite_err("read sessions", e))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
                     .map_err(|e| sqlite_err("read sessions", e))
+            })
+            .await?;
+        snapshots.into_iter().map(decode).collect()
+    }
+
+    async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>> {
+        let (sql, bounds) = match scan {
+            SessionScan::StartedIn { from_ms, to_ms } => (
+                "SELECT snapshot FROM sessions WHERE start_ms >= ?1 AND start_ms < ?2",
+                vec![from_ms, to_ms],
+            ),
+            SessionScan::EndedSince { since_ms } => (
+                "SELECT snapshot FROM sessions WHERE end_ms >= ?1",
+                vec![since_ms],
+            ),
+        };
+        let snapshots: Vec<String> = self
+            .db
+            .call(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(sql)
+                    .map_err(|e| sqlite_err("scan sessions", e))?;
+                let rows = stmt
+                    .query_map(params_from_iter(bounds), |r| r.get(0))
+                    .map_err(|e| sqlite_err("scan sessions", e))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+                    .map_err(|e| sqlite_err("scan sessions", e))
             })
             .await?;
         snapshots.into_iter().map(decode).collect()

@@ -1,0 +1,590 @@
+//! Every analysis on a generated shop, against answers computed here with plain loops over the
+//! generated events (not SQL). The raw lake also holds replayed copies and a bad line, so the
+//! answers only match if the ETL dropped them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use retailmind_analytics::analyses::{DayRange, LocalAnalytics};
+use retailmind_analytics::day::{day_end_ms, day_of};
+use retailmind_analytics::etl::{self, EtlOptions};
+use retailmind_analytics::generate::{self, ShopOptions};
+use retailmind_analytics::store::LocalStore;
+use retailmind_schema::{Event, Payload};
+
+const FROM: &str = "2024-11-02";
+const TO: &str = "2024-11-05";
+
+struct Lab {
+    _lake: tempfile::TempDir,
+    analytics: LocalAnalytics,
+    /// The generated events within the range, once each.
+    events: Vec<Event>,
+}
+
+async fn lab() -> Lab {
+    let all = generate::shop(&ShopOptions {
+        seed: 7,
+        visitors: 500,
+        days: 7,
+        ..ShopOptions::default()
+    });
+    let lake = tempfile::tempdir().unwrap();
+    let mut objects = generate::raw_objects(&all, 40);
+    // A replay of every fifth event and a line that is not an event at all.
+    let replay: Vec<Event> = all.iter().step_by(5).cloned().collect();
+    for (key, body) in generate::raw_objects(&replay, 1000) {
+        objects.insert(key.replace("part-", "replay-"), body);
+    }
+    objects.insert(
+        "events/dt=2024-11-03/hour=00/bad.json".into(),
+        b"{\"type\":1}\n".to_vec(),
+    );
+    generate::write_local(lake.path(), &objects).unwrap();
+    let report = etl::run(&LocalStore::new(lake.path()), &EtlOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.duplicates_dropped, replay.len());
+    assert_eq!(report.quarantined, 1);
+    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    let events = all
+        .into_iter()
+        .filter(|e| {
+            let dt = day_of(e.timestamp);
+            dt.as_str() >= FROM && dt.as_str() <= TO
+        })
+        .collect();
+    Lab {
+        _lake: lake,
+        analytics,
+        events,
+    }
+}
+
+fn range() -> DayRange {
+    DayRange::new(FROM, TO).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+fn close_opt(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => close(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn sales_trend_counts_orders_and_revenue_per_day() {
+    let lab = lab().await;
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in &lab.events {
+        if let Payload::Purchase(p) = &e.payload {
+            let day = expected.entry(day_of(e.timestamp)).or_default();
+            day.0 += 1;
+            day.1 += p.revenue_minor;
+        }
+    }
+    let got = lab.analytics.sales_trend(&range()).await.unwrap();
+    assert!(
+        expected.len() >= 3,
+        "the shop sold on most days: {expected:?}"
+    );
+    assert_eq!(got.len(), expected.len());
+    for (row, (dt, (orders, revenue))) in got.iter().zip(&expected) {
+        assert_eq!(&row.dt, dt, "ordered by day");
+        assert_eq!(row.currency.as_deref(), Some("EUR"));
+        assert_eq!((row.orders, row.revenue_minor), (*orders, *revenue), "{dt}");
+        assert!(
+            close(row.aov_minor, *revenue as f64 / *orders as f64),
+            "{dt}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn funnel_counts_visitors_reaching_each_step_in_order() {
+    let lab = lab().await;
+    let mut by_visitor: HashMap<&str, Vec<&Event>> = HashMap::new();
+    for e in &lab.events {
+        by_visitor.entry(&e.anonymous_id).or_default().push(e);
+    }
+    let kinds = [
+        "product_view",
+        "add_to_cart",
+        "checkout_started",
+        "purchase",
+    ];
+    let mut reached = [0i64; 4];
+    for events in by_visitor.values() {
+        let mut since = i64::MIN;
+        for (step, kind) in kinds.iter().enumerate() {
+            let first = events
+                .iter()
+                .filter(|e| e.payload.kind() == *kind && e.timestamp >= since)
+                .map(|e| e.timestamp)
+                .min();
+            match first {
+                Some(t) => {
+                    reached[step] += 1;
+                    since = t;
+                }
+                None => break,
+            }
+        }
+    }
+    let got = lab.analytics.conversion_funnel(&range()).await.unwrap();
+    assert_eq!(got.len(), 4);
+    for (i, row) in got.iter().enumerate() {
+        assert_eq!(row.step, i as i64 + 1);
+        assert_eq!(row.name, kinds[i]);
+        assert_eq!(row.visitors, reached[i], "{}", kinds[i]);
+        if i == 0 {
+            assert_eq!((row.dropped, row.drop_off_rate), (None, None));
+        } else {
+            assert_eq!(row.dropped, Some(reached[i - 1] - reached[i]));
+            let rate = 1.0 - reached[i] as f64 / reached[i - 1] as f64;
+            assert!(close_opt(row.drop_off_rate, Some(rate)), "{}", kinds[i]);
+        }
+    }
+    assert!(reached[3] > 0 && reached[0] > reached[1]);
+}
+
+#[derive(Default, Debug)]
+struct ProductFacts {
+    views: i64,
+    viewers: BTreeSet<String>,
+    cart_adds: i64,
+    orders: BTreeSet<String>,
+    units: i64,
+    revenue: i64,
+}
+
+#[tokio::test]
+async fn product_performance_matches_views_carts_and_sales() {
+    let lab = lab().await;
+    let mut facts: BTreeMap<String, ProductFacts> = BTreeMap::new();
+    for e in &lab.events {
+        match &e.payload {
+            Payload::ProductView(p) => {
+                let f = facts.entry(p.product_id.clone()).or_default();
+                f.views += 1;
+                f.viewers.insert(e.anonymous_id.clone());
+            }
+            Payload::AddToCart(l) => {
+                facts
+                    .entry(l.product.product_id.clone())
+                    .or_default()
+                    .cart_adds += 1
+            }
+            Payload::Purchase(p) => {
+                for l in &p.items {
+                    let f = facts.entry(l.product.product_id.clone()).or_default();
+                    f.orders.insert(p.order_id.clone());
+                    f.units += i64::from(l.quantity);
+                    f.revenue += l.product.price_minor.unwrap() * i64::from(l.quantity);
+                }
+            }
+            _ => {}
+        }
+    }
+    let got = lab.analytics.product_performance(&range()).await.unwrap();
+    assert_eq!(got.len(), facts.len());
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].revenue_minor >= w[1].revenue_minor),
+        "best sellers first"
+    );
+    for row in &got {
+        let f = &facts[&row.product_id];
+        assert_eq!(
+            (
+                row.views,
+                row.viewers,
+                row.cart_adds,
+                row.orders,
+                row.units,
+                row.revenue_minor
+            ),
+            (
+                f.views,
+                f.viewers.len() as i64,
+                f.cart_adds,
+                f.orders.len() as i64,
+                f.units,
+                f.revenue
+            ),
+            "{}",
+            row.product_id
+        );
+        let rate = |n: i64| (f.views > 0).then(|| n as f64 / f.views as f64);
+        assert!(
+            close_opt(row.add_to_cart_rate, rate(f.cart_adds)),
+            "{}",
+            row.product_id
+        );
+        assert!(
+            close_opt(row.conversion_rate, rate(f.orders.len() as i64)),
+            "{}",
+            row.product_id
+        );
+    }
+}
+
+#[tokio::test]
+async fn traffic_sources_attribute_sessions_by_their_first_event() {
+    let lab = lab().await;
+    let mut sessions: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in &lab.events {
+        sessions
+            .entry(e.session_id.as_deref().unwrap())
+            .or_default()
+            .push(e);
+    }
+    /// Sessions, visitors, orders, revenue and sessions that bought, of one source and medium.
+    #[derive(Default)]
+    struct Source<'a>(i64, BTreeSet<&'a str>, i64, i64, i64);
+    let mut expected: BTreeMap<(String, String), Source> = BTreeMap::new();
+    for events in sessions.values() {
+        let first = events
+            .iter()
+            .min_by_key(|e| (e.timestamp, e.event_id.to_string()))
+            .unwrap();
+        let utm = first.context.utm.clone().unwrap_or_default();
+        let referrer = first
+            .context
+            .page
+            .referrer
+            .clone()
+            .filter(|r| !r.is_empty());
+        let host = referrer
+            .as_deref()
+            .and_then(|r| r.split('/').nth(2))
+            .filter(|h| !h.is_empty());
+        let source = utm
+            .source
+            .clone()
+            .or(host.map(str::to_owned))
+            .unwrap_or("(direct)".into());
+        let medium = utm.medium.clone().unwrap_or(
+            if referrer.is_some() {
+                "referral"
+            } else {
+                "(none)"
+            }
+            .into(),
+        );
+        let entry = expected.entry((source, medium)).or_default();
+        entry.0 += 1;
+        entry.1.insert(&first.anonymous_id);
+        let mut bought = false;
+        for e in events {
+            if let Payload::Purchase(p) = &e.payload {
+                entry.2 += 1;
+                entry.3 += p.revenue_minor;
+                bought = true;
+            }
+        }
+        entry.4 += i64::from(bought);
+    }
+    let got = lab.analytics.traffic_sources(&range()).await.unwrap();
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    assert!(expected.contains_key(&("www.facebook.com".into(), "referral".into())));
+    assert!(expected.contains_key(&("(direct)".into(), "(none)".into())));
+    for row in &got {
+        let e = &expected[&(row.source.clone(), row.medium.clone())];
+        assert_eq!(
+            (row.sessions, row.visitors, row.orders, row.revenue_minor),
+            (e.0, e.1.len() as i64, e.2, e.3),
+            "{} / {}",
+            row.source,
+            row.medium
+        );
+        assert!(close(row.conversion_rate, e.4 as f64 / e.0 as f64));
+    }
+}
+
+#[tokio::test]
+async fn rfm_segments_follow_the_thresholds() {
+    let lab = lab().await;
+    let end = day_end_ms(TO).unwrap();
+    // customer -> (last purchase, orders, revenue)
+    let mut customers: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    for e in &lab.events {
+        if let Payload::Purchase(p) = &e.payload {
+            let who = e.user_id.clone().unwrap_or_else(|| e.anonymous_id.clone());
+            let c = customers.entry(who).or_insert((i64::MIN, 0, 0));
+            c.0 = c.0.max(e.timestamp);
+            c.1 += 1;
+            c.2 += p.revenue_minor;
+        }
+    }
+    // segment -> (customers, orders, revenue, sum of recency days)
+    let mut expected: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
+    for (last, orders, revenue) in customers.values() {
+        let recency = (end - last) / 86_400_000;
+        let r = if recency <= 30 {
+            3
+        } else if recency <= 90 {
+            2
+        } else {
+            1
+        };
+        let f = if *orders >= 5 {
+            3
+        } else if *orders >= 2 {
+            2
+        } else {
+            1
+        };
+        let m = if *revenue >= 50_000 {
+            3
+        } else if *revenue >= 10_000 {
+            2
+        } else {
+            1
+        };
+        let segment = if r == 3 && f == 3 && m >= 2 {
+            "champions"
+        } else if r >= 2 && f >= 2 {
+            "loyal"
+        } else if r == 3 && f == 1 {
+            "new"
+        } else if r == 1 && f >= 2 {
+            "at_risk"
+        } else {
+            "hibernating"
+        };
+        let s = expected.entry(segment).or_default();
+        s.0 += 1;
+        s.1 += orders;
+        s.2 += revenue;
+        s.3 += recency;
+    }
+    let got = lab.analytics.rfm_segments(&range()).await.unwrap();
+    assert!(expected.len() >= 2, "{expected:?}");
+    assert_eq!(got.len(), expected.len());
+    for row in &got {
+        let s = expected[row.segment.as_str()];
+        assert_eq!(
+            (row.customers, row.orders, row.revenue_minor),
+            (s.0, s.1, s.2),
+            "{}",
+            row.segment
+        );
+        assert!(close(row.avg_recency_days, s.3 as f64 / s.0 as f64));
+    }
+}
+
+#[tokio::test]
+async fn recommendation_attribution_credits_the_latest_click_before_a_purchase() {
+    let lab = lab().await;
+    struct Rec {
+        placement: String,
+        strategy: String,
+        shown: i64,
+        clicks: i64,
+    }
+    let text = |p: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        p.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut recs: BTreeMap<String, Rec> = BTreeMap::new();
+    /// A click as (time, event id, recommendation id).
+    type Click = (i64, String, String);
+    // (visitor, product) -> its clicks
+    let mut clicks: HashMap<(String, String), Vec<Click>> = HashMap::new();
+    for e in &lab.events {
+        if let Payload::Custom(c) = &e.payload {
+            if c.name == "recommendation_impression" {
+                recs.insert(
+                    text(&c.props, "recommendation_id"),
+                    Rec {
+                        placement: text(&c.props, "placement"),
+                        strategy: text(&c.props, "strategy"),
+                        shown: c.props["product_ids"].as_array().unwrap().len() as i64,
+                        clicks: 0,
+                    },
+                );
+            }
+        }
+    }
+    for e in &lab.events {
+        if let Payload::Custom(c) = &e.payload {
+            if c.name == "recommendation_click" {
+                let id = text(&c.props, "recommendation_id");
+                if let Some(r) = recs.get_mut(&id) {
+                    r.clicks += 1;
+                }
+                clicks
+                    .entry((e.anonymous_id.clone(), text(&c.props, "product_id")))
+                    .or_default()
+                    .push((e.timestamp, e.event_id.to_string(), id));
+            }
+        }
+    }
+    // recommendation id -> (lines, revenue)
+    let mut credited: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in &lab.events {
+        if let Payload::Purchase(p) = &e.payload {
+            for l in &p.items {
+                let key = (e.anonymous_id.clone(), l.product.product_id.clone());
+                let latest = clicks
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c.0 <= e.timestamp)
+                    .max_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                if let Some((_, _, rec)) = latest {
+                    let c = credited.entry(rec.clone()).or_default();
+                    c.0 += 1;
+                    c.1 += l.product.price_minor.unwrap() * i64::from(l.quantity);
+                }
+            }
+        }
+    }
+    // (placement, strategy) -> (shown, clicks, lines, revenue)
+    let mut expected: BTreeMap<(String, String), (i64, i64, i64, i64)> = BTreeMap::new();
+    for (id, r) in &recs {
+        let x = expected
+            .entry((r.placement.clone(), r.strategy.clone()))
+            .or_default();
+        x.0 += r.shown;
+        x.1 += r.clicks;
+        let (lines, revenue) = credited.get(id).copied().unwrap_or_default();
+        x.2 += lines;
+        x.3 += revenue;
+    }
+    let got = lab.analytics.rec_attribution(&range()).await.unwrap();
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    assert!(
+        expected.values().any(|x| x.2 > 0),
+        "some recommended products were bought"
+    );
+    for row in &got {
+        let x = expected[&(row.placement.clone(), row.strategy.clone())];
+        assert_eq!(
+            (
+                row.impressions,
+                row.clicks,
+                row.purchased_lines,
+                row.revenue_minor
+            ),
+            x,
+            "{} / {}",
+            row.placement,
+            row.strategy
+        );
+        assert!(close(row.ctr, x.1 as f64 / x.0 as f64));
+    }
+}
+
+#[tokio::test]
+async fn an_empty_lake_answers_with_no_rows() {
+    let lake = tempfile::tempdir().unwrap();
+    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    assert!(analytics.sales_trend(&range()).await.unwrap().is_empty());
+    assert!(analytics
+        .rec_attribution(&range())
+        .await
+        .unwrap()
+        .is_empty());
+    let funnel = analytics.conversion_funnel(&range()).await.unwrap();
+    assert!(funnel.iter().all(|s| s.visitors == 0));
+}
+
+/// One hand-made event line at `ts` (ms) with a UUIDv7 id from `seq`.
+fn line(seq: u8, ts: i64, kind: &str, properties: serde_json::Value) -> String {
+    let id = uuid::Builder::from_unix_timestamp_millis(ts as u64, &[seq; 10]).into_uuid();
+    serde_json::json!({
+        "event_id": id, "type": kind, "anonymous_id": "a-1", "session_id": "s-1",
+        "timestamp": ts, "received_at": ts + 100,
+        "context": {"page": {"url": "https://shop.example/"}},
+        "properties": properties,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_purchase_is_credited_to_the_latest_recommendation_click_before_it() {
+    let t = retailmind_analytics::day::day_start_ms("2024-11-03").unwrap() + 3_600_000;
+    let shown = |seq, ts, rec: &str, placement: &str, strategy: &str| {
+        line(
+            seq,
+            ts,
+            "custom",
+            serde_json::json!({"name": "recommendation_impression", "props": {
+            "recommendation_id": rec, "placement": placement, "strategy": strategy,
+            "product_ids": ["P1", "P2"]}}),
+        )
+    };
+    let clicked = |seq, ts, rec: &str| {
+        line(
+            seq,
+            ts,
+            "custom",
+            serde_json::json!({"name": "recommendation_click", "props": {
+            "recommendation_id": rec, "product_id": "P1", "position": 0}}),
+        )
+    };
+    let bought = |seq, ts, order: &str| {
+        line(
+            seq,
+            ts,
+            "purchase",
+            serde_json::json!({"order_id": order, "revenue_minor": 700,
+            "currency": "EUR", "items": [{"product_id": "P1", "price_minor": 350, "quantity": 2}]}),
+        )
+    };
+    let lines = [
+        shown(1, t, "rec-a", "home", "popular"),
+        clicked(2, t + 1_000, "rec-a"),
+        shown(3, t + 2_000, "rec-b", "product", "co_view"),
+        clicked(4, t + 3_000, "rec-b"),
+        bought(5, t + 4_000, "o-1"),
+        // A click after the purchase earns nothing for that purchase.
+        clicked(6, t + 5_000, "rec-a"),
+    ];
+    let lake = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(lake.path());
+    use retailmind_analytics::store::LakeStore;
+    store
+        .put("events/x.json", lines.join("\n").into_bytes().into())
+        .await
+        .unwrap();
+    let report = etl::run(&store, &EtlOptions::default()).await.unwrap();
+    assert_eq!(report.events_valid, lines.len());
+    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    let got = analytics.rec_attribution(&range()).await.unwrap();
+    let summary: Vec<(&str, &str, i64, i64, i64, i64)> = got
+        .iter()
+        .map(|r| {
+            let row = (
+                r.placement.as_str(),
+                r.strategy.as_str(),
+                r.impressions,
+                r.clicks,
+            );
+            (
+                row.0,
+                row.1,
+                row.2,
+                row.3,
+                r.purchased_lines,
+                r.revenue_minor,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("home", "popular", 2, 2, 0, 0),
+            ("product", "co_view", 2, 1, 1, 700)
+        ]
+    );
+    assert!(close(got[0].ctr, 1.0) && close(got[1].ctr, 0.5));
+}
