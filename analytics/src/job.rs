@@ -1,5 +1,5 @@
 //! One run of the lake job: the events ETL, then the exports of the stores (which need to know
-//! which event days changed). What a scheduler (cron, an ECS scheduled task, EventBridge and
+//! which event days changed), then the pending right-to-be-forgotten requests. What a scheduler (cron, an ECS scheduled task, EventBridge and
 //! Lambda) runs, and what the embedded dashboard runs every few seconds.
 
 use std::collections::BTreeSet;
@@ -9,12 +9,14 @@ use serde::Serialize;
 use crate::etl::manifest::{Manifest, MANIFEST_KEY};
 use crate::etl::{self, EtlError, EtlOptions, EtlReport};
 use crate::export::{self, ExportError, ExportReport, Sources};
+use crate::forget::{self, ForgetError, ForgetReport};
 use crate::store::LakeStore;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct JobReport {
     pub events: EtlReport,
     pub exports: ExportReport,
+    pub forgotten: ForgetReport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum JobError {
     Events(#[from] EtlError),
     #[error("exports: {0}")]
     Exports(#[from] ExportError),
+    #[error("deletion requests: {0}")]
+    Forget(#[from] ForgetError),
 }
 
 /// The events ETL over `lake`, then the exports from `sources`.
@@ -53,5 +57,13 @@ pub async fn run_once(
         options.max_rows_per_file,
     )
     .await?;
-    Ok(JobReport { events, exports })
+    let forgotten = match sources.commerce {
+        Some(commerce) => forget::run(lake, commerce, now_ms, options.max_rows_per_file).await?,
+        None => ForgetReport::default(),
+    };
+    Ok(JobReport {
+        events,
+        exports,
+        forgotten,
+    })
 }

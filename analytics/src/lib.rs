@@ -5,7 +5,8 @@
 //! - [`etl`]: raw lake JSON to clean, de-duplicated, compacted Parquet tables, incrementally and
 //!   idempotently, over a [`store::LakeStore`] (local folder or S3).
 //! - [`export`]: the session store's sessions and the transactions store's orders and
-//!   customers into the same lake, so they join with the events; [`job`] runs both steps.
+//!   customers into the same lake, so they join with the events; [`forget`] removes a forgotten
+//!   customer's events and sessions from it; [`job`] runs the three steps.
 //! - [`analyses`]: the SQL under `analytics/sql/` (the common subset of Athena and DataFusion),
 //!   run with DataFusion over the local `tables/` folder into typed rows.
 //! - [`dashboard`]: the page and JSON API that chart the analyses, with the live panel from the
@@ -22,6 +23,7 @@ pub mod etl;
 pub mod event_rows;
 pub mod export;
 pub mod export_rows;
+pub mod forget;
 pub mod generate;
 pub mod job;
 pub mod parquet_io;

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use retailmind_analytics::day::{day_of, day_start_ms};
 use retailmind_analytics::etl::{self, EtlOptions};
+use retailmind_analytics::event_rows::EventRow;
 use retailmind_analytics::export::Sources;
 use retailmind_analytics::export_rows::{CustomerRow, OrderLineRow, OrderRow, SessionRow};
 use retailmind_analytics::generate::{self, ShopOptions};
 use retailmind_analytics::job::run_once;
 use retailmind_analytics::store::{LakeStore, LocalStore};
-use retailmind_analytics::tables::{ORDERS, ORDER_LINES, SESSIONS};
+use retailmind_analytics::tables::{EVENTS, ORDERS, ORDER_LINES, SESSIONS};
 use retailmind_commerce::order::decode_order;
 use retailmind_commerce::profile::decode_traits;
 use retailmind_commerce::{CommerceStore, OrderStatus, SqlCommerce, StatusChange};
@@ -161,25 +162,29 @@ impl Shop {
             .unwrap()
     }
 
-    fn add_raw_events(&self, shop: &ShopOptions) {
-        let events = generate::shop(shop);
-        generate::write_local(
-            &self.root.join("lake"),
-            &generate::raw_objects(&events, 500),
-        )
-        .unwrap();
+    /// Writes a generated shop's raw objects, named `<batch>-part-…` so that batches never
+    /// overwrite each other (raw lake objects are written once).
+    fn add_raw_events(&self, batch: &str, events: &[retailmind_schema::Event]) {
+        let objects = generate::raw_objects(events, 500)
+            .into_iter()
+            .map(|(key, body)| (key.replace("part-", &format!("{batch}-part-")), body))
+            .collect();
+        generate::write_local(&self.root.join("lake"), &objects).unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing() {
     let shop = Shop::open().await;
-    shop.add_raw_events(&ShopOptions {
-        visitors: 30,
-        days: 3,
-        start_day: "2024-11-01".into(),
-        ..ShopOptions::default()
-    });
+    shop.add_raw_events(
+        "a",
+        &generate::shop(&ShopOptions {
+            visitors: 30,
+            days: 3,
+            start_day: "2024-11-01".into(),
+            ..ShopOptions::default()
+        }),
+    );
 
     // Sessions on the event days, one across midnight (it belongs to the day it started).
     let mut stored = vec![
@@ -316,15 +321,19 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
     stored[2].page_views = 3;
     stored[2].version = 2;
     shop.sessions.put(&stored[2..3]).await.unwrap();
-    shop.add_raw_events(&ShopOptions {
-        seed: 7,
-        visitors: 5,
-        days: 1,
-        start_day: "2024-11-03".into(),
-        ..ShopOptions::default()
-    });
+    shop.add_raw_events(
+        "b",
+        &generate::shop(&ShopOptions {
+            seed: 7,
+            visitors: 5,
+            days: 1,
+            start_day: "2024-11-03".into(),
+            ..ShopOptions::default()
+        }),
+    );
     let third = shop.run(now + 3 * HOUR).await;
     assert_eq!(third.exports.order_days, vec!["2024-11-01"]);
+    assert!(third.events.changed_objects.is_empty(), "{:?}", third.events);
     let orders: Vec<OrderRow> = etl::read_table(&shop.lake, &ORDERS, "2024-11-01")
         .await
         .unwrap();
@@ -333,9 +342,63 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
     let grown = day3.iter().find(|r| r.anonymous_id == "v3").unwrap();
     assert_eq!(grown.page_views, 3);
 
-    // A forgotten customer leaves the customers table; their order stays, unlinked.
-    shop.commerce.forget("c-2", now + 4 * HOUR).await.unwrap();
-    shop.run(now + 5 * HOUR).await;
+    // Customer c-2 browsed while signed in: their events reach the raw lake and the tables.
+    let mut theirs = generate::shop(&ShopOptions {
+        seed: 99,
+        visitors: 1,
+        days: 1,
+        start_day: "2024-11-02".into(),
+        ..ShopOptions::default()
+    });
+    for e in &mut theirs {
+        e.user_id = Some("c-2".into());
+        e.anonymous_id = "anon-of-c-2".into();
+    }
+    shop.add_raw_events("c", &theirs);
+    shop.run(now + 4 * HOUR).await;
+    let their_ids: Vec<String> = theirs.iter().map(|e| e.event_id.to_string()).collect();
+    let mentions = |root: &Path| -> Vec<String> {
+        files(&root.join("lake"))
+            .into_iter()
+            .filter(|(_, bytes)| {
+                [b"anon-of-c-2".as_slice(), their_ids[0].as_bytes()]
+                    .iter()
+                    .any(|id| bytes.windows(id.len()).any(|w| w == *id))
+            })
+            .map(|(path, _)| path)
+            .collect()
+    };
+    assert!(
+        !mentions(&shop.root).is_empty(),
+        "their events are in the lake"
+    );
+    let events_before = all_event_ids(&shop.lake).await;
+    assert!(their_ids.iter().all(|id| events_before.contains(id)));
+
+    // They ask to be forgotten: the customers table loses them, their order stays unlinked, and
+    // no raw line, quarantine line or table row of theirs is left; everyone else's stay.
+    shop.commerce.forget("c-2", now + 5 * HOUR).await.unwrap();
+    assert!(!shop.commerce.pending_deletions().await.unwrap().is_empty());
+    let report = shop.run(now + 6 * HOUR).await;
+    assert_eq!(report.forgotten.requests, 1, "{:?}", report.forgotten);
+    assert_eq!(report.forgotten.raw_lines_removed, theirs.len());
+    assert_eq!(report.forgotten.event_rows_removed, theirs.len());
+    assert!(
+        mentions(&shop.root).is_empty(),
+        "still mentioned in {:?}",
+        mentions(&shop.root)
+    );
+    let events_after = all_event_ids(&shop.lake).await;
+    assert_eq!(events_after.len(), events_before.len() - theirs.len());
+    assert!(shop.commerce.pending_deletions().await.unwrap().is_empty());
+    // The ETL does not see the rewritten raw objects as new or changed.
+    let quiet = shop.run(now + 7 * HOUR).await;
+    assert_eq!(quiet.events.files_read, 0);
+    assert!(
+        quiet.events.changed_objects.is_empty(),
+        "{:?}",
+        quiet.events
+    );
     let ids: Vec<String> = customers_table(&shop.lake)
         .await
         .into_iter()
@@ -348,6 +411,16 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
     assert_eq!(orders[0].order_id, "B-2");
     assert_eq!(orders[0].customer_id, None);
     assert_eq!(orders[0].anonymous_id, None);
+}
+
+/// Every event id in the lake's events table.
+async fn all_event_ids(lake: &LocalStore) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for day in ["2024-11-01", "2024-11-02", "2024-11-03"] {
+        let rows: Vec<EventRow> = etl::read_table(lake, &EVENTS, day).await.unwrap();
+        ids.extend(rows.into_iter().map(|r| r.event_id));
+    }
+    ids
 }
 
 fn sha256_hex(text: &str) -> String {

@@ -304,7 +304,7 @@ pub async fn read_table<R: TableRow>(
     Ok(out)
 }
 
-async fn write_partition(
+pub async fn write_partition(
     store: &dyn LakeStore,
     day: &str,
     records: &[EventRecord],
