@@ -31,6 +31,9 @@ pub struct EtlConfig {
     pub commerce: CommerceConfig,
     /// The embedded dashboard (`retailmind-dashboard`).
     pub dashboard: DashboardConfig,
+    /// The stored recommendation model `retailmind-etl rebuild-model` replaces (the processor's
+    /// and the collector's `model_name`).
+    pub model_name: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -93,6 +96,7 @@ impl Default for EtlConfig {
             max_batch_mib: options.max_batch_bytes / (1024 * 1024),
             commerce: CommerceConfig::default(),
             dashboard: DashboardConfig::default(),
+            model_name: "recommendations".into(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`export`]: the session store's sessions and the transactions store's orders and
 //!   customers into the same lake, so they join with the events; [`forget`] removes a forgotten
 //!   customer's events and sessions from it; [`job`] runs the three steps.
+//! - [`model_rebuild`]: the recommendation model taught again from the lake's events.
 //! - [`analyses`]: the SQL under `analytics/sql/` (the common subset of Athena and DataFusion),
 //!   run with DataFusion over the local `tables/` folder into typed rows.
 //! - [`dashboard`]: the page and JSON API that chart the analyses, with the live panel from the
@@ -26,6 +27,7 @@ pub mod export_rows;
 pub mod forget;
 pub mod generate;
 pub mod job;
+pub mod model_rebuild;
 pub mod parquet_io;
 pub mod rows;
 pub mod store;

@@ -333,7 +333,11 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
     );
     let third = shop.run(now + 3 * HOUR).await;
     assert_eq!(third.exports.order_days, vec!["2024-11-01"]);
-    assert!(third.events.changed_objects.is_empty(), "{:?}", third.events);
+    assert!(
+        third.events.changed_objects.is_empty(),
+        "{:?}",
+        third.events
+    );
     let orders: Vec<OrderRow> = etl::read_table(&shop.lake, &ORDERS, "2024-11-01")
         .await
         .unwrap();

@@ -2,6 +2,8 @@
 //!
 //! - `retailmind-etl [run]`: one run of the lake job over the configured lake (the events ETL,
 //!   then the exports of sessions, orders and customers); prints its report.
+//! - `retailmind-etl rebuild-model`: the recommendation model taught again from the lake's
+//!   events and saved as the next version of the stored model (stop the processors first).
 //! - `retailmind-etl ddl [--database NAME] [--lake s3://BUCKET]`: the Athena DDL of every table
 //!   (placeholders `${database}` and `${lake}` where not given).
 //! - `retailmind-etl query NAME --from YYYY-MM-DD --to YYYY-MM-DD`: one analysis
@@ -13,7 +15,7 @@
 use anyhow::{bail, Context};
 use retailmind_analytics::analyses::{Analysis, DayRange, LocalAnalytics};
 use retailmind_analytics::config::EtlConfig;
-use retailmind_analytics::{job, tables};
+use retailmind_analytics::{etl, job, model_rebuild, tables};
 use retailmind_connectors::{service, settings};
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -35,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some("query") => query(&args[1..]).await,
-        Some(other) => bail!("unknown command {other:?}; use run, ddl or query"),
+        Some("rebuild-model") => rebuild_model().await,
+        Some(other) => bail!("unknown command {other:?}; use run, rebuild-model, ddl or query"),
     }
 }
 
@@ -50,6 +53,35 @@ async fn run() -> anyhow::Result<()> {
         .await
         .context("running the lake job")?;
     tracing::info!(?report, "lake job done");
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn rebuild_model() -> anyhow::Result<()> {
+    service::init_tracing();
+    let config: EtlConfig = settings::load().context("reading the configuration")?;
+    let store = config.store().await?;
+    let days = etl::manifest::Manifest::from_json(
+        &store
+            .get(etl::manifest::MANIFEST_KEY)
+            .await?
+            .context("the lake has no tables yet: run `retailmind-etl run` first")?,
+    )?
+    .days;
+    let (model, mut report) = model_rebuild::rebuild(
+        store.as_ref(),
+        &days,
+        retailmind_recommend::ModelConfig::default(),
+    )
+    .await?;
+    let backend = retailmind_connectors::connect(&config.backend).await?;
+    model_rebuild::save(
+        backend.models.as_ref(),
+        &config.model_name,
+        &model,
+        &mut report,
+    )
+    .await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -1,0 +1,93 @@
+//! Rebuilding the recommendation model from the lake, when the stored model is lost, its
+//! format changed, or its settings did: every product view of the `events` table becomes a
+//! click of its session and every purchase's lines an order, day after day in event-time order,
+//! as the processor folds them from the stream (see `retailmind_processor::model`). The result
+//! is saved as the next version of the stored model, which the collector picks up on its next
+//! poll. Run it with the processors stopped: a running processor keeps its own copy in memory
+//! and would overwrite the rebuilt one at its next save.
+
+use std::collections::BTreeSet;
+
+use retailmind_connectors::{ConnectorError, ModelStore};
+use retailmind_recommend::{ModelConfig, ModelState};
+use serde::Serialize;
+
+use crate::etl::{read_partition, EtlError};
+use crate::event_rows::EventRecord;
+use crate::store::LakeStore;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RebuildReport {
+    pub days: usize,
+    pub clicks: usize,
+    pub orders: usize,
+    /// The version saved, and the snapshot's size.
+    pub version: u64,
+    pub snapshot_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Lake(#[from] EtlError),
+    #[error("saving the rebuilt model: {0}")]
+    Models(#[from] ConnectorError),
+}
+
+/// Folds one day's records (sorted by event time, as the partitions are) into `model`; returns
+/// the clicks and orders it taught. Pure.
+pub fn fold_day(model: &mut ModelState, records: &[EventRecord]) -> (usize, usize) {
+    let (mut clicks, mut orders) = (0, 0);
+    for record in records {
+        let e = &record.event;
+        match e.event_type.as_str() {
+            "product_view" => {
+                if let Some(item) = &e.product_id {
+                    let session = e.session_id.as_deref().unwrap_or(&e.anonymous_id);
+                    model.observe_click(session, item, e.timestamp_ms as f64 / 1000.0);
+                    clicks += 1;
+                }
+            }
+            "purchase" if !record.items.is_empty() => {
+                let items: Vec<&str> = record.items.iter().map(|i| i.product_id.as_str()).collect();
+                model.observe_order(&items);
+                orders += 1;
+            }
+            _ => {}
+        }
+    }
+    (clicks, orders)
+}
+
+/// A fresh model with `config`, taught every day of `days` in the lake, oldest first.
+pub async fn rebuild(
+    lake: &dyn LakeStore,
+    days: &BTreeSet<String>,
+    config: ModelConfig,
+) -> Result<(ModelState, RebuildReport), RebuildError> {
+    let mut model = ModelState::new(config);
+    let mut report = RebuildReport::default();
+    for day in days {
+        let records = read_partition(lake, day).await?;
+        let (clicks, orders) = fold_day(&mut model, &records);
+        report.days += 1;
+        report.clicks += clicks;
+        report.orders += orders;
+    }
+    Ok((model, report))
+}
+
+/// Saves `model` as the next version of `name` (the first, if none is stored).
+pub async fn save(
+    models: &dyn ModelStore,
+    name: &str,
+    model: &ModelState,
+    report: &mut RebuildReport,
+) -> Result<(), RebuildError> {
+    let bytes = model.to_snapshot();
+    let version = models.version(name).await?.unwrap_or(0) + 1;
+    models.save(name, version, &bytes).await?;
+    report.version = version;
+    report.snapshot_bytes = bytes.len();
+    Ok(())
+}
