@@ -6,7 +6,21 @@ const DAY_MS: i64 = 86_400_000;
 pub fn day_of(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    name(t.date())
+}
+
+/// The day before a `YYYY-MM-DD` day; `None` for anything else.
+pub fn previous_day(day: &str) -> Option<String> {
+    parse_day(day)?.previous_day().map(name)
+}
+
+fn name(date: time::Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
 }
 
 /// Parses `YYYY-MM-DD` strictly; `None` for anything else.
@@ -60,6 +74,9 @@ mod tests {
         assert_eq!(day_start_ms("2024-11-25"), Some(1_732_492_800_000));
         assert_eq!(day_end_ms("2024-11-25"), Some(1_732_492_800_000 + DAY_MS));
         assert_eq!(day_of(day_end_ms("2024-11-25").unwrap() - 1), "2024-11-25");
+        assert_eq!(previous_day("2024-03-01").as_deref(), Some("2024-02-29"));
+        assert_eq!(previous_day("2025-01-01").as_deref(), Some("2024-12-31"));
+        assert_eq!(previous_day("2024-13-01"), None);
     }
 
     #[test]

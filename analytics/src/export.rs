@@ -23,7 +23,7 @@ use retailmind_commerce::{CommerceError, CommerceStore};
 use retailmind_connectors::{ConnectorError, SessionScan, SessionStore};
 use serde::{Deserialize, Serialize};
 
-use crate::day::{day_end_ms, day_of, day_start_ms, parse_day};
+use crate::day::{day_end_ms, day_of, day_start_ms, previous_day};
 use crate::etl::{write_rows, write_table, EtlError};
 use crate::export_rows::{CustomerRow, OrderLineRow, OrderRow, SessionRow};
 use crate::store::LakeStore;
@@ -126,7 +126,7 @@ pub async fn run(
         }
         next.session_days_again = event_days_written
             .iter()
-            .flat_map(|d| [day_before(d), Some(d.clone())])
+            .flat_map(|d| [previous_day(d), Some(d.clone())])
             .flatten()
             .collect();
         report.session_days = days.into_iter().collect();
@@ -206,26 +206,16 @@ pub fn session_days(
     let Some(previous) = previous else {
         return event_days
             .iter()
-            .flat_map(|d| [day_before(d), Some(d.clone())])
+            .flat_map(|d| [previous_day(d), Some(d.clone())])
             .flatten()
             .collect();
     };
     let mut days = previous.session_days_again.clone();
     for day in event_days_written {
-        days.extend(day_before(day));
+        days.extend(previous_day(day));
         days.insert(day.clone());
     }
     days
-}
-
-fn day_before(day: &str) -> Option<String> {
-    let date = parse_day(day)?.previous_day()?;
-    Some(format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    ))
 }
 
 #[cfg(test)]
