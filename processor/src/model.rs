@@ -7,6 +7,13 @@
 //!
 //! Replays after a crash would count clicks twice; the ids of recently folded events are kept
 //! (in memory, bounded) so a replay of the last batches changes nothing.
+//!
+//! Several processor instances share one stored model although each reads only its shards:
+//! a save is conditional on the version this instance last saved or loaded, and when another
+//! instance saved in between, the stored model is loaded, this instance's observations since
+//! its last save are folded into it, and that is saved (and kept). A shopper's events all live
+//! on one shard, so no session is folded by two instances. With one instance nothing is ever
+//! reloaded.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -25,7 +32,7 @@ use crate::metrics as m;
 const REMEMBERED_EVENTS: usize = 200_000;
 
 /// What one event teaches the model.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Observation<'e> {
     /// `item` was looked at in `session` at `time` (Unix seconds).
     Click {
@@ -57,8 +64,63 @@ pub fn observation(event: &Event) -> Option<Observation<'_>> {
     }
 }
 
+impl Observation<'_> {
+    fn owned(&self) -> Learned {
+        match self {
+            Observation::Click {
+                session,
+                item,
+                time,
+            } => Learned::Click {
+                session: (*session).to_owned(),
+                item: (*item).to_owned(),
+                time: *time,
+            },
+            Observation::Order(items) => {
+                Learned::Order(items.iter().map(|i| (*i).to_owned()).collect())
+            }
+        }
+    }
+}
+
+/// An observation kept until the model that holds it is saved, to fold it into another
+/// instance's save if that one came first.
+#[derive(Clone, Debug, PartialEq)]
+enum Learned {
+    Click {
+        session: String,
+        item: String,
+        time: f64,
+    },
+    Order(Vec<String>),
+}
+
+impl Learned {
+    fn teach(&self, model: &mut ModelState) {
+        match self {
+            Learned::Click {
+                session,
+                item,
+                time,
+            } => model.observe_click(session, item, *time),
+            Learned::Order(items) => model.observe_order(items),
+        }
+    }
+}
+
+/// Tries of a save that keeps losing to other instances before it gives up until the next one.
+const SAVE_ATTEMPTS: usize = 5;
+
+/// Unsaved observations kept for a merge; past this (the store has been down a long while) a
+/// merge can no longer be exact, and ours overwrites theirs as a last resort.
+const MAX_UNSAVED: usize = 2_000_000;
+
 struct Kept {
     model: ModelState,
+    /// Observations folded in since the last save, oldest first.
+    unsaved: Vec<Learned>,
+    /// More than [`MAX_UNSAVED`] came since the last save; `unsaved` is incomplete.
+    unsaved_overflow: bool,
     /// The stored version this model continues; 0 before the first save.
     version: u64,
     loaded: bool,
@@ -69,6 +131,14 @@ struct Kept {
 }
 
 impl Kept {
+    fn remember(&mut self, learned: Learned) {
+        if self.unsaved.len() < MAX_UNSAVED {
+            self.unsaved.push(learned);
+        } else {
+            self.unsaved_overflow = true;
+        }
+    }
+
     fn first_time(&mut self, id: Uuid) -> bool {
         if !self.seen.insert(id) {
             return false;
@@ -99,6 +169,8 @@ impl ModelKeeper {
             save_interval,
             kept: Mutex::new(Kept {
                 model: ModelState::new(ModelConfig::default()),
+                unsaved: Vec::new(),
+                unsaved_overflow: false,
                 version: 0,
                 loaded: false,
                 dirty: false,
@@ -146,14 +218,9 @@ impl ModelKeeper {
             if !kept.first_time(event.event_id) {
                 continue;
             }
-            match observation {
-                Observation::Click {
-                    session,
-                    item,
-                    time,
-                } => kept.model.observe_click(session, item, time),
-                Observation::Order(items) => kept.model.observe_order(&items),
-            }
+            let learned = observation.owned();
+            learned.teach(&mut kept.model);
+            kept.remember(learned);
             observed += 1;
         }
         kept.dirty |= observed > 0;
@@ -180,24 +247,58 @@ impl ModelKeeper {
             return Ok(false);
         }
         let started = Instant::now();
-        let bytes = kept.model.to_snapshot();
-        let mut version = kept.version + 1;
-        if let Err(ConnectorError::Conflict { what }) =
-            self.store.save(&self.name, version, &bytes).await
-        {
-            // Another instance saved its own model: one model writer per stream is the
-            // supported set-up, so the last writer wins rather than stalling both.
-            warn!(name = %self.name, %what, "model saved by someone else meanwhile; overwriting");
-            version = self.store.version(&self.name).await?.unwrap_or(0) + 1;
-            self.store.save(&self.name, version, &bytes).await?;
-        }
+        let mut attempt = 0;
+        let (version, bytes) = loop {
+            attempt += 1;
+            let version = kept.version + 1;
+            let bytes = kept.model.to_snapshot();
+            match self.store.save(&self.name, version, &bytes).await {
+                Ok(()) => break (version, bytes),
+                Err(ConnectorError::Conflict { what }) if attempt < SAVE_ATTEMPTS => {
+                    info!(name = %self.name, %what, "another instance saved the model; folding ours into theirs");
+                    self.fold_into_stored(&mut kept).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         kept.version = version;
+        kept.unsaved.clear();
+        kept.unsaved_overflow = false;
         kept.dirty = false;
         kept.last_save = Some(Instant::now());
         metrics::histogram!(m::MODEL_SAVE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::MODEL_SNAPSHOT_BYTES).set(bytes.len() as f64);
         tracing::debug!(name = %self.name, version, bytes = bytes.len(), "model saved");
         Ok(true)
+    }
+
+    /// Replaces the kept model by the stored one with this instance's unsaved observations
+    /// folded in, in their order.
+    async fn fold_into_stored(&self, kept: &mut Kept) -> Result<(), ConnectorError> {
+        if kept.unsaved_overflow {
+            warn!(name = %self.name, "too many unsaved observations to merge; overwriting the stored model");
+            kept.version = self.store.version(&self.name).await?.unwrap_or(0);
+            return Ok(());
+        }
+        let Some(stored) = self.store.load(&self.name).await? else {
+            // Deleted meanwhile: ours becomes version 1.
+            kept.version = 0;
+            return Ok(());
+        };
+        let mut model = match ModelState::from_snapshot(&stored.bytes) {
+            Ok(model) => model,
+            Err(e) => {
+                warn!(name = %self.name, version = stored.version, error = %e, "stored model unreadable; replacing it with ours");
+                kept.version = stored.version;
+                return Ok(());
+            }
+        };
+        for learned in &kept.unsaved {
+            learned.teach(&mut model);
+        }
+        kept.model = model;
+        kept.version = stored.version;
+        Ok(())
     }
 
     /// The version last saved or loaded.
@@ -241,5 +342,49 @@ mod tests {
             observation(&order),
             Some(Observation::Order(vec!["p-1", "p-2"]))
         );
+    }
+
+    fn view(n: u32, session: &str, item: &str) -> Event {
+        event(serde_json::json!({
+            "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012}"), "type": "product_view",
+            "anonymous_id": session, "session_id": session,
+            "timestamp": 1_764_064_800_000i64 + i64::from(n) * 1000,
+            "context": {"page": {"url": "https://shop.example/p"}},
+            "properties": {"product_id": item}
+        }))
+    }
+
+    #[tokio::test]
+    async fn two_instances_saving_one_model_each_keep_the_others_observations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = retailmind_connectors::embedded::open(dir.path())
+            .unwrap()
+            .models;
+        let a = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let b = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let a1 = [
+            view(1, "sa", "p1"),
+            view(2, "sa", "p2"),
+            view(3, "sa", "p3"),
+        ];
+        let b1 = [view(4, "sb", "p2"), view(5, "sb", "p4")];
+        let a2 = [view(6, "sc", "p4"), view(7, "sc", "p1")];
+
+        // Both start before either saved; each then saves over the other's save.
+        a.observe(&a1).await.unwrap();
+        b.observe(&b1).await.unwrap();
+        assert!(a.save().await.unwrap());
+        assert!(b.save().await.unwrap());
+        a.observe(&a2).await.unwrap();
+        assert!(a.save().await.unwrap());
+        assert_eq!(a.version().await, 3);
+
+        let mut expected = ModelState::new(ModelConfig::default());
+        for e in a1.iter().chain(&b1).chain(&a2) {
+            observation(e).unwrap().owned().teach(&mut expected);
+        }
+        let stored = store.load("m").await.unwrap().unwrap();
+        assert_eq!(stored.version, 3);
+        assert_eq!(stored.bytes, expected.to_snapshot());
     }
 }
