@@ -278,6 +278,9 @@ local parts = {{ body:sub(1, holes[1] - 1) }}
 for i = 1, #holes do
   parts[i + 1] = body:sub(holes[i] + 12, (holes[i + 1] or #body + 1) - 1)
 end
+-- An id's place as its last two hex digits, formatted once: wrk shares the cores it measures.
+local places = {{}}
+for i = 1, #holes do places[i] = string.format("%02x", i - 1) end
 local headers = {{ ["Content-Type"] = "text/plain;charset=UTF-8" }}
 
 local threads = 0
@@ -289,10 +292,12 @@ end
 local sent = 0
 function request()
   sent = sent + 1
+  local id = string.format("%02x%02x%06x", {run}, thread_no or 0, sent % 0x1000000)
   local out = {{ parts[1] }}
   for i = 1, #holes do
-    out[2 * i] = string.format("%02x%02x%06x%02x", {run}, thread_no or 0, sent % 0x1000000, i - 1)
-    out[2 * i + 1] = parts[i + 1]
+    out[3 * i - 1] = id
+    out[3 * i] = places[i]
+    out[3 * i + 1] = parts[i + 1]
   end
   return wrk.format("POST", nil, headers, table.concat(out))
 end
