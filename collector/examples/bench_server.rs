@@ -43,6 +43,10 @@ use uuid::Uuid;
 
 const EVENTS_PER_BATCH: usize = 20;
 
+/// The allocator the collector's binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

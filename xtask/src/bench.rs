@@ -248,21 +248,39 @@ fn write_body(server: &Path, file: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// POST with `text/plain`, as the tracker sends it, each request with a batch id of its own: the
-/// collector answers a repeated batch id from memory without writing, so one fixed body would
-/// measure no write at all. The id's last 12 hex digits are the run (`run`, distinct for every wrk
-/// run of this process, since runs share a server), wrk's thread and a per-thread count. The `done` hook prints the figures in one machine-readable line, so
-/// nothing depends on wrk's human-readable layout.
+/// POST with `text/plain`, as the tracker sends it, each request with ids of its own: the
+/// collector answers a repeated batch id from memory and drops an event id it already wrote, so
+/// one fixed body would measure no write at all. The last 12 hex digits of the batch id and of
+/// every event id are replaced per request: the run (`run`, distinct for every wrk run of this
+/// process, since runs share a server), wrk's thread, a per-thread count and the id's place in the
+/// body (0 the batch, 1.. the events). The `done` hook prints the figures in one machine-readable
+/// line, so nothing depends on wrk's human-readable layout.
 fn wrk_script(body: &Path, run: u32) -> String {
     format!(
         r#"local f = assert(io.open("{body}", "rb"))
 local body = f:read("*a")
 f:close()
--- The body starts with the batch id: keep what is around its last 12 hex digits.
-local _, id_start = body:find('"batch_id":"', 1, true)
-assert(id_start, "the body has no batch_id")
-local prefix = body:sub(1, id_start + 24)
-local suffix = body:sub(id_start + 37)
+-- Where each id's last 12 hex digits start, in body order.
+local holes = {{}}
+for _, key in ipairs({{ '"batch_id":"', '"event_id":"' }}) do
+  local from = 1
+  while true do
+    local _, at = body:find(key, from, true)
+    if not at then break end
+    holes[#holes + 1] = at + 25
+    from = at + 1
+  end
+end
+assert(#holes > 1, "the body has no batch_id or no event_id")
+table.sort(holes)
+-- The text between the holes.
+local parts = {{ body:sub(1, holes[1] - 1) }}
+for i = 1, #holes do
+  parts[i + 1] = body:sub(holes[i] + 12, (holes[i + 1] or #body + 1) - 1)
+end
+-- An id's place as its last two hex digits, formatted once: wrk shares the cores it measures.
+local places = {{}}
+for i = 1, #holes do places[i] = string.format("%02x", i - 1) end
 local headers = {{ ["Content-Type"] = "text/plain;charset=UTF-8" }}
 
 local threads = 0
@@ -274,8 +292,14 @@ end
 local sent = 0
 function request()
   sent = sent + 1
-  local id = string.format("%02x%02x%08x", {run}, thread_no or 0, sent)
-  return wrk.format("POST", nil, headers, prefix .. id .. suffix)
+  local id = string.format("%02x%02x%06x", {run}, thread_no or 0, sent % 0x1000000)
+  local out = {{ parts[1] }}
+  for i = 1, #holes do
+    out[3 * i - 1] = id
+    out[3 * i] = places[i]
+    out[3 * i + 1] = parts[i + 1]
+  end
+  return wrk.format("POST", nil, headers, table.concat(out))
 end
 
 function done(summary, latency, requests)
@@ -420,7 +444,7 @@ fn verify_counts(mode: &str, answered: u64, counts: &ServerCounts) -> Result<()>
     ensure!(
         counts.requests >= answered,
         "{mode}: the load tools saw {answered} answers but the server handled only {} requests \
-         (does the collector skip repeated batch ids now? then vary batch_id in post.lua)",
+         (does the collector skip repeated ids now? then vary them in post.lua)",
         counts.requests
     );
     if mode != "bare" {

@@ -3,7 +3,8 @@
 //! Appends go to a single writer thread that commits every request waiting at that moment in one
 //! transaction (group commit), so many small concurrent batches cost one fsync, and answers each
 //! request only after that commit. The request channel is bounded: when the disk cannot keep up,
-//! callers wait instead of piling up memory.
+//! callers wait instead of piling up memory. The writer does not copy the WAL back into the
+//! database inside its commits: see [`super::wal`].
 
 use std::path::Path;
 use std::thread;
@@ -14,6 +15,7 @@ use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{open_connection, sqlite_err, Db};
+use super::wal::{CheckpointBounds, WalKeeper};
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
 use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
@@ -60,17 +62,31 @@ impl LogTable {
 
 impl EmbeddedLogWriter {
     pub fn open(path: &Path, table: LogTable) -> Result<Self> {
+        Self::open_with(path, table, CheckpointBounds::default())
+    }
+
+    pub(super) fn open_with(
+        path: &Path,
+        table: LogTable,
+        bounds: CheckpointBounds,
+    ) -> Result<Self> {
         let conn = open_connection(path)?;
+        let wal = WalKeeper::start(path, &conn, bounds)?;
         let (tx, rx) = mpsc::channel(PENDING_REQUESTS);
         thread::Builder::new()
             .name("retailmind-log-writer".into())
-            .spawn(move || write_loop(conn, table, rx))
+            .spawn(move || write_loop(conn, wal, table, rx))
             .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
         Ok(EmbeddedLogWriter { requests: tx })
     }
 }
 
-fn write_loop(mut conn: Connection, table: LogTable, mut rx: mpsc::Receiver<AppendRequest>) {
+fn write_loop(
+    mut conn: Connection,
+    mut wal: WalKeeper,
+    table: LogTable,
+    mut rx: mpsc::Receiver<AppendRequest>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut count = group[0].records.len();
@@ -84,6 +100,11 @@ fn write_loop(mut conn: Connection, table: LogTable, mut rx: mpsc::Receiver<Appe
             }
         }
         let outcome = commit_group(&mut conn, table, &group);
+        let bytes: usize = group
+            .iter()
+            .flat_map(|r| &r.records)
+            .map(|r| r.data.len() + r.partition_key.len())
+            .sum();
         for req in group {
             let answer = match &outcome {
                 Ok(()) => Ok(()),
@@ -91,6 +112,10 @@ fn write_loop(mut conn: Connection, table: LogTable, mut rx: mpsc::Receiver<Appe
             };
             // The caller may have gone away (client disconnected); nothing to tell then.
             let _ = req.done.send(answer);
+        }
+        // After the answers: a checkpoint the writer runs itself delays only the next group.
+        if outcome.is_ok() {
+            wal.committed(&conn, bytes);
         }
     }
 }

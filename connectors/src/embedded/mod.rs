@@ -7,6 +7,7 @@ mod leases;
 mod log;
 mod models;
 mod store;
+mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
