@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use retailmind_schema::Session;
 
@@ -11,6 +13,29 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// The visitor's sessions that started at or after `from_ms`, oldest first.
     async fn sessions_since(&self, anonymous_id: &str, from_ms: i64) -> Result<Vec<Session>>;
+
+    /// For each `(visitor, from_ms)`, the sessions that events from `from_ms` on may belong to:
+    /// the visitor's latest session that started at or before `from_ms` and every later one,
+    /// oldest first. Visitors with none are left out. One call for a whole batch, so that a store
+    /// able to do so reads them in one round trip; the default asks visitor by visitor.
+    async fn sessions_around(
+        &self,
+        wanted: &[(String, i64)],
+    ) -> Result<HashMap<String, Vec<Session>>> {
+        let mut found = HashMap::new();
+        for (anonymous_id, from_ms) in wanted {
+            let mut sessions = self.sessions_since(anonymous_id, *from_ms).await?;
+            if let Some(before) = self.latest_before(anonymous_id, *from_ms).await? {
+                if sessions.iter().all(|s| s.start_ms != before.start_ms) {
+                    sessions.insert(0, before);
+                }
+            }
+            if !sessions.is_empty() {
+                found.insert(anonymous_id.clone(), sessions);
+            }
+        }
+        Ok(found)
+    }
 
     /// Writes whole snapshots. A snapshot with `version == 1` is written only if no session with
     /// its key exists; otherwise only if the stored one has `version - 1`. A lost race is

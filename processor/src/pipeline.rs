@@ -346,15 +346,39 @@ impl Processor {
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
         let (events, undecodable) = decode(entries);
-        let sessions = self.write_sessions(&events).await?;
-        if let Some(profiles) = &self.profiles {
-            let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
-            profiles.observe(&facts, now_ms()).await?;
-        }
-        let sessions_written = sessions.len();
+        let sessions = async {
+            let sessions = self.write_sessions(&events).await?;
+            if let Some(profiles) = &self.profiles {
+                let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
+                profiles.observe(&facts, now_ms()).await?;
+            }
+            Ok::<_, ProcessorError>(sessions)
+        };
+        // The lake does not depend on the sessions: both writes wait on disk or network at the
+        // same time, and the caller checkpoints only once both succeeded.
+        let (sessions, ()) =
+            tokio::try_join!(sessions, self.write_lake(shard_id, &events, &undecodable))?;
         self.model
             .observe(events.iter().map(|(event, _)| event))
             .await?;
+        Ok(BatchOutcome {
+            records: entries.len(),
+            events: events.len(),
+            undecodable: undecodable.len(),
+            sessions_written: sessions.len(),
+            millis_behind_latest: None,
+            shard_ended: false,
+        })
+    }
+
+    /// Writes every event to the lake as it came, and the records that are not events to
+    /// `errors/`.
+    async fn write_lake(
+        &self,
+        shard_id: &str,
+        events: &[(Event, bytes::Bytes)],
+        undecodable: &[UndecodableRecord],
+    ) -> Result<(), ProcessorError> {
         let lake_records: Vec<LakeRecord> = events
             .iter()
             .map(|(event, data)| LakeRecord {
@@ -369,19 +393,17 @@ impl Processor {
                 count = undecodable.len(),
                 "undecodable records sent to errors/"
             );
-            self.backend.lake.write_errors(&undecodable).await?;
+            self.backend.lake.write_errors(undecodable).await?;
         }
-        Ok(BatchOutcome {
-            records: entries.len(),
-            events: events.len(),
-            undecodable: undecodable.len(),
-            sessions_written,
-            millis_behind_latest: None,
-            shard_ended: false,
-        })
+        Ok(())
     }
 
     /// Sessionizes per visitor and writes the changed snapshots; returns the snapshots written.
+    ///
+    /// The whole batch is read in one call and written in one call (one SQLite transaction and
+    /// fsync on the embedded store). If that write loses a race for any session, the batch is
+    /// done again visitor by visitor, each re-read and retried on its own; the snapshots that
+    /// did land make those visitors' events no-ops then.
     async fn write_sessions(
         &self,
         events: &[(Event, bytes::Bytes)],
@@ -393,13 +415,43 @@ impl Processor {
                 .or_default()
                 .push(event);
         }
+        let wanted: Vec<(String, i64)> = by_visitor
+            .iter()
+            .map(|(visitor, events)| ((*visitor).to_owned(), self.window_start(events)))
+            .collect();
+        let mut known = self.backend.sessions.sessions_around(&wanted).await?;
+        let mut changed = Vec::new();
+        for (visitor, visitor_events) in &by_visitor {
+            let stored = known.remove(*visitor).unwrap_or_default();
+            changed.extend(sessionize(stored, visitor_events, &self.rules));
+        }
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        match self.backend.sessions.put(&changed).await {
+            Ok(()) => Ok(changed),
+            Err(ConnectorError::Conflict { what }) => {
+                info!(%what, "a session changed concurrently; writing visitor by visitor");
+                self.write_sessions_by_visitor(&by_visitor).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn write_sessions_by_visitor(
+        &self,
+        by_visitor: &BTreeMap<&str, Vec<&Event>>,
+    ) -> Result<Vec<Session>, ProcessorError> {
         let mut written = Vec::new();
         for (visitor, visitor_events) in by_visitor {
+            let visitor = *visitor;
+            let wanted = [(visitor.to_owned(), self.window_start(visitor_events))];
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let known = self.known_sessions(visitor, &visitor_events).await?;
-                let changed = sessionize(known, &visitor_events, &self.rules);
+                let mut known = self.backend.sessions.sessions_around(&wanted).await?;
+                let stored = known.remove(visitor).unwrap_or_default();
+                let changed = sessionize(stored, visitor_events, &self.rules);
                 if changed.is_empty() {
                     break;
                 }
@@ -424,23 +476,11 @@ impl Processor {
         Ok(written)
     }
 
-    /// The stored sessions these events may belong to: the one in progress at the earliest event
-    /// and every later one.
-    async fn known_sessions(
-        &self,
-        visitor: &str,
-        events: &[&Event],
-    ) -> Result<Vec<Session>, ProcessorError> {
+    /// From when on a visitor's stored sessions may take these events: the session in progress
+    /// at the earliest event and every later one.
+    fn window_start(&self, events: &[&Event]) -> i64 {
         let earliest = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
-        let window_start = earliest - self.rules.inactivity_ms;
-        let sessions = &self.backend.sessions;
-        let mut known = sessions.sessions_since(visitor, window_start).await?;
-        if let Some(before) = sessions.latest_before(visitor, window_start).await? {
-            if known.iter().all(|s| s.start_ms != before.start_ms) {
-                known.insert(0, before);
-            }
-        }
-        Ok(known)
+        earliest - self.rules.inactivity_ms
     }
 }
 

@@ -1,5 +1,7 @@
 //! Checkpoints and sessions in the embedded SQLite database.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use retailmind_schema::Session;
 use rusqlite::{params, params_from_iter, OptionalExtension};
@@ -108,8 +110,23 @@ impl EmbeddedSessions {
     }
 }
 
-fn decode(snapshot: String) -> Result<Session> {
-    serde_json::from_str(&snapshot).map_err(|e| ConnectorError::Corrupt {
+const UPSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id,
+         end_ms, event_count, page_views, revenue_minor, version, snapshot)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     ON CONFLICT (anonymous_id, start_ms) DO UPDATE SET
+         session_id = excluded.session_id, user_id = excluded.user_id,
+         end_ms = excluded.end_ms, event_count = excluded.event_count,
+         page_views = excluded.page_views, revenue_minor = excluded.revenue_minor,
+         version = excluded.version, snapshot = excluded.snapshot";
+
+/// The latest session at or before `?2` and every later one, in one statement.
+const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id = ?1
+     AND start_ms >= (SELECT COALESCE(MAX(start_ms), ?2) FROM sessions
+                      WHERE anonymous_id = ?1 AND start_ms <= ?2)
+     ORDER BY start_ms";
+
+fn decode(snapshot: &str) -> Result<Session> {
+    serde_json::from_str(snapshot).map_err(|e| ConnectorError::Corrupt {
         what: "sessions.snapshot".into(),
         detail: e.to_string(),
     })
@@ -132,7 +149,49 @@ impl SessionStore for EmbeddedSessions {
                 .map_err(|e| sqlite_err("read session", e))
             })
             .await?;
-        snapshot.map(decode).transpose()
+        snapshot.as_deref().map(decode).transpose()
+    }
+
+    async fn sessions_around(
+        &self,
+        wanted: &[(String, i64)],
+    ) -> Result<HashMap<String, Vec<Session>>> {
+        let wanted = wanted.to_vec();
+        self.db
+            .call(move |conn| {
+                // One read transaction: one snapshot of the table for the whole batch, and no
+                // lock taken and released per visitor.
+                let tx = conn
+                    .transaction()
+                    .map_err(|e| sqlite_err("read sessions", e))?;
+                let mut found = HashMap::new();
+                {
+                    let mut stmt = tx
+                        .prepare_cached(SESSIONS_AROUND)
+                        .map_err(|e| sqlite_err("read sessions", e))?;
+                    for (anonymous_id, from_ms) in wanted {
+                        let mut rows = stmt
+                            .query(params![anonymous_id, from_ms])
+                            .map_err(|e| sqlite_err("read sessions", e))?;
+                        let mut sessions = Vec::new();
+                        while let Some(row) =
+                            rows.next().map_err(|e| sqlite_err("read sessions", e))?
+                        {
+                            let snapshot = row
+                                .get_ref(0)
+                                .and_then(|v| v.as_str().map_err(Into::into))
+                                .map_err(|e| sqlite_err("read sessions", e))?;
+                            sessions.push(decode(snapshot)?);
+                        }
+                        if !sessions.is_empty() {
+                            found.insert(anonymous_id, sessions);
+                        }
+                    }
+                }
+                tx.commit().map_err(|e| sqlite_err("read sessions", e))?;
+                Ok(found)
+            })
+            .await
     }
 
     async fn put(&self, sessions: &[Session]) -> Result<()> {
@@ -150,13 +209,19 @@ impl SessionStore for EmbeddedSessions {
         self.db
             .call(move |conn| {
                 let tx = write_transaction(conn, "write sessions")?;
+                // Cached statements: a batch writes thousands of rows, and preparing the SQL
+                // again for each one cost more than the write itself.
+                let mut read_version = tx
+                    .prepare_cached(
+                        "SELECT version FROM sessions WHERE anonymous_id = ?1 AND start_ms = ?2",
+                    )
+                    .map_err(|e| sqlite_err("write sessions", e))?;
+                let mut upsert = tx
+                    .prepare_cached(UPSERT_SESSION)
+                    .map_err(|e| sqlite_err("write sessions", e))?;
                 for (s, snapshot) in &rows {
-                    let stored: Option<i64> = tx
-                        .query_row(
-                            "SELECT version FROM sessions WHERE anonymous_id = ?1 AND start_ms = ?2",
-                            params![s.anonymous_id, s.start_ms],
-                            |r| r.get(0),
-                        )
+                    let stored: Option<i64> = read_version
+                        .query_row(params![s.anonymous_id, s.start_ms], |r| r.get(0))
                         .optional()
                         .map_err(|e| sqlite_err("write sessions", e))?;
                     let expected = (s.version > 1).then(|| s.version as i64 - 1);
@@ -168,17 +233,8 @@ impl SessionStore for EmbeddedSessions {
                             ),
                         });
                     }
-                    tx.execute(
-                        "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id, end_ms,
-                             event_count, page_views, revenue_minor, version, snapshot)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                         ON CONFLICT (anonymous_id, start_ms) DO UPDATE SET
-                             session_id = excluded.session_id, user_id = excluded.user_id,
-                             end_ms = excluded.end_ms, event_count = excluded.event_count,
-                             page_views = excluded.page_views,
-                             revenue_minor = excluded.revenue_minor,
-                             version = excluded.version, snapshot = excluded.snapshot",
-                        params![
+                    upsert
+                        .execute(params![
                             s.anonymous_id,
                             s.start_ms,
                             s.session_id,
@@ -189,10 +245,10 @@ impl SessionStore for EmbeddedSessions {
                             s.revenue_minor,
                             s.version as i64,
                             snapshot
-                        ],
-                    )
-                    .map_err(|e| sqlite_err("write sessions", e))?;
+                        ])
+                        .map_err(|e| sqlite_err("write sessions", e))?;
                 }
+                drop((read_version, upsert));
                 tx.commit().map_err(|e| sqlite_err("write sessions", e))
             })
             .await
@@ -233,7 +289,7 @@ impl SessionStore for EmbeddedSessions {
                     .map_err(|e| sqlite_err("read sessions", e))
             })
             .await?;
-        snapshots.into_iter().map(decode).collect()
+        snapshots.iter().map(|s| decode(s)).collect()
     }
 
     async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>> {
@@ -260,6 +316,72 @@ impl SessionStore for EmbeddedSessions {
                     .map_err(|e| sqlite_err("scan sessions", e))
             })
             .await?;
-        snapshots.into_iter().map(decode).collect()
+        snapshots.iter().map(|s| decode(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(anonymous_id: &str, start_ms: i64) -> Session {
+        Session {
+            session_id: format!("{anonymous_id}-{start_ms}"),
+            anonymous_id: anonymous_id.into(),
+            start_ms,
+            end_ms: start_ms + 10,
+            version: 1,
+            ..Session::default()
+        }
+    }
+
+    fn starts(found: &HashMap<String, Vec<Session>>, visitor: &str) -> Vec<i64> {
+        found
+            .get(visitor)
+            .map(|s| s.iter().map(|s| s.start_ms).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn sessions_around_reads_the_latest_before_and_all_after_for_every_visitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedSessions::new(Db::open(&dir.path().join("db")).unwrap());
+        let stored: Vec<Session> = [("a", 100), ("a", 200), ("a", 300), ("b", 500)]
+            .into_iter()
+            .map(|(v, t)| session(v, t))
+            .collect();
+        store.put(&stored).await.unwrap();
+
+        let wanted = [
+            ("a".to_owned(), 250),
+            ("b".to_owned(), 500),
+            ("c".to_owned(), 0),
+        ];
+        let found = store.sessions_around(&wanted).await.unwrap();
+        assert_eq!(starts(&found, "a"), [200, 300]);
+        assert_eq!(starts(&found, "b"), [500]);
+        assert!(
+            !found.contains_key("c"),
+            "visitors with no sessions are left out"
+        );
+        assert_eq!(
+            starts(
+                &store.sessions_around(&[("a".into(), 50)]).await.unwrap(),
+                "a"
+            ),
+            [100, 200, 300]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_put_that_loses_a_race_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedSessions::new(Db::open(&dir.path().join("db")).unwrap());
+        store.put(&[session("a", 100)]).await.unwrap();
+        let stale = session("a", 100);
+        let fresh = session("b", 100);
+        let outcome = store.put(&[fresh, stale]).await;
+        assert!(matches!(outcome, Err(ConnectorError::Conflict { .. })));
+        assert!(store.sessions_of("b").await.unwrap().is_empty());
     }
 }
