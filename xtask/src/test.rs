@@ -8,6 +8,12 @@ use crate::util::{run, workspace_root};
 use crate::{setup, wasm};
 
 pub fn run_tests(args: &[&str]) -> Result<()> {
+    // A full run builds every crate once from a clean tree; incremental caches would only add
+    // gigabytes of disk on a CI runner. A developer can still ask for them by setting the variable.
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        // Set before any thread or child process starts; every cargo below inherits it.
+        std::env::set_var("CARGO_INCREMENTAL", "0");
+    }
     let toolchain = setup::wasm_toolchain()?;
     let browser = setup::browser()?;
     let python = setup::moto()?;
