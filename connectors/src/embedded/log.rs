@@ -11,7 +11,7 @@ use std::thread;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{open_connection, sqlite_err, Db};
@@ -224,10 +224,13 @@ impl StreamReader for EmbeddedLogReader {
                         data: Bytes::from(data),
                     });
                 }
+                // The tip is the row with the highest sequence: one b-tree step, where
+                // MAX(appended_at_ms) would scan the whole log on every read.
                 let newest: Option<i64> = conn
-                    .query_row("SELECT MAX(appended_at_ms) FROM stream_log", [], |r| {
-                        r.get(0)
-                    })
+                    .prepare_cached(
+                        "SELECT appended_at_ms FROM stream_log ORDER BY seq DESC LIMIT 1",
+                    )
+                    .and_then(|mut tip| tip.query_row([], |r| r.get(0)).optional())
                     .map_err(|e| sqlite_err("read log", e))?;
                 let millis_behind_latest = match (newest, last_appended) {
                     (Some(newest), Some(last)) => Some((newest - last).max(0)),
@@ -241,5 +244,49 @@ impl StreamReader for EmbeddedLogReader {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends rows stamped with the given times, as the writer would have at those times.
+    async fn append_at(db: &Db, times: &[i64]) {
+        let times = times.to_vec();
+        db.call(move |conn| {
+            for at in times {
+                conn.execute(
+                    LogTable::Events.insert_sql(),
+                    params!["k", b"{}".to_vec(), at],
+                )
+                .map_err(|e| sqlite_err("append", e))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_read_says_how_far_its_last_record_is_behind_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let reader = EmbeddedLogReader::new(db.clone());
+
+        let empty = reader.read(SHARD_ID, None, 10).await.unwrap();
+        assert_eq!(empty.millis_behind_latest, Some(0));
+
+        append_at(&db, &[1_000, 1_500, 4_000]).await;
+        let first = reader.read(SHARD_ID, None, 2).await.unwrap();
+        assert_eq!(first.entries.len(), 2);
+        assert_eq!(first.millis_behind_latest, Some(2_500));
+
+        let rest = reader
+            .read(SHARD_ID, Some(&first.entries[1].sequence), 10)
+            .await
+            .unwrap();
+        assert_eq!(rest.entries.len(), 1);
+        assert_eq!(rest.millis_behind_latest, Some(0));
     }
 }
