@@ -3,20 +3,28 @@
 //! sales queries over the result with DataFusion.
 //!
 //! `cargo bench -p retailmind-analytics --bench etl [-- EVENTS]` (default 1,000,000), or
-//! `cargo xtask bench etl [EVENTS]`.
+//! `cargo xtask bench etl [EVENTS]`. The lake goes to a temp dir (`TMPDIR`): about 480 MiB of
+//! JSON and 90 MiB of Parquet per million events, removed at the end unless
+//! `RETAILMIND_BENCH_KEEP=1` (to look at the files or the query plans afterwards). The shop is
+//! generated and written visitor by visitor, so memory does not grow with the event count.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use retailmind_analytics::analyses::{DayRange, LocalAnalytics};
 use retailmind_analytics::etl::{self, EtlOptions};
-use retailmind_analytics::generate::{self, ShopOptions};
+use retailmind_analytics::generate::{self, RawLakeWriter, ShopOptions};
 use retailmind_analytics::store::LocalStore;
+use retailmind_analytics::tables::{EVENTS, EVENT_ITEMS, REC_IMPRESSIONS};
 
 /// Events per generated visitor, about (see `generate::shop`).
 const EVENTS_PER_VISITOR: usize = 12;
 const DAYS: u32 = 30;
+/// Lines per raw object, as the processor's batches.
+const LINES_PER_OBJECT: usize = 2_000;
+const QUERY_RUNS: usize = 7;
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -38,6 +46,24 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// Peak resident memory of this process so far (`VmHWM`), as the kernel reports it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The 1, 5 and 15 minute load averages: the cores are shared, so figures need their context.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; the first plain number is the event count.
     let target: usize = std::env::args()
@@ -52,26 +78,34 @@ fn main() {
 }
 
 async fn bench(target: usize) {
+    println!(
+        "{} cores, load average {} at the start",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load()
+    );
     let lake = tempfile::tempdir().expect("a temp dir");
     let started = Instant::now();
-    let events = generate::shop(&ShopOptions {
+    let mut writer = RawLakeWriter::new(lake.path(), LINES_PER_OBJECT).expect("a spool");
+    for visitor in generate::visitors(&ShopOptions {
         seed: 1,
         visitors: target / EVENTS_PER_VISITOR,
         days: DAYS,
         products: 500,
         ..ShopOptions::default()
-    });
-    let objects = generate::raw_objects(&events, 2_000);
-    generate::write_local(lake.path(), &objects).expect("raw lake written");
-    let raw_bytes = dir_size(&lake.path().join("events"));
+    }) {
+        for event in &visitor {
+            writer.push(event).expect("event spooled");
+        }
+    }
+    let raw = writer.finish().expect("raw lake written");
     println!(
-        "generated {} events over {DAYS} days in {} raw objects ({:.1} MiB) in {:.1?}",
-        events.len(),
-        objects.len(),
-        mib(raw_bytes),
-        started.elapsed()
+        "generated {} events over {DAYS} days in {} raw objects ({:.1} MiB) in {:.1?}; peak RSS {}",
+        raw.events,
+        raw.objects,
+        mib(raw.bytes),
+        started.elapsed(),
+        peak_rss()
     );
-    drop(objects);
 
     let store = LocalStore::new(lake.path());
     let started = Instant::now();
@@ -79,15 +113,21 @@ async fn bench(target: usize) {
         .await
         .expect("the ETL runs");
     let took = started.elapsed();
-    assert_eq!(report.events_valid, events.len());
+    assert_eq!(report.events_valid, raw.events);
+    let tables = lake.path().join("tables");
     println!(
-        "ETL: {} events in {:.2?} = {:.0} events/s ({:.1} MiB/s raw); {} days, Parquet {:.1} MiB",
+        "ETL: {} events in {:.2?} = {:.0} events/s ({:.1} MiB/s raw); {} days, Parquet {:.1} MiB \
+         (events {:.1}, event_items {:.1}, rec_impressions {:.1}); peak RSS {}",
         report.events_valid,
         took,
         report.events_valid as f64 / took.as_secs_f64(),
-        mib(raw_bytes) / took.as_secs_f64(),
+        mib(raw.bytes) / took.as_secs_f64(),
         report.days_rewritten.len(),
-        mib(dir_size(&lake.path().join("tables")))
+        mib(dir_size(&tables)),
+        mib(dir_size(&lake.path().join(EVENTS.prefix))),
+        mib(dir_size(&lake.path().join(EVENT_ITEMS.prefix))),
+        mib(dir_size(&lake.path().join(REC_IMPRESSIONS.prefix))),
+        peak_rss()
     );
 
     let started = Instant::now();
@@ -106,7 +146,7 @@ async fn bench(target: usize) {
     let range = DayRange::new("2024-11-01", "2024-11-30").expect("a range");
     let mut funnel = Vec::new();
     let mut sales = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..QUERY_RUNS {
         let t = Instant::now();
         let steps = analytics.conversion_funnel(&range).await.expect("funnel");
         funnel.push(t.elapsed());
@@ -119,20 +159,25 @@ async fn bench(target: usize) {
     let summary = |mut d: Vec<Duration>| {
         d.sort();
         format!(
-            "min {:.1?}, median {:.1?}, max {:.1?}",
+            "min {:.1?}, median {:.1?}, max {:.1?} ({} runs)",
             d[0],
             d[d.len() / 2],
-            d[d.len() - 1]
+            d[d.len() - 1],
+            d.len()
         )
     };
     println!(
         "funnel query over {} events: {}",
-        events.len(),
+        raw.events,
         summary(funnel)
     );
+    println!("sales query over {} events: {}", raw.events, summary(sales));
+    if std::env::var_os("RETAILMIND_BENCH_KEEP").is_some_and(|v| v == "1") {
+        println!("lake kept in {}", lake.keep().display());
+    }
     println!(
-        "sales query over {} events: {}",
-        events.len(),
-        summary(sales)
+        "peak RSS {}; load average {} at the end",
+        peak_rss(),
+        load()
     );
 }
