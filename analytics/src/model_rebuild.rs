@@ -34,8 +34,8 @@ pub enum RebuildError {
     Models(#[from] ConnectorError),
 }
 
-/// Folds one day's records (sorted by event time, as the partitions are) into `model`; returns
-/// the clicks and orders it taught. Pure.
+/// Folds one day's records, in event time order, into `model`; returns the clicks and orders it
+/// taught. Pure.
 pub fn fold_day(model: &mut ModelState, records: &[EventRecord]) -> (usize, usize) {
     let (mut clicks, mut orders) = (0, 0);
     for record in records {
@@ -68,7 +68,12 @@ pub async fn rebuild(
     let mut model = ModelState::new(config);
     let mut report = RebuildReport::default();
     for day in days {
-        let records = read_partition(lake, day).await?;
+        let mut records = read_partition(lake, day).await?;
+        // Partitions are clustered by event type; the model learns sessions in time order.
+        records.sort_by(|a, b| {
+            let (a, b) = (&a.event, &b.event);
+            (a.timestamp_ms, &a.event_id).cmp(&(b.timestamp_ms, &b.event_id))
+        });
         let (clicks, orders) = fold_day(&mut model, &records);
         report.days += 1;
         report.clicks += clicks;

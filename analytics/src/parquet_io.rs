@@ -11,6 +11,9 @@ use parquet::file::properties::WriterProperties;
 
 /// Rows per row group: large enough for fast scans, small enough to skip by statistics.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Rows per data page at most: the page index then tells a reader which few pages of a
+/// clustered partition hold the event type it filters on.
+const PAGE_ROWS: usize = 8 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetError {
@@ -24,6 +27,7 @@ pub fn write(batch: &RecordBatch) -> Result<Bytes, ParquetError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .build();
     let mut out = Vec::new();
     let err = |e: parquet::errors::ParquetError| ParquetError::Write(e.to_string());
