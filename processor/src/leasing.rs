@@ -3,9 +3,10 @@
 //! what another instance asked for, take what the rules say). The rules themselves are pure,
 //! in [`retailmind_connectors::lease::rules`].
 //!
-//! Everything here runs in the consume loop between two batches, never during one: a lease
-//! asked for is released only after the batch in flight was checkpointed, so two instances
-//! never read one shard at the same time while both keep renewing.
+//! Renewals run on their own beat, also while a batch is in flight, so a slow write cannot let
+//! a lease expire under its holder. Everything else runs in the consume loop between two
+//! batches: a lease asked for is released only after the batch in flight was checkpointed, so
+//! two instances never read one shard at the same time while both keep renewing.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -26,6 +27,11 @@ pub(crate) struct LeaseKeeper {
     pub instance_id: String,
     pub lease_duration: Duration,
     pub held: HashMap<String, Held>,
+    /// Held shards another instance asked for, to be released between two batches.
+    asked_for: HashSet<String>,
+    /// When this instance handed each shard over: not taken back (while it looks free, before
+    /// the asker's next round) for a lease duration, unless the asker never takes it.
+    handed_over: HashMap<String, Instant>,
     observations: Observations,
     last_renewal: Option<Instant>,
 }
@@ -36,6 +42,8 @@ impl LeaseKeeper {
             instance_id,
             lease_duration,
             held: HashMap::new(),
+            asked_for: HashSet::new(),
+            handed_over: HashMap::new(),
             observations: Observations::default(),
             last_renewal: None,
         }
@@ -57,6 +65,7 @@ impl LeaseKeeper {
 
     /// Forgets `shard_id` after a write found the lease held by someone else.
     pub fn lost(&mut self, shard_id: &str, why: &str) {
+        self.asked_for.remove(shard_id);
         if self.held.remove(shard_id).is_some() {
             warn!(
                 shard_id,
@@ -65,8 +74,9 @@ impl LeaseKeeper {
         }
     }
 
-    /// One round: leases for new shards, renewals if due, takes and a request per the rules.
-    /// Returns whether this instance took any lease.
+    /// One round: leases for new shards, renewals if due, handovers asked for, leases of
+    /// shards gone from the stream removed, takes and a request per the rules. Returns whether
+    /// this instance took any lease.
     pub async fn sync(
         &mut self,
         store: &dyn LeaseStore,
@@ -77,6 +87,7 @@ impl LeaseKeeper {
         if self.renewal_due() {
             self.renew(store, consumer).await?;
         }
+        self.hand_over(store, consumer).await?;
         let mut leases = store.leases(consumer).await?;
         let known: HashSet<&str> = leases.iter().map(|l| l.shard_id.as_str()).collect();
         let mut created = false;
@@ -90,9 +101,12 @@ impl LeaseKeeper {
             leases = store.leases(consumer).await?;
         }
         self.forget_taken(&leases);
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        if self.remove_gone(store, consumer, &leases, &listed).await? {
+            leases = store.leases(consumer).await?;
+        }
         let now = Instant::now();
         self.observations.observe(&leases, now);
-        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let held: HashSet<String> = self.held.keys().cloned().collect();
         let plan = rules::plan(&View {
             me: &self.instance_id,
@@ -103,8 +117,16 @@ impl LeaseKeeper {
             now,
             lease_duration: self.lease_duration,
         });
+        let duration = self.lease_duration;
+        self.handed_over
+            .retain(|_, at| now.saturating_duration_since(*at) < duration);
         let mut took = false;
-        for shard_id in &plan.take {
+        let take: Vec<&String> = plan
+            .take
+            .iter()
+            .filter(|s| !self.handed_over.contains_key(*s))
+            .collect();
+        for shard_id in take {
             let Some(lease) = leases.iter().find(|l| &l.shard_id == shard_id) else {
                 continue;
             };
@@ -136,6 +158,63 @@ impl LeaseKeeper {
         Ok(took)
     }
 
+    /// Removes the leases of shards the stream no longer lists (they aged out after a
+    /// resharding, so nothing is left to read); a held one is released first. Returns whether
+    /// the table changed.
+    async fn remove_gone(
+        &mut self,
+        store: &dyn LeaseStore,
+        consumer: &str,
+        leases: &[Lease],
+        listed: &HashSet<&str>,
+    ) -> Result<bool, ConnectorError> {
+        let mut changed = false;
+        for lease in leases
+            .iter()
+            .filter(|l| !listed.contains(l.shard_id.as_str()))
+        {
+            let mut counter = lease.counter;
+            match lease.owner.as_deref() {
+                None => {}
+                Some(owner) if owner == self.instance_id => {
+                    let Some(held) = self.held.remove(&lease.shard_id) else {
+                        continue;
+                    };
+                    self.asked_for.remove(&lease.shard_id);
+                    match store
+                        .release(consumer, &lease.shard_id, &self.instance_id, held.counter)
+                        .await
+                    {
+                        Ok(()) => counter = held.counter + 1,
+                        Err(ConnectorError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Its owner releases it on its own next round.
+                Some(_) => continue,
+            }
+            if !lease.shard_ended {
+                warn!(
+                    shard_id = lease.shard_id,
+                    checkpoint = ?lease.checkpoint,
+                    "shard left the stream before it was read to its end"
+                );
+            }
+            match store.remove(consumer, &lease.shard_id, counter).await {
+                Ok(()) => {
+                    info!(
+                        shard_id = lease.shard_id,
+                        "lease of a shard gone from the stream removed"
+                    );
+                    changed = true;
+                }
+                Err(ConnectorError::Conflict { what }) => debug!(%what, "lease not removed"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
     fn hold(&mut self, lease: Lease) {
         self.held.insert(
             lease.shard_id,
@@ -156,7 +235,8 @@ impl LeaseKeeper {
         }
     }
 
-    /// Renews every held lease; releases those another instance asked for.
+    /// Renews every held lease and notes those another instance asked for. Safe while a batch
+    /// is in flight: the batch's checkpoint uses the counter as renewed.
     pub async fn renew(
         &mut self,
         store: &dyn LeaseStore,
@@ -168,15 +248,10 @@ impl LeaseKeeper {
                 .renew(consumer, &shard_id, &self.instance_id, counter)
                 .await
             {
-                Ok(lease) if lease.pending_owner.is_some() => {
-                    store
-                        .release(consumer, &shard_id, &self.instance_id, lease.counter)
-                        .await
-                        .or_else(lost_is_fine)?;
-                    self.held.remove(&shard_id);
-                    info!(shard_id, to = ?lease.pending_owner, "lease handed over");
-                }
                 Ok(lease) => {
+                    if lease.pending_owner.is_some() {
+                        self.asked_for.insert(shard_id.clone());
+                    }
                     if let Some(held) = self.held.get_mut(&shard_id) {
                         held.counter = lease.counter;
                     }
@@ -189,8 +264,35 @@ impl LeaseKeeper {
         Ok(())
     }
 
+    /// Whether another instance asked for `shard_id`: then it is not read again before
+    /// [`hand_over`](Self::hand_over) releases it.
+    pub fn is_asked_for(&self, shard_id: &str) -> bool {
+        self.asked_for.contains(shard_id)
+    }
+
+    /// Releases the held leases another instance asked for. Called between two batches only.
+    pub async fn hand_over(
+        &mut self,
+        store: &dyn LeaseStore,
+        consumer: &str,
+    ) -> Result<(), ConnectorError> {
+        for shard_id in std::mem::take(&mut self.asked_for) {
+            let Some(held) = self.held.remove(&shard_id) else {
+                continue;
+            };
+            store
+                .release(consumer, &shard_id, &self.instance_id, held.counter)
+                .await
+                .or_else(lost_is_fine)?;
+            info!(shard_id, "lease handed over");
+            self.handed_over.insert(shard_id, Instant::now());
+        }
+        Ok(())
+    }
+
     /// Frees every held lease (on shutdown), so others need not wait for them to expire.
     pub async fn release_all(&mut self, store: &dyn LeaseStore, consumer: &str) {
+        self.asked_for.clear();
         for (shard_id, held) in std::mem::take(&mut self.held) {
             match store
                 .release(consumer, &shard_id, &self.instance_id, held.counter)

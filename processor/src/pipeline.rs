@@ -66,8 +66,9 @@ pub struct Processor {
     rules: SessionRules,
     batch_size: usize,
     idle_poll: Duration,
-    /// The leases this instance holds; locked for a whole poll, which is the only place that
-    /// reads shards, so lease work always happens between batches.
+    /// The leases this instance holds. Locked briefly: by a poll's lease round, around each
+    /// checkpoint (which must use the counter as last renewed), and by the renewals that run
+    /// beside a poll.
     leases: AsyncMutex<LeaseKeeper>,
     min_read_interval: Duration,
     /// When each shard was last read, to stay within the stream's read rate per shard.
@@ -212,29 +213,59 @@ impl Processor {
     /// (a shard skipped to respect the read rate, a lease taken or a shard finished), so that
     /// "nothing read" does not mean "nothing left".
     async fn poll(&self) -> Result<(usize, bool), ProcessorError> {
+        self.renewing(self.poll_shards()).await
+    }
+
+    /// Runs `work` while renewing the held leases whenever a renewal is due, so that a batch
+    /// slower than the lease duration (a throttled write, a long retry) does not cost the
+    /// leases. Both are polled together: `work` may hold the lease lock the renewal waits for.
+    async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
+        let beat = self.renewal_interval().await / 2;
+        let renewals = async {
+            loop {
+                tokio::time::sleep(beat).await;
+                let mut keeper = self.leases.lock().await;
+                if !keeper.renewal_due() {
+                    continue;
+                }
+                if let Err(e) = keeper
+                    .renew(self.backend.leases.as_ref(), &self.consumer)
+                    .await
+                {
+                    warn!(error = %e, "leases not renewed; trying again");
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = renewals => never,
+        }
+    }
+
+    async fn poll_shards(&self) -> Result<(usize, bool), ProcessorError> {
         let shards = self.backend.reader.shards().await?;
         let store = self.backend.leases.as_ref();
-        let mut keeper = self.leases.lock().await;
-        let mut more = keeper.sync(store, &self.consumer, &shards).await?;
+        let (mut more, held) = {
+            let mut keeper = self.leases.lock().await;
+            let more = keeper.sync(store, &self.consumer, &shards).await?;
+            (more, keeper.held_shards())
+        };
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
-        for shard_id in keeper.held_shards() {
-            if keeper.renewal_due() {
-                keeper.renew(store, &self.consumer).await?;
-            }
-            if !listed.contains(shard_id.as_str()) || !keeper.held.contains_key(&shard_id) {
+        for shard_id in held {
+            if !listed.contains(shard_id.as_str()) {
                 continue;
             }
             if !self.may_read_now(&shard_id) {
                 more = true;
                 continue;
             }
-            let outcome = self.process_held(&mut keeper, &shard_id).await?;
+            let outcome = self.process_held(&shard_id).await?;
             total += outcome.records;
             more |= outcome.shard_ended;
         }
-        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone())
-            .set(keeper.held.len() as f64);
+        let held = self.leases.lock().await.held.len();
+        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone()).set(held as f64);
         Ok((total, more))
     }
 
@@ -259,21 +290,21 @@ impl Processor {
 
     /// Reads one batch of a held shard after its checkpoint, carries it through to the lake and
     /// checkpoints it while still holding the lease. A shard closed by resharding and read to
-    /// its end is marked as ended in its lease, which frees its children.
-    async fn process_held(
-        &self,
-        keeper: &mut LeaseKeeper,
-        shard_id: &str,
-    ) -> Result<BatchOutcome, ProcessorError> {
-        let Some(held) = keeper.held.get(shard_id).cloned() else {
-            return Ok(BatchOutcome::default());
+    /// its end is marked as ended in its lease, which frees its children. A shard another
+    /// instance asked for is not read: the next lease round hands it over.
+    async fn process_held(&self, shard_id: &str) -> Result<BatchOutcome, ProcessorError> {
+        let checkpoint = {
+            let keeper = self.leases.lock().await;
+            match keeper.held.get(shard_id) {
+                Some(held) if !keeper.is_asked_for(shard_id) => held.checkpoint.clone(),
+                _ => return Ok(BatchOutcome::default()),
+            }
         };
         let store = self.backend.leases.as_ref();
-        let owner = keeper.instance_id.clone();
         let batch = self
             .backend
             .reader
-            .read(shard_id, held.checkpoint.as_deref(), self.batch_size)
+            .read(shard_id, checkpoint.as_deref(), self.batch_size)
             .await?;
         if let Some(behind) = batch.millis_behind_latest {
             metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
@@ -281,8 +312,13 @@ impl Processor {
         }
         let Some(last) = batch.entries.last() else {
             if batch.shard_ended {
+                let mut keeper = self.leases.lock().await;
+                let Some(held) = keeper.held.get(shard_id) else {
+                    return Ok(BatchOutcome::default());
+                };
+                let (owner, counter) = (keeper.instance_id.clone(), held.counter);
                 match store
-                    .finish(&self.consumer, shard_id, &owner, held.counter)
+                    .finish(&self.consumer, shard_id, &owner, counter)
                     .await
                 {
                     Ok(()) => {
@@ -302,26 +338,31 @@ impl Processor {
         let last_sequence = last.sequence.clone();
         let mut outcome = self.apply(shard_id, &batch.entries).await?;
         outcome.millis_behind_latest = batch.millis_behind_latest;
-        match store
-            .checkpoint(
-                &self.consumer,
-                shard_id,
-                &owner,
-                held.counter,
-                &last_sequence,
-            )
-            .await
         {
-            Ok(()) => {
-                if let Some(held) = keeper.held.get_mut(shard_id) {
-                    held.checkpoint = Some(last_sequence.clone());
-                }
-            }
-            Err(ConnectorError::Conflict { what }) => {
-                keeper.lost(shard_id, &what);
+            // Locked through the write, so no renewal moves the counter between the read of it
+            // and the conditional write that names it.
+            let mut keeper = self.leases.lock().await;
+            let Some(held) = keeper.held.get(shard_id) else {
+                // Lost while the batch was in flight: the new owner reads it again from the
+                // last checkpoint, which the idempotent writes allow.
                 return Ok(outcome);
+            };
+            let (owner, counter) = (keeper.instance_id.clone(), held.counter);
+            match store
+                .checkpoint(&self.consumer, shard_id, &owner, counter, &last_sequence)
+                .await
+            {
+                Ok(()) => {
+                    if let Some(held) = keeper.held.get_mut(shard_id) {
+                        held.checkpoint = Some(last_sequence.clone());
+                    }
+                }
+                Err(ConnectorError::Conflict { what }) => {
+                    keeper.lost(shard_id, &what);
+                    return Ok(outcome);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
         metrics::counter!(m::RECORDS_PROCESSED, "consumer" => self.consumer.clone())
             .increment(outcome.records as u64);

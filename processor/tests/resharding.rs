@@ -1,7 +1,7 @@
 //! Resharding, with an in-process stream that splits and merges shards on demand (what moto
 //! cannot do): a child shard is read only after its parents were read to their end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,6 +22,8 @@ struct FakeShard {
 #[derive(Default)]
 struct ReshardedStream {
     shards: BTreeMap<String, FakeShard>,
+    /// Shards past their retention: no longer listed.
+    aged_out: Mutex<HashSet<String>>,
     reads: Mutex<Vec<(String, usize)>>,
 }
 
@@ -63,6 +65,10 @@ impl ReshardedStream {
         self
     }
 
+    fn age_out(&self, shard_id: &str) {
+        self.aged_out.lock().unwrap().insert(shard_id.to_owned());
+    }
+
     fn reads(&self) -> Vec<(String, usize)> {
         self.reads.lock().unwrap().clone()
     }
@@ -71,9 +77,11 @@ impl ReshardedStream {
 #[async_trait]
 impl StreamReader for ReshardedStream {
     async fn shards(&self) -> retailmind_connectors::Result<Vec<ShardInfo>> {
+        let aged_out = self.aged_out.lock().unwrap();
         Ok(self
             .shards
             .iter()
+            .filter(|(id, _)| !aged_out.contains(*id))
             .map(|(id, s)| ShardInfo {
                 shard_id: id.clone(),
                 parent_shard_ids: s.parents.clone(),
@@ -237,6 +245,46 @@ async fn a_parent_no_longer_in_the_stream_does_not_block_its_child() {
     let dir = tempfile::tempdir().unwrap();
     let (p, _) = processor(stream, dir.path());
     assert_eq!(p.drain().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_lease_of_a_shard_that_aged_out_is_removed() {
+    let stream = Arc::new(
+        ReshardedStream::default()
+            .shard(
+                "shard-1",
+                &[],
+                true,
+                &[(1, "ann", T0), (2, "ann", T0 + 1000)],
+            )
+            .shard("shard-2", &["shard-1"], false, &[(3, "ann", T0 + 2000)]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (p, backend) = processor(stream.clone(), dir.path());
+    let consumer = ProcessorConfig::default().consumer;
+    assert_eq!(p.drain().await.unwrap(), 3);
+    let leases = backend.leases.leases(&consumer).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    assert!(leases[0].shard_ended, "{leases:?}");
+
+    stream.age_out("shard-1");
+    assert_eq!(p.drain().await.unwrap(), 0);
+    let leases = backend.leases.leases(&consumer).await.unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(
+        (leases[0].shard_id.as_str(), leases[0].checkpoint.as_deref()),
+        ("shard-2", Some("1000")),
+        "the child keeps its lease and checkpoint"
+    );
+    assert_eq!(
+        backend.checkpoints.get(&consumer, "shard-1").await.unwrap(),
+        None,
+        "the gone shard's checkpoint went with its lease"
+    );
+    assert_eq!(
+        backend.sessions.sessions_of("ann").await.unwrap()[0].event_count,
+        3
+    );
 }
 
 #[tokio::test]

@@ -151,6 +151,39 @@ async fn the_lease_contract(store: Arc<dyn LeaseStore>) {
         .map(|l| l.owner)
         .collect();
     assert_eq!(owners, HashSet::from([None]));
+
+    // A gone shard's lease is removed, checkpoint and all, only while free and unchanged.
+    let held = s.take(CONSUMER, "s-2", 0, "survivor").await.unwrap();
+    assert!(
+        is_conflict(s.remove(CONSUMER, "s-2", held.counter).await),
+        "held"
+    );
+    assert!(
+        is_conflict(s.remove(CONSUMER, "s-1", ended.counter - 1).await),
+        "stale counter"
+    );
+    s.remove(CONSUMER, "s-1", ended.counter).await.unwrap();
+    let left: Vec<String> = s
+        .leases(CONSUMER)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.shard_id)
+        .collect();
+    assert_eq!(left, ["s-2"]);
+    assert!(
+        s.create(CONSUMER, &shard("s-1", &[])).await.unwrap(),
+        "nothing of it is left"
+    );
+    let recreated = s.leases(CONSUMER).await.unwrap();
+    assert_eq!(
+        (
+            recreated[0].counter,
+            &recreated[0].checkpoint,
+            recreated[0].shard_ended
+        ),
+        (0, &None, false)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,9 @@ use lease_support::{
     assert_sessions_match, events, provisioned_aws, MemoryStream, TaggedLeases, TaggedReader,
     TestEvent, Workers,
 };
-use retailmind_connectors::{embedded, Backend, LeaseStore, StreamRecord};
+use retailmind_connectors::{
+    embedded, Backend, LakeRecord, LakeWriter, LeaseStore, StreamRecord, UndecodableRecord,
+};
 use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
 use retailmind_tests::moto::MotoServer;
 use retailmind_tests::wait_for;
@@ -151,6 +153,61 @@ async fn share_and_take_over(mut open: impl FnMut() -> Backend) {
     assert!(
         workers.readers().values().all(|r| r.contains("a")),
         "a read every shard at some point: {:?}",
+        workers.readers()
+    );
+    assert_sessions_match(observer.sessions.as_ref(), &all).await;
+}
+
+/// A lake whose every write takes longer than a lease lasts.
+struct SlowLake {
+    inner: Arc<dyn LakeWriter>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl LakeWriter for SlowLake {
+    async fn write_events(&self, records: &[LakeRecord]) -> retailmind_connectors::Result<()> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.write_events(records).await
+    }
+    async fn write_errors(
+        &self,
+        records: &[UndecodableRecord],
+    ) -> retailmind_connectors::Result<()> {
+        self.inner.write_errors(records).await
+    }
+}
+
+/// The leases are renewed while a batch is in flight: an instance whose every batch outlasts
+/// the lease duration keeps its shards, so the other instance never reads a shard it is still
+/// working on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_slower_than_the_lease_keep_their_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = MemoryStream::new(SHARDS);
+    let workers = Arc::new(Workers::default());
+    let all = events(64, 16);
+    stream.append(&records(&all));
+    let observer = embedded::open(dir.path()).unwrap();
+    let leases = observer.leases.as_ref();
+
+    let mut slow = embedded::open(dir.path()).unwrap();
+    slow.lake = Arc::new(SlowLake {
+        inner: slow.lake.clone(),
+        delay: Duration::from_millis(1500),
+    });
+    let a = start("a", slow, &stream, &workers);
+    wait_for_owners(leases, "a holding every lease", &[("a", SHARDS)]).await;
+    let b = start("b", embedded::open(dir.path()).unwrap(), &stream, &workers);
+    wait_until_caught_up(leases, &stream).await;
+    for instance in [a, b] {
+        instance.stop.send(()).unwrap();
+        instance.task.await.unwrap().unwrap();
+    }
+    assert_eq!(workers.violations(), Vec::<String>::new());
+    assert!(
+        workers.readers().values().any(|r| r.contains("a")),
+        "a read while slow: {:?}",
         workers.readers()
     );
     assert_sessions_match(observer.sessions.as_ref(), &all).await;

@@ -5,6 +5,7 @@
 
 use std::error::Error;
 
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_kinesis::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -76,6 +77,19 @@ pub(crate) fn conditional_put(
     conditional(
         put,
         PutItemError::is_conditional_check_failed_exception,
+        what,
+    )
+    .map(|_| ())
+}
+
+/// A conditional DynamoDB DeleteItem's answer, as [`conditional_put`].
+pub(crate) fn conditional_delete(
+    delete: Result<DeleteItemOutput, SdkError<DeleteItemError>>,
+    what: impl FnOnce() -> String,
+) -> crate::error::Result<()> {
+    conditional(
+        delete,
+        DeleteItemError::is_conditional_check_failed_exception,
         what,
     )
     .map(|_| ())

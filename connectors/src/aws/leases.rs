@@ -20,6 +20,7 @@
 //! | renew | counter + 1 (returns the item) | `lease_owner = :me AND lease_counter = :held` |
 //! | release | no owner, no pending, counter + 1 | `lease_owner = :me AND lease_counter = :held` |
 //! | finish | ended, no owner, no pending, counter + 1 | `lease_owner = :me AND lease_counter = :held` |
+//! | remove (DeleteItem) | the whole item, checkpoint included | `attribute_not_exists(lease_owner) AND lease_counter = :seen` |
 //! | request | pending := asker | `lease_owner = :owner AND attribute_not_exists(pending_owner)` |
 //! | checkpoint | sequence, sequence_key, updated_at_ms | owner and counter as renew, and `attribute_not_exists(sequence_key) OR sequence_key <= :key` |
 
@@ -32,7 +33,7 @@ use aws_sdk_dynamodb::Client;
 use super::checkpoints::{
     checkpoint_names, checkpoint_values, sequence_key, CONSUMER, SEQUENCE, SET_CHECKPOINT, SHARD_ID,
 };
-use super::errors::conditional_update;
+use super::errors::{conditional_delete, conditional_update};
 use super::pages::all_items;
 use super::session_item::{number, string, Item};
 use crate::error::{ConnectorError, Result};
@@ -332,6 +333,24 @@ impl LeaseStore for DynamoLeases {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn remove(&self, consumer: &str, shard_id: &str, counter: u64) -> Result<()> {
+        let answer = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(CONSUMER, string(consumer))
+            .key(SHARD_ID, string(shard_id))
+            .condition_expression("attribute_not_exists(#owner) AND #counter = :seen")
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_names("#counter", COUNTER)
+            .expression_attribute_values(":seen", number(counter))
+            .send()
+            .await;
+        conditional_delete(answer, || {
+            format!("lease {consumer}/{shard_id}: held or changed before removal")
+        })
     }
 
     async fn request(

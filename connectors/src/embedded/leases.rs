@@ -238,6 +238,33 @@ impl LeaseStore for EmbeddedLeases {
         .map(|_| ())
     }
 
+    async fn remove(&self, consumer: &str, shard_id: &str, counter: u64) -> Result<()> {
+        let (consumer, shard_id) = (consumer.to_owned(), shard_id.to_owned());
+        self.db
+            .call(move |conn| {
+                let tx = write_transaction(conn, "remove lease")?;
+                let removed = tx
+                    .execute(
+                        "DELETE FROM leases WHERE consumer = ?1 AND shard_id = ?2
+                         AND owner IS NULL AND counter = ?3",
+                        params![consumer, shard_id, integer(counter)],
+                    )
+                    .map_err(|e| sqlite_err("remove lease", e))?;
+                if removed == 0 {
+                    return Err(ConnectorError::Conflict {
+                        what: what(&consumer, &shard_id, "held or changed before removal"),
+                    });
+                }
+                tx.execute(
+                    "DELETE FROM checkpoints WHERE consumer = ?1 AND shard_id = ?2",
+                    params![consumer, shard_id],
+                )
+                .map_err(|e| sqlite_err("remove lease", e))?;
+                tx.commit().map_err(|e| sqlite_err("remove lease", e))
+            })
+            .await
+    }
+
     async fn request(
         &self,
         consumer: &str,

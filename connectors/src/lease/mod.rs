@@ -11,6 +11,8 @@
 //! - [`LeaseStore::renew`]: only if the caller still owns it at the counter it knows; +1.
 //! - [`LeaseStore::checkpoint`]: only if the caller owns it at the counter it knows, and the
 //!   sequence does not go backwards; the counter stays (renewals are the heartbeat).
+//! - [`LeaseStore::remove`]: only if nobody holds it and the counter is the one the remover
+//!   observed; for shards the stream no longer lists.
 //! - [`LeaseStore::request`]: another instance asks the owner to hand the lease over (to
 //!   balance the shards); the owner frees it between two batches with
 //!   [`LeaseStore::release`] and the asker takes it, so a shard is never read by two
@@ -101,6 +103,11 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Marks `owner`'s lease held at `counter` as read to its end and frees it.
     async fn finish(&self, consumer: &str, shard_id: &str, owner: &str, counter: u64)
         -> Result<()>;
+
+    /// Deletes the lease of a shard the stream no longer lists (past its retention), with its
+    /// checkpoint, so the table does not grow with every resharding; only while nobody holds it
+    /// and its counter is still `counter`. `Conflict` otherwise.
+    async fn remove(&self, consumer: &str, shard_id: &str, counter: u64) -> Result<()>;
 
     /// Asks `owner`, the current owner, to hand the lease over to `requester`; only if
     /// `owner` still holds it and nobody asked before. `Conflict` otherwise.

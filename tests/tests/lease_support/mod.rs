@@ -302,6 +302,9 @@ impl LeaseStore for TaggedLeases {
         self.workers.stop(shard_id, &self.tag);
         finished
     }
+    async fn remove(&self, consumer: &str, shard_id: &str, counter: u64) -> Result<()> {
+        self.inner.remove(consumer, shard_id, counter).await
+    }
     async fn request(
         &self,
         consumer: &str,
