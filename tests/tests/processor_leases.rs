@@ -1,21 +1,22 @@
 //! Two processor instances on one stream of four shards: they split the shards through
 //! leases, each shard is read by one instance at a time, and when one is killed the other
-//! takes its shards over once their leases expire. Run with the embedded (SQLite) lease store
-//! and with the DynamoDB one on moto; sessions stay in SQLite, the stream is in memory (the
-//! embedded log has one shard, and moto's Kinesis cannot be slowed down or killed mid-read).
+//! takes its shards over once their leases expire. Run on a stream in memory with the embedded
+//! (SQLite) lease store and with the DynamoDB one on moto, and all on moto: a Kinesis stream,
+//! DynamoDB leases and sessions, the Firehose lake.
 
 mod lease_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lease_support::{
-    assert_sessions_match, events, provisioned_aws, MemoryStream, TaggedLeases, TaggedReader,
-    TestEvent, Workers,
+    assert_sessions_match, events, provisioned_aws, provisioned_aws_sharded, MemoryStream,
+    TaggedLeases, TaggedReader, TestEvent, Workers,
 };
 use retailmind_connectors::{
-    embedded, Backend, LakeRecord, LakeWriter, LeaseStore, StreamRecord, UndecodableRecord,
+    embedded, Backend, EventSink, LakeRecord, LakeWriter, LeaseStore, StreamReader, StreamRecord,
+    UndecodableRecord,
 };
 use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
 use retailmind_tests::moto::MotoServer;
@@ -36,11 +37,11 @@ struct Instance {
 fn start(
     tag: &str,
     mut backend: Backend,
-    stream: &Arc<MemoryStream>,
+    stream: Arc<dyn StreamReader>,
     workers: &Arc<Workers>,
 ) -> Instance {
     backend.reader = Arc::new(TaggedReader {
-        inner: stream.clone(),
+        inner: stream,
         tag: tag.into(),
         workers: workers.clone(),
     });
@@ -90,9 +91,69 @@ async fn wait_for_owners(leases: &dyn LeaseStore, what: &str, wanted: &[(&str, u
     .await;
 }
 
+/// Where a scenario's events go, and how far each shard reaches.
+#[async_trait::async_trait]
+trait TestStream: Send + Sync {
+    fn reader(&self) -> Arc<dyn StreamReader>;
+    async fn append(&self, records: Vec<StreamRecord>);
+    /// The last sequence of every non-empty shard.
+    async fn ends(&self) -> HashMap<String, String>;
+}
+
+#[async_trait::async_trait]
+impl TestStream for Arc<MemoryStream> {
+    fn reader(&self) -> Arc<dyn StreamReader> {
+        self.clone()
+    }
+    async fn append(&self, records: Vec<StreamRecord>) {
+        MemoryStream::append(self, &records);
+    }
+    async fn ends(&self) -> HashMap<String, String> {
+        MemoryStream::ends(self)
+    }
+}
+
+/// A real Kinesis stream (on moto): written through the collector's sink, its shards' ends
+/// found by reading them through.
+struct Kinesis {
+    sink: Arc<dyn EventSink>,
+    reader: Arc<dyn StreamReader>,
+}
+
+#[async_trait::async_trait]
+impl TestStream for Kinesis {
+    fn reader(&self) -> Arc<dyn StreamReader> {
+        self.reader.clone()
+    }
+    async fn append(&self, records: Vec<StreamRecord>) {
+        self.sink.append(records).await.unwrap();
+    }
+    async fn ends(&self) -> HashMap<String, String> {
+        let mut ends = HashMap::new();
+        for shard in self.reader.shards().await.unwrap() {
+            let mut last: Option<String> = None;
+            loop {
+                let batch = self
+                    .reader
+                    .read(&shard.shard_id, last.as_deref(), 10_000)
+                    .await
+                    .unwrap();
+                match batch.entries.last() {
+                    Some(entry) => last = Some(entry.sequence.clone()),
+                    None => break,
+                }
+            }
+            if let Some(last) = last {
+                ends.insert(shard.shard_id, last);
+            }
+        }
+        ends
+    }
+}
+
 /// Waits until every shard's checkpoint is at its last record.
-async fn wait_until_caught_up(leases: &dyn LeaseStore, stream: &MemoryStream) {
-    let ends = stream.ends();
+async fn wait_until_caught_up(leases: &dyn LeaseStore, stream: &dyn TestStream) {
+    let ends = stream.ends().await;
     wait_for("every shard checkpointed at its end", TIMEOUT, || async {
         let leases = leases.leases(CONSUMER).await.unwrap();
         ends.iter()
@@ -106,24 +167,29 @@ async fn wait_until_caught_up(leases: &dyn LeaseStore, stream: &MemoryStream) {
     .await;
 }
 
-/// The scenario, with `backends` opening one backend per instance over shared stores.
-async fn share_and_take_over(mut open: impl FnMut() -> Backend) {
-    let stream = MemoryStream::new(SHARDS);
+/// The scenario on a stream of [`SHARDS`] shards, `count` events in three parts, with `open`
+/// opening one backend per instance over shared stores.
+async fn share_and_take_over(
+    stream: &dyn TestStream,
+    count: u64,
+    mut open: impl FnMut() -> Backend,
+) {
     let workers = Arc::new(Workers::default());
-    let all = events(900, 36);
-    let (early, rest) = all.split_at(300);
-    let (middle, late) = rest.split_at(300);
-    stream.append(&records(early));
+    let all = events(count, 36);
+    let third = all.len() / 3;
+    let (early, rest) = all.split_at(third);
+    let (middle, late) = rest.split_at(third);
+    stream.append(records(early)).await;
 
     let observer = open();
     let leases = observer.leases.as_ref();
-    let a = start("a", open(), &stream, &workers);
+    let a = start("a", open(), stream.reader(), &workers);
     wait_for_owners(leases, "a holding every lease", &[("a", SHARDS)]).await;
 
-    let b = start("b", open(), &stream, &workers);
+    let b = start("b", open(), stream.reader(), &workers);
     wait_for_owners(leases, "the shards split evenly", &[("a", 2), ("b", 2)]).await;
-    stream.append(&records(middle));
-    wait_until_caught_up(leases, &stream).await;
+    stream.append(records(middle)).await;
+    wait_until_caught_up(leases, stream).await;
     let b_shards = workers
         .readers()
         .values()
@@ -141,9 +207,9 @@ async fn share_and_take_over(mut open: impl FnMut() -> Backend) {
     assert!(b.task.await.unwrap_err().is_cancelled());
     workers.killed("b");
     drop(b.stop);
-    stream.append(&records(late));
+    stream.append(records(late)).await;
     wait_for_owners(leases, "a taking b's shards over", &[("a", SHARDS)]).await;
-    wait_until_caught_up(leases, &stream).await;
+    wait_until_caught_up(leases, stream).await;
 
     a.stop.send(()).unwrap();
     a.task.await.unwrap().unwrap();
@@ -187,7 +253,7 @@ async fn batches_slower_than_the_lease_keep_their_leases() {
     let stream = MemoryStream::new(SHARDS);
     let workers = Arc::new(Workers::default());
     let all = events(64, 16);
-    stream.append(&records(&all));
+    stream.append(records(&all)).await;
     let observer = embedded::open(dir.path()).unwrap();
     let leases = observer.leases.as_ref();
 
@@ -196,9 +262,14 @@ async fn batches_slower_than_the_lease_keep_their_leases() {
         inner: slow.lake.clone(),
         delay: Duration::from_millis(1500),
     });
-    let a = start("a", slow, &stream, &workers);
+    let a = start("a", slow, stream.clone(), &workers);
     wait_for_owners(leases, "a holding every lease", &[("a", SHARDS)]).await;
-    let b = start("b", embedded::open(dir.path()).unwrap(), &stream, &workers);
+    let b = start(
+        "b",
+        embedded::open(dir.path()).unwrap(),
+        stream.clone(),
+        &workers,
+    );
     wait_until_caught_up(leases, &stream).await;
     for instance in [a, b] {
         instance.stop.send(()).unwrap();
@@ -217,7 +288,8 @@ async fn batches_slower_than_the_lease_keep_their_leases() {
 async fn two_instances_share_shards_with_embedded_leases() {
     let dir = tempfile::tempdir().unwrap();
     // One backend per instance over one SQLite file, as two processes would have.
-    share_and_take_over(|| embedded::open(dir.path()).unwrap()).await;
+    let stream = MemoryStream::new(SHARDS);
+    share_and_take_over(&stream, 900, || embedded::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,10 +297,25 @@ async fn two_instances_share_shards_with_dynamodb_leases() {
     let moto = MotoServer::start().await;
     let dynamo_leases = provisioned_aws(&moto).await.leases;
     let dir = tempfile::tempdir().unwrap();
-    share_and_take_over(|| {
+    let stream = MemoryStream::new(SHARDS);
+    share_and_take_over(&stream, 900, || {
         let mut b = embedded::open(dir.path()).unwrap();
         b.leases = dynamo_leases.clone();
         b
     })
     .await;
+}
+
+/// All of it on AWS's wire protocols: the events in a Kinesis stream of four shards (put by
+/// the collector's sink), leases and sessions in DynamoDB, the lake through Firehose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_kinesis_stream() {
+    let moto = MotoServer::start().await;
+    let backend = provisioned_aws_sharded(&moto, SHARDS as i32).await;
+    let stream = Kinesis {
+        sink: backend.sink.clone(),
+        reader: backend.reader.clone(),
+    };
+    assert_eq!(stream.reader.shards().await.unwrap().len(), SHARDS);
+    share_and_take_over(&stream, 240, || backend.clone()).await;
 }

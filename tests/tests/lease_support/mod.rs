@@ -356,10 +356,29 @@ pub async fn provisioned_aws(
     provisioned_aws_with(moto, |_| {}).await.1
 }
 
+/// [`provisioned_aws`] with a Kinesis stream of `shards` shards.
+pub async fn provisioned_aws_sharded(
+    moto: &retailmind_tests::moto::MotoServer,
+    shards: i32,
+) -> retailmind_connectors::Backend {
+    provision_on_moto(moto, shards, |_| {}).await.1
+}
+
 /// [`provisioned_aws`] with the configuration changed by `configure` first; also returns the
 /// configuration.
 pub async fn provisioned_aws_with(
     moto: &retailmind_tests::moto::MotoServer,
+    configure: impl FnOnce(&mut retailmind_connectors::AwsConfig),
+) -> (
+    retailmind_connectors::AwsConfig,
+    retailmind_connectors::Backend,
+) {
+    provision_on_moto(moto, 1, configure).await
+}
+
+async fn provision_on_moto(
+    moto: &retailmind_tests::moto::MotoServer,
+    shards: i32,
     configure: impl FnOnce(&mut retailmind_connectors::AwsConfig),
 ) -> (
     retailmind_connectors::AwsConfig,
@@ -379,7 +398,7 @@ pub async fn provisioned_aws_with(
     let lake = LakeDestination {
         bucket_arn: "arn:aws:s3:::retailmind-lake".into(),
         role_arn: "arn:aws:iam::123456789012:role/retailmind-firehose".into(),
-        shards: 1,
+        shards,
     };
     provision(&sdk, &config, &lake).await.expect("provisioned");
     provision(&sdk, &config, &lake)
