@@ -16,6 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::init_tracing();
+    // First, so that a SIGTERM during start-up also stops the collector cleanly.
+    let shutdown = service::shutdown_signal();
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;
     let backend = retailmind_connectors::connect(&config.backend)
@@ -37,5 +39,5 @@ async fn main() -> anyhow::Result<()> {
         .with_configured_commerce(&config, backend.sessions)
         .await
         .context("opening the orders database")?;
-    serve(state, &config, service::shutdown_signal()).await
+    serve(state, &config, shutdown).await
 }

@@ -7,6 +7,8 @@ use retailmind_processor::{metrics, ProcessorConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::init_tracing();
+    // First, so that a SIGTERM during start-up also stops the processor cleanly.
+    let shutdown = service::shutdown_signal();
     let config: ProcessorConfig =
         settings::load().context("reading the processor configuration")?;
     let backend = retailmind_connectors::connect(&config.backend)
@@ -32,10 +34,7 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => tracing::warn!(%address, error = %e, "cannot serve /metrics"),
         }
     }
-    processor
-        .run(service::shutdown_signal())
-        .await
-        .context("processing")?;
+    processor.run(shutdown).await.context("processing")?;
     tracing::info!("processor stopped");
     Ok(())
 }
