@@ -266,7 +266,18 @@ fn is_conflict(result: retailmind_connectors::Result<()>) -> bool {
 #[tokio::test]
 async fn sessions_write_only_on_the_expected_version() {
     let aws = Aws::provisioned(1).await;
-    let sessions = aws.backend().sessions;
+    the_version_rule(aws.backend().sessions).await;
+    let dir = tempfile::tempdir().unwrap();
+    the_version_rule(
+        retailmind_connectors::embedded::open(dir.path())
+            .unwrap()
+            .sessions,
+    )
+    .await;
+}
+
+/// A snapshot is written only on the version before it (none for version 1).
+async fn the_version_rule(sessions: std::sync::Arc<dyn retailmind_connectors::SessionStore>) {
     let first = session("anon-1", 1_732_527_000_000, 1);
     let snapshot = |event_count, version| Session {
         event_count,

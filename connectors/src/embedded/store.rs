@@ -117,7 +117,8 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, sess
          session_id = excluded.session_id, user_id = excluded.user_id,
          end_ms = excluded.end_ms, event_count = excluded.event_count,
          page_views = excluded.page_views, revenue_minor = excluded.revenue_minor,
-         version = excluded.version, snapshot = excluded.snapshot";
+         version = excluded.version, snapshot = excluded.snapshot
+     WHERE sessions.version = excluded.version - 1";
 
 /// The latest session at or before `?2` and every later one, in one statement.
 const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id = ?1
@@ -195,45 +196,26 @@ impl SessionStore for EmbeddedSessions {
     }
 
     async fn put(&self, sessions: &[Session]) -> Result<()> {
-        let rows = sessions
-            .iter()
-            .map(|s| {
-                serde_json::to_string(s)
-                    .map(|json| (s.clone(), json))
-                    .map_err(|e| ConnectorError::Corrupt {
-                        what: "session".into(),
-                        detail: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let sessions = sessions.to_vec();
         self.db
             .call(move |conn| {
                 let tx = write_transaction(conn, "write sessions")?;
-                // Cached statements: a batch writes thousands of rows, and preparing the SQL
-                // again for each one cost more than the write itself.
-                let mut read_version = tx
-                    .prepare_cached(
-                        "SELECT version FROM sessions WHERE anonymous_id = ?1 AND start_ms = ?2",
-                    )
-                    .map_err(|e| sqlite_err("write sessions", e))?;
+                // Cached: a batch writes thousands of rows, and preparing the SQL again for
+                // each one cost more than the write itself.
                 let mut upsert = tx
                     .prepare_cached(UPSERT_SESSION)
                     .map_err(|e| sqlite_err("write sessions", e))?;
-                for (s, snapshot) in &rows {
-                    let stored: Option<i64> = read_version
-                        .query_row(params![s.anonymous_id, s.start_ms], |r| r.get(0))
-                        .optional()
-                        .map_err(|e| sqlite_err("write sessions", e))?;
-                    let expected = (s.version > 1).then(|| s.version as i64 - 1);
-                    if stored != expected {
-                        return Err(ConnectorError::Conflict {
-                            what: format!(
-                                "session {} (stored version {stored:?}, writing {})",
-                                s.session_id, s.version
-                            ),
-                        });
-                    }
-                    upsert
+                for s in &sessions {
+                    // Encoded here, on the blocking pool, beside the caller's own work.
+                    let snapshot =
+                        serde_json::to_string(s).map_err(|e| ConnectorError::Corrupt {
+                            what: "session".into(),
+                            detail: e.to_string(),
+                        })?;
+                    // The version condition is the upsert's own WHERE: a new session (version
+                    // 1) finds no row, a changed one finds the version before it; anything
+                    // else changes no row.
+                    let changed = upsert
                         .execute(params![
                             s.anonymous_id,
                             s.start_ms,
@@ -247,8 +229,17 @@ impl SessionStore for EmbeddedSessions {
                             snapshot
                         ])
                         .map_err(|e| sqlite_err("write sessions", e))?;
+                    if changed == 0 {
+                        return Err(ConnectorError::Conflict {
+                            what: format!(
+                                "session {}: stored at another version than {}",
+                                s.session_id,
+                                s.version.saturating_sub(1)
+                            ),
+                        });
+                    }
                 }
-                drop((read_version, upsert));
+                drop(upsert);
                 tx.commit().map_err(|e| sqlite_err("write sessions", e))
             })
             .await
