@@ -3,7 +3,8 @@
 //!
 //! Replays a click log (`SessionId<TAB>ItemId<TAB>Time` in seconds, default
 //! `/work/shared/data/clicks-100k/train.tsv`, or `RETAILMIND_BENCH_CLICKS`) as product page
-//! views, one visitor per SessionId, in time order, and measures:
+//! views, one visitor per SessionId, in time order, `RETAILMIND_BENCH_REPEAT` times over
+//! (default 4, each copy a day after the last with its own visitors), and measures:
 //! 1. `sessionize` alone, in process, one core: events/s;
 //! 2. JSON decoding plus `sessionize`: events/s;
 //! 3. end to end on the embedded default (SQLite log → processor → SQLite sessions + local
@@ -22,8 +23,9 @@ use retailmind_schema::{Event, Session};
 
 const DEFAULT_CLICKS: &str = "/work/shared/data/clicks-100k/train.tsv";
 
-/// The click log as event JSON, in time order.
-fn replay(path: &str) -> Vec<(String, Bytes)> {
+/// The click log as event JSON, in time order, `repeat` times over: each copy after the last,
+/// a day later, with its own visitors and event ids (the same session shapes, more of them).
+fn replay(path: &str, repeat: usize) -> Vec<(String, Bytes)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut clicks: Vec<(i64, String, String)> = text
         .lines()
@@ -36,11 +38,16 @@ fn replay(path: &str) -> Vec<(String, Bytes)> {
         })
         .collect();
     clicks.sort();
-    clicks
-        .into_iter()
+    let span = clicks.last().map_or(0, |c| c.0) - clicks.first().map_or(0, |c| c.0);
+    let copies = (0..repeat.max(1)).flat_map(|copy| {
+        let shift = copy as i64 * (span + 86_400_000);
+        clicks
+            .iter()
+            .map(move |(ms, session, item)| (ms + shift, format!("v-{session}-{copy}"), item))
+    });
+    copies
         .enumerate()
-        .map(|(n, (ms, session, item))| {
-            let visitor = format!("v-{session}");
+        .map(|(n, (ms, visitor, item))| {
             let event = serde_json::json!({
                 "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
                 "type": "product_view",
@@ -108,6 +115,19 @@ impl SessionStore for CountingSessions {
     }
 }
 
+/// CPU time this process has used so far (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start with the state, field 3.
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
 fn per_second(count: usize, started: Instant) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
@@ -118,10 +138,17 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .or_else(|| std::env::var("RETAILMIND_BENCH_CLICKS").ok())
         .unwrap_or_else(|| DEFAULT_CLICKS.to_owned());
-    let records = replay(&path);
+    let repeat: usize = std::env::var("RETAILMIND_BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(4);
+    let records = replay(&path, repeat);
     let count = records.len();
     let visitors = by_visitor_count(&records);
-    println!("replay: {path}: {count} product views of {visitors} visitors, in time order");
+    println!(
+        "replay: {path}, {repeat} times over: {count} product views of {visitors} visitors, \
+         in time order"
+    );
     let rules = ProcessorConfig::default().session_rules();
 
     let decode = || -> Vec<Event> {
@@ -194,10 +221,12 @@ async fn end_to_end(records: Vec<(String, Bytes)>) {
         ..ProcessorConfig::default()
     };
     let started = Instant::now();
+    let cpu = cpu_seconds();
     let processed = Processor::new(backend, &config)
         .drain()
         .await
         .expect("drained");
+    let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     let written = sessions.written.load(Ordering::Relaxed);
     let calls = sessions.calls.load(Ordering::Relaxed);
     println!(
@@ -207,5 +236,10 @@ async fn end_to_end(records: Vec<(String, Bytes)>) {
         per_second(processed, started),
         written as f64 / processed as f64,
         calls as f64 / processed as f64
+    );
+    println!(
+        "end to end CPU: {:.1} µs per event, {:.2} cores busy on average",
+        cpu * 1e6 / processed as f64,
+        cpu / wall
     );
 }

@@ -16,7 +16,9 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use retailmind_commerce::{CommerceError, CommerceStore, VisitFacts};
 use retailmind_connectors::clock::now_ms;
-use retailmind_connectors::{Backend, ConnectorError, LakeRecord, StreamEntry, UndecodableRecord};
+use retailmind_connectors::{
+    Backend, ConnectorError, LakeRecord, ReadBatch, StreamEntry, UndecodableRecord,
+};
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -60,6 +62,17 @@ pub struct BatchOutcome {
     pub shard_ended: bool,
 }
 
+/// A batch read from a shard after `after`, decoded.
+struct Fetched {
+    after: Option<String>,
+    batch: ReadBatch,
+    events: Vec<(Event, bytes::Bytes)>,
+    undecodable: Vec<UndecodableRecord>,
+}
+
+/// Batches at least this long are decoded on the blocking pool, beside the async work.
+const DECODE_APART: usize = 256;
+
 pub struct Processor {
     backend: Backend,
     consumer: String,
@@ -73,6 +86,8 @@ pub struct Processor {
     min_read_interval: Duration,
     /// When each shard was last read, to stay within the stream's read rate per shard.
     last_read: Mutex<HashMap<String, Instant>>,
+    /// Each shard's next batch, read and decoded while the batch before it was being written.
+    ahead: Mutex<HashMap<String, Fetched>>,
     /// The recommendation model, folded from every applied batch and saved between polls.
     model: Arc<ModelKeeper>,
     /// Customer profiles, kept current from identified visitors' events and sessions.
@@ -95,6 +110,7 @@ impl Processor {
             )),
             min_read_interval: config.min_read_interval(),
             last_read: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(HashMap::new()),
             model: Arc::new(ModelKeeper::new(
                 backend.models.clone(),
                 &config.model_name,
@@ -256,7 +272,7 @@ impl Processor {
             if !listed.contains(shard_id.as_str()) {
                 continue;
             }
-            if !self.may_read_now(&shard_id) {
+            if !self.has_ahead(&shard_id) && !self.may_read_now(&shard_id) {
                 more = true;
                 continue;
             }
@@ -264,9 +280,63 @@ impl Processor {
             total += outcome.records;
             more |= outcome.shard_ended;
         }
-        let held = self.leases.lock().await.held.len();
-        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone()).set(held as f64);
+        let keeper = self.leases.lock().await;
+        if let Ok(mut ahead) = self.ahead.lock() {
+            // What was read ahead of a lost or handed-over shard is the new owner's to read.
+            ahead.retain(|shard_id, _| keeper.held.contains_key(shard_id));
+        }
+        metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone())
+            .set(keeper.held.len() as f64);
         Ok((total, more))
+    }
+
+    fn has_ahead(&self, shard_id: &str) -> bool {
+        self.ahead
+            .lock()
+            .is_ok_and(|ahead| ahead.contains_key(shard_id))
+    }
+
+    /// The batch read ahead for `shard_id`, if it was read after `after` (the lease may have
+    /// moved on, or come back at another checkpoint, since).
+    fn take_ahead(&self, shard_id: &str, after: Option<&str>) -> Option<Fetched> {
+        let fetched = self.ahead.lock().ok()?.remove(shard_id)?;
+        (fetched.after.as_deref() == after).then_some(fetched)
+    }
+
+    /// Reads a batch of `shard_id` after `after` and decodes it; a long batch is decoded on
+    /// the blocking pool, so that it runs on the other core while the batch before it is
+    /// still being sessionized and written.
+    async fn fetch(&self, shard_id: &str, after: Option<&str>) -> Result<Fetched, ProcessorError> {
+        let batch = self
+            .backend
+            .reader
+            .read(shard_id, after, self.batch_size)
+            .await?;
+        let after = after.map(str::to_owned);
+        let decoded = |batch: ReadBatch| {
+            let (events, undecodable) = decode(&batch.entries);
+            Fetched {
+                after,
+                batch,
+                events,
+                undecodable,
+            }
+        };
+        if batch.entries.len() < DECODE_APART {
+            return Ok(decoded(batch));
+        }
+        tokio::task::spawn_blocking(move || decoded(batch))
+            .await
+            .map_err(|e| ConnectorError::unavailable("decode", e).into())
+    }
+
+    /// Reads the batch after `last` ahead, if the read rate allows; a failure is left for the
+    /// next poll's own read to meet.
+    async fn read_ahead(&self, shard_id: &str, last: &str) -> Option<Fetched> {
+        if !self.may_read_now(shard_id) {
+            return None;
+        }
+        self.fetch(shard_id, Some(last)).await.ok()
     }
 
     /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
@@ -301,11 +371,11 @@ impl Processor {
             }
         };
         let store = self.backend.leases.as_ref();
-        let batch = self
-            .backend
-            .reader
-            .read(shard_id, checkpoint.as_deref(), self.batch_size)
-            .await?;
+        let fetched = match self.take_ahead(shard_id, checkpoint.as_deref()) {
+            Some(fetched) => fetched,
+            None => self.fetch(shard_id, checkpoint.as_deref()).await?,
+        };
+        let batch = &fetched.batch;
         if let Some(behind) = batch.millis_behind_latest {
             metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
                 .set(behind as f64);
@@ -336,7 +406,23 @@ impl Processor {
             });
         };
         let last_sequence = last.sequence.clone();
-        let mut outcome = self.apply(shard_id, &batch.entries).await?;
+        // The next batch is read and decoded while this one is written; it is used only if
+        // this one is checkpointed (it starts right after it).
+        let (applied, ahead) = tokio::join!(
+            self.apply_decoded(
+                shard_id,
+                batch.entries.len(),
+                &fetched.events,
+                &fetched.undecodable
+            ),
+            async {
+                if batch.shard_ended {
+                    return None;
+                }
+                self.read_ahead(shard_id, &last_sequence).await
+            }
+        );
+        let mut outcome = applied?;
         outcome.millis_behind_latest = batch.millis_behind_latest;
         {
             // Locked through the write, so no renewal moves the counter between the read of it
@@ -355,6 +441,9 @@ impl Processor {
                 Ok(()) => {
                     if let Some(held) = keeper.held.get_mut(shard_id) {
                         held.checkpoint = Some(last_sequence.clone());
+                    }
+                    if let (Some(ahead), Ok(mut slot)) = (ahead, self.ahead.lock()) {
+                        slot.insert(shard_id.to_owned(), ahead);
                     }
                 }
                 Err(ConnectorError::Conflict { what }) => {
@@ -387,8 +476,20 @@ impl Processor {
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
         let (events, undecodable) = decode(entries);
+        self.apply_decoded(shard_id, entries.len(), &events, &undecodable)
+            .await
+    }
+
+    /// [`apply`](Self::apply) of `records` records, decoded already.
+    async fn apply_decoded(
+        &self,
+        shard_id: &str,
+        records: usize,
+        events: &[(Event, bytes::Bytes)],
+        undecodable: &[UndecodableRecord],
+    ) -> Result<BatchOutcome, ProcessorError> {
         let sessions = async {
-            let sessions = self.write_sessions(&events).await?;
+            let sessions = self.write_sessions(events).await?;
             if let Some(profiles) = &self.profiles {
                 let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
                 profiles.observe(&facts, now_ms()).await?;
@@ -396,14 +497,22 @@ impl Processor {
             Ok::<_, ProcessorError>(sessions)
         };
         // The lake does not depend on the sessions: both writes wait on disk or network at the
-        // same time, and the caller checkpoints only once both succeeded.
-        let (sessions, ()) =
-            tokio::try_join!(sessions, self.write_lake(shard_id, &events, &undecodable))?;
-        self.model
-            .observe(events.iter().map(|(event, _)| event))
-            .await?;
+        // same time, and the caller checkpoints only once both succeeded. The model learns
+        // meanwhile, on this task while the writes run on the blocking pool; it remembers
+        // event ids, so a batch applied again after a failed write teaches it nothing twice.
+        let model = async {
+            self.model
+                .observe(events.iter().map(|(event, _)| event))
+                .await
+                .map_err(ProcessorError::from)
+        };
+        let (sessions, (), _) = tokio::try_join!(
+            sessions,
+            self.write_lake(shard_id, events, undecodable),
+            model
+        )?;
         Ok(BatchOutcome {
-            records: entries.len(),
+            records,
             events: events.len(),
             undecodable: undecodable.len(),
             sessions_written: sessions.len(),

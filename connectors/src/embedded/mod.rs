@@ -39,7 +39,9 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
     Ok(Backend {
         sink: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::Events)?),
         dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
-        reader: Arc::new(EmbeddedLogReader::new(db.clone())),
+        // Its own connection: the processor reads the next batch while it writes sessions
+        // and checkpoints through the shared one (WAL lets a reader run beside a writer).
+        reader: Arc::new(EmbeddedLogReader::new(db::Db::open(&db_path)?)),
         checkpoints: Arc::new(EmbeddedCheckpoints::new(db.clone())),
         leases: Arc::new(EmbeddedLeases::new(db.clone())),
         sessions: Arc::new(EmbeddedSessions::new(db.clone())),
