@@ -235,11 +235,22 @@ impl Processor {
     /// Runs `work` while renewing the held leases whenever a renewal is due, so that a batch
     /// slower than the lease duration (a throttled write, a long retry) does not cost the
     /// leases. Both are polled together: `work` may hold the lease lock the renewal waits for.
+    /// A renewal once started is finished even when `work` ends meanwhile: one cut off after
+    /// its write would leave the counter here behind the stored one.
     async fn renewing<T>(&self, work: impl Future<Output = T>) -> T {
         let beat = self.renewal_interval().await / 2;
+        let done = tokio::sync::Notify::new();
+        let work = async {
+            let out = work.await;
+            done.notify_one();
+            out
+        };
         let renewals = async {
             loop {
-                tokio::time::sleep(beat).await;
+                tokio::select! {
+                    _ = done.notified() => return,
+                    _ = tokio::time::sleep(beat) => {}
+                }
                 let mut keeper = self.leases.lock().await;
                 if !keeper.renewal_due() {
                     continue;
@@ -252,10 +263,7 @@ impl Processor {
                 }
             }
         };
-        tokio::select! {
-            out = work => out,
-            never = renewals => never,
-        }
+        tokio::join!(work, renewals).0
     }
 
     async fn poll_shards(&self) -> Result<(usize, bool), ProcessorError> {
