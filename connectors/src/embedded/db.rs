@@ -12,7 +12,8 @@ CREATE TABLE IF NOT EXISTS stream_log (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     partition_key  TEXT    NOT NULL,
     data           BLOB    NOT NULL,
-    appended_at_ms INTEGER NOT NULL
+    appended_at_ms INTEGER NOT NULL,
+    records        INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,7 +73,32 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
     .map_err(|e| sqlite_err("configure", e))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| sqlite_err("create schema", e))?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Brings a database made by an earlier version up to [`SCHEMA`].
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_records: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('stream_log') WHERE name = 'records'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(|e| sqlite_err("read schema", e))?
+        > 0;
+    if !has_records {
+        // Every row written before holds one record, which the default says. Another process
+        // opening the file at the same moment may have added it first.
+        match conn
+            .execute_batch("ALTER TABLE stream_log ADD COLUMN records INTEGER NOT NULL DEFAULT 1")
+        {
+            Ok(()) => {}
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            Err(e) => return Err(sqlite_err("migrate stream_log", e)),
+        }
+    }
+    Ok(())
 }
 
 pub fn sqlite_err(what: &str, e: rusqlite::Error) -> ConnectorError {
