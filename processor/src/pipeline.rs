@@ -339,12 +339,13 @@ impl Processor {
     }
 
     /// Reads the batch after `last` ahead, if the read rate allows; a failure is left for the
-    /// next poll's own read to meet.
+    /// next poll's own read to meet. Nothing read is not kept: by the next poll there may be.
     async fn read_ahead(&self, shard_id: &str, last: &str) -> Option<Fetched> {
         if !self.may_read_now(shard_id) {
             return None;
         }
-        self.fetch(shard_id, Some(last)).await.ok()
+        let fetched = self.fetch(shard_id, Some(last)).await.ok()?;
+        (!fetched.batch.entries.is_empty() || fetched.batch.shard_ended).then_some(fetched)
     }
 
     /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
