@@ -284,6 +284,10 @@ async fn the_version_rule(sessions: std::sync::Arc<dyn retailmind_connectors::Se
         version,
         ..first.clone()
     };
+    assert!(
+        is_conflict(sessions.put(&[snapshot(5, 2)]).await),
+        "a later version of a session not stored (erased meanwhile) is refused"
+    );
     sessions
         .put(std::slice::from_ref(&first))
         .await

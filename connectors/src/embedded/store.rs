@@ -110,15 +110,16 @@ impl EmbeddedSessions {
     }
 }
 
-const UPSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id,
+/// A session's first snapshot (version 1): only if no snapshot of it is stored.
+const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id,
          end_ms, event_count, page_views, revenue_minor, version, snapshot)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-     ON CONFLICT (anonymous_id, start_ms) DO UPDATE SET
-         session_id = excluded.session_id, user_id = excluded.user_id,
-         end_ms = excluded.end_ms, event_count = excluded.event_count,
-         page_views = excluded.page_views, revenue_minor = excluded.revenue_minor,
-         version = excluded.version, snapshot = excluded.snapshot
-     WHERE sessions.version = excluded.version - 1";
+     ON CONFLICT (anonymous_id, start_ms) DO NOTHING";
+
+/// A later snapshot: only over the version just before it.
+const UPDATE_SESSION: &str = "UPDATE sessions SET session_id = ?3, user_id = ?4, end_ms = ?5,
+         event_count = ?6, page_views = ?7, revenue_minor = ?8, version = ?9, snapshot = ?10
+     WHERE anonymous_id = ?1 AND start_ms = ?2 AND version = ?9 - 1";
 
 /// The latest session at or before `?2` and every later one, in one statement.
 const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id = ?1
@@ -202,8 +203,11 @@ impl SessionStore for EmbeddedSessions {
                 let tx = write_transaction(conn, "write sessions")?;
                 // Cached: a batch writes thousands of rows, and preparing the SQL again for
                 // each one cost more than the write itself.
-                let mut upsert = tx
-                    .prepare_cached(UPSERT_SESSION)
+                let mut insert = tx
+                    .prepare_cached(INSERT_SESSION)
+                    .map_err(|e| sqlite_err("write sessions", e))?;
+                let mut update = tx
+                    .prepare_cached(UPDATE_SESSION)
                     .map_err(|e| sqlite_err("write sessions", e))?;
                 for s in &sessions {
                     // Encoded here, on the blocking pool, beside the caller's own work.
@@ -212,10 +216,16 @@ impl SessionStore for EmbeddedSessions {
                             what: "session".into(),
                             detail: e.to_string(),
                         })?;
-                    // The version condition is the upsert's own WHERE: a new session (version
-                    // 1) finds no row, a changed one finds the version before it; anything
-                    // else changes no row.
-                    let changed = upsert
+                    // The version condition is in the statement: a first snapshot is
+                    // inserted only where none is stored, a later one replaces only the
+                    // version before it (and is never inserted: its session may have been
+                    // erased meanwhile). Anything else changes no row.
+                    let statement = if s.version <= 1 {
+                        &mut insert
+                    } else {
+                        &mut update
+                    };
+                    let changed = statement
                         .execute(params![
                             s.anonymous_id,
                             s.start_ms,
@@ -239,7 +249,7 @@ impl SessionStore for EmbeddedSessions {
                         });
                     }
                 }
-                drop(upsert);
+                drop((insert, update));
                 tx.commit().map_err(|e| sqlite_err("write sessions", e))
             })
             .await
