@@ -142,10 +142,15 @@ fn commit_group(
         match table {
             LogTable::Events => {
                 // Under the write lock: another process appending to the same file moves it.
-                let mut seq: i64 =
-                    tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream_log", [], |r| {
-                        r.get(0)
-                    })?;
+                // Also past every sequence ever used (AUTOINCREMENT's own record), so rows
+                // deleted from the log's end never make a sequence count again.
+                let mut seq: i64 = tx.query_row(
+                    "SELECT MAX(
+                         COALESCE((SELECT MAX(seq) FROM stream_log), 0),
+                         COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'stream_log'), 0))",
+                    [],
+                    |r| r.get(0),
+                )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO stream_log (seq, partition_key, data, appended_at_ms, records)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -451,6 +456,28 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM stream_log", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 4, "1 + 1 + 2 rows");
+    }
+
+    /// Rows deleted from the end of the log (by hand) never make their sequences count again:
+    /// a checkpoint past them would skip the records that took them.
+    #[tokio::test]
+    async fn sequences_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let writer = EmbeddedLogWriter::open(&path, LogTable::Events).unwrap();
+        writer
+            .append(vec![record("a", "1"), record("a", "2")])
+            .await
+            .unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute("DELETE FROM stream_log", [])
+            .unwrap();
+        writer.append(vec![record("a", "3")]).await.unwrap();
+        let reader = EmbeddedLogReader::new(Db::open(&path).unwrap());
+        let batch = reader.read(SHARD_ID, Some("2"), 10).await.unwrap();
+        let sequences: Vec<&str> = batch.entries.iter().map(|e| e.sequence.as_str()).collect();
+        assert_eq!(sequences, ["3"]);
     }
 
     /// A log written before rows held several records keeps its sequences (and so every
