@@ -30,17 +30,50 @@ fn io_err(e: std::io::Error) -> ConnectorError {
     ConnectorError::unavailable("local lake", e)
 }
 
+/// Files made durable at once at most (one thread and one descriptor each).
+const SYNCED_AT_ONCE: usize = 32;
+
 /// Writes each `(prefix, lines)` to `<root>/<prefix>part-<uuidv7>.json` atomically: all to
-/// temporary names first, then every file and then every folder (for the renames) made durable
-/// at once from a thread each, so that the file system commits them together: a batch that
-/// spans many hours of event time costs about one flush of the disk, not one per hour.
+/// temporary names first, then every file and then every folder (for the renames, and the
+/// parents of folders just made) made durable at once from a thread each, so that the file
+/// system commits them together: a batch that spans many hours of event time costs about one
+/// flush of the disk, not one per hour. What a failed write left under temporary names is
+/// removed.
 fn write_parts<L: AsRef<[u8]>>(root: &Path, parts: &[(String, Vec<L>)]) -> Result<()> {
+    for group in parts.chunks(SYNCED_AT_ONCE) {
+        let mut temporary = Vec::new();
+        let written = write_group(root, group, &mut temporary);
+        if written.is_err() {
+            for tmp in &temporary {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+        written?;
+    }
+    Ok(())
+}
+
+fn write_group<L: AsRef<[u8]>>(
+    root: &Path,
+    parts: &[(String, Vec<L>)],
+    temporary: &mut Vec<PathBuf>,
+) -> Result<()> {
     let mut written = Vec::with_capacity(parts.len());
+    let mut dirs: Vec<PathBuf> = Vec::new();
     for (prefix, lines) in parts {
         let dir = root.join(prefix);
+        // A folder made now exists for sure only once its parent is durable too.
+        let mut made = Some(dir.as_path());
+        while let Some(folder) = made.filter(|f| !f.exists() && *f != root) {
+            if let Some(parent) = folder.parent() {
+                push_new(&mut dirs, parent);
+            }
+            made = folder.parent();
+        }
         std::fs::create_dir_all(&dir).map_err(io_err)?;
         let name = format!("part-{}.json", uuid::Uuid::now_v7());
         let tmp = dir.join(format!(".{name}.tmp"));
+        temporary.push(tmp.clone());
         // Buffered: two unbuffered writes per event were a system call per line.
         let mut file = std::io::BufWriter::with_capacity(
             256 * 1024,
@@ -54,19 +87,25 @@ fn write_parts<L: AsRef<[u8]>>(root: &Path, parts: &[(String, Vec<L>)]) -> Resul
         written.push((file, tmp, dir.join(name)));
     }
     all_synced(written.iter().map(|(file, _, _)| file))?;
-    let mut dirs = Vec::new();
     for (_, tmp, path) in &written {
         std::fs::rename(tmp, path).map_err(io_err)?;
-        if let Some(dir) = path.parent().filter(|d| !dirs.contains(d)) {
-            dirs.push(dir);
+        if let Some(dir) = path.parent() {
+            push_new(&mut dirs, dir);
         }
     }
+    drop(written);
     let dirs: Vec<std::fs::File> = dirs
-        .into_iter()
+        .iter()
         .map(std::fs::File::open)
         .collect::<std::io::Result<_>>()
         .map_err(io_err)?;
     all_synced(dirs.iter())
+}
+
+fn push_new(dirs: &mut Vec<PathBuf>, dir: &Path) {
+    if !dirs.iter().any(|d| d == dir) {
+        dirs.push(dir.to_path_buf());
+    }
 }
 
 /// `fsync`s every file, each from its own thread, and waits for all.
@@ -124,5 +163,40 @@ impl LakeWriter for LocalLake {
         })
         .await
         .map_err(|e| ConnectorError::unavailable("local lake", e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More partitions than are made durable at once: every one gets its file with its lines,
+    /// and no temporary file stays behind.
+    #[test]
+    fn every_partition_gets_its_file_and_nothing_temporary_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: Vec<(String, Vec<String>)> = (0..SYNCED_AT_ONCE + 8)
+            .map(|h| {
+                (
+                    format!("events/dt=2026-12-{:02}/hour={:02}/", 1 + h / 24, h % 24),
+                    vec![format!("{{\"n\":{h}}}"), format!("{{\"m\":{h}}}")],
+                )
+            })
+            .collect();
+        write_parts(dir.path(), &parts).unwrap();
+        for (h, (prefix, lines)) in parts.iter().enumerate() {
+            let files: Vec<PathBuf> = std::fs::read_dir(dir.path().join(prefix))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(files.len(), 1, "hour {h}: {files:?}");
+            let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("part-") && name.ends_with(".json"),
+                "{name}"
+            );
+            let text = std::fs::read_to_string(&files[0]).unwrap();
+            assert_eq!(text, format!("{}\n{}\n", lines[0], lines[1]));
+        }
     }
 }
