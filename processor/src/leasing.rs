@@ -176,19 +176,27 @@ impl LeaseKeeper {
             let mut counter = lease.counter;
             match lease.owner.as_deref() {
                 None => {}
+                // Held, or still naming this instance from before (a restart, a release that
+                // failed): freed at the counter known, then removed.
                 Some(owner) if owner == self.instance_id => {
-                    let Some(held) = self.held.remove(&lease.shard_id) else {
-                        continue;
-                    };
-                    self.asked_for.remove(&lease.shard_id);
+                    let known = self
+                        .held
+                        .get(&lease.shard_id)
+                        .map_or(counter, |h| h.counter);
                     match store
-                        .release(consumer, &lease.shard_id, &self.instance_id, held.counter)
+                        .release(consumer, &lease.shard_id, &self.instance_id, known)
                         .await
                     {
-                        Ok(()) => counter = held.counter + 1,
-                        Err(ConnectorError::Conflict { .. }) => continue,
+                        Ok(()) => counter = known + 1,
+                        Err(ConnectorError::Conflict { .. }) => {
+                            self.lost(&lease.shard_id, "changed before its removal");
+                            continue;
+                        }
+                        // Still held and renewed: tried again next round.
                         Err(e) => return Err(e),
                     }
+                    self.held.remove(&lease.shard_id);
+                    self.asked_for.remove(&lease.shard_id);
                 }
                 // Its owner releases it on its own next round.
                 Some(_) => continue,
@@ -276,14 +284,19 @@ impl LeaseKeeper {
         store: &dyn LeaseStore,
         consumer: &str,
     ) -> Result<(), ConnectorError> {
-        for shard_id in std::mem::take(&mut self.asked_for) {
-            let Some(held) = self.held.remove(&shard_id) else {
+        for shard_id in self.asked_for.iter().cloned().collect::<Vec<_>>() {
+            let Some(held) = self.held.get(&shard_id) else {
+                self.asked_for.remove(&shard_id);
                 continue;
             };
+            // Forgotten only once released (or lost): after a failed release the lease is
+            // still ours, renewed, and released on a later round.
             store
                 .release(consumer, &shard_id, &self.instance_id, held.counter)
                 .await
                 .or_else(lost_is_fine)?;
+            self.held.remove(&shard_id);
+            self.asked_for.remove(&shard_id);
             info!(shard_id, "lease handed over");
             self.handed_over.insert(shard_id, Instant::now());
         }

@@ -173,7 +173,8 @@ impl Processor {
                 }
                 Err(e) => return Err(e),
             };
-            self.save_model(false).await;
+            // A save of a large model to DynamoDB takes several calls: renewals go on.
+            self.renewing(self.save_model(false)).await;
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(pause) => {}
@@ -305,10 +306,17 @@ impl Processor {
     }
 
     /// The batch read ahead for `shard_id`, if it was read after `after` (the lease may have
-    /// moved on, or come back at another checkpoint, since).
-    fn take_ahead(&self, shard_id: &str, after: Option<&str>) -> Option<Fetched> {
-        let fetched = self.ahead.lock().ok()?.remove(shard_id)?;
-        (fetched.after.as_deref() == after).then_some(fetched)
+    /// moved on, or come back at another checkpoint, since): `Err` when there was one but it
+    /// no longer fits.
+    fn take_ahead(&self, shard_id: &str, after: Option<&str>) -> Result<Option<Fetched>, ()> {
+        let Some(fetched) = self.ahead.lock().ok().and_then(|mut a| a.remove(shard_id)) else {
+            return Ok(None);
+        };
+        if fetched.after.as_deref() == after {
+            Ok(Some(fetched))
+        } else {
+            Err(())
+        }
     }
 
     /// Reads a batch of `shard_id` after `after` and decodes it; a long batch is decoded on
@@ -381,8 +389,12 @@ impl Processor {
         };
         let store = self.backend.leases.as_ref();
         let fetched = match self.take_ahead(shard_id, checkpoint.as_deref()) {
-            Some(fetched) => fetched,
-            None => self.fetch(shard_id, checkpoint.as_deref()).await?,
+            Ok(Some(fetched)) => fetched,
+            Ok(None) => self.fetch(shard_id, checkpoint.as_deref()).await?,
+            // The caller let this shard through for its read-ahead, not for a read: the read
+            // rate still applies.
+            Err(()) if !self.may_read_now(shard_id) => return Ok(BatchOutcome::default()),
+            Err(()) => self.fetch(shard_id, checkpoint.as_deref()).await?,
         };
         let batch = &fetched.batch;
         if let Some(behind) = batch.millis_behind_latest {
