@@ -16,13 +16,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::init_tracing();
-    // First, so that a SIGTERM during start-up also stops the collector cleanly.
-    let shutdown = service::shutdown_signal();
+    // First, so that a SIGTERM during start-up also stops the collector cleanly, also while
+    // start-up waits on a backend.
+    let mut shutdown = Box::pin(service::shutdown_signal());
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;
-    let backend = retailmind_connectors::connect(&config.backend)
-        .await
-        .context("opening the backend")?;
+    let backend = tokio::select! {
+        _ = &mut shutdown => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+        backend = retailmind_connectors::connect(&config.backend) => {
+            backend.context("opening the backend")?
+        }
+    };
     let sink: Arc<dyn EventSink> = match &config.spool_dir {
         Some(dir) => {
             let spooling = Arc::new(

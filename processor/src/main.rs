@@ -7,17 +7,27 @@ use retailmind_processor::{metrics, ProcessorConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::init_tracing();
-    // First, so that a SIGTERM during start-up also stops the processor cleanly.
-    let shutdown = service::shutdown_signal();
+    // First, so that a SIGTERM during start-up also stops the processor cleanly, also while
+    // start-up waits on a backend.
+    let mut shutdown = Box::pin(service::shutdown_signal());
     let config: ProcessorConfig =
         settings::load().context("reading the processor configuration")?;
-    let backend = retailmind_connectors::connect(&config.backend)
-        .await
-        .context("opening the backend")?;
-    let processor = config
-        .processor(backend)
-        .await
-        .context("opening the orders database")?;
+    let start = async {
+        let backend = retailmind_connectors::connect(&config.backend)
+            .await
+            .context("opening the backend")?;
+        config
+            .processor(backend)
+            .await
+            .context("opening the orders database")
+    };
+    let processor = tokio::select! {
+        _ = &mut shutdown => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+        started = start => started?,
+    };
     tracing::info!(
         backend = ?config.backend,
         consumer = %config.consumer,
