@@ -346,11 +346,22 @@ impl Processor {
             .map_err(|e| ConnectorError::unavailable("decode", e).into())
     }
 
-    /// Reads the batch after `last` ahead, if the read rate allows; a failure is left for the
-    /// next poll's own read to meet. Nothing read is not kept: by the next poll there may be.
-    async fn read_ahead(&self, shard_id: &str, last: &str) -> Option<Fetched> {
-        if !self.may_read_now(shard_id) {
-            return None;
+    /// Reads the batch after `last` ahead as soon as the read rate allows, unless `applied`
+    /// (the current batch's writes) ends first: on Kinesis (5 reads per second per shard) the
+    /// next read then overlaps a write that takes longer than the rate's gap. A failure is
+    /// left for the next poll's own read to meet. Nothing read is not kept: by the next poll
+    /// there may be.
+    async fn read_ahead(
+        &self,
+        shard_id: &str,
+        last: &str,
+        applied: &tokio::sync::Notify,
+    ) -> Option<Fetched> {
+        while let Some(wait) = self.read_wait(shard_id) {
+            tokio::select! {
+                _ = applied.notified() => return None,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
         let fetched = self.fetch(shard_id, Some(last)).await.ok()?;
         (!fetched.batch.entries.is_empty() || fetched.batch.shard_ended).then_some(fetched)
@@ -359,18 +370,26 @@ impl Processor {
     /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
     /// read is counted from now.
     fn may_read_now(&self, shard_id: &str) -> bool {
+        self.read_wait(shard_id).is_none()
+    }
+
+    /// How long until `shard_id` may be read without passing the per-shard read rate; `None`
+    /// when it may be now, and then the read is counted from now.
+    fn read_wait(&self, shard_id: &str) -> Option<Duration> {
         if self.min_read_interval.is_zero() {
-            return true;
+            return None;
         }
         let Ok(mut last_read) = self.last_read.lock() else {
-            return true;
+            return None;
         };
         let now = Instant::now();
         match last_read.get(shard_id) {
-            Some(at) if now.duration_since(*at) < self.min_read_interval => false,
+            Some(at) if now.duration_since(*at) < self.min_read_interval => {
+                Some(self.min_read_interval - now.duration_since(*at))
+            }
             _ => {
                 last_read.insert(shard_id.to_owned(), now);
-                true
+                None
             }
         }
     }
@@ -429,18 +448,25 @@ impl Processor {
         let last_sequence = last.sequence.clone();
         // The next batch is read and decoded while this one is written; it is used only if
         // this one is checkpointed (it starts right after it).
+        let done = tokio::sync::Notify::new();
         let (applied, ahead) = tokio::join!(
-            self.apply_decoded(
-                shard_id,
-                batch.entries.len(),
-                &fetched.events,
-                &fetched.undecodable
-            ),
+            async {
+                let applied = self
+                    .apply_decoded(
+                        shard_id,
+                        batch.entries.len(),
+                        &fetched.events,
+                        &fetched.undecodable,
+                    )
+                    .await;
+                done.notify_one();
+                applied
+            },
             async {
                 if batch.shard_ended {
                     return None;
                 }
-                self.read_ahead(shard_id, &last_sequence).await
+                self.read_ahead(shard_id, &last_sequence, &done).await
             }
         );
         let mut outcome = applied?;

@@ -25,6 +25,8 @@ struct ReshardedStream {
     /// Shards past their retention: no longer listed.
     aged_out: Mutex<HashSet<String>>,
     reads: Mutex<Vec<(String, usize)>>,
+    /// Reads and lake writes, in order, with when they happened.
+    journal: Mutex<Vec<(&'static str, std::time::Instant)>>,
 }
 
 impl ReshardedStream {
@@ -63,6 +65,13 @@ impl ReshardedStream {
             },
         );
         self
+    }
+
+    fn note(&self, what: &'static str) {
+        self.journal
+            .lock()
+            .unwrap()
+            .push((what, std::time::Instant::now()));
     }
 
     fn age_out(&self, shard_id: &str) {
@@ -112,6 +121,7 @@ impl StreamReader for ReshardedStream {
             .cloned()
             .collect();
         let reached_end = start + entries.len() >= shard.entries.len();
+        self.note("read");
         self.reads
             .lock()
             .unwrap()
@@ -285,6 +295,73 @@ async fn the_lease_of_a_shard_that_aged_out_is_removed() {
         backend.sessions.sessions_of("ann").await.unwrap()[0].event_count,
         3
     );
+}
+
+/// A lake whose writes take a while; they are noted in the stream's journal.
+struct SlowLake {
+    inner: Arc<dyn retailmind_connectors::LakeWriter>,
+    stream: Arc<ReshardedStream>,
+}
+
+#[async_trait]
+impl retailmind_connectors::LakeWriter for SlowLake {
+    async fn write_events(
+        &self,
+        records: &[retailmind_connectors::LakeRecord],
+    ) -> retailmind_connectors::Result<()> {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        self.inner.write_events(records).await?;
+        self.stream.note("written");
+        Ok(())
+    }
+    async fn write_errors(
+        &self,
+        records: &[retailmind_connectors::UndecodableRecord],
+    ) -> retailmind_connectors::Result<()> {
+        self.inner.write_errors(records).await
+    }
+}
+
+/// On a stream with a read rate (Kinesis: 5 reads per second per shard), the next batch is
+/// read while a write slower than the rate's gap is in flight, and still no sooner than the
+/// rate allows.
+#[tokio::test]
+async fn the_next_batch_is_read_during_a_slow_write_within_the_read_rate() {
+    let events: Vec<(u32, &str, i64)> = (1..=6).map(|n| (n, "ann", T0 + i64::from(n))).collect();
+    let stream = Arc::new(ReshardedStream::default().shard("shard-1", &[], false, &events));
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = embedded::open(dir.path()).unwrap();
+    backend.reader = stream.clone();
+    backend.lake = Arc::new(SlowLake {
+        inner: backend.lake.clone(),
+        stream: stream.clone(),
+    });
+    let config = ProcessorConfig {
+        batch_size: 2,
+        min_read_interval_ms: Some(100),
+        ..ProcessorConfig::default()
+    };
+    assert_eq!(Processor::new(backend, &config).drain().await.unwrap(), 6);
+    let journal = stream.journal.lock().unwrap().clone();
+    let order: Vec<&str> = journal.iter().map(|(what, _)| *what).collect();
+    assert_eq!(
+        &order[..3],
+        ["read", "read", "written"],
+        "the second batch read while the first was written: {order:?}"
+    );
+    assert_eq!(order.iter().filter(|w| **w == "written").count(), 3);
+    let reads: Vec<std::time::Instant> = journal
+        .iter()
+        .filter(|(what, _)| *what == "read")
+        .map(|(_, at)| *at)
+        .collect();
+    for pair in reads.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(99),
+            "two reads {gap:?} apart: {order:?}"
+        );
+    }
 }
 
 #[tokio::test]
