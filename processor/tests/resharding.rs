@@ -309,7 +309,8 @@ impl retailmind_connectors::LakeWriter for SlowLake {
         &self,
         records: &[retailmind_connectors::LakeRecord],
     ) -> retailmind_connectors::Result<()> {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        // Well over the 100 ms read gap, so a loaded machine still shows the overlap.
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         self.inner.write_events(records).await?;
         self.stream.note("written");
         Ok(())
