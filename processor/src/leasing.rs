@@ -108,25 +108,22 @@ impl LeaseKeeper {
         let now = Instant::now();
         self.observations.observe(&leases, now);
         let held: HashSet<String> = self.held.keys().cloned().collect();
+        let duration = self.lease_duration;
+        self.handed_over
+            .retain(|_, at| now.saturating_duration_since(*at) < duration);
+        let handed_over: HashSet<String> = self.handed_over.keys().cloned().collect();
         let plan = rules::plan(&View {
             me: &self.instance_id,
             leases: &leases,
             listed: &listed,
             held: &held,
+            handed_over: &handed_over,
             observations: &self.observations,
             now,
             lease_duration: self.lease_duration,
         });
-        let duration = self.lease_duration;
-        self.handed_over
-            .retain(|_, at| now.saturating_duration_since(*at) < duration);
         let mut took = false;
-        let take: Vec<&String> = plan
-            .take
-            .iter()
-            .filter(|s| !self.handed_over.contains_key(*s))
-            .collect();
-        for shard_id in take {
+        for shard_id in &plan.take {
             let Some(lease) = leases.iter().find(|l| &l.shard_id == shard_id) else {
                 continue;
             };

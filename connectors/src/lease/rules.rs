@@ -73,6 +73,9 @@ pub struct View<'a> {
     pub listed: &'a HashSet<&'a str>,
     /// Shards this instance holds (took and still renews).
     pub held: &'a HashSet<String>,
+    /// Shards this instance just handed over to an instance that asked: not taken back while
+    /// they look free, before the asker's next round.
+    pub handed_over: &'a HashSet<String>,
     pub observations: &'a Observations,
     pub now: Instant,
     pub lease_duration: Duration,
@@ -122,7 +125,7 @@ pub fn plan(view: &View<'_>) -> Plan {
     // then expired; by shard id within each.
     let mut available: Vec<(u8, &Lease)> = readable
         .iter()
-        .filter(|l| !view.held.contains(&l.shard_id))
+        .filter(|l| !view.held.contains(&l.shard_id) && !view.handed_over.contains(&l.shard_id))
         .filter_map(|l| match l.owner.as_deref() {
             Some(owner) if owner == view.me => Some((0, *l)),
             None => Some((1, *l)),

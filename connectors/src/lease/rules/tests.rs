@@ -13,6 +13,18 @@ fn lease(shard: &str, owner: Option<&str>, counter: u64) -> Lease {
 
 /// Plans for `me` holding `held`, with every lease observed `ago` before now.
 fn plan_for(me: &str, leases: &[Lease], held: &[&str], ago: Duration) -> Plan {
+    plan_after_handover(me, leases, held, &[], ago)
+}
+
+/// [`plan_for`], `me` having just handed `handed_over` over.
+fn plan_after_handover(
+    me: &str,
+    leases: &[Lease],
+    held: &[&str],
+    handed_over: &[&str],
+    ago: Duration,
+) -> Plan {
+    let handed_over: HashSet<String> = handed_over.iter().map(|s| s.to_string()).collect();
     let now = Instant::now();
     let mut observations = Observations::default();
     observations.observe(leases, now - ago);
@@ -23,6 +35,7 @@ fn plan_for(me: &str, leases: &[Lease], held: &[&str], ago: Duration) -> Plan {
         leases,
         listed: &listed,
         held: &held,
+        handed_over: &handed_over,
         observations: &observations,
         now,
         lease_duration: DURATION,
@@ -33,6 +46,22 @@ fn shards(n: usize, owner: Option<&str>) -> Vec<Lease> {
     (0..n)
         .map(|i| lease(&format!("shard-{i}"), owner, 1))
         .collect()
+}
+
+#[test]
+fn a_lease_just_handed_over_is_not_taken_back_but_another_free_one_is() {
+    // `a` held shard-0..2 and handed shard-0 over; shard-0 and shard-3 look free.
+    let mut leases = shards(4, Some("a"));
+    leases[0].owner = None;
+    leases[3].owner = None;
+    let plan = plan_after_handover(
+        "a",
+        &leases,
+        &["shard-1", "shard-2"],
+        &["shard-0"],
+        Duration::ZERO,
+    );
+    assert_eq!(plan.take, ["shard-3"]);
 }
 
 #[test]
