@@ -185,3 +185,36 @@ async fn a_restarted_processor_continues_from_its_checkpoint() {
     // Written once per batch: records 1-3, record 4, record 9.
     assert_eq!((carol[0].event_count, carol[0].version), (5, 3));
 }
+
+/// A late event a little before a stored session's start joins that session, which then
+/// starts earlier (and takes its entry page): the stored snapshot moves to the new start.
+#[tokio::test]
+async fn a_late_event_before_a_stored_session_moves_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    let p = processor(dir.path(), backend.clone(), "main");
+    let view = || json!({"url": "https://shop.example/"});
+    backend
+        .sink
+        .append(vec![
+            record(1, "lena", T0 + 10 * MIN, "page_view", view()),
+            record(2, "lena", T0 + 12 * MIN, "page_view", view()),
+        ])
+        .await
+        .unwrap();
+    p.drain().await.unwrap();
+    backend
+        .sink
+        .append(vec![record(3, "lena", T0, "page_view", view())])
+        .await
+        .unwrap();
+    assert_eq!(p.drain().await.unwrap(), 1);
+    let sessions = backend.sessions.sessions_of("lena").await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let s = &sessions[0];
+    assert_eq!(
+        (s.start_ms, s.end_ms, s.event_count, s.version),
+        (T0, T0 + 12 * MIN, 3, 2)
+    );
+    assert_eq!(s.entry_url, "https://shop.example/3");
+}

@@ -304,7 +304,32 @@ async fn the_version_rule(sessions: std::sync::Arc<dyn retailmind_connectors::Se
         .expect("3 then 4");
 
     let stored = sessions.sessions_of("anon-1").await.expect("query");
-    assert_eq!(stored, vec![fourth]);
+    assert_eq!(stored, vec![fourth.clone()]);
+
+    // A late event before the session's first one moved its start: the snapshot moves too.
+    let moved = Session {
+        start_ms: fourth.start_ms - 600_000,
+        event_count: 9,
+        version: 5,
+        ..fourth.clone()
+    };
+    sessions
+        .put(std::slice::from_ref(&moved))
+        .await
+        .expect("5 follows 4 at its new start");
+    let stored = sessions.sessions_of("anon-1").await.expect("query");
+    assert_eq!(stored, vec![moved]);
+    assert!(
+        is_conflict(
+            sessions
+                .put(&[Session {
+                    version: 5,
+                    ..fourth
+                }])
+                .await
+        ),
+        "a stale 5 at the old start"
+    );
 }
 
 /// The scans of the lake export and the live panel select the same sessions on DynamoDB (a

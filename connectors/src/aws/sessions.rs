@@ -11,7 +11,9 @@
 //!
 //! Writes are conditional PutItems, one per snapshot and in the given order (a batch may hold
 //! two snapshots of one session): version 1 only if no item has the key, any later version only
-//! if the stored item has the version before it.
+//! if the stored item has the version before it. A later version whose start moved (a late
+//! event before the session's first one) replaces the item under the old start in one
+//! TransactWriteItems: delete on the version before, put where no item is.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -43,16 +45,21 @@ impl DynamoSessions {
         }
     }
 
-    async fn put_one(&self, session: &Session) -> Result<()> {
+    /// The item of `session`, with its expiry when a TTL is set.
+    fn item(&self, session: &Session) -> super::session_item::Item {
         let mut item = to_item(session);
         if let Some(days) = self.ttl_days {
             item.insert(EXPIRES_AT.into(), number(expires_at(session.end_ms, days)));
         }
+        item
+    }
+
+    async fn put_one(&self, session: &Session) -> Result<()> {
         let request = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item));
+            .set_item(Some(self.item(session)));
         let request = match session.version {
             0 => {
                 return Err(ConnectorError::Misconfigured(format!(
@@ -66,12 +73,84 @@ impl DynamoSessions {
                 .expression_attribute_names("#version", VERSION)
                 .expression_attribute_values(":previous", number(version - 1)),
         };
-        conditional_put(request.send().await, || {
+        let what = || {
             format!(
                 "session of {:?} starting at {} (writing version {})",
                 session.anonymous_id, session.start_ms, session.version
             )
-        })
+        };
+        match conditional_put(request.send().await, what) {
+            Err(ConnectorError::Conflict { .. }) if session.version > 1 => {
+                self.put_moved(session).await
+            }
+            other => other,
+        }
+    }
+
+    /// A later snapshot whose start moved (a late event before its first one joined it): the
+    /// item is keyed by the start, so the version before it is stored under the old start. In
+    /// one transaction: that item deleted, on its version, and this one put where no item is.
+    /// `Conflict` when there is no such item either.
+    async fn put_moved(&self, session: &Session) -> Result<()> {
+        let stored = self.query_ascending(&session.anonymous_id, None).await?;
+        let Some(before) = stored
+            .iter()
+            .find(|s| s.session_id == session.session_id && s.start_ms != session.start_ms)
+        else {
+            return Err(ConnectorError::Conflict {
+                what: format!(
+                    "session {} of {:?}: stored at another version than {}",
+                    session.session_id,
+                    session.anonymous_id,
+                    session.version - 1
+                ),
+            });
+        };
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key(ANONYMOUS_ID, string(&session.anonymous_id))
+            .key(START_MS, number(before.start_ms))
+            .condition_expression("#version = :previous")
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":previous", number(session.version - 1))
+            .build()
+            .map_err(|e| super::errors::build_error(SERVICE, e))?;
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.item(session)))
+            .condition_expression(format!("attribute_not_exists({ANONYMOUS_ID})"))
+            .build()
+            .map_err(|e| super::errors::build_error(SERVICE, e))?;
+        let answer = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .delete(delete)
+                    .build(),
+            )
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(put)
+                    .build(),
+            )
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Err(ConnectorError::Conflict {
+                    what: format!(
+                        "session {} of {:?}: changed while its start moved",
+                        session.session_id, session.anonymous_id
+                    ),
+                })
+            }
+            Err(e) => Err(sdk_error(SERVICE, e)),
+        }
     }
 
     /// The visitor's sessions, oldest first, from `from_ms` on if given; every page of them.

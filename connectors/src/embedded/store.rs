@@ -116,10 +116,11 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, sess
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
      ON CONFLICT (anonymous_id, start_ms) DO NOTHING";
 
-/// A later snapshot: only over the version just before it.
-const UPDATE_SESSION: &str = "UPDATE sessions SET session_id = ?3, user_id = ?4, end_ms = ?5,
+/// A later snapshot: only over the version just before it. Found by its session id, not its
+/// start: a late event before the session's first one moves the start, and the row with it.
+const UPDATE_SESSION: &str = "UPDATE sessions SET start_ms = ?2, user_id = ?4, end_ms = ?5,
          event_count = ?6, page_views = ?7, revenue_minor = ?8, version = ?9, snapshot = ?10
-     WHERE anonymous_id = ?1 AND start_ms = ?2 AND version = ?9 - 1";
+     WHERE anonymous_id = ?1 AND session_id = ?3 AND version = ?9 - 1";
 
 /// The latest session at or before `?2` and every later one, in one statement.
 const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id = ?1
