@@ -195,7 +195,31 @@ impl LeaseKeeper {
                     self.held.remove(&lease.shard_id);
                     self.asked_for.remove(&lease.shard_id);
                 }
-                // Its owner releases it on its own next round.
+                // Its owner stopped renewing (it crashed): taken, freed, then removed.
+                Some(_)
+                    if self
+                        .observations
+                        .is_expired(lease, Instant::now(), self.lease_duration) =>
+                {
+                    let taken = match store
+                        .take(consumer, &lease.shard_id, lease.counter, &self.instance_id)
+                        .await
+                    {
+                        Ok(taken) => taken,
+                        Err(ConnectorError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    // A failed release leaves it naming this instance: freed next round.
+                    match store
+                        .release(consumer, &lease.shard_id, &self.instance_id, taken.counter)
+                        .await
+                    {
+                        Ok(()) => counter = taken.counter + 1,
+                        Err(ConnectorError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // A live owner releases it on its own next round.
                 Some(_) => continue,
             }
             if !lease.shard_ended {

@@ -297,6 +297,51 @@ async fn the_lease_of_a_shard_that_aged_out_is_removed() {
     );
 }
 
+/// A gone shard's lease left by an instance that crashed holding it is removed once it
+/// expired, and not before.
+#[tokio::test]
+async fn the_lease_of_a_gone_shard_left_by_a_crashed_instance_is_removed_once_expired() {
+    let stream = Arc::new(
+        ReshardedStream::default()
+            .shard("shard-1", &[], true, &[(1, "ann", T0)])
+            .shard("shard-2", &["shard-1"], false, &[(2, "ann", T0 + 1000)]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = embedded::open(dir.path()).unwrap();
+    backend.reader = stream.clone();
+    let config = ProcessorConfig {
+        batch_size: 2,
+        lease_duration_ms: 300,
+        ..ProcessorConfig::default()
+    };
+    let p = Processor::new(backend.clone(), &config);
+    assert_eq!(p.drain().await.unwrap(), 2);
+    let leases = backend.leases.as_ref();
+    let gone = leases.leases(&config.consumer).await.unwrap()[0].clone();
+    leases
+        .take(&config.consumer, &gone.shard_id, gone.counter, "crashed")
+        .await
+        .unwrap();
+    stream.age_out("shard-1");
+
+    p.drain().await.unwrap();
+    let ids = |all: Vec<retailmind_connectors::Lease>| -> Vec<String> {
+        all.into_iter().map(|l| l.shard_id).collect()
+    };
+    assert_eq!(
+        ids(leases.leases(&config.consumer).await.unwrap()),
+        ["shard-1", "shard-2"],
+        "its owner may still be alive"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    p.drain().await.unwrap();
+    assert_eq!(
+        ids(leases.leases(&config.consumer).await.unwrap()),
+        ["shard-2"],
+        "expired, so removed"
+    );
+}
+
 /// A lake whose writes take a while; they are noted in the stream's journal.
 struct SlowLake {
     inner: Arc<dyn retailmind_connectors::LakeWriter>,
