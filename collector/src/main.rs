@@ -21,15 +21,11 @@ async fn main() -> anyhow::Result<()> {
     let mut shutdown = Box::pin(service::shutdown_signal());
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;
-    let backend = tokio::select! {
-        _ = &mut shutdown => {
-            tracing::info!("stopped during start-up");
-            return Ok(());
-        }
-        backend = retailmind_connectors::connect(&config.backend) => {
-            backend.context("opening the backend")?
-        }
+    let connecting = retailmind_connectors::connect(&config.backend);
+    let Some(backend) = service::unless_shut_down(&mut shutdown, connecting).await else {
+        return Ok(());
     };
+    let backend = backend.context("opening the backend")?;
     let sink: Arc<dyn EventSink> = match &config.spool_dir {
         Some(dir) => {
             let spooling = Arc::new(

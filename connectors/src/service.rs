@@ -12,6 +12,21 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
+/// Runs a binary's start-up unless `shutdown` completes first (`None` then): a signal while
+/// start-up waits on a backend (retries, SQLite's busy timeout) stops the binary at once.
+pub async fn unless_shut_down<T>(
+    shutdown: &mut (impl std::future::Future<Output = ()> + Unpin),
+    start: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("stopped during start-up");
+            None
+        }
+        started = start => Some(started),
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM (what container runtimes send before killing). The handlers
 /// are in place when this returns, not when the future is first polled: a SIGTERM that comes
 /// while the binary is still starting up must stop it cleanly too, not end it by the signal's

@@ -156,8 +156,8 @@ impl LeaseKeeper {
     }
 
     /// Removes the leases of shards the stream no longer lists (they aged out after a
-    /// resharding, so nothing is left to read); a held one is released first. Returns whether
-    /// the table changed.
+    /// resharding, so nothing is left to read), each freed first
+    /// ([`freed_for_removal`](Self::freed_for_removal)). Returns whether the table changed.
     async fn remove_gone(
         &mut self,
         store: &dyn LeaseStore,
@@ -170,58 +170,9 @@ impl LeaseKeeper {
             .iter()
             .filter(|l| !listed.contains(l.shard_id.as_str()))
         {
-            let mut counter = lease.counter;
-            match lease.owner.as_deref() {
-                None => {}
-                // Held, or still naming this instance from before (a restart, a release that
-                // failed): freed at the counter known, then removed.
-                Some(owner) if owner == self.instance_id => {
-                    let known = self
-                        .held
-                        .get(&lease.shard_id)
-                        .map_or(counter, |h| h.counter);
-                    match store
-                        .release(consumer, &lease.shard_id, &self.instance_id, known)
-                        .await
-                    {
-                        Ok(()) => counter = known + 1,
-                        Err(ConnectorError::Conflict { .. }) => {
-                            self.lost(&lease.shard_id, "changed before its removal");
-                            continue;
-                        }
-                        // Still held and renewed: tried again next round.
-                        Err(e) => return Err(e),
-                    }
-                    self.held.remove(&lease.shard_id);
-                    self.asked_for.remove(&lease.shard_id);
-                }
-                // Its owner stopped renewing (it crashed): taken, freed, then removed.
-                Some(_)
-                    if self
-                        .observations
-                        .is_expired(lease, Instant::now(), self.lease_duration) =>
-                {
-                    let taken = match store
-                        .take(consumer, &lease.shard_id, lease.counter, &self.instance_id)
-                        .await
-                    {
-                        Ok(taken) => taken,
-                        Err(ConnectorError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    // A failed release leaves it naming this instance: freed next round.
-                    match store
-                        .release(consumer, &lease.shard_id, &self.instance_id, taken.counter)
-                        .await
-                    {
-                        Ok(()) => counter = taken.counter + 1,
-                        Err(ConnectorError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                // A live owner releases it on its own next round.
-                Some(_) => continue,
-            }
+            let Some(counter) = self.freed_for_removal(store, consumer, lease).await? else {
+                continue;
+            };
             if !lease.shard_ended {
                 warn!(
                     shard_id = lease.shard_id,
@@ -242,6 +193,58 @@ impl LeaseKeeper {
             }
         }
         Ok(changed)
+    }
+
+    /// Frees a gone shard's lease for its removal; returns the counter it is free at, or
+    /// `None` when it is not to be removed now. Free already: as it is. Held, or still naming
+    /// this instance from before (a restart, a release that failed): released at the counter
+    /// known. Its owner stopped renewing (it crashed): taken, then released. A live owner
+    /// releases it on its own next round.
+    async fn freed_for_removal(
+        &mut self,
+        store: &dyn LeaseStore,
+        consumer: &str,
+        lease: &Lease,
+    ) -> Result<Option<u64>, ConnectorError> {
+        let shard_id = lease.shard_id.as_str();
+        let mine = match lease.owner.as_deref() {
+            None => return Ok(Some(lease.counter)),
+            Some(owner) if owner == self.instance_id => {
+                self.held.get(shard_id).map_or(lease.counter, |h| h.counter)
+            }
+            Some(_)
+                if self
+                    .observations
+                    .is_expired(lease, Instant::now(), self.lease_duration) =>
+            {
+                match store
+                    .take(consumer, shard_id, lease.counter, &self.instance_id)
+                    .await
+                {
+                    Ok(taken) => taken.counter,
+                    Err(ConnectorError::Conflict { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(_) => return Ok(None),
+        };
+        // A failed release leaves it naming this instance (and held, renewed, if it was):
+        // tried again next round.
+        match store
+            .release(consumer, shard_id, &self.instance_id, mine)
+            .await
+        {
+            Ok(()) => {
+                self.held.remove(shard_id);
+                self.asked_for.remove(shard_id);
+                Ok(Some(mine + 1))
+            }
+            Err(ConnectorError::Conflict { .. }) => {
+                self.lost(shard_id, "changed before its removal");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn hold(&mut self, lease: Lease) {

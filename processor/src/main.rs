@@ -21,13 +21,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("opening the orders database")
     };
-    let processor = tokio::select! {
-        _ = &mut shutdown => {
-            tracing::info!("stopped during start-up");
-            return Ok(());
-        }
-        started = start => started?,
+    let Some(processor) = service::unless_shut_down(&mut shutdown, start).await else {
+        return Ok(());
     };
+    let processor = processor?;
     tracing::info!(
         backend = ?config.backend,
         consumer = %config.consumer,

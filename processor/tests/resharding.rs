@@ -371,22 +371,35 @@ impl retailmind_connectors::LakeWriter for SlowLake {
 /// On a stream with a read rate (Kinesis: 5 reads per second per shard), the next batch is
 /// read while a write slower than the rate's gap is in flight, and still no sooner than the
 /// rate allows.
-#[tokio::test]
-async fn the_next_batch_is_read_during_a_slow_write_within_the_read_rate() {
+/// Six events of one visitor on one shard, read two at a time at most every 100 ms: the
+/// stream, an embedded backend reading it (in `dir`), and that configuration.
+fn rate_limited_shard(
+    dir: &std::path::Path,
+) -> (
+    Arc<ReshardedStream>,
+    retailmind_connectors::Backend,
+    ProcessorConfig,
+) {
     let events: Vec<(u32, &str, i64)> = (1..=6).map(|n| (n, "ann", T0 + i64::from(n))).collect();
     let stream = Arc::new(ReshardedStream::default().shard("shard-1", &[], false, &events));
-    let dir = tempfile::tempdir().unwrap();
-    let mut backend = embedded::open(dir.path()).unwrap();
+    let mut backend = embedded::open(dir).unwrap();
     backend.reader = stream.clone();
-    backend.lake = Arc::new(SlowLake {
-        inner: backend.lake.clone(),
-        stream: stream.clone(),
-    });
     let config = ProcessorConfig {
         batch_size: 2,
         min_read_interval_ms: Some(100),
         ..ProcessorConfig::default()
     };
+    (stream, backend, config)
+}
+
+#[tokio::test]
+async fn the_next_batch_is_read_during_a_slow_write_within_the_read_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, mut backend, config) = rate_limited_shard(dir.path());
+    backend.lake = Arc::new(SlowLake {
+        inner: backend.lake.clone(),
+        stream: stream.clone(),
+    });
     assert_eq!(Processor::new(backend, &config).drain().await.unwrap(), 6);
     let journal = stream.journal.lock().unwrap().clone();
     let order: Vec<&str> = journal.iter().map(|(what, _)| *what).collect();
@@ -412,16 +425,8 @@ async fn the_next_batch_is_read_during_a_slow_write_within_the_read_rate() {
 
 #[tokio::test]
 async fn reads_of_one_shard_keep_to_the_configured_rate() {
-    let events: Vec<(u32, &str, i64)> = (1..=6).map(|n| (n, "ann", T0 + i64::from(n))).collect();
-    let stream = Arc::new(ReshardedStream::default().shard("shard-1", &[], false, &events));
     let dir = tempfile::tempdir().unwrap();
-    let mut backend = embedded::open(dir.path()).unwrap();
-    backend.reader = stream.clone();
-    let config = ProcessorConfig {
-        batch_size: 2,
-        min_read_interval_ms: Some(100),
-        ..ProcessorConfig::default()
-    };
+    let (stream, backend, config) = rate_limited_shard(dir.path());
     let started = std::time::Instant::now();
     assert_eq!(Processor::new(backend, &config).drain().await.unwrap(), 6);
     // Four reads (2 + 2 + 2 + the empty one): at least three intervals between them.

@@ -182,6 +182,18 @@ fn commit_group(
     tx.commit()
 }
 
+/// A `stream_log` row as read: its last sequence, its record count, the partition key (of a
+/// one-record row), the data and when it was appended.
+fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, String, Vec<u8>, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
 /// Several records in one blob: for each, the partition key's length (u32, little endian), the
 /// key, the data's length (u32 LE) and the data.
 fn frame(records: &[StreamRecord]) -> Vec<u8> {
@@ -295,17 +307,8 @@ impl StreamReader for EmbeddedLogReader {
                     let Some(row) = rows.next().map_err(|e| sqlite_err("read log", e))? else {
                         break;
                     };
-                    let read = |row: &rusqlite::Row<'_>| -> rusqlite::Result<_> {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, Vec<u8>>(3)?,
-                            row.get::<_, i64>(4)?,
-                        ))
-                    };
                     let (last_seq, count, partition_key, data, appended) =
-                        read(row).map_err(|e| sqlite_err("read log", e))?;
+                        log_row(row).map_err(|e| sqlite_err("read log", e))?;
                     let data = Bytes::from(data);
                     let records = match count {
                         1 => vec![(partition_key, data)],
