@@ -21,6 +21,10 @@ use retailmind_connectors::{embedded, SessionScan, SessionStore, StreamRecord};
 use retailmind_processor::{sessionize, Processor, ProcessorConfig};
 use retailmind_schema::{Event, Session};
 
+/// The allocator the processor's binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEFAULT_CLICKS: &str = "/work/shared/data/clicks-100k/train.tsv";
 
 /// The click log as event JSON, in time order, `repeat` times over: each copy after the last,

@@ -4,6 +4,11 @@ use anyhow::Context;
 use retailmind_connectors::{service, settings};
 use retailmind_processor::{metrics, ProcessorConfig};
 
+/// glibc's allocator was an eighth of the processor's CPU in the end-to-end benchmark
+/// (`cargo bench -p retailmind-processor --bench sessionize`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service::init_tracing();

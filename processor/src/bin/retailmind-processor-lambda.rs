@@ -3,6 +3,10 @@
 use retailmind_connectors::{service, settings};
 use retailmind_processor::{lambda, ProcessorConfig};
 
+/// The allocator of the `retailmind-processor` binary: the same code, the same costs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     service::init_tracing();
