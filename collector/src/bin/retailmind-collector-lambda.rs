@@ -7,6 +7,10 @@ use anyhow::Context;
 use retailmind_collector::{lambda, AppState, CollectorConfig};
 use retailmind_connectors::{service, settings, BackendConfig};
 
+/// The allocator of the `retailmind-collector` binary: the same code, the same costs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     service::init_tracing();
