@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use super::wal::SharedWal;
 use crate::error::{ConnectorError, Result};
 
 const SCHEMA: &str = "
@@ -109,12 +110,27 @@ pub fn sqlite_err(what: &str, e: rusqlite::Error) -> ConnectorError {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// For a connection that writes: its checkpoints, run beside its commits.
+    wal: Option<Arc<SharedWal>>,
 }
 
 impl Db {
+    /// A connection that reads, or writes little enough that SQLite's own checkpoints inside its
+    /// commits do not matter.
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Db {
             conn: Arc::new(Mutex::new(open_connection(path)?)),
+            wal: None,
+        })
+    }
+
+    /// A connection that writes, with checkpoints in the background (see `wal.rs`).
+    pub fn open_writer(path: &Path) -> Result<Self> {
+        let conn = open_connection(path)?;
+        let wal = SharedWal::start(path, &conn)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            wal: Some(Arc::new(wal)),
         })
     }
 
@@ -125,11 +141,15 @@ impl Db {
         R: Send + 'static,
     {
         let conn = self.conn.clone();
+        let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| ConnectorError::unavailable("sqlite", "connection lock poisoned"))?;
-            f(&mut guard)
+            match wal {
+                Some(wal) => wal.run(&mut guard, f),
+                None => f(&mut guard),
+            }
         })
         .await
         .map_err(|e| ConnectorError::unavailable("sqlite", e))?

@@ -35,7 +35,7 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
         ))
     })?;
     let db_path = data_dir.join(DB_FILE);
-    let db = db::Db::open(&db_path)?;
+    let db = db::Db::open_writer(&db_path)?;
     Ok(Backend {
         sink: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::Events)?),
         dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
