@@ -190,8 +190,8 @@ fn main() {
 
     // End to end is short (about a second) and shares a small VM's disk and cores, so one run
     // can be off by a quarter: several runs, each on a fresh data directory, and their median.
-    // The first run is usually the fastest: the later ones probably share the disk with the kernel's
-    // writeback of the runs before (about 200 MB each), as a processor that runs for long does.
+    // The first run is usually the fastest: the later ones probably share the disk with the
+    // kernel's writeback of the runs before (about 200 MB each), as a long-running processor does.
     let runs: usize = std::env::var("RETAILMIND_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
