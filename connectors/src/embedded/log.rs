@@ -8,6 +8,11 @@
 //! of its per-row work (the b-tree inserts, the cell headers), which was half the collector's
 //! cost per event. Kinesis producers aggregate records for the same reason.
 //!
+//! A frame is LZ4-compressed (its row's `partition_key` says [`LZ4_FRAME`]; rows written before
+//! that say nothing and hold the frame as it is). Events are JSON with the same keys again and
+//! again: the log then writes, copies back and fsyncs a fraction of the bytes. Frames are built
+//! and compressed by the caller of `append`, beside the other requests, not by the one writer.
+//!
 //! Appends go to a single writer thread that commits every request waiting at that moment in one
 //! transaction (group commit), so many small concurrent batches cost one fsync, and answers each
 //! request only after that commit. The request channel is bounded: when the disk cannot keep up,
@@ -39,13 +44,49 @@ const MAX_RECORDS_PER_COMMIT: usize = 50_000;
 /// large blob.
 pub const RECORDS_PER_ROW: usize = 256;
 
+/// The `partition_key` of a row whose frame is LZ4-compressed.
+const LZ4_FRAME: &str = "lz4";
+
 struct AppendRequest {
-    records: Vec<StreamRecord>,
+    rows: Vec<LogRow>,
     done: oneshot::Sender<Result<()>>,
+}
+
+/// One row to insert: a record as it is, or a frame of several.
+struct LogRow {
+    records: usize,
+    partition_key: String,
+    data: Bytes,
+}
+
+impl LogRow {
+    /// The rows for `records` in `table`: in the event log, consecutive records share a frame.
+    fn for_records(table: LogTable, records: Vec<StreamRecord>) -> Vec<LogRow> {
+        let one = |record: StreamRecord| LogRow {
+            records: 1,
+            partition_key: record.partition_key,
+            data: record.data,
+        };
+        if table == LogTable::DeadLetters || records.len() == 1 {
+            return records.into_iter().map(one).collect();
+        }
+        records
+            .chunks(RECORDS_PER_ROW)
+            .map(|rows| match rows {
+                [single] => one(single.clone()),
+                _ => LogRow {
+                    records: rows.len(),
+                    partition_key: LZ4_FRAME.to_owned(),
+                    data: Bytes::from(lz4_flex::compress_prepend_size(&frame(rows))),
+                },
+            })
+            .collect()
+    }
 }
 
 /// Appends to the log from a dedicated writer thread.
 pub struct EmbeddedLogWriter {
+    table: LogTable,
     requests: mpsc::Sender<AppendRequest>,
 }
 
@@ -88,7 +129,10 @@ impl EmbeddedLogWriter {
             .name("retailmind-log-writer".into())
             .spawn(move || write_loop(conn, wal, table, rx))
             .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
-        Ok(EmbeddedLogWriter { requests: tx })
+        Ok(EmbeddedLogWriter {
+            table,
+            requests: tx,
+        })
     }
 }
 
@@ -99,12 +143,13 @@ fn write_loop(
     mut rx: mpsc::Receiver<AppendRequest>,
 ) {
     while let Some(first) = rx.blocking_recv() {
+        let records = |req: &AppendRequest| req.rows.iter().map(|r| r.records).sum::<usize>();
+        let mut count = records(&first);
         let mut group = vec![first];
-        let mut count = group[0].records.len();
         while count < MAX_RECORDS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(req) => {
-                    count += req.records.len();
+                    count += records(&req);
                     group.push(req);
                 }
                 Err(_) => break,
@@ -113,7 +158,7 @@ fn write_loop(
         let outcome = commit_group(&mut conn, table, &group);
         let bytes: usize = group
             .iter()
-            .flat_map(|r| &r.records)
+            .flat_map(|r| &r.rows)
             .map(|r| r.data.len() + r.partition_key.len())
             .sum();
         for req in group {
@@ -155,26 +200,21 @@ fn commit_group(
                     "INSERT INTO stream_log (seq, partition_key, data, appended_at_ms, records)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
-                for request in group {
-                    for rows in request.records.chunks(RECORDS_PER_ROW) {
-                        seq += rows.len() as i64;
-                        match rows {
-                            [one] => insert.execute(params![
-                                seq,
-                                one.partition_key,
-                                &one.data[..],
-                                now,
-                                1
-                            ])?,
-                            _ => insert.execute(params![seq, "", frame(rows), now, rows.len()])?,
-                        };
-                    }
+                for row in group.iter().flat_map(|r| &r.rows) {
+                    seq += row.records as i64;
+                    insert.execute(params![
+                        seq,
+                        row.partition_key,
+                        &row.data[..],
+                        now,
+                        row.records
+                    ])?;
                 }
             }
             LogTable::DeadLetters => {
                 let mut insert = tx.prepare_cached(table.insert_sql())?;
-                for record in group.iter().flat_map(|r| &r.records) {
-                    insert.execute(params![record.partition_key, &record.data[..], now])?;
+                for row in group.iter().flat_map(|r| &r.rows) {
+                    insert.execute(params![row.partition_key, &row.data[..], now])?;
                 }
             }
         }
@@ -211,6 +251,26 @@ fn frame(records: &[StreamRecord]) -> Vec<u8> {
     out
 }
 
+/// Frames larger than this are not decompressed: RECORDS_PER_ROW records of at most 1 MiB
+/// (Kinesis's record limit, which the collector keeps too) with their keys.
+const MAX_FRAME_BYTES: usize = RECORDS_PER_ROW * ((1 << 20) + 256 + 8);
+
+/// The records of a row of `count` records, compressed or not as its `partition_key` says;
+/// `None` when it is damaged.
+fn read_frame(partition_key: &str, data: Vec<u8>, count: usize) -> Option<Vec<(String, Bytes)>> {
+    let frame = match partition_key {
+        LZ4_FRAME => {
+            let (size, compressed) = lz4_flex::block::uncompressed_size(&data).ok()?;
+            if size > MAX_FRAME_BYTES {
+                return None;
+            }
+            lz4_flex::decompress(compressed, size).ok()?
+        }
+        _ => data,
+    };
+    unframe(&Bytes::from(frame), count)
+}
+
 /// The records of a [`frame`]; `None` when it is cut short or a key is not UTF-8.
 fn unframe(blob: &Bytes, count: usize) -> Option<Vec<(String, Bytes)>> {
     let mut records = Vec::with_capacity(count);
@@ -236,9 +296,10 @@ impl EventSink for EmbeddedLogWriter {
         if records.is_empty() {
             return Ok(());
         }
+        let rows = LogRow::for_records(self.table, records);
         let (done, answer) = oneshot::channel();
         self.requests
-            .send(AppendRequest { records, done })
+            .send(AppendRequest { rows, done })
             .await
             .map_err(|_| ConnectorError::unavailable("sqlite", "log writer stopped"))?;
         answer
@@ -309,12 +370,13 @@ impl StreamReader for EmbeddedLogReader {
                     };
                     let (last_seq, count, partition_key, data, appended) =
                         log_row(row).map_err(|e| sqlite_err("read log", e))?;
-                    let data = Bytes::from(data);
                     let records = match count {
-                        1 => vec![(partition_key, data)],
-                        n => unframe(&data, n as usize).ok_or_else(|| ConnectorError::Corrupt {
-                            what: format!("stream_log row {last_seq}"),
-                            detail: format!("not a frame of {n} records"),
+                        1 => vec![(partition_key, Bytes::from(data))],
+                        n => read_frame(&partition_key, data, n as usize).ok_or_else(|| {
+                            ConnectorError::Corrupt {
+                                what: format!("stream_log row {last_seq}"),
+                                detail: format!("not a frame of {n} records"),
+                            }
                         })?,
                     };
                     let first_seq = last_seq - count + 1;
@@ -399,6 +461,77 @@ mod tests {
         assert_eq!(unframe(&framed.slice(..framed.len() - 1), 3), None);
         assert_eq!(unframe(&framed, 2), None, "bytes left over");
         assert_eq!(unframe(&framed, 4), None);
+    }
+
+    /// A request's frame is stored compressed; frames stored plain, as before compression, and
+    /// damaged ones are told apart.
+    #[tokio::test]
+    async fn frames_are_stored_compressed_and_plain_ones_from_before_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let writer = EmbeddedLogWriter::open(&path, LogTable::Events).unwrap();
+        let request: Vec<StreamRecord> = (0..50)
+            .map(|i| {
+                let event = format!(
+                    r#"{{"event_id":"{i:08}","type":"page_view","context":{{"page":{{"url":"https://shop.example/p/{i}"}}}}}}"#
+                );
+                record(&format!("v{i}"), &event)
+            })
+            .collect();
+        writer.append(request.clone()).await.unwrap();
+        let plain = vec![record("x", "old-1"), record("y", "old-2")];
+        {
+            let conn = Connection::open(&path).unwrap();
+            let (key, stored): (String, i64) = conn
+                .query_row(
+                    "SELECT partition_key, length(data) FROM stream_log",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(key, LZ4_FRAME);
+            let framed = frame(&request).len();
+            assert!(
+                stored as usize * 3 < framed,
+                "{stored} bytes stored for {framed}"
+            );
+            conn.execute(
+                "INSERT INTO stream_log (seq, partition_key, data, appended_at_ms, records)
+                 VALUES (52, '', ?1, 0, 2)",
+                [frame(&plain)],
+            )
+            .unwrap();
+        }
+        let reader = EmbeddedLogReader::new(Db::open(&path).unwrap());
+        let batch = reader.read(SHARD_ID, None, 100).await.unwrap();
+        let got: Vec<(&str, &str, &[u8])> = batch
+            .entries
+            .iter()
+            .map(|e| (e.sequence.as_str(), e.partition_key.as_str(), &e.data[..]))
+            .collect();
+        let sequences: Vec<String> = (1..=52).map(|n: i64| n.to_string()).collect();
+        let expected: Vec<(&str, &str, &[u8])> = sequences
+            .iter()
+            .zip(request.iter().chain(&plain))
+            .map(|(seq, r)| (seq.as_str(), r.partition_key.as_str(), &r.data[..]))
+            .collect();
+        assert_eq!(got, expected);
+
+        let compressed = lz4_flex::compress_prepend_size(&frame(&plain));
+        assert!(read_frame(LZ4_FRAME, compressed.clone(), 2).is_some());
+        assert_eq!(
+            read_frame(LZ4_FRAME, compressed[..compressed.len() - 2].to_vec(), 2),
+            None
+        );
+        assert_eq!(
+            read_frame(LZ4_FRAME, vec![0xff, 0xff, 0xff, 0x7f, 0, 0], 2),
+            None
+        );
+        assert_eq!(
+            read_frame("", compressed, 2),
+            None,
+            "a compressed frame read as plain"
+        );
     }
 
     /// Requests of 1, 3 and 300 records (more than a row holds) become rows of consecutive
