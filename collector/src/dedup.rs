@@ -122,7 +122,8 @@ pub struct StillInFlight;
 /// [commits](Claim::commit) them as written or drops the claim (the write failed).
 pub struct Claim<'a> {
     owner: &'a RecentEvents,
-    number: u64,
+    /// Its number among the claims holding ids in flight; `None` when it holds none.
+    number: Option<u64>,
     keys: Vec<EventKey>,
     /// Per id asked for: `false` when it was written already (or earlier in the same request).
     pub fresh: Vec<bool>,
@@ -173,9 +174,10 @@ impl RecentEvents {
     }
 
     fn try_claim(&self, sender: u64, ids: &[Uuid]) -> Result<Claim<'_>, watch::Receiver<()>> {
+        // A claim holding nothing in flight: its drop and commit change nothing.
         let mut claim = Claim {
             owner: self,
-            number: 0,
+            number: None,
             keys: Vec::new(),
             fresh: vec![true; ids.len()],
             _done: None,
@@ -187,27 +189,31 @@ impl RecentEvents {
             return Ok(claim);
         };
         inner.expire(self.window);
+        let mut keys = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let key = (sender, *id);
-            if let Some(writer) = inner.in_flight.get(&key) {
-                return Err(inner.claims[writer].clone());
+            if let Some(writer) = inner.in_flight.get(&key).and_then(|n| inner.claims.get(n)) {
+                // `keys` were never registered: nothing of this attempt is left behind.
+                return Err(writer.clone());
             }
-            if inner.written.contains(&key) || claim.keys.contains(&key) {
+            if inner.written.contains(&key) || keys.contains(&key) {
                 claim.fresh[i] = false;
             } else {
-                claim.keys.push(key);
+                keys.push(key);
             }
         }
-        if claim.keys.is_empty() {
+        if keys.is_empty() {
             return Ok(claim);
         }
         let (done, writer) = watch::channel(());
-        claim.number = inner.next_claim;
+        let number = inner.next_claim;
         inner.next_claim += 1;
-        inner.claims.insert(claim.number, writer);
-        for key in &claim.keys {
-            inner.in_flight.insert(*key, claim.number);
+        inner.claims.insert(number, writer);
+        for key in &keys {
+            inner.in_flight.insert(*key, number);
         }
+        claim.number = Some(number);
+        claim.keys = keys;
         claim._done = Some(done);
         Ok(claim)
     }
@@ -222,7 +228,9 @@ impl Claim<'_> {
             return;
         };
         let now = inner.started.elapsed().as_millis() as u64;
-        inner.claims.remove(&self.number);
+        if let Some(number) = self.number {
+            inner.claims.remove(&number);
+        }
         for key in keys {
             inner.in_flight.remove(&key);
             if inner.written.insert(key) {
@@ -262,7 +270,9 @@ impl Drop for Claim<'_> {
             return;
         }
         if let Ok(mut inner) = self.owner.inner.lock() {
-            inner.claims.remove(&self.number);
+            if let Some(number) = self.number {
+                inner.claims.remove(&number);
+            }
             for key in &self.keys {
                 inner.in_flight.remove(key);
             }
@@ -376,6 +386,30 @@ mod tests {
         assert!(!waiter.is_finished());
         first.commit();
         assert_eq!(waiter.await.unwrap(), [false, true]);
+    }
+
+    /// Requests that give up waiting, or find nothing fresh, leave the writer's claim alone:
+    /// the ids stay in flight until it ends, and then count as written.
+    #[tokio::test]
+    async fn requests_that_write_nothing_leave_the_write_in_flight_alone() {
+        let recent = RecentEvents::new(Duration::from_secs(60), 100);
+        let short = Duration::from_millis(20);
+        let first = recent.claim("shop", &ids(&[1]), PATIENCE).await.unwrap();
+        // Gives up on id 1 after having seen id 2 fresh.
+        assert_eq!(
+            recent.claim("shop", &ids(&[2, 1]), short).await.err(),
+            Some(StillInFlight)
+        );
+        // Nothing to write.
+        recent.claim("shop", &[], PATIENCE).await.unwrap().commit();
+        assert_eq!(
+            recent.claim("shop", &ids(&[1]), short).await.err(),
+            Some(StillInFlight),
+            "id 1 is still being written"
+        );
+        first.commit();
+        let after = recent.claim("shop", &ids(&[1, 2]), PATIENCE).await.unwrap();
+        assert_eq!(after.fresh, [false, true]);
     }
 
     #[tokio::test]
