@@ -44,6 +44,10 @@ const MAX_RECORDS_PER_COMMIT: usize = 50_000;
 /// large blob.
 pub const RECORDS_PER_ROW: usize = 256;
 
+/// Requests of at least this many bytes are framed and compressed on the blocking pool (about a
+/// millisecond per MiB), not on the caller's async task.
+const COMPRESS_APART: usize = 256 << 10;
+
 /// The `partition_key` of a row whose frame is LZ4-compressed.
 const LZ4_FRAME: &str = "lz4";
 
@@ -223,7 +227,7 @@ fn commit_group(
 }
 
 /// A `stream_log` row as read: its last sequence, its record count, the partition key (of a
-/// one-record row), the data and when it was appended.
+/// one-record row; of a frame, whether it is compressed), the data and when it was appended.
 fn log_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, String, Vec<u8>, i64)> {
     Ok((
         row.get(0)?,
@@ -251,9 +255,9 @@ fn frame(records: &[StreamRecord]) -> Vec<u8> {
     out
 }
 
-/// Frames larger than this are not decompressed: RECORDS_PER_ROW records of at most 1 MiB
-/// (Kinesis's record limit, which the collector keeps too) with their keys.
-const MAX_FRAME_BYTES: usize = RECORDS_PER_ROW * ((1 << 20) + 256 + 8);
+/// LZ4 expands a block at most about 255 times: a frame claiming more than that of its stored
+/// size is damaged, and is refused before its claimed size is allocated.
+const MAX_LZ4_RATIO: usize = 255;
 
 /// The records of a row of `count` records, compressed or not as its `partition_key` says;
 /// `None` when it is damaged.
@@ -261,7 +265,7 @@ fn read_frame(partition_key: &str, data: Vec<u8>, count: usize) -> Option<Vec<(S
     let frame = match partition_key {
         LZ4_FRAME => {
             let (size, compressed) = lz4_flex::block::uncompressed_size(&data).ok()?;
-            if size > MAX_FRAME_BYTES {
+            if size > compressed.len().saturating_mul(MAX_LZ4_RATIO) + 16 {
                 return None;
             }
             lz4_flex::decompress(compressed, size).ok()?
@@ -296,7 +300,15 @@ impl EventSink for EmbeddedLogWriter {
         if records.is_empty() {
             return Ok(());
         }
-        let rows = LogRow::for_records(self.table, records);
+        let table = self.table;
+        let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+        let rows = if bytes < COMPRESS_APART {
+            LogRow::for_records(table, records)
+        } else {
+            tokio::task::spawn_blocking(move || LogRow::for_records(table, records))
+                .await
+                .map_err(|e| ConnectorError::unavailable("sqlite", e))?
+        };
         let (done, answer) = oneshot::channel();
         self.requests
             .send(AppendRequest { rows, done })
