@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -24,7 +25,50 @@ impl LocalLake {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Removes the files that writes interrupted between writing and renaming (a killed process)
+    /// left under temporary names, if older than `age`; returns how many. Readers skip them
+    /// anyway; this gives back the disk.
+    pub fn remove_stale_temporaries(&self, age: Duration) -> std::io::Result<usize> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            let entries = match std::fs::read_dir(&folder) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    folders.push(entry.path());
+                    continue;
+                }
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with(".part-") && name.ends_with(".tmp")) {
+                    continue;
+                }
+                let modified = entry.metadata()?.modified()?;
+                if now.duration_since(modified).unwrap_or_default() < age {
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    // Another sweep got there first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
 }
+
+/// Temporary files older than this are left over by a write that died: a write renames its
+/// files within milliseconds, and a younger one may be another process's write in flight.
+pub const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 fn io_err(e: std::io::Error) -> ConnectorError {
     ConnectorError::unavailable("local lake", e)
@@ -169,6 +213,35 @@ impl LakeWriter for LocalLake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_temporary_files_older_than_the_age_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = LocalLake::new(dir.path().join("lake"));
+        assert_eq!(
+            lake.remove_stale_temporaries(STALE_TEMPORARY).unwrap(),
+            0,
+            "no lake yet"
+        );
+        let hour = dir.path().join("lake/events/dt=2026-12-01/hour=03");
+        std::fs::create_dir_all(&hour).unwrap();
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        let file = |name: &str, modified: SystemTime| {
+            let f = std::fs::File::create(hour.join(name)).unwrap();
+            f.set_modified(modified).unwrap();
+        };
+        file(".part-a.json.tmp", two_hours_ago);
+        file(".part-b.json.tmp", SystemTime::now());
+        file("part-c.json", two_hours_ago);
+        file(".other.tmp", two_hours_ago);
+        assert_eq!(lake.remove_stale_temporaries(STALE_TEMPORARY).unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&hour)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".other.tmp", ".part-b.json.tmp", "part-c.json"]);
+    }
 
     /// More partitions than are made durable at once: every one gets its file with its lines,
     /// and no temporary file stays behind.

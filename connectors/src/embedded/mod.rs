@@ -36,6 +36,8 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
     })?;
     let db_path = data_dir.join(DB_FILE);
     let db = db::Db::open_writer(&db_path)?;
+    let lake = LocalLake::new(data_dir.join(LAKE_DIR));
+    sweep_in_background(LocalLake::new(lake.root()));
     Ok(Backend {
         sink: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::Events)?),
         dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
@@ -46,6 +48,26 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
         leases: Arc::new(EmbeddedLeases::new(db.clone())),
         sessions: Arc::new(EmbeddedSessions::new(db.clone())),
         models: Arc::new(EmbeddedModels::new(db)),
-        lake: Arc::new(LocalLake::new(data_dir.join(LAKE_DIR))),
+        lake: Arc::new(lake),
     })
+}
+
+/// Removes the lake's temporary files that killed writes left, on a thread of its own: the
+/// lake may hold many folders, and nothing needs to wait for this.
+fn sweep_in_background(swept: LocalLake) {
+    let spawned = std::thread::Builder::new()
+        .name("retailmind-lake-sweep".into())
+        .spawn(
+            move || match swept.remove_stale_temporaries(lake::STALE_TEMPORARY) {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    "removed temporary lake files of interrupted writes"
+                ),
+                Err(e) => tracing::warn!(error = %e, "sweeping the lake's temporary files failed"),
+            },
+        );
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the lake's temporary file sweep");
+    }
 }
