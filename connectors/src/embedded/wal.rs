@@ -65,15 +65,7 @@ impl WalKeeper {
         writer: &Connection,
         bounds: CheckpointBounds,
     ) -> Result<Self> {
-        writer
-            .pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| sqlite_err("configure", e))?;
-        let conn = open_connection(path)?;
-        let (nudge, nudged) = sync_channel(1);
-        thread::Builder::new()
-            .name("retailmind-log-checkpointer".into())
-            .spawn(move || checkpoint_loop(&conn, &nudged))
-            .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
+        let nudge = start_background(path, writer, "retailmind-log-checkpointer", Duration::ZERO)?;
         Ok(WalKeeper {
             bounds,
             nudge,
@@ -142,24 +134,9 @@ impl SharedWal {
     /// Turns off automatic checkpoints on `writer` and starts the background checkpointer on a
     /// connection of its own to `path`; it stops when this is dropped.
     pub(super) fn start(path: &Path, writer: &Connection) -> Result<Self> {
-        // In this order: setting `wal_autocheckpoint` replaces the WAL hook.
-        writer
-            .pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| sqlite_err("configure", e))?;
+        let nudge = start_background(path, writer, "retailmind-db-checkpointer", Self::COALESCE)?;
+        // After turning automatic checkpoints off, which replaces the WAL hook.
         writer.wal_hook(Some(note_wal_pages));
-        let conn = open_connection(path)?;
-        let (nudge, nudged) = sync_channel(1);
-        thread::Builder::new()
-            .name("retailmind-db-checkpointer".into())
-            .spawn(move || {
-                while nudged.recv().is_ok() {
-                    if let Err(e) = checkpoint(&conn) {
-                        tracing::warn!(error = %e, "background checkpoint failed");
-                    }
-                    thread::sleep(Self::COALESCE);
-                }
-            })
-            .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
         Ok(SharedWal {
             nudge,
             inline_above: AtomicI32::new(Self::BOUND_PAGES),
@@ -200,10 +177,34 @@ impl SharedWal {
     }
 }
 
-fn checkpoint_loop(conn: &Connection, nudged: &Receiver<()>) {
+/// Turns off automatic checkpoints on `writer` and starts a thread, named `name`, that
+/// checkpoints on a connection of its own to `path` whenever the returned sender wakes it, at
+/// most once per `pause`. It stops when the sender is dropped.
+fn start_background(
+    path: &Path,
+    writer: &Connection,
+    name: &str,
+    pause: Duration,
+) -> Result<SyncSender<()>> {
+    writer
+        .pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| sqlite_err("configure", e))?;
+    let conn = open_connection(path)?;
+    let (nudge, nudged) = sync_channel(1);
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || checkpoint_loop(&conn, &nudged, pause))
+        .map_err(|e| ConnectorError::unavailable("sqlite", e))?;
+    Ok(nudge)
+}
+
+fn checkpoint_loop(conn: &Connection, nudged: &Receiver<()>, pause: Duration) {
     while nudged.recv().is_ok() {
         if let Err(e) = checkpoint(conn) {
-            tracing::warn!(error = %e, "background checkpoint of the embedded log failed");
+            tracing::warn!(error = %e, "background checkpoint of the embedded database failed");
+        }
+        if !pause.is_zero() {
+            thread::sleep(pause);
         }
     }
 }
