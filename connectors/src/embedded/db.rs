@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::wal::SharedWal;
 use crate::error::{ConnectorError, Result};
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS stream_log (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     partition_key  TEXT    NOT NULL,
@@ -52,7 +52,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     snapshot      TEXT    NOT NULL,
     PRIMARY KEY (anonymous_id, start_ms)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS sessions_by_id ON sessions (session_id);
 CREATE TABLE IF NOT EXISTS models (
     name          TEXT    PRIMARY KEY,
     version       INTEGER NOT NULL,
@@ -80,6 +79,11 @@ pub fn open_connection(path: &Path) -> Result<Connection> {
 
 /// Brings a database made by an earlier version up to [`SCHEMA`].
 fn migrate(conn: &Connection) -> Result<()> {
+    // Sessions were once also indexed by session id, for the update of a snapshot. That index
+    // put a page of random keys into every batch's write (a quarter of its WAL), and the
+    // visitor's own key finds the row as well (see `UPDATE_SESSION`).
+    conn.execute_batch("DROP INDEX IF EXISTS sessions_by_id")
+        .map_err(|e| sqlite_err("migrate sessions", e))?;
     let has_records: bool = conn
         .query_row(
             "SELECT COUNT(*) FROM pragma_table_info('stream_log') WHERE name = 'records'",

@@ -118,9 +118,11 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, sess
 
 /// A later snapshot: only over the version just before it. Found by its session id, not its
 /// start: a late event before the session's first one moves the start, and the row with it.
+/// A start only ever moves earlier, so the stored row starts at or after the new start: the
+/// visitor's key narrows the search to those rows, usually one.
 const UPDATE_SESSION: &str = "UPDATE sessions SET start_ms = ?2, user_id = ?4, end_ms = ?5,
          event_count = ?6, page_views = ?7, revenue_minor = ?8, version = ?9, snapshot = ?10
-     WHERE anonymous_id = ?1 AND session_id = ?3 AND version = ?9 - 1";
+     WHERE anonymous_id = ?1 AND start_ms >= ?2 AND session_id = ?3 AND version = ?9 - 1";
 
 /// The latest session at or before `?2` and every later one, in one statement.
 const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id = ?1
@@ -372,6 +374,65 @@ mod tests {
                 "a"
             ),
             [100, 200, 300]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_whose_start_moved_earlier_replaces_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedSessions::new(Db::open(&dir.path().join("db")).unwrap());
+        let later = session("a", 5_000);
+        store
+            .put(&[session("a", 100), later.clone()])
+            .await
+            .unwrap();
+        // A late event before the first one: same session id, an earlier start, version 2.
+        let moved = Session {
+            start_ms: 4_000,
+            version: 2,
+            ..later.clone()
+        };
+        store.put(&[moved]).await.unwrap();
+        let stored = store.sessions_of("a").await.unwrap();
+        let rows: Vec<(i64, &str, u64)> = stored
+            .iter()
+            .map(|s| (s.start_ms, s.session_id.as_str(), s.version))
+            .collect();
+        assert_eq!(rows, [(100, "a-100", 1), (4_000, "a-5000", 2)]);
+        // The same version again is stale: the stored row is at version 2 now.
+        let stale = Session {
+            start_ms: 3_000,
+            version: 2,
+            ..later
+        };
+        assert!(matches!(
+            store.put(&[stale]).await,
+            Err(ConnectorError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn opening_a_database_of_an_earlier_version_drops_the_session_id_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(super::super::db::SCHEMA).unwrap();
+            conn.execute_batch("CREATE UNIQUE INDEX sessions_by_id ON sessions (session_id)")
+                .unwrap();
+        }
+        drop(Db::open(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_list('sessions')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            !indexes.iter().any(|name| name == "sessions_by_id"),
+            "{indexes:?}"
         );
     }
 
