@@ -153,6 +153,9 @@ impl Kept {
     }
 }
 
+/// Events learnt between two yields of [`ModelKeeper::observe`]: about a third of a millisecond.
+const YIELD_EVERY: usize = 256;
+
 /// The processor's copy of the model and its persistence.
 pub struct ModelKeeper {
     store: Arc<dyn ModelStore>,
@@ -208,17 +211,25 @@ impl ModelKeeper {
         &self,
         events: impl IntoIterator<Item = &'e Event>,
     ) -> Result<usize, ConnectorError> {
+        // Owned before the first yield below: a borrow of the events held across the yields
+        // would make every caller's future not `Send`.
+        let learnt: Vec<(Uuid, Learned)> = events
+            .into_iter()
+            .filter_map(|event| Some((event.event_id, observation(event)?.owned())))
+            .collect();
         let mut kept = self.kept.lock().await;
         self.ensure_loaded(&mut kept).await?;
         let mut observed = 0;
-        for event in events {
-            let Some(observation) = observation(event) else {
-                continue;
-            };
-            if !kept.first_time(event.event_id) {
+        for (n, (event_id, learned)) in learnt.into_iter().enumerate() {
+            // A batch takes milliseconds to learn, and the session writes that run beside it
+            // on the same task resume only when it yields: without this their every step
+            // waited for the whole batch, which made the model part of their critical path.
+            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
+            if !kept.first_time(event_id) {
                 continue;
             }
-            let learned = observation.owned();
             learned.teach(&mut kept.model);
             kept.remember(learned);
             observed += 1;

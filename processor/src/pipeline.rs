@@ -545,8 +545,9 @@ impl Processor {
         };
         // The lake does not depend on the sessions: both writes wait on disk or network at the
         // same time, and the caller checkpoints only once both succeeded. The model learns
-        // meanwhile, on this task while the writes run on the blocking pool; it remembers
-        // event ids, so a batch applied again after a failed write teaches it nothing twice.
+        // meanwhile, on this task while the writes run on the blocking pool, yielding to them
+        // often; it remembers event ids, so a batch applied again after a failed write teaches
+        // it nothing twice.
         let model = async {
             self.model
                 .observe(events.iter().map(|(event, _)| event))
