@@ -24,6 +24,8 @@ mod sessions;
 pub mod settings;
 pub mod spool;
 pub mod stream;
+#[cfg(test)]
+mod test_fixtures;
 
 use std::sync::Arc;
 

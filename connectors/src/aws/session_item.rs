@@ -211,33 +211,7 @@ impl ItemReader<'_> {
 mod tests {
     use super::*;
 
-    fn full() -> Session {
-        Session {
-            session_id: "0192f0c1-0000-7000-8000-000000000001".into(),
-            anonymous_id: "a-1".into(),
-            user_id: Some("u-9".into()),
-            start_ms: 1_732_527_000_000,
-            end_ms: 1_732_527_600_000,
-            event_count: 7,
-            page_views: 4,
-            entry_url: "https://shop.example/".into(),
-            exit_url: "https://shop.example/cart".into(),
-            referrer: Some("https://search.example/".into()),
-            utm_source: Some("news".into()),
-            utm_medium: Some("email".into()),
-            utm_campaign: Some("bf".into()),
-            products_viewed: 3,
-            cart_adds: 2,
-            purchases: 1,
-            revenue_minor: 4_999,
-            event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
-            version: 3,
-            engaged: true,
-            bounce: false,
-            device: "mobile".into(),
-            session_number: 4,
-        }
-    }
+    use crate::test_fixtures::full_session as full;
 
     #[test]
     fn sessions_expire_ttl_days_after_their_last_event() {

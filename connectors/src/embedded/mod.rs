@@ -6,6 +6,7 @@ mod lake;
 mod leases;
 mod log;
 mod models;
+mod snapshot;
 mod store;
 mod wal;
 

@@ -4,9 +4,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use retailmind_schema::Session;
+use rusqlite::types::ValueRef;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::db::{sqlite_err, Db};
+use super::snapshot;
 use crate::checkpoint::CheckpointStore;
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
@@ -130,31 +132,54 @@ const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id 
                       WHERE anonymous_id = ?1 AND start_ms <= ?2)
      ORDER BY start_ms";
 
-fn decode(snapshot: &str) -> Result<Session> {
-    serde_json::from_str(snapshot).map_err(|e| ConnectorError::Corrupt {
-        what: "sessions.snapshot".into(),
-        detail: e.to_string(),
-    })
+/// A stored snapshot: the binary format, or JSON text as earlier versions wrote it.
+fn decode(snapshot: ValueRef<'_>) -> Result<Session> {
+    match snapshot {
+        ValueRef::Blob(bytes) => snapshot::decode(bytes),
+        ValueRef::Text(json) => serde_json::from_slice(json).map_err(|e| ConnectorError::Corrupt {
+            what: "sessions.snapshot".into(),
+            detail: e.to_string(),
+        }),
+        other => Err(ConnectorError::Corrupt {
+            what: "sessions.snapshot".into(),
+            detail: format!("a {:?} value", other.data_type()),
+        }),
+    }
+}
+
+/// Every row of `stmt` run with `params`, its first column decoded as a snapshot.
+fn read_snapshots(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Session>> {
+    let mut rows = stmt
+        .query(params)
+        .map_err(|e| sqlite_err("read sessions", e))?;
+    let mut sessions = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| sqlite_err("read sessions", e))? {
+        let value = row.get_ref(0).map_err(|e| sqlite_err("read sessions", e))?;
+        sessions.push(decode(value)?);
+    }
+    Ok(sessions)
 }
 
 #[async_trait]
 impl SessionStore for EmbeddedSessions {
     async fn latest_before(&self, anonymous_id: &str, at_ms: i64) -> Result<Option<Session>> {
         let anonymous_id = anonymous_id.to_owned();
-        let snapshot: Option<String> = self
+        let found = self
             .db
             .call(move |conn| {
-                conn.query_row(
-                    "SELECT snapshot FROM sessions WHERE anonymous_id = ?1 AND start_ms <= ?2
-                     ORDER BY start_ms DESC LIMIT 1",
-                    params![anonymous_id, at_ms],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| sqlite_err("read session", e))
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT snapshot FROM sessions WHERE anonymous_id = ?1 AND start_ms <= ?2
+                         ORDER BY start_ms DESC LIMIT 1",
+                    )
+                    .map_err(|e| sqlite_err("read session", e))?;
+                read_snapshots(&mut stmt, params![anonymous_id, at_ms])
             })
             .await?;
-        snapshot.as_deref().map(decode).transpose()
+        Ok(found.into_iter().next())
     }
 
     async fn sessions_around(
@@ -175,19 +200,7 @@ impl SessionStore for EmbeddedSessions {
                         .prepare_cached(SESSIONS_AROUND)
                         .map_err(|e| sqlite_err("read sessions", e))?;
                     for (anonymous_id, from_ms) in wanted {
-                        let mut rows = stmt
-                            .query(params![anonymous_id, from_ms])
-                            .map_err(|e| sqlite_err("read sessions", e))?;
-                        let mut sessions = Vec::new();
-                        while let Some(row) =
-                            rows.next().map_err(|e| sqlite_err("read sessions", e))?
-                        {
-                            let snapshot = row
-                                .get_ref(0)
-                                .and_then(|v| v.as_str().map_err(Into::into))
-                                .map_err(|e| sqlite_err("read sessions", e))?;
-                            sessions.push(decode(snapshot)?);
-                        }
+                        let sessions = read_snapshots(&mut stmt, params![anonymous_id, from_ms])?;
                         if !sessions.is_empty() {
                             found.insert(anonymous_id, sessions);
                         }
@@ -214,11 +227,7 @@ impl SessionStore for EmbeddedSessions {
                     .map_err(|e| sqlite_err("write sessions", e))?;
                 for s in &sessions {
                     // Encoded here, on the blocking pool, beside the caller's own work.
-                    let snapshot =
-                        serde_json::to_string(s).map_err(|e| ConnectorError::Corrupt {
-                            what: "session".into(),
-                            detail: e.to_string(),
-                        })?;
+                    let snapshot = snapshot::encode(s);
                     // The version condition is in the statement: a first snapshot is
                     // inserted only where none is stored, a later one replaces only the
                     // version before it (and is never inserted: its session may have been
@@ -277,8 +286,7 @@ impl SessionStore for EmbeddedSessions {
 
     async fn sessions_since(&self, anonymous_id: &str, from_ms: i64) -> Result<Vec<Session>> {
         let anonymous_id = anonymous_id.to_owned();
-        let snapshots: Vec<String> = self
-            .db
+        self.db
             .call(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
@@ -286,14 +294,9 @@ impl SessionStore for EmbeddedSessions {
                          ORDER BY start_ms",
                     )
                     .map_err(|e| sqlite_err("read sessions", e))?;
-                let rows = stmt
-                    .query_map(params![anonymous_id, from_ms], |r| r.get(0))
-                    .map_err(|e| sqlite_err("read sessions", e))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()
-                    .map_err(|e| sqlite_err("read sessions", e))
+                read_snapshots(&mut stmt, params![anonymous_id, from_ms])
             })
-            .await?;
-        snapshots.iter().map(|s| decode(s)).collect()
+            .await
     }
 
     async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>> {
@@ -307,20 +310,14 @@ impl SessionStore for EmbeddedSessions {
                 vec![since_ms],
             ),
         };
-        let snapshots: Vec<String> = self
-            .db
+        self.db
             .call(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(sql)
                     .map_err(|e| sqlite_err("scan sessions", e))?;
-                let rows = stmt
-                    .query_map(params_from_iter(bounds), |r| r.get(0))
-                    .map_err(|e| sqlite_err("scan sessions", e))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()
-                    .map_err(|e| sqlite_err("scan sessions", e))
+                read_snapshots(&mut stmt, params_from_iter(bounds))
             })
-            .await?;
-        snapshots.iter().map(|s| decode(s)).collect()
+            .await
     }
 }
 
@@ -409,6 +406,39 @@ mod tests {
             store.put(&[stale]).await,
             Err(ConnectorError::Conflict { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn snapshots_written_as_json_by_earlier_versions_still_read_and_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = EmbeddedSessions::new(Db::open(&path).unwrap());
+        let old = Session {
+            user_id: Some("u".into()),
+            event_ids: vec![uuid::Uuid::from_u128(9)],
+            ..session("a", 100)
+        };
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id, end_ms,
+                     event_count, page_views, revenue_minor, version, snapshot)
+                 VALUES ('a', 100, 'a-100', 'u', 110, 0, 0, 0, 1, ?1)",
+                [serde_json::to_string(&old).unwrap()],
+            )
+            .unwrap();
+        store.put(&[session("a", 500)]).await.unwrap();
+        assert_eq!(
+            store.sessions_of("a").await.unwrap(),
+            [old.clone(), session("a", 500)]
+        );
+        let next = Session {
+            version: 2,
+            event_count: 1,
+            ..old
+        };
+        store.put(std::slice::from_ref(&next)).await.unwrap();
+        assert_eq!(store.latest_before("a", 200).await.unwrap(), Some(next));
     }
 
     #[test]
