@@ -38,11 +38,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         {
             continue;
         }
-        match sessions
-            .iter_mut()
-            .rev()
-            .find(|(s, _)| accepts(s, event.timestamp, rules))
-        {
+        match home(&sessions, event.timestamp, rules).map(|at| &mut sessions[at]) {
             Some((session, changed)) => {
                 fold(session, event);
                 *changed = true;
@@ -68,6 +64,36 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
             s
         })
         .collect()
+}
+
+/// The session (its position in `sessions`, sorted by start) an event at `ts` joins: the one
+/// whose span holds it, else the nearer of its two neighbours that accepts it, else none.
+///
+/// Only a neighbour may grow: a session further away would grow over the one between, and a
+/// visitor's sessions must stay disjoint. Stores read only the latest session starting before a
+/// batch's window and every later one, which finds all that can take its events only when no
+/// two overlap; and a start moved onto another session's start would collide with its key.
+fn home(sessions: &[(Session, bool)], ts: i64, rules: &SessionRules) -> Option<usize> {
+    if let Some(at) = sessions
+        .iter()
+        .rposition(|(s, _)| s.start_ms <= ts && ts <= s.end_ms)
+    {
+        return Some(at);
+    }
+    // No span holds `ts`: every session ends before it or starts after it.
+    let right = sessions.partition_point(|(s, _)| s.start_ms < ts);
+    let before = right
+        .checked_sub(1)
+        .filter(|&at| accepts(&sessions[at].0, ts, rules));
+    let after =
+        Some(right).filter(|&at| sessions.get(at).is_some_and(|(s, _)| accepts(s, ts, rules)));
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let (gap_before, gap_after) = (ts - sessions[b].0.end_ms, sessions[a].0.start_ms - ts);
+            Some(if gap_after < gap_before { a } else { b })
+        }
+        (b, a) => b.or(a),
+    }
 }
 
 /// Whether an event at `ts` belongs to `s`: within the inactivity gap of its span, and the span
