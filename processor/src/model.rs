@@ -232,9 +232,11 @@ impl ModelKeeper {
             }
             learned.teach(&mut kept.model);
             kept.remember(learned);
+            // Here rather than after the loop: a caller may drop this future at a yield, and
+            // what it taught until then must still be saved.
+            kept.dirty = true;
             observed += 1;
         }
-        kept.dirty |= observed > 0;
         metrics::counter!(m::MODEL_OBSERVATIONS).increment(observed as u64);
         Ok(observed)
     }

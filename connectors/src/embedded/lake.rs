@@ -185,7 +185,7 @@ impl LakeWriter for LocalLake {
         tokio::task::spawn_blocking(move || {
             let parts: Vec<(String, Vec<bytes::Bytes>)> = by_hour
                 .into_iter()
-                .map(|(hour, lines)| (event_partition(hour * MS_PER_HOUR), lines))
+                .map(|(hour, lines)| (event_partition(hour.saturating_mul(MS_PER_HOUR)), lines))
                 .collect();
             write_parts(&root, &parts)
         })

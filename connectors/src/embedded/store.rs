@@ -112,10 +112,12 @@ impl EmbeddedSessions {
     }
 }
 
-/// A session's first snapshot (version 1): only if no snapshot of it is stored.
+/// A session's first snapshot (version 1): only if no snapshot of it is stored, at its start or
+/// (moved by a late event) at another: the visitor's key finds the visitor's few rows.
 const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id,
          end_ms, event_count, page_views, revenue_minor, version, snapshot)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+     WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE anonymous_id = ?1 AND session_id = ?3)
      ON CONFLICT (anonymous_id, start_ms) DO NOTHING";
 
 /// A later snapshot: only over the version just before it. Found by its session id, not its
@@ -406,6 +408,24 @@ mod tests {
             store.put(&[stale]).await,
             Err(ConnectorError::Conflict { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_first_snapshot_of_a_session_stored_at_another_start_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedSessions::new(Db::open(&dir.path().join("db")).unwrap());
+        // Its start moved from 100 to 45 by a late event; a replay that missed it must not add
+        // a second row of the same session at 100.
+        let moved = Session {
+            start_ms: 45,
+            ..session("a", 100)
+        };
+        store.put(std::slice::from_ref(&moved)).await.unwrap();
+        assert!(matches!(
+            store.put(&[session("a", 100)]).await,
+            Err(ConnectorError::Conflict { .. })
+        ));
+        assert_eq!(store.sessions_of("a").await.unwrap(), [moved]);
     }
 
     #[tokio::test]
