@@ -643,12 +643,14 @@ impl Processor {
         let mut written = Vec::new();
         for (visitor, visitor_events) in by_visitor {
             let visitor = *visitor;
-            let wanted = [(visitor.to_owned(), self.window_start(visitor_events))];
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let mut known = self.backend.sessions.sessions_around(&wanted).await?;
-                let stored = known.remove(visitor).unwrap_or_default();
+                // The visitor's whole history, not only the sessions around the events: a store
+                // written before sessions were kept disjoint may hide one session inside
+                // another, where the narrower read misses it and a replayed event of it would
+                // conflict with its stored row on every attempt.
+                let stored = self.backend.sessions.sessions_of(visitor).await?;
                 let changed = sessionize(stored, visitor_events, &self.rules);
                 if changed.is_empty() {
                     break;

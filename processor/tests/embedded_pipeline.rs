@@ -218,3 +218,41 @@ async fn a_late_event_before_a_stored_session_moves_its_start() {
     );
     assert_eq!(s.entry_url, "https://shop.example/3");
 }
+
+/// A store written before sessions were kept disjoint may hold one session inside another
+/// (here L spans 45-100 minutes and M sits at 50). The narrower read of a batch at 100 finds
+/// only M; the replay of L's first event must neither add a second row of L nor stop the
+/// processor.
+#[tokio::test]
+async fn a_replayed_event_of_a_session_hidden_inside_another_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    let p = processor(dir.path(), backend.clone(), "main");
+    let replayed = record(1, "lena", T0 + 100 * MIN, "page_view", json!({}));
+    let first: retailmind_schema::Event = serde_json::from_slice(&replayed.data).unwrap();
+    let session =
+        |id: &str, start: i64, end: i64, ids: Vec<uuid::Uuid>| retailmind_schema::Session {
+            session_id: id.into(),
+            anonymous_id: "lena".into(),
+            start_ms: T0 + start * MIN,
+            end_ms: T0 + end * MIN,
+            event_count: ids.len() as u32,
+            event_ids: ids,
+            version: 1,
+            ..retailmind_schema::Session::default()
+        };
+    let legacy = vec![
+        session(
+            &first.event_id.to_string(),
+            45,
+            100,
+            vec![first.event_id, uuid::Uuid::from_u128(7)],
+        ),
+        session("m", 50, 50, vec![uuid::Uuid::from_u128(8)]),
+    ];
+    backend.sessions.put(&legacy).await.unwrap();
+
+    backend.sink.append(vec![replayed]).await.unwrap();
+    assert_eq!(p.drain().await.unwrap(), 1);
+    assert_eq!(backend.sessions.sessions_of("lena").await.unwrap(), legacy);
+}

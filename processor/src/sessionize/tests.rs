@@ -178,8 +178,12 @@ fn sessions_are_numbered_per_visitor_and_flagged() {
 /// returns (the latest session starting at or before the window, and every later one), and the
 /// changed sessions replace theirs.
 fn store(stored: &mut Vec<Session>, batch: &[Event]) {
+    store_with(stored, batch, &SessionRules::default());
+}
+
+fn store_with(stored: &mut Vec<Session>, batch: &[Event], rules: &SessionRules) {
     let earliest = batch.iter().map(|e| e.timestamp).min().unwrap_or(0);
-    let window = earliest - SessionRules::default().inactivity_ms;
+    let window = earliest - rules.inactivity_ms;
     let from = stored
         .iter()
         .map(|s| s.start_ms)
@@ -191,7 +195,8 @@ fn store(stored: &mut Vec<Session>, batch: &[Event]) {
         .filter(|s| s.start_ms >= from)
         .cloned()
         .collect();
-    for changed in run(around, batch) {
+    let refs: Vec<&Event> = batch.iter().collect();
+    for changed in sessionize(around, &refs, rules) {
         stored.retain(|s| s.session_id != changed.session_id);
         stored.push(changed);
     }
@@ -216,8 +221,9 @@ fn a_late_event_joins_its_nearer_neighbour_so_no_two_sessions_share_a_start() {
 
 #[test]
 fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counted_once() {
-    // A small deterministic generator: events within a few hours, in shuffled batches, some
-    // sent twice. The stores' reads rely on disjoint sessions (see `home`).
+    // A small deterministic generator: events within a few hours, in shuffled batches, with
+    // earlier events sent again, under maximum lengths from half an hour to the default. The
+    // stores' reads rely on disjoint sessions (see `home`).
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |below: u64| {
         state ^= state << 13;
@@ -225,31 +231,46 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
         state ^= state << 17;
         state % below
     };
-    for round in 0..200 {
-        let count = 2 + next(30) as u128;
-        let events: Vec<Event> = (0..count)
-            .map(|n| page(round * 1_000 + n, next(240) as i64 * MIN))
-            .collect();
-        let mut stored = Vec::new();
-        let mut sent = 0;
-        while sent < events.len() {
-            let size = 1 + next(4) as usize;
-            let batch = &events[sent..(sent + size).min(events.len())];
-            store(&mut stored, batch);
-            if next(3) == 0 {
-                store(&mut stored, batch);
+    for max_minutes in [30, 60, 90, 12 * 60] {
+        let rules = SessionRules {
+            max_duration_ms: max_minutes * MIN,
+            ..SessionRules::default()
+        };
+        for round in 0..200u128 {
+            let count = 2 + next(30) as u128;
+            let events: Vec<Event> = (0..count)
+                .map(|n| page(round * 1_000 + n, next(240) as i64 * MIN))
+                .collect();
+            let mut stored = Vec::new();
+            let mut sent = 0;
+            while sent < events.len() {
+                let size = 1 + next(4) as usize;
+                let end = (sent + size).min(events.len());
+                store_with(&mut stored, &events[sent..end], &rules);
+                sent = end;
+                if next(3) == 0 {
+                    let from = next(sent as u64) as usize;
+                    let again = &events[from..(from + 1 + next(3) as usize).min(sent)];
+                    store_with(&mut stored, again, &rules);
+                }
             }
-            sent += size;
-        }
-        for pair in stored.windows(2) {
+            let context = format!("max {max_minutes} min, round {round}");
+            for pair in stored.windows(2) {
+                assert!(
+                    pair[0].end_ms < pair[1].start_ms,
+                    "{context}: overlapping sessions {:?} and {:?}",
+                    (pair[0].start_ms, pair[0].end_ms),
+                    (pair[1].start_ms, pair[1].end_ms)
+                );
+            }
             assert!(
-                pair[0].end_ms < pair[1].start_ms,
-                "round {round}: overlapping sessions {:?} and {:?}",
-                (pair[0].start_ms, pair[0].end_ms),
-                (pair[1].start_ms, pair[1].end_ms)
+                stored
+                    .iter()
+                    .all(|s| s.duration_ms() <= rules.max_duration_ms),
+                "{context}"
             );
+            let counted: u32 = stored.iter().map(|s| s.event_count).sum();
+            assert_eq!(counted as usize, events.len(), "{context}");
         }
-        let counted: u32 = stored.iter().map(|s| s.event_count).sum();
-        assert_eq!(counted as usize, events.len(), "round {round}");
     }
 }
