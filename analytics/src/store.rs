@@ -155,6 +155,8 @@ impl LakeStore for LocalStore {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            // A dot and `.tmp`: readers skip it, and the embedded backend's start-up sweep
+            // (`LocalLake::remove_stale_temporaries`) removes it if a kill left it behind.
             let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
             let mut file = std::fs::File::create(&tmp).map_err(err)?;
             file.write_all(&body).map_err(err)?;

@@ -28,7 +28,9 @@ impl LocalLake {
 
     /// Removes the files that writes interrupted between writing and renaming (a killed process)
     /// left under temporary names, if older than `age`; returns how many. Readers skip them
-    /// anyway; this gives back the disk.
+    /// anyway; this gives back the disk. Every writer of the local lake names its temporaries
+    /// `.<anything>.tmp`: this one `.part-….json.tmp`, the analytics job's store
+    /// `.<file>.<pid>.tmp` (`retailmind_analytics::store::LocalStore`), so one sweep serves both.
     pub fn remove_stale_temporaries(&self, age: Duration) -> std::io::Result<usize> {
         let now = SystemTime::now();
         let mut removed = 0;
@@ -47,7 +49,7 @@ impl LocalLake {
                 }
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if !(name.starts_with(".part-") && name.ends_with(".tmp")) {
+                if !(name.starts_with('.') && name.ends_with(".tmp")) {
                     continue;
                 }
                 let modified = entry.metadata()?.modified()?;
@@ -240,14 +242,20 @@ mod tests {
         file(".part-a.json.tmp", two_hours_ago);
         file(".part-b.json.tmp", SystemTime::now());
         file("part-c.json", two_hours_ago);
-        file(".other.tmp", two_hours_ago);
-        assert_eq!(lake.remove_stale_temporaries(STALE_TEMPORARY).unwrap(), 1);
+        // The analytics job's store, killed between its write and its rename.
+        file(".part-00000.parquet.4242.tmp", two_hours_ago);
+        file("notes.tmp", two_hours_ago);
+        file(".hidden", two_hours_ago);
+        assert_eq!(lake.remove_stale_temporaries(STALE_TEMPORARY).unwrap(), 2);
         let mut left: Vec<String> = std::fs::read_dir(&hour)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, [".other.tmp", ".part-b.json.tmp", "part-c.json"]);
+        assert_eq!(
+            left,
+            [".hidden", ".part-b.json.tmp", "notes.tmp", "part-c.json"]
+        );
     }
 
     /// More partitions than are made durable at once: every one gets its file with its lines,
