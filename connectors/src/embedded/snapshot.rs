@@ -239,7 +239,8 @@ fn too_long() -> ConnectorError {
     corrupt("a length past the end".into())
 }
 
-fn corrupt(detail: String) -> ConnectorError {
+/// A stored snapshot that does not decode, in either format.
+pub(super) fn corrupt(detail: String) -> ConnectorError {
     ConnectorError::Corrupt {
         what: "sessions.snapshot".into(),
         detail,

@@ -138,14 +138,13 @@ const SESSIONS_AROUND: &str = "SELECT snapshot FROM sessions WHERE anonymous_id 
 fn decode(snapshot: ValueRef<'_>) -> Result<Session> {
     match snapshot {
         ValueRef::Blob(bytes) => snapshot::decode(bytes),
-        ValueRef::Text(json) => serde_json::from_slice(json).map_err(|e| ConnectorError::Corrupt {
-            what: "sessions.snapshot".into(),
-            detail: e.to_string(),
-        }),
-        other => Err(ConnectorError::Corrupt {
-            what: "sessions.snapshot".into(),
-            detail: format!("a {:?} value", other.data_type()),
-        }),
+        ValueRef::Text(json) => {
+            serde_json::from_slice(json).map_err(|e| snapshot::corrupt(e.to_string()))
+        }
+        other => Err(snapshot::corrupt(format!(
+            "a {:?} value",
+            other.data_type()
+        ))),
     }
 }
 
