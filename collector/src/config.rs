@@ -25,9 +25,10 @@ pub struct CollectorConfig {
     pub max_event_bytes: usize,
     pub validation: ValidationLimits,
     /// What to do with fields of an event (in the tracker's format) that the schema does not
-    /// know: `ignore` them (the default: an older collector takes a newer tracker's events) or
-    /// `reject` the event, naming each field. Segment messages carry many fields we do not map,
-    /// so this applies to native events only.
+    /// know: `ignore` them (the default: an older collector takes a newer tracker's events; a
+    /// record copied from the text keeps them as sent, unread, see `retailmind_schema::record`)
+    /// or `reject` the event, naming each field. Segment messages carry many fields we do not
+    /// map, so this applies to native events only.
     pub unknown_fields: UnknownFields,
     pub rate_limit: RateLimitConfig,
     /// Proxies in front of the collector that append to `X-Forwarded-For` (a load balancer: 1).

@@ -8,7 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::StreamRecord;
-use retailmind_schema::wire::unknown_fields;
+use retailmind_schema::record::{enrich, ServerFields};
+use retailmind_schema::wire::{decode_located, unknown_fields};
 use retailmind_schema::{partition_key, validate, Event, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -125,6 +126,16 @@ pub async fn ingest(
     }
 
     let now = now_ms();
+    // Server-side fields are never taken from the client.
+    let ip = meta
+        .client_ip
+        .map(|ip| if state.truncate_ip { truncate(ip) } else { ip })
+        .map(|ip| ip.to_string());
+    let server = ServerFields {
+        received_at: now,
+        ip: ip.as_deref(),
+        user_agent: meta.user_agent.as_deref(),
+    };
     let mut ids = Vec::with_capacity(candidates.len());
     let mut records = Vec::with_capacity(candidates.len());
     // What the recommendation session memory keeps, by position among the accepted records.
@@ -132,7 +143,7 @@ pub async fn ingest(
     let mut rejected = Vec::new();
     let mut dead_letters = Vec::new();
     for (index, candidate) in candidates.into_iter().enumerate() {
-        match accept(state, meta, &candidate, now) {
+        match accept(state, &server, &candidate) {
             Ok((event, record)) => {
                 let id = event.event_id;
                 if crate::recs::relevant(&event) {
@@ -220,16 +231,11 @@ pub async fn ingest(
     Ok(answer)
 }
 
-/// Room for what encoding adds to an event's received size: `received_at`, `context.ip` and,
-/// when the tracker sent none, the request's User-Agent.
-const ENCODED_GROWTH: usize = 256;
-
 /// Decodes (unless converted already), checks and enriches one event, and makes its record.
 fn accept(
     state: &AppState,
-    meta: &RequestMeta,
+    server: &ServerFields<'_>,
     candidate: &Candidate<'_>,
-    now: i64,
 ) -> Result<(Event, StreamRecord), Vec<RejectedField>> {
     let size = candidate.raw.get().len();
     if size > state.max_event_bytes {
@@ -238,10 +244,11 @@ fn accept(
             format!("is {size} bytes, at most {} allowed", state.max_event_bytes),
         )]);
     }
-    let mut event = match &candidate.converted {
-        Some(converted) => converted.clone()?,
+    let (mut event, at) = match &candidate.converted {
+        Some(converted) => (converted.clone()?, None),
         None => {
-            let event = decode(candidate.raw)?;
+            let (event, at) = decode_located(candidate.raw)
+                .map_err(|e| vec![RejectedField::new(e.field, e.reason)])?;
             if state.unknown_fields == UnknownFields::Reject {
                 let unknown = unknown_fields(candidate.raw, &event);
                 if !unknown.is_empty() {
@@ -256,41 +263,25 @@ fn accept(
                         .collect());
                 }
             }
-            event
+            (event, at)
         }
     };
-    validate(&event, &state.limits, now).map_err(|errors| {
+    validate(&event, &state.limits, server.received_at).map_err(|errors| {
         errors
             .into_iter()
             .map(RejectedField::from)
             .collect::<Vec<_>>()
     })?;
-
-    // Server-side fields are never taken from the client.
-    event.received_at = Some(now);
-    event.context.ip = meta
-        .client_ip
-        .map(|ip| if state.truncate_ip { truncate(ip) } else { ip })
-        .map(|ip| ip.to_string());
     // The request's User-Agent is the shopper's browser only for our own tracker; a converted
     // (Segment) message comes from a server library whose agent says nothing about the shopper.
-    if event.context.user_agent.is_none() && candidate.converted.is_none() {
-        event.context.user_agent = meta.user_agent.clone();
-    }
-    // The encoded event is the one received plus the server-side fields: sized for that at once
-    // instead of growing through several copies.
-    let mut data = Vec::with_capacity(size + ENCODED_GROWTH);
-    serde_json::to_writer(&mut data, &event)
-        .map_err(|e| vec![RejectedField::new("event", e.to_string())])?;
+    let server = ServerFields {
+        user_agent: server.user_agent.filter(|_| candidate.converted.is_none()),
+        ..*server
+    };
+    let data = enrich(&mut event, candidate.raw, at.as_ref(), &server);
     let record = StreamRecord {
         partition_key: partition_key(&event).to_owned(),
         data: Bytes::from(data),
     };
     Ok((event, record))
-}
-
-/// Decodes one event of our own format, naming the field when it fails.
-pub fn decode(raw: &RawValue) -> Result<Event, Vec<RejectedField>> {
-    retailmind_schema::wire::decode_event(raw)
-        .map_err(|e| vec![RejectedField::new(e.field, e.reason)])
 }

@@ -2,18 +2,21 @@
 //! raw events, then each event decoded and validated on its own.
 //!
 //! Properties: nothing panics (no input may take the collector down), and an event that passes
-//! validation survives what happens to it next: the collector stamps and serializes it, the
-//! processor deserializes it, and it must come back equal and still valid.
+//! validation survives what happens to it next: the collector sets its server-side fields and
+//! makes its stream record (the text as received with those fields written in, or the event
+//! encoded), the processor decodes the record, and it must come back equal and still valid.
 //!
-//! The envelope and the per-event decoding are the collector's own (`retailmind_schema::wire`);
-//! the size limit and the server-side stamping below mirror `collector/src/ingest.rs` (`accept`).
+//! The envelope, the per-event decoding and the record are the collector's own
+//! (`retailmind_schema::wire`, `retailmind_schema::record`); the size limit below mirrors
+//! `collector/src/ingest.rs` (`accept`).
 //! Segment messages (`batch` instead of `events`) are converted by collector code this crate does
 //! not link, so only the tracker's format is fuzzed here.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use retailmind_schema::wire::{decode_event, BatchEnvelope};
+use retailmind_schema::record::{enrich, ServerFields};
+use retailmind_schema::wire::{decode_located, BatchEnvelope};
 use retailmind_schema::{validate, Event, Limits};
 
 /// A fixed clock, so a crash reproduces on any day and the seed corpus stays inside the accepted
@@ -36,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
         if raw.get().len() > MAX_EVENT_BYTES {
             continue;
         }
-        let Ok(mut event) = decode_event(raw) else {
+        let Ok((mut event, at)) = decode_located(raw) else {
             continue;
         };
         if let Err(errors) = validate(&event, &limits, NOW_MS) {
@@ -50,12 +53,22 @@ fuzz_target!(|data: &[u8]| {
         }
         // What the collector writes to the stream: its own clock and the peer's address, and
         // the request's user agent where the event has none.
-        event.received_at = Some(NOW_MS);
-        event.context.ip = Some("203.0.113.0".to_owned());
-        if event.context.user_agent.is_none() {
-            event.context.user_agent = Some("Mozilla/5.0 (fuzz)".to_owned());
-        }
-        let bytes = serde_json::to_vec(&event).expect("an accepted event serializes");
+        // With and without each server-side field (no client IP, no User-Agent header).
+        let server = ServerFields {
+            received_at: NOW_MS,
+            ip: (data.len() % 2 == 0).then_some("203.0.113.0"),
+            user_agent: (data.len() % 3 != 0).then_some("Mozilla/5.0 (fuzz)"),
+        };
+        let mut encoded = event.clone();
+        let bytes = enrich(&mut event, raw, at.as_ref(), &server);
+        enrich(&mut encoded, raw, None, &server);
+        assert_eq!(event, encoded, "the record's two ways set different fields");
+        // The lake keeps one record per line.
+        assert!(
+            bytes.first() == Some(&b'{') && !bytes.iter().any(|&b| b == b'\n' || b == b'\r'),
+            "a record is one line holding an object: {}",
+            String::from_utf8_lossy(&bytes)
+        );
         // What the processor reads back.
         let back: Event = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(

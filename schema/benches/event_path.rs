@@ -1,11 +1,12 @@
 //! `cargo bench -p retailmind-schema --bench event_path`: CPU cost per event of what the
-//! collector does to every event it takes (decode, validate, encode for the stream), on one
+//! collector does to every event it takes (decode, validate, make the stream record), on one
 //! core, printed as ns/event. Figures, not a test.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use retailmind_schema::wire::decode_event;
+use retailmind_schema::record::{enrich, ServerFields};
+use retailmind_schema::wire::{decode_event, decode_located};
 use retailmind_schema::{validate, Event, Limits};
 use serde_json::value::RawValue;
 
@@ -52,6 +53,10 @@ fn main() {
     let text = sample(now);
     let raw = RawValue::from_string(text.clone()).unwrap();
     let event: Event = decode_event(&raw).unwrap();
+    let at = decode_located(&raw)
+        .unwrap()
+        .1
+        .expect("the sample's context is located");
     let limits = Limits::default();
     let n = 200_000;
     println!("one core, a {}-byte product view:", text.len());
@@ -72,4 +77,29 @@ fn main() {
         validate(&e, &limits, now).unwrap();
         black_box(serde_json::to_vec(&e).unwrap());
     });
+    let server = ServerFields {
+        received_at: now,
+        ip: Some("203.0.113.7"),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)"),
+    };
+    per_event("decode (wire::decode_located)", n, || {
+        black_box(decode_located(black_box(&raw)).unwrap());
+    });
+    per_event("record written into the text (enrich)", n, || {
+        let mut e = event.clone();
+        black_box(enrich(&mut e, &raw, Some(&at), &server));
+    });
+    per_event("record encoded (enrich, place unknown)", n, || {
+        let mut e = event.clone();
+        black_box(enrich(&mut e, &raw, None, &server));
+    });
+    per_event(
+        "what the collector does (decode_located, validate, enrich)",
+        n,
+        || {
+            let (mut e, at) = decode_located(black_box(&raw)).unwrap();
+            validate(&e, &limits, now).unwrap();
+            black_box(enrich(&mut e, &raw, at.as_ref(), &server));
+        },
+    );
 }

@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use crate::{Context, Event, Payload};
 
-/// The envelope as it arrives; `properties` stays undecoded until the kind is known.
+/// The envelope as it arrives; `properties` stays undecoded until the kind is known. `C` is the
+/// context as decoded, or (for [`crate::wire::decode_located`]) as raw text, to learn where it is.
 #[derive(Deserialize)]
-pub(crate) struct Envelope {
+pub(crate) struct Envelope<C = Context> {
     event_id: Uuid,
     anonymous_id: String,
     #[serde(default)]
@@ -23,7 +24,7 @@ pub(crate) struct Envelope {
     #[serde(default)]
     received_at: Option<i64>,
     #[serde(default)]
-    context: Context,
+    pub(crate) context: C,
     #[serde(rename = "type")]
     kind: Kind,
     properties: Box<RawValue>,
@@ -54,7 +55,19 @@ pub(crate) struct PropertiesError {
 impl Envelope {
     /// The event, with its properties decoded as its kind says. `tracked`: name the field of a
     /// failure (slower; for the error path).
-    pub(crate) fn into_event(self, tracked: bool) -> Result<Event, PropertiesError> {
+    pub(crate) fn into_event(mut self, tracked: bool) -> Result<Event, PropertiesError> {
+        let context = std::mem::take(&mut self.context);
+        self.into_event_with(context, tracked)
+    }
+}
+
+impl<C> Envelope<C> {
+    /// As [`Envelope::into_event`], with `context` (decoded apart) as the event's context.
+    pub(crate) fn into_event_with(
+        self,
+        context: Context,
+        tracked: bool,
+    ) -> Result<Event, PropertiesError> {
         let raw = self.properties.get();
         let payload = match self.kind {
             Kind::PageView => Payload::PageView(props(raw, tracked)?),
@@ -74,7 +87,7 @@ impl Envelope {
             session_id: self.session_id,
             timestamp: self.timestamp,
             received_at: self.received_at,
-            context: self.context,
+            context,
             payload,
         })
     }

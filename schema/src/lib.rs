@@ -6,6 +6,7 @@
 
 pub mod event;
 mod event_decode;
+pub mod record;
 pub mod session;
 pub mod validate;
 pub mod wire;

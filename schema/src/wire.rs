@@ -2,13 +2,15 @@
 //! as raw JSON, then every event on its own, so one bad event never sinks its batch. Shared by
 //! the collector and the fuzz target, so the fuzzer exercises the real decoding.
 
-use serde::Deserialize;
+use std::ops::Range;
+
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event_decode::Envelope;
-use crate::Event;
+use crate::{Context, Event};
 
 /// Any batch body: ours has `events` (and `batch_id`), Segment's has `batch` (and maybe
 /// `writeKey`).
@@ -74,6 +76,54 @@ fn compare(input: &Value, known: &Value, path: &str, unknown: &mut Vec<String>) 
         }
         _ => {}
     }
+}
+
+/// Where the `context` object of an event is in the text it was decoded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextAt {
+    /// The text has no `context`.
+    Absent,
+    /// The byte range of the `context` object, braces included.
+    Span(Range<usize>),
+}
+
+/// A context as its raw text, `null` included (`Option<&RawValue>` would read `null` as absent).
+#[derive(Default)]
+struct RawContext<'a>(Option<&'a RawValue>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawContext<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&RawValue>::deserialize(deserializer).map(|raw| RawContext(Some(raw)))
+    }
+}
+
+/// Decodes one event as [`decode_event`] does, and also says where its context is in `raw`, so
+/// that server-side fields can be written into the text ([`crate::record`]). The place is `None`
+/// when only the slower path decoded the event.
+pub fn decode_located(raw: &RawValue) -> Result<(Event, Option<ContextAt>), DecodeError> {
+    let text = raw.get();
+    if let Ok(envelope) = serde_json::from_str::<Envelope<RawContext<'_>>>(text) {
+        let located = match envelope.context.0 {
+            None => Some((Context::default(), Some(ContextAt::Absent))),
+            Some(context) => serde_json::from_str::<Context>(context.get())
+                .ok()
+                .map(|decoded| (decoded, span_in(text, context.get()).map(ContextAt::Span))),
+        };
+        if let Some((context, at)) = located {
+            if let Ok(event) = envelope.into_event_with(context, false) {
+                return Ok((event, at));
+            }
+        }
+    }
+    decode_event(raw).map(|event| (event, None))
+}
+
+/// Where `part`, a slice of `text` (serde_json borrows raw values from the input), is in it.
+fn span_in(text: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let span = start..start + part.len();
+    // In bounds, `part` lies inside `text`'s allocation: allocations never overlap.
+    text.get(span.clone()).map(|_| span)
 }
 
 /// Decodes one event of our own format, naming the field when it fails.
