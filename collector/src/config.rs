@@ -40,7 +40,8 @@ pub struct CollectorConfig {
     /// A batch id seen again within this many seconds is answered from memory, and an event id
     /// already written is dropped from any batch: neither is written twice. 0 turns both off.
     pub dedup_window_secs: u64,
-    /// Most event ids remembered for that (about 60 bytes each); the oldest are forgotten first.
+    /// Event ids remembered for that at least, the newest (about 100 bytes each): older ones
+    /// are forgotten in bulk, once twice as many were written.
     pub dedup_max_events: usize,
     /// Requests handled at once; beyond, requests get 503 at once instead of queueing in memory.
     pub max_in_flight_requests: usize,
