@@ -40,6 +40,14 @@ pub const SHARD_ID: &str = "shard-000000";
 const PENDING_REQUESTS: usize = 1024;
 /// Records committed together at most, so one commit never holds the lock for long.
 const MAX_RECORDS_PER_COMMIT: usize = 50_000;
+/// While the log is busy (requests came in during the last commit), a commit waits up to
+/// [`LINGER`] for [`LINGER_RECORDS`] records, so that more requests share its fsync. An fsync
+/// costs about the same CPU however little it carries: at full load with commits of the 3 to 5
+/// requests that arrived during the previous one, fsync was a tenth of the collector's CPU;
+/// lingering cut the fsyncs 2.7 times and raised throughput by about a tenth. An idle log
+/// commits at once.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+const LINGER_RECORDS: usize = 400;
 /// Records in one row of the event log at most, so that a read of a few records never loads a
 /// large blob.
 pub const RECORDS_PER_ROW: usize = 256;
@@ -146,20 +154,30 @@ fn write_loop(
     table: LogTable,
     mut rx: mpsc::Receiver<AppendRequest>,
 ) {
+    // Whether requests came in while the last group was committed: the log is busy.
+    let mut busy = false;
     while let Some(first) = rx.blocking_recv() {
         let records = |req: &AppendRequest| req.rows.iter().map(|r| r.records).sum::<usize>();
         let mut count = records(&first);
         let mut group = vec![first];
-        while count < MAX_RECORDS_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(req) => {
-                    count += records(&req);
-                    group.push(req);
+        let lingering = std::time::Instant::now();
+        loop {
+            while count < MAX_RECORDS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        count += records(&req);
+                        group.push(req);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            if !busy || count >= LINGER_RECORDS || lingering.elapsed() >= LINGER {
+                break;
+            }
+            thread::sleep(LINGER / 8);
         }
         let outcome = commit_group(&mut conn, table, &group);
+        busy = !rx.is_empty();
         let bytes: usize = group
             .iter()
             .flat_map(|r| &r.rows)
