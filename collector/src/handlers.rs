@@ -13,7 +13,7 @@ use axum::routing::{post, MethodRouter};
 use axum::Json;
 use base64::Engine;
 use retailmind_connectors::clock::now_ms;
-use retailmind_schema::wire::BatchEnvelope;
+use retailmind_schema::wire::{read_native_batch, BatchEnvelope, RawEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -171,29 +171,37 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
 )]
 pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
+    // Our tracker's batches are read in one pass; anything else (Segment's, or a body with an
+    // error to name) as a general envelope.
+    if let Some(batch) = read_native_batch(&bytes, front.state.max_events_per_batch) {
+        let meta = front.meta();
+        let caller = front.admit(batch.write_key.as_deref(), &meta, KeyKind::Publishable)?;
+        let batch_id = batch.batch_id.ok_or_else(missing_batch_id)?;
+        let candidates = batch.events.into_iter().map(Candidate::native).collect();
+        return Ok(Json(
+            ingest::ingest(&front.state, &caller, &meta, batch_id, candidates).await?,
+        ));
+    }
     let parsed: BatchEnvelope = serde_json::from_slice(&bytes)
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let meta = front.meta();
     let caller = front.admit(parsed.write_key.as_deref(), &meta, KeyKind::Publishable)?;
     let now = now_ms();
     let (batch_id, candidates) = match (parsed.events, parsed.batch) {
-        (Some(events), _) => {
-            let batch_id = parsed
-                .batch_id
-                .ok_or_else(|| CollectorError::MalformedBatch("missing field `batch_id`".into()))?;
-            (
-                batch_id,
-                events.into_iter().map(Candidate::native).collect(),
-            )
-        }
+        (Some(events), _) => (
+            parsed.batch_id.ok_or_else(missing_batch_id)?,
+            events
+                .into_iter()
+                .map(|raw| Candidate::native(RawEvent::new(raw.get())))
+                .collect(),
+        ),
         (None, Some(messages)) => (
             // Segment batches carry no id; every message has its own, kept by `convert`.
             parsed.batch_id.unwrap_or_else(Uuid::now_v7),
             messages
                 .into_iter()
-                .map(|raw| Candidate {
-                    raw,
-                    converted: Some(segment::convert(raw, None, now, parsed.context)),
+                .map(|raw| {
+                    Candidate::converted(raw, segment::convert(raw, None, now, parsed.context))
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -206,6 +214,10 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
     Ok(Json(
         ingest::ingest(&front.state, &caller, &meta, batch_id, candidates).await?,
     ))
+}
+
+fn missing_batch_id() -> CollectorError {
+    CollectorError::MalformedBatch("missing field `batch_id`".into())
 }
 
 /// `POST /v1/track`, `/v1/page`, `/v1/identify`: one Segment message each, of `segment_type`,
@@ -231,10 +243,10 @@ async fn segment_message(
         .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let meta = front.meta();
     let caller = front.admit(key.write_key.as_deref(), &meta, KeyKind::Publishable)?;
-    let candidate = Candidate {
+    let candidate = Candidate::converted(
         raw,
-        converted: Some(segment::convert(raw, Some(segment_type), now_ms(), None)),
-    };
+        segment::convert(raw, Some(segment_type), now_ms(), None),
+    );
     Ok(Json(
         ingest::ingest(
             &front.state,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::StreamRecord;
 use retailmind_schema::record::{enrich, ServerFields};
-use retailmind_schema::wire::{decode_located, unknown_fields};
+use retailmind_schema::wire::{unknown_fields, RawEvent};
 use retailmind_schema::{partition_key, validate, Event, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -68,18 +68,26 @@ impl From<FieldError> for RejectedField {
     }
 }
 
-/// One event as it arrived: its original JSON, and, for formats other than ours (Segment), the
-/// result of converting it.
+/// One event as it arrived: its original JSON (maybe decoded already), and, for formats other
+/// than ours (Segment), the result of converting it.
 pub struct Candidate<'a> {
-    pub raw: &'a RawValue,
+    pub raw: RawEvent<'a>,
     pub converted: Option<Result<Event, Vec<RejectedField>>>,
 }
 
 impl<'a> Candidate<'a> {
-    pub fn native(raw: &'a RawValue) -> Self {
+    pub fn native(raw: RawEvent<'a>) -> Self {
         Candidate {
             raw,
             converted: None,
+        }
+    }
+
+    /// A message of another format, and what converting it gave.
+    pub fn converted(raw: &'a RawValue, converted: Result<Event, Vec<RejectedField>>) -> Self {
+        Candidate {
+            raw: RawEvent::new(raw.get()),
+            converted: Some(converted),
         }
     }
 }
@@ -99,7 +107,9 @@ struct DeadLetter<'a> {
     sender: &'a str,
     received_at: i64,
     errors: &'a [RejectedField],
-    event: &'a RawValue,
+    /// The event as it arrived: always JSON (it was read as a JSON value), kept as a string if
+    /// it were not.
+    event: Box<RawValue>,
 }
 
 /// How long a request waits for another one writing some of the same events before it answers
@@ -142,8 +152,8 @@ pub async fn ingest(
     let mut remembered: Vec<(usize, Event)> = Vec::new();
     let mut rejected = Vec::new();
     let mut dead_letters = Vec::new();
-    for (index, candidate) in candidates.into_iter().enumerate() {
-        match accept(state, &server, &candidate) {
+    for (index, mut candidate) in candidates.into_iter().enumerate() {
+        match accept(state, &server, &mut candidate) {
             Ok((event, record)) => {
                 let id = event.event_id;
                 if crate::recs::relevant(&event) {
@@ -159,7 +169,7 @@ pub async fn ingest(
                     sender: &caller.key_name,
                     received_at: now,
                     errors: &errors,
-                    event: candidate.raw,
+                    event: as_json(candidate.raw.text()),
                 };
                 dead_letters.push(StreamRecord {
                     partition_key: caller.key_name.clone(),
@@ -231,13 +241,22 @@ pub async fn ingest(
     Ok(answer)
 }
 
+/// `text`, an event as it arrived, as a raw JSON value. Every event text was read as a JSON
+/// value, so the fallback (the text as a JSON string) is only a guard.
+fn as_json(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| {
+        serde_json::value::to_raw_value(text).expect("a string encodes as JSON")
+    })
+}
+
 /// Decodes (unless converted already), checks and enriches one event, and makes its record.
 fn accept(
     state: &AppState,
     server: &ServerFields<'_>,
-    candidate: &Candidate<'_>,
+    candidate: &mut Candidate<'_>,
 ) -> Result<(Event, StreamRecord), Vec<RejectedField>> {
-    let size = candidate.raw.get().len();
+    let text = candidate.raw.text();
+    let size = text.len();
     if size > state.max_event_bytes {
         return Err(vec![RejectedField::new(
             "event",
@@ -247,10 +266,12 @@ fn accept(
     let (mut event, at) = match &candidate.converted {
         Some(converted) => (converted.clone()?, None),
         None => {
-            let (event, at) = decode_located(candidate.raw)
+            let (event, at) = candidate
+                .raw
+                .decode()
                 .map_err(|e| vec![RejectedField::new(e.field, e.reason)])?;
             if state.unknown_fields == UnknownFields::Reject {
-                let unknown = unknown_fields(candidate.raw, &event);
+                let unknown = unknown_fields(text, &event);
                 if !unknown.is_empty() {
                     return Err(unknown
                         .into_iter()
@@ -278,7 +299,7 @@ fn accept(
         user_agent: server.user_agent.filter(|_| candidate.converted.is_none()),
         ..*server
     };
-    let data = enrich(&mut event, candidate.raw, at.as_ref(), &server);
+    let data = enrich(&mut event, text, at.as_ref(), &server);
     let record = StreamRecord {
         partition_key: partition_key(&event).to_owned(),
         data: Bytes::from(data),

@@ -6,6 +6,10 @@
 //! makes its stream record (the text as received with those fields written in, or the event
 //! encoded), the processor decodes the record, and it must come back equal and still valid.
 //!
+//! The collector reads its tracker's batches in one pass (`read_native_batch`) and everything
+//! else with the general envelope; whatever the one pass reads, the envelope must read the same
+//! way, event for event.
+//!
 //! The envelope, the per-event decoding and the record are the collector's own
 //! (`retailmind_schema::wire`, `retailmind_schema::record`); the size limit below mirrors
 //! `collector/src/ingest.rs` (`accept`).
@@ -16,21 +20,39 @@
 
 use libfuzzer_sys::fuzz_target;
 use retailmind_schema::record::{enrich, ServerFields};
-use retailmind_schema::wire::{decode_located, BatchEnvelope};
+use retailmind_schema::wire::{decode_event, decode_located, read_native_batch, BatchEnvelope};
 use retailmind_schema::{validate, Event, Limits};
 
 /// A fixed clock, so a crash reproduces on any day and the seed corpus stays inside the accepted
 /// time window (2025-11-25T10:00:00Z, the timestamps the seeds use).
 const NOW_MS: i64 = 1_764_064_800_000;
 
+/// The collector's default `max_events_per_batch`.
+const MAX_EVENTS: usize = 500;
+
 /// The collector's default `max_event_bytes`: larger events are refused before decoding.
 const MAX_EVENT_BYTES: usize = 32 * 1024;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
+    let native = read_native_batch(data, MAX_EVENTS);
     let Ok(parsed) = serde_json::from_slice::<BatchEnvelope>(data) else {
+        assert!(native.is_none(), "read in one pass, refused by the envelope");
         return;
     };
+    if let Some(native) = native {
+        assert_eq!(native.batch_id, parsed.batch_id);
+        assert_eq!(native.write_key, parsed.write_key);
+        let events = parsed.events.as_deref().expect("the envelope has the events");
+        assert_eq!(native.events.len(), events.len());
+        for (mut one_pass, raw) in native.events.into_iter().zip(events) {
+            assert_eq!(one_pass.text(), raw.get());
+            let decoded = one_pass.decode();
+            assert_eq!(decoded, decode_located(raw.get()));
+            // The one-pass decoder against the derived one.
+            assert_eq!(decoded.map(|(event, _)| event), decode_event(raw));
+        }
+    }
     // The tracker's format needs a batch id; without one the collector answers 400.
     let (Some(events), Some(_batch_id)) = (parsed.events, parsed.batch_id) else {
         return;
@@ -39,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         if raw.get().len() > MAX_EVENT_BYTES {
             continue;
         }
-        let Ok((mut event, at)) = decode_located(raw) else {
+        let Ok((mut event, at)) = decode_located(raw.get()) else {
             continue;
         };
         if let Err(errors) = validate(&event, &limits, NOW_MS) {
@@ -60,8 +82,8 @@ fuzz_target!(|data: &[u8]| {
             user_agent: (data.len() % 3 != 0).then_some("Mozilla/5.0 (fuzz)"),
         };
         let mut encoded = event.clone();
-        let bytes = enrich(&mut event, raw, at.as_ref(), &server);
-        enrich(&mut encoded, raw, None, &server);
+        let bytes = enrich(&mut event, raw.get(), at.as_ref(), &server);
+        enrich(&mut encoded, raw.get(), None, &server);
         assert_eq!(event, encoded, "the record's two ways set different fields");
         // The lake keeps one record per line.
         assert!(

@@ -10,8 +10,9 @@
 //! event size limit) and are never interpreted; an encoded event drops them.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
-use serde_json::value::RawValue;
+use memchr::memmem::Finder;
 
 use crate::wire::ContextAt;
 use crate::Event;
@@ -25,12 +26,12 @@ pub struct ServerFields<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Sets the server-side fields of `event`, decoded from `raw` (with its context `at`, from
-/// [`crate::wire::decode_located`]; `None` when unknown, as for an event converted from
+/// Sets the server-side fields of `event`, decoded from the JSON `text` (with its context `at`,
+/// from [`crate::wire::decode_located`]; `None` when unknown, as for an event converted from
 /// another format), and returns its record.
 pub fn enrich(
     event: &mut Event,
-    raw: &RawValue,
+    text: &str,
     at: Option<&ContextAt>,
     server: &ServerFields<'_>,
 ) -> Vec<u8> {
@@ -43,7 +44,7 @@ pub fn enrich(
         }
         _ => None,
     };
-    if let Some(record) = at.and_then(|at| spliced(raw.get(), at, server, agent)) {
+    if let Some(record) = at.and_then(|at| spliced(text, at, server, agent)) {
         return record;
     }
     // Every string and number of an event encodes; only a map with non-string keys could fail,
@@ -59,28 +60,28 @@ fn spliced(
     server: &ServerFields<'_>,
     agent: Option<&str>,
 ) -> Option<Vec<u8>> {
+    let finders = Needles::get();
+    let bytes = text.as_bytes();
     if !text.starts_with('{')
-        || memchr::memchr3(b'\\', b'\n', b'\r', text.as_bytes()).is_some()
-        || text.contains("\"received_at\"")
+        || memchr::memchr3(b'\\', b'\n', b'\r', bytes).is_some()
+        || finders.received_at.find(bytes).is_some()
     {
         return None;
     }
-    // The text must not hold the fields written into the context (the IP even when there is
-    // none to write: the event's is then cleared).
     let context = match at {
-        ContextAt::Absent if text.contains("\"context\"") => return None,
+        ContextAt::Absent if finders.context.find(bytes).is_some() => return None,
         ContextAt::Absent => None,
-        ContextAt::Span(span) => {
-            let context = text.get(span.clone())?;
-            if !context.starts_with('{')
-                || context.contains("\"ip\"")
-                || (agent.is_some() && context.contains("\"user_agent\""))
-            {
-                return None;
-            }
-            Some(span.start)
-        }
+        ContextAt::Present => Some(context_brace(text, &finders.context)?),
     };
+    // The text must not hold the fields written into the context (the IP even when there is
+    // none to write: the event's is then cleared). Anywhere in the text, not only in the
+    // context: finding where the context ends would take another pass.
+    if context.is_some()
+        && (finders.ip.find(bytes).is_some()
+            || (agent.is_some() && finders.user_agent.find(bytes).is_some()))
+    {
+        return None;
+    }
     let mut added = String::with_capacity(64 + agent.map_or(0, str::len));
     if let Some(ip) = server.ip {
         added.push_str("\"ip\":");
@@ -121,6 +122,44 @@ fn spliced(
     Some(out.into_bytes())
 }
 
+/// The keys [`spliced`] looks for, as JSON strings, with their searchers built once.
+struct Needles {
+    received_at: Finder<'static>,
+    context: Finder<'static>,
+    ip: Finder<'static>,
+    user_agent: Finder<'static>,
+}
+
+impl Needles {
+    fn get() -> &'static Needles {
+        static NEEDLES: OnceLock<Needles> = OnceLock::new();
+        NEEDLES.get_or_init(|| Needles {
+            received_at: Finder::new(b"\"received_at\""),
+            context: Finder::new(b"\"context\""),
+            ip: Finder::new(b"\"ip\""),
+            user_agent: Finder::new(b"\"user_agent\""),
+        })
+    }
+}
+
+/// Where the `context` object of `text`, an event (valid JSON without a backslash) that has a
+/// context, opens. Without escapes every `"` delimits a string, so `"context"` in the text is the
+/// string `context`: when it is there once, it is the event's key. Otherwise (also named inside
+/// the properties, say, or the context given as an array) `None`.
+fn context_brace(text: &str, context: &Finder<'static>) -> Option<usize> {
+    let mut found = context.find_iter(text.as_bytes());
+    let key = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    let json_space: &[char] = &[' ', '\t', '\n', '\r'];
+    let value = text[key + "\"context\"".len()..]
+        .trim_start_matches(json_space)
+        .strip_prefix(':')?
+        .trim_start_matches(json_space);
+    value.starts_with('{').then(|| text.len() - value.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,11 +178,10 @@ mod tests {
     /// Enriches `text` both ways (spliced where possible, and always encoded) and checks that
     /// the record decodes to the enriched event; returns whether the splice was taken.
     fn check(text: &str, server: &ServerFields<'_>) -> bool {
-        let raw = RawValue::from_string(text.to_owned()).unwrap();
-        let (mut event, at) = decode_located(&raw).unwrap();
+        let (mut event, at) = decode_located(text).unwrap();
         let mut encoded = event.clone();
-        let record = enrich(&mut event, &raw, at.as_ref(), server);
-        enrich(&mut encoded, &raw, None, server);
+        let record = enrich(&mut event, text, at.as_ref(), server);
+        enrich(&mut encoded, text, None, server);
         assert_eq!(event, encoded, "both ways set the same fields");
         let decoded: Event = serde_json::from_slice(&record)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&record)));
@@ -177,7 +215,6 @@ mod tests {
             r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"page_view","properties":{},"context":{  }}"#,
             r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"page_view","properties":{}}"#,
             "{ \"event_id\" : \"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f\" ,\t \"context\" : { \"locale\" : \"fr\" } , \"anonymous_id\":\"a\",\"timestamp\":1,\"type\":\"page_view\",\"properties\":{} }",
-            r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"custom","properties":{"name":"x","props":{"context":{"ip":"in the properties"}}},"context":{"locale":"fr"}}"#,
         ];
         for text in texts {
             assert!(
@@ -199,6 +236,11 @@ mod tests {
             FULL.replace(r#""timestamp""#, r#""received\u005fat":null,"timestamp""#),
             FULL.replace(r#""locale""#, r#""i\u0070":null,"locale""#),
             FULL.replace(r#""Shoes""#, r#""Sh\"oes""#),
+            // `context` or `ip` named elsewhere too: where the context is would take another pass.
+            r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"custom","properties":{"name":"x","props":{"context":{"ip":"in the properties"}}},"context":{"locale":"fr"}}"#.to_owned(),
+            r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"custom","properties":{"name":"x","props":{"ip":"10.0.0.1"}},"context":{"locale":"fr"}}"#.to_owned(),
+            // The context given as an array (serde reads a struct from one).
+            r#"{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e5f","anonymous_id":"a","timestamp":1,"type":"page_view","properties":{},"context":[{"url":"https://shop.example/"}]}"#.to_owned(),
             // The lake keeps one event per line.
             FULL.replace(r#","type""#, "\n,\"type\""),
             FULL.replace(r#","type""#, "\r,\"type\""),
@@ -217,9 +259,8 @@ mod tests {
     fn the_senders_own_user_agent_is_kept() {
         let text = FULL.replace(r#""locale""#, r#""user_agent":"Own/1.0","locale""#);
         assert!(check(&text, &server(Some("203.0.113.7"), Some(AGENT))));
-        let raw = RawValue::from_string(text).unwrap();
-        let (mut event, at) = decode_located(&raw).unwrap();
-        let record = enrich(&mut event, &raw, at.as_ref(), &server(None, Some(AGENT)));
+        let (mut event, at) = decode_located(&text).unwrap();
+        let record = enrich(&mut event, &text, at.as_ref(), &server(None, Some(AGENT)));
         let decoded: Event = serde_json::from_slice(&record).unwrap();
         assert_eq!(decoded.context.user_agent.as_deref(), Some("Own/1.0"));
     }
@@ -230,11 +271,11 @@ mod tests {
             r#""context":{"page":{"url":"https://shop.example/p/1","title":"Shoes"},"locale":"de-CH","screen":{"width":1,"height":2}}"#,
             r#""context":null"#,
         );
-        let raw = RawValue::from_string(text).unwrap();
+        let raw = serde_json::value::RawValue::from_string(text).unwrap();
         assert_eq!(
-            decode_located(&raw).map(|(e, _)| e),
+            decode_located(raw.get()).map(|(e, _)| e),
             crate::wire::decode_event(&raw)
         );
-        assert!(decode_located(&raw).is_err());
+        assert!(decode_located(raw.get()).is_err());
     }
 }
