@@ -9,7 +9,7 @@
 //! decodes, [`Envelope`] decodes to the same event, and whatever it refuses is decoded again by
 //! [`Envelope`], whose error is the one given.
 
-use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -103,17 +103,16 @@ impl Kind {
 
     /// As [`Kind::payload`] from the text `raw`, naming the field of a failure.
     fn tracked_payload(self, raw: &str) -> Result<Payload, PropertiesError> {
-        Ok(match self {
-            Kind::PageView => Payload::PageView(tracked(raw)?),
-            Kind::Click => Payload::Click(tracked(raw)?),
-            Kind::ProductView => Payload::ProductView(tracked(raw)?),
-            Kind::AddToCart => Payload::AddToCart(tracked(raw)?),
-            Kind::RemoveFromCart => Payload::RemoveFromCart(tracked(raw)?),
-            Kind::CheckoutStarted => Payload::CheckoutStarted(tracked(raw)?),
-            Kind::Purchase => Payload::Purchase(tracked(raw)?),
-            Kind::Search => Payload::Search(tracked(raw)?),
-            Kind::Custom => Payload::Custom(tracked(raw)?),
-        })
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let mut track = serde_path_to_error::Track::new();
+        self.payload(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+            .map_err(|e| PropertiesError {
+                path: match track.path().to_string() {
+                    p if p == "." => String::new(),
+                    p => p,
+                },
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -123,17 +122,6 @@ impl<'de> DeserializeSeed<'de> for Kind {
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Payload, D::Error> {
         self.payload(de)
     }
-}
-
-fn tracked<T: DeserializeOwned>(raw: &str) -> Result<T, PropertiesError> {
-    let mut de = serde_json::Deserializer::from_str(raw);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| PropertiesError {
-        path: match e.path().to_string() {
-            p if p == "." => String::new(),
-            p => p,
-        },
-        reason: e.into_inner().to_string(),
-    })
 }
 
 impl<'de> Deserialize<'de> for Event {

@@ -153,7 +153,7 @@ fn context_brace(text: &str, context: &Finder<'static>) -> Option<usize> {
         return None;
     }
     let json_space: &[char] = &[' ', '\t', '\n', '\r'];
-    let value = text[key + "\"context\"".len()..]
+    let value = text[key + context.needle().len()..]
         .trim_start_matches(json_space)
         .strip_prefix(':')?
         .trim_start_matches(json_space);
