@@ -6,7 +6,7 @@
 //! views, one visitor per SessionId, in time order, `RETAILMIND_BENCH_REPEAT` times over
 //! (default 4, each copy a day after the last with its own visitors), and measures:
 //! 1. `sessionize` alone, in process, one core: events/s;
-//! 2. JSON decoding plus `sessionize`: events/s;
+//! 2. JSON decoding alone, and plus `sessionize`: events/s;
 //! 3. end to end on the embedded default (SQLite log → processor → SQLite sessions + local
 //!    lake): events/s and session store writes per event, `RETAILMIND_BENCH_RUNS` times (default
 //!    3, each on a fresh data directory) and their median.
@@ -307,6 +307,18 @@ fn main() {
         "sessionize alone (1 core): {:.0} events/s ({} sessions)",
         per_second(count * rounds, started),
         sessions / rounds
+    );
+    // Decoding alone, each event dropped at once as a batch's are: the figure below decodes the
+    // whole replay into one vector first, whose memory is faulted in afresh every round.
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for (_, data) in &records {
+            std::hint::black_box(serde_json::from_slice::<Event>(data).expect("decodes"));
+        }
+    }
+    println!(
+        "decode alone, each event dropped (1 core): {:.0} events/s",
+        per_second(count * rounds, started)
     );
     let started = Instant::now();
     for _ in 0..rounds {
