@@ -42,8 +42,8 @@ const YARDSTICK_REFERENCE: f64 = 1_300_000.0;
 
 /// The click log as event JSON, in time order, `repeat` times over: each copy after the last,
 /// a day later, with its own visitors and event ids (the same session shapes, more of them).
-/// Each event carries the page context and product a tracker sends (about 520 bytes, the size
-/// of the issue's yardstick event).
+/// Each event carries the page context and product a tracker sends (about 560 bytes, near the
+/// ~520 of the issue's yardstick event).
 fn replay(path: &str, repeat: usize) -> Vec<(String, Bytes)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut clicks: Vec<(i64, String, String)> = text
@@ -243,6 +243,15 @@ fn per_second(count: usize, started: Instant) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Events/s of `rounds` calls of `round`, each over `count` events, on this thread.
+fn rounds_per_second(count: usize, rounds: usize, mut round: impl FnMut()) -> f64 {
+    let started = Instant::now();
+    for _ in 0..rounds {
+        round();
+    }
+    per_second(count * rounds, started)
+}
+
 fn main() {
     let path = std::env::args()
         .skip(1)
@@ -272,11 +281,9 @@ fn main() {
     let rounds = 5;
     let event_bytes = records.iter().map(|(_, d)| d.len()).sum::<usize>() / count.max(1);
     let measure_yardstick = || {
-        let started = Instant::now();
-        for _ in 0..rounds {
+        rounds_per_second(count, rounds, || {
             std::hint::black_box(yardstick::run(&records));
-        }
-        per_second(count * rounds, started)
+        })
     };
     let yardstick_before = measure_yardstick();
     println!(
@@ -284,38 +291,30 @@ fn main() {
          a 30-minute sessionizer in a map, 1 core): {yardstick_before:.0} events/s; when the \
          issue measured it: {YARDSTICK_REFERENCE:.0}"
     );
-    let started = Instant::now();
     let mut sessions = 0;
-    for _ in 0..rounds {
+    let sessionize_alone = rounds_per_second(count, rounds, || {
         for visitor_events in by_visitor(&events).values() {
             sessions += sessionize(Vec::new(), visitor_events, &rules).len();
         }
-    }
+    });
     println!(
-        "sessionize alone (1 core): {:.0} events/s ({} sessions)",
-        per_second(count * rounds, started),
+        "sessionize alone (1 core): {sessionize_alone:.0} events/s ({} sessions)",
         sessions / rounds
     );
-    // Decoding alone, each event dropped at once as a batch's are: the figure below decodes the
-    // whole replay into one vector first, whose memory is faulted in afresh every round.
-    let started = Instant::now();
-    for _ in 0..rounds {
+    // Decoding alone, no event kept: the figure after it decodes the whole replay into one
+    // vector first (about 130 MB), which probably costs it the memory's page faults every round.
+    let decode_alone = rounds_per_second(count, rounds, || {
         for (_, data) in &records {
             std::hint::black_box(serde_json::from_slice::<Event>(data).expect("decodes"));
         }
-    }
-    println!(
-        "decode alone, each event dropped (1 core): {:.0} events/s",
-        per_second(count * rounds, started)
-    );
-    let started = Instant::now();
-    for _ in 0..rounds {
+    });
+    println!("decode alone, each event dropped (1 core): {decode_alone:.0} events/s");
+    let decode_sessionize = rounds_per_second(count, rounds, || {
         let events = decode();
         for visitor_events in by_visitor(&events).values() {
             std::hint::black_box(sessionize(Vec::new(), visitor_events, &rules));
         }
-    }
-    let decode_sessionize = per_second(count * rounds, started);
+    });
     println!("decode + sessionize (1 core): {decode_sessionize:.0} events/s");
 
     // End to end is short (about a second) and shares a small VM's disk and cores, so one run
