@@ -135,10 +135,12 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `${database}`.`sessions` (
   `cart_adds` int COMMENT 'add-to-cart events',
   `purchases` int COMMENT 'purchase events',
   `revenue_minor` bigint COMMENT 'revenue of the purchases in minor units',
-  `engaged` boolean COMMENT 'over 10 s, 2+ pages or a purchase',
+  `engaged` boolean COMMENT 'over 10 s of engaged time (of the span when none is reported), 2+ pages or a purchase',
   `bounce` boolean COMMENT 'one page and not engaged',
   `device` string COMMENT 'desktop, mobile, tablet, bot or unknown',
-  `session_number` int COMMENT '1 for the first session of the visitor, 2 for the next, ...'
+  `session_number` int COMMENT '1 for the first session of the visitor, 2 for the next, ...',
+  `duration_ms` bigint COMMENT 'end_ms - start_ms',
+  `engaged_ms` bigint COMMENT 'time on the pages with the tab visible and focused; null when the sender reports none'
 )
 COMMENT 'Snapshots of the sessions the processor built (dt: day of the session start).'
 PARTITIONED BY (`dt` string)

@@ -38,6 +38,8 @@ pub struct SessionRow {
     pub bounce: bool,
     pub device: String,
     pub session_number: i32,
+    pub duration_ms: Option<i64>,
+    pub engaged_ms: Option<i64>,
 }
 
 impl From<&Session> for SessionRow {
@@ -64,6 +66,8 @@ impl From<&Session> for SessionRow {
             bounce: s.bounce,
             device: s.device.clone(),
             session_number: int32(s.session_number),
+            duration_ms: Some(s.duration_ms()),
+            engaged_ms: s.engaged_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
         }
     }
 }
@@ -93,6 +97,8 @@ impl TableRow for SessionRow {
         w.bool(Some(self.bounce));
         w.text(Some(&self.device));
         w.int32(Some(self.session_number));
+        w.int64(self.duration_ms);
+        w.int64(self.engaged_ms);
     }
 
     fn read(r: &mut RowReader<'_>) -> Result<Self, RowError> {
@@ -118,6 +124,8 @@ impl TableRow for SessionRow {
             bounce: r.required_bool()?,
             device: r.required_text()?,
             session_number: r.required_int32()?,
+            duration_ms: r.int64()?,
+            engaged_ms: r.int64()?,
         })
     }
 }
@@ -328,23 +336,23 @@ mod tests {
         assert_eq!(from_batch::<R>(&batch).expect("readable"), rows);
     }
 
-    #[test]
-    fn every_store_row_round_trips_through_its_table() {
-        round_trip(vec![SessionRow {
+    /// A session row as exported before `duration_ms` and `engaged_ms` existed.
+    fn session_row() -> SessionRow {
+        SessionRow {
             session_id: "s".into(),
             anonymous_id: "a".into(),
             user_id: None,
             start_ms: 1,
-            end_ms: 2,
+            end_ms: 20_001,
             event_count: 3,
-            page_views: 2,
+            page_views: 1,
             entry_url: "https://shop.example/".into(),
-            exit_url: "https://shop.example/p/1".into(),
-            referrer: Some("https://search.example/".into()),
-            utm_source: Some("news".into()),
+            exit_url: "https://shop.example/".into(),
+            referrer: None,
+            utm_source: None,
             utm_medium: None,
             utm_campaign: None,
-            products_viewed: 1,
+            products_viewed: 0,
             cart_adds: 0,
             purchases: 0,
             revenue_minor: 0,
@@ -352,6 +360,44 @@ mod tests {
             bounce: false,
             device: "desktop".into(),
             session_number: 1,
+            duration_ms: None,
+            engaged_ms: None,
+        }
+    }
+
+    #[test]
+    fn files_written_before_columns_were_added_read_them_as_null() {
+        let current = SessionRow {
+            duration_ms: Some(20_000),
+            engaged_ms: Some(15_000),
+            ..session_row()
+        };
+        let batch = to_batch([&current]).expect("rows fit their table");
+        let added = 2;
+        let older = batch
+            .project(&(0..batch.num_columns() - added).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(
+            from_batch::<SessionRow>(&older).unwrap(),
+            vec![session_row()]
+        );
+        // A missing column that is not nullable is still a mismatch.
+        let without_required = batch
+            .project(&(0..batch.num_columns() - added - 1).collect::<Vec<_>>())
+            .unwrap();
+        assert!(from_batch::<SessionRow>(&without_required).is_err());
+    }
+
+    #[test]
+    fn every_store_row_round_trips_through_its_table() {
+        round_trip(vec![SessionRow {
+            user_id: Some("u-1".into()),
+            referrer: Some("https://search.example/".into()),
+            utm_source: Some("news".into()),
+            page_views: 2,
+            duration_ms: Some(20_000),
+            engaged_ms: Some(12_000),
+            ..session_row()
         }]);
         round_trip(vec![OrderRow {
             order_id: "o1".into(),

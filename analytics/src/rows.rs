@@ -222,7 +222,8 @@ pub struct RowReader<'a> {
 }
 
 impl<'a> RowReader<'a> {
-    /// Checks that `batch` has the table's columns, names and types, in order.
+    /// Checks that `batch` has the table's columns, names and types, in order. A file written
+    /// before nullable columns were added at the table's end may lack them: they read as null.
     pub fn new(table: &'static TableDef, batch: &'a RecordBatch) -> Result<Self, RowError> {
         let schema = batch.schema();
         let found: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -231,7 +232,8 @@ impl<'a> RowReader<'a> {
             expected: table.columns.iter().map(|c| c.name.to_owned()).collect(),
             found: found.clone(),
         };
-        if found.len() != table.columns.len() {
+        let added_later = table.columns.get(found.len()..).unwrap_or_default();
+        if found.len() > table.columns.len() || added_later.iter().any(|c| !c.nullable) {
             return Err(mismatch());
         }
         let mut columns = Vec::with_capacity(found.len());
@@ -289,6 +291,7 @@ impl<'a> RowReader<'a> {
         let row = self.row;
         match self.next() {
             (_, Some(ColumnRef::Text(a))) => Ok((!a.is_null(row)).then(|| a.value(row).to_owned())),
+            (_, None) => Ok(None),
             (name, _) => Err(self.wrong(name, ColumnType::Text)),
         }
     }
@@ -297,6 +300,7 @@ impl<'a> RowReader<'a> {
         let row = self.row;
         match self.next() {
             (_, Some(ColumnRef::Int64(a))) => Ok((!a.is_null(row)).then(|| a.value(row))),
+            (_, None) => Ok(None),
             (name, _) => Err(self.wrong(name, ColumnType::Int64)),
         }
     }
@@ -305,6 +309,7 @@ impl<'a> RowReader<'a> {
         let row = self.row;
         match self.next() {
             (_, Some(ColumnRef::Int32(a))) => Ok((!a.is_null(row)).then(|| a.value(row))),
+            (_, None) => Ok(None),
             (name, _) => Err(self.wrong(name, ColumnType::Int32)),
         }
     }
@@ -313,6 +318,7 @@ impl<'a> RowReader<'a> {
         let row = self.row;
         match self.next() {
             (_, Some(ColumnRef::Bool(a))) => Ok((!a.is_null(row)).then(|| a.value(row))),
+            (_, None) => Ok(None),
             (name, _) => Err(self.wrong(name, ColumnType::Bool)),
         }
     }

@@ -336,13 +336,24 @@ pub static SESSIONS: TableDef = TableDef {
             Int64,
             "revenue of the purchases in minor units",
         ),
-        req("engaged", Bool, "over 10 s, 2+ pages or a purchase"),
+        req(
+            "engaged",
+            Bool,
+            "over 10 s of engaged time (of the span when none is reported), 2+ pages or a purchase",
+        ),
         req("bounce", Bool, "one page and not engaged"),
         req("device", Text, "desktop, mobile, tablet, bot or unknown"),
         req(
             "session_number",
             Int32,
             "1 for the first session of the visitor, 2 for the next, ...",
+        ),
+        // Nullable and last, as every column added later: files written before them still read.
+        col("duration_ms", Int64, "end_ms - start_ms"),
+        col(
+            "engaged_ms",
+            Int64,
+            "time on the pages with the tab visible and focused; null when the sender reports none",
         ),
     ],
 };

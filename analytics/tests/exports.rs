@@ -48,6 +48,7 @@ fn session(anonymous_id: &str, start_ms: i64, minutes: i64, pages: u32) -> Sessi
         cart_adds: 1,
         purchases: 0,
         revenue_minor: 0,
+        engaged_ms: None,
         engaged: pages > 1,
         bounce: pages == 1,
         device: "desktop".into(),

@@ -23,6 +23,7 @@ pub fn full_session() -> Session {
         cart_adds: 2,
         purchases: 1,
         revenue_minor: 4_999,
+        engaged_ms: Some(42_000),
         event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
         version: 3,
         engaged: true,

@@ -22,6 +22,11 @@ pub struct ProcessorConfig {
     pub session_inactivity_minutes: i64,
     /// Hours after which a session is cut however active it is.
     pub session_max_hours: i64,
+    /// Hours an event may reach the collector after it happened and still be merged into its
+    /// session (a tracker's queue delivers a visit's last events when the shopper comes back).
+    /// A later event stays in the lake but changes no session: it could otherwise reopen a
+    /// session the store has expired (TTL) or that dashboards have reported as closed.
+    pub session_lateness_hours: i64,
     /// This instance's name in the lease table. Unset: `processor-<pid>-<uuid>`, new on every
     /// start. Set it only to something no other running instance uses; an instance restarted
     /// with the same id takes its old leases back at once instead of waiting for them to
@@ -72,6 +77,7 @@ impl Default for ProcessorConfig {
             min_read_interval_ms: None,
             session_inactivity_minutes: 30,
             session_max_hours: 12,
+            session_lateness_hours: 72,
             instance_id: None,
             lease_duration_ms: 10_000,
             model_name: DEFAULT_MODEL_NAME.into(),
@@ -102,6 +108,7 @@ impl ProcessorConfig {
         SessionRules {
             inactivity_ms: self.session_inactivity_minutes * 60_000,
             max_duration_ms: self.session_max_hours * 3_600_000,
+            allowed_lateness_ms: self.session_lateness_hours * 3_600_000,
         }
     }
 }

@@ -13,6 +13,9 @@ use tokio::net::TcpListener;
 pub const SHARD_MILLIS_BEHIND: &str = "shard_millis_behind";
 /// Records carried through to sessions and the lake and checkpointed.
 pub const RECORDS_PROCESSED: &str = "processor_records_processed_total";
+/// Events that reached the collector later than the allowed lateness: in the lake, in no
+/// session.
+pub const LATE_EVENTS: &str = "processor_late_events_total";
 /// Shard leases this instance holds now.
 pub const LEASES_HELD: &str = "processor_leases_held";
 /// Events folded into the recommendation model (product views and purchases).

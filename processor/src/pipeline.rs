@@ -21,13 +21,13 @@ use retailmind_connectors::{
 };
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::ProcessorConfig;
 use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
 use crate::model::ModelKeeper;
-use crate::sessionize::{sessionize, SessionRules};
+use crate::sessionize::{sessionize, too_late, SessionRules};
 
 #[derive(Debug, Error)]
 pub enum ProcessorError {
@@ -607,11 +607,23 @@ impl Processor {
         events: &[(Event, bytes::Bytes)],
     ) -> Result<Vec<Session>, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+        let mut late = 0;
         for (event, _) in events {
+            if too_late(event, &self.rules) {
+                late += 1;
+                continue;
+            }
             by_visitor
                 .entry(&event.anonymous_id)
                 .or_default()
                 .push(event);
+        }
+        if late > 0 {
+            debug!(
+                late,
+                "events past the allowed lateness kept out of sessions"
+            );
+            metrics::counter!(m::LATE_EVENTS, "consumer" => self.consumer.clone()).increment(late);
         }
         let wanted: Vec<(String, i64)> = by_visitor
             .iter()

@@ -4,14 +4,17 @@
 //! Rules: a session ends after `inactivity_ms` without events (30 minutes by default) or once it
 //! would last longer than `max_duration_ms` (a safety valve against bots that never stop).
 //! There is no split at midnight or on a campaign change. An event whose id a session already
-//! holds is not counted again, so replaying the stream changes nothing.
+//! holds is not counted again, so replaying the stream changes nothing. An event that reached
+//! the collector more than `allowed_lateness_ms` after it happened is [`too_late`]: measured by
+//! its own two times, so a replay judges it as the first pass did.
 
-use retailmind_schema::{device_class, Event, Payload, Session};
+use retailmind_schema::{device_class, Event, Payload, Session, ENGAGED_MS, PAGE_ENGAGEMENT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionRules {
     pub inactivity_ms: i64,
     pub max_duration_ms: i64,
+    pub allowed_lateness_ms: i64,
 }
 
 impl Default for SessionRules {
@@ -19,8 +22,17 @@ impl Default for SessionRules {
         SessionRules {
             inactivity_ms: 30 * 60 * 1000,
             max_duration_ms: 12 * 3600 * 1000,
+            allowed_lateness_ms: 72 * 3600 * 1000,
         }
     }
+}
+
+/// Whether `event` reached the collector too long after it happened to change a session. An
+/// event without a receive time (not through a collector) is on time.
+pub fn too_late(event: &Event, rules: &SessionRules) -> bool {
+    event.received_at.is_some_and(|received| {
+        received.saturating_sub(event.timestamp) > rules.allowed_lateness_ms
+    })
 }
 
 /// Folds `events` (one visitor's, any order) into `known` (that visitor's stored sessions around
@@ -51,6 +63,13 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
                 let mut new = start(event);
                 new.session_number = number;
                 sessions.insert(pos, (new, true));
+                // A late event may open a session before stored ones: they move up one place.
+                // Every later session is at hand (the stores read all sessions after the
+                // window's start), so the numbers stay a sequence.
+                for (later, changed) in &mut sessions[pos + 1..] {
+                    later.session_number += 1;
+                    *changed = true;
+                }
             }
         }
     }
@@ -156,6 +175,15 @@ fn count(s: &mut Session, event: &Event) {
         Payload::Purchase(p) => {
             s.purchases += 1;
             s.revenue_minor += p.revenue_minor;
+        }
+        Payload::Custom(c) if c.name == PAGE_ENGAGEMENT => {
+            // A report without a usable figure still says the sender measures engaged time.
+            let ms = c
+                .props
+                .get(ENGAGED_MS)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            s.engaged_ms = Some(s.engaged_ms.unwrap_or(0).saturating_add(ms));
         }
         _ => {}
     }

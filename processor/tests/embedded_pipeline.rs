@@ -219,6 +219,62 @@ async fn a_late_event_before_a_stored_session_moves_its_start() {
     assert_eq!(s.entry_url, "https://shop.example/3");
 }
 
+/// An event that reached the collector days after it happened (a queue delivered at last)
+/// goes to the lake but changes no session past the allowed lateness; within it, it is merged.
+#[tokio::test]
+async fn events_later_than_the_allowed_lateness_reach_the_lake_but_no_session() {
+    let received = |mut r: StreamRecord, at: i64| {
+        let mut event: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        event["received_at"] = json!(at);
+        r.data = Bytes::from(event.to_string());
+        r
+    };
+    let view = || json!({"url": "https://shop.example/"});
+    let stream = vec![
+        received(record(1, "mia", T0, "page_view", view()), T0 + 1_000),
+        // Within the session's span, but received four days later.
+        received(
+            record(2, "mia", T0 + 5 * MIN, "page_view", view()),
+            T0 + 4 * 24 * 60 * MIN,
+        ),
+        received(
+            record(3, "mia", T0 + 10 * MIN, "page_view", view()),
+            T0 + 10 * MIN,
+        ),
+    ];
+    for (lateness_hours, counted) in [(72, 2), (100, 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = embedded::open(dir.path()).unwrap();
+        backend.sink.append(stream.clone()).await.unwrap();
+        let config = ProcessorConfig {
+            backend: BackendConfig::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            session_lateness_hours: lateness_hours,
+            metrics_listen: None,
+            ..ProcessorConfig::default()
+        };
+        assert_eq!(
+            Processor::new(backend.clone(), &config)
+                .drain()
+                .await
+                .unwrap(),
+            3
+        );
+        let sessions = backend.sessions.sessions_of("mia").await.unwrap();
+        assert_eq!(
+            sessions.iter().map(|s| s.event_count).collect::<Vec<_>>(),
+            [counted],
+            "lateness {lateness_hours} h"
+        );
+        assert_eq!(
+            lake_lines(dir.path(), "events").len(),
+            3,
+            "the lake has every event"
+        );
+    }
+}
+
 /// A store written before sessions were kept disjoint may hold one session inside another
 /// (here L spans 45-100 minutes and M sits at 50). The narrower read of a batch at 100 finds
 /// only M; the replay of L's first event must neither add a second row of L nor stop the

@@ -30,7 +30,13 @@ pub struct Session {
     pub cart_adds: u32,
     pub purchases: u32,
     pub revenue_minor: i64,
-    /// The visitor engaged: the session lasted over 10 s, saw 2+ pages, or converted.
+    /// Time the visitor spent on the pages with the tab visible and focused, summed from the
+    /// tracker's [`PAGE_ENGAGEMENT`] reports. `None` when the sender reports none (a Segment
+    /// library, a server): unknown, not zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engaged_ms: Option<u64>,
+    /// The visitor engaged: over 10 s of engaged time (of the session's span when no engaged
+    /// time is reported), 2+ pages seen, or a purchase.
     #[serde(default)]
     pub engaged: bool,
     /// One page and no engagement.
@@ -48,8 +54,15 @@ pub struct Session {
     pub version: u64,
 }
 
-/// A session counts as engaged past this length.
-pub const ENGAGED_AFTER_MS: i64 = 10_000;
+/// A session counts as engaged past this much engaged time.
+pub const ENGAGED_AFTER_MS: u64 = 10_000;
+
+/// The custom event in which the tracker reports a page's engaged time (`engaged_ms`) and
+/// scroll depth (`scroll_depth_pct`) when the visitor leaves it.
+pub const PAGE_ENGAGEMENT: &str = "page_engagement";
+
+/// The property of a [`PAGE_ENGAGEMENT`] event that holds the page's engaged milliseconds.
+pub const ENGAGED_MS: &str = "engaged_ms";
 
 impl Session {
     pub fn duration_ms(&self) -> i64 {
@@ -58,8 +71,12 @@ impl Session {
 
     /// Recomputes the flags that follow from the counts (after every fold).
     pub fn settle(&mut self) {
-        self.engaged =
-            self.duration_ms() > ENGAGED_AFTER_MS || self.page_views >= 2 || self.purchases > 0;
+        // A span is an upper bound of engaged time (a tab left open in the background counts
+        // in it), so it decides only for senders that report no engaged time.
+        let engaged_for = self
+            .engaged_ms
+            .unwrap_or_else(|| u64::try_from(self.duration_ms()).unwrap_or(0));
+        self.engaged = engaged_for > ENGAGED_AFTER_MS || self.page_views >= 2 || self.purchases > 0;
         self.bounce = self.page_views <= 1 && !self.engaged;
     }
 }

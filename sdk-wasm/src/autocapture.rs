@@ -4,7 +4,7 @@
 //! second `init` only changes the config they read.
 
 use js_sys::Array;
-use retailmind_schema::Limits;
+use retailmind_schema::{Limits, ENGAGED_MS, PAGE_ENGAGEMENT};
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::EventTarget;
 
@@ -160,13 +160,13 @@ fn report_engagement() {
         let mut props = String::new();
         Obj::new(&mut props)
             .opt_str("url", t.page.counted.as_deref())
-            .int("engaged_ms", ms)
+            .int(ENGAGED_MS, ms)
             .int("scroll_depth_pct", depth.into())
             .end();
         Some(props)
     });
     if let Ok(Some(props)) = props {
-        let _ = tracker::record("custom", &wire::custom("page_engagement", &props));
+        let _ = tracker::record("custom", &wire::custom(PAGE_ENGAGEMENT, &props));
     }
 }
 

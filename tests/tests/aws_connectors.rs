@@ -250,6 +250,7 @@ fn session(anonymous_id: &str, start_ms: i64, version: u64) -> Session {
         cart_adds: 1,
         purchases: 1,
         revenue_minor: 12_990,
+        engaged_ms: Some(48_500),
         event_ids: (0..5).map(|_| Uuid::now_v7()).collect(),
         version,
         engaged: true,

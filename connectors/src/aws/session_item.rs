@@ -46,6 +46,8 @@ const ENGAGED: &str = "engaged";
 const BOUNCE: &str = "bounce";
 const DEVICE: &str = "device";
 const SESSION_NUMBER: &str = "session_number";
+/// Absent when the sender reports no engaged time (and in items written before it was kept).
+const ENGAGED_MS: &str = "engaged_ms";
 
 /// A DynamoDB number.
 pub(crate) fn number(n: impl ToString) -> AttributeValue {
@@ -80,6 +82,9 @@ pub(crate) fn to_item(session: &Session) -> Item {
     put(BOUNCE, AttributeValue::Bool(session.bounce));
     put(DEVICE, string(&session.device));
     put(SESSION_NUMBER, number(session.session_number));
+    if let Some(ms) = session.engaged_ms {
+        put(ENGAGED_MS, number(ms));
+    }
     let event_ids = session
         .event_ids
         .iter()
@@ -130,6 +135,10 @@ pub(crate) fn from_item(item: &Item) -> Result<Session> {
         revenue_minor: reader.number(REVENUE_MINOR)?,
         event_ids: reader.uuids(EVENT_IDS)?,
         version: reader.number(VERSION)?,
+        engaged_ms: match reader.0.get(ENGAGED_MS) {
+            None => None,
+            Some(_) => Some(reader.number(ENGAGED_MS)?),
+        },
         engaged: reader.flag(ENGAGED)?,
         bounce: reader.flag(BOUNCE)?,
         device: reader.optional_string(DEVICE)?.unwrap_or_default(),
@@ -230,7 +239,11 @@ mod tests {
             ..Session::default()
         };
         let item = to_item(&bare);
-        assert!(!item.contains_key(USER_ID) && !item.contains_key(UTM_SOURCE));
+        assert!(
+            !item.contains_key(USER_ID)
+                && !item.contains_key(UTM_SOURCE)
+                && !item.contains_key(ENGAGED_MS)
+        );
         assert_eq!(from_item(&item).expect("decodes"), bare);
     }
 

@@ -9,8 +9,9 @@
 //! Layout: the format byte [`FORMAT`], then every field of [`Session`] in declaration order:
 //! strings as a varint length and UTF-8 bytes, optional strings as 0 (none) or length + 1,
 //! integers as (zig-zag for signed) LEB128 varints, flags as one byte, the event ids as a
-//! count and 16 bytes each. Rows written as JSON text by earlier versions still read: SQLite
-//! hands them back as TEXT, these as BLOB.
+//! count and 16 bytes each; an optional number as 0 (none) or the number + 1. Rows written as
+//! JSON text by earlier versions still read: SQLite hands them back as TEXT, these as BLOB. So do
+//! rows of format 1, which predates `engaged_ms` (read as unknown).
 
 use retailmind_schema::Session;
 use uuid::Uuid;
@@ -19,7 +20,10 @@ use crate::error::{ConnectorError, Result};
 
 /// The first byte of this format. JSON text starts with `{`, so a reader can never mistake one
 /// for the other even without SQLite's value type.
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+
+/// The format before `engaged_ms`, still read.
+const FORMAT_WITHOUT_ENGAGED_TIME: u8 = 1;
 
 pub fn encode(session: &Session) -> Vec<u8> {
     // Destructured in full: a field added to `Session` fails to compile here until the format
@@ -42,6 +46,7 @@ pub fn encode(session: &Session) -> Vec<u8> {
         cart_adds,
         purchases,
         revenue_minor,
+        engaged_ms,
         engaged,
         bounce,
         device,
@@ -74,6 +79,7 @@ pub fn encode(session: &Session) -> Vec<u8> {
     out.unsigned(u64::from(*cart_adds));
     out.unsigned(u64::from(*purchases));
     out.signed(*revenue_minor);
+    out.optional_unsigned(*engaged_ms);
     out.0.push(u8::from(*engaged));
     out.0.push(u8::from(*bounce));
     out.text(device);
@@ -88,9 +94,9 @@ pub fn encode(session: &Session) -> Vec<u8> {
 
 pub fn decode(bytes: &[u8]) -> Result<Session> {
     let mut r = Reader { rest: bytes };
-    match r.byte()? {
-        FORMAT => {}
-        other => return Err(corrupt(format!("unknown format byte {other}"))),
+    let format = r.byte()?;
+    if format != FORMAT && format != FORMAT_WITHOUT_ENGAGED_TIME {
+        return Err(corrupt(format!("unknown format byte {format}")));
     }
     let session = Session {
         session_id: r.text()?,
@@ -110,6 +116,10 @@ pub fn decode(bytes: &[u8]) -> Result<Session> {
         cart_adds: r.small()?,
         purchases: r.small()?,
         revenue_minor: r.signed()?,
+        engaged_ms: match format {
+            FORMAT_WITHOUT_ENGAGED_TIME => None,
+            _ => r.optional_unsigned()?,
+        },
         engaged: r.flag()?,
         bounce: r.flag()?,
         device: r.text()?,
@@ -147,6 +157,10 @@ impl Writer {
     fn text(&mut self, s: &str) {
         self.unsigned(s.len() as u64);
         self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn optional_unsigned(&mut self, n: Option<u64>) {
+        self.unsigned(n.map_or(0, |n| n.saturating_add(1)));
     }
 
     fn optional(&mut self, s: &Option<String>) {
@@ -222,6 +236,10 @@ impl<'a> Reader<'a> {
         self.utf8(n)
     }
 
+    fn optional_unsigned(&mut self) -> Result<Option<u64>> {
+        Ok(self.unsigned()?.checked_sub(1))
+    }
+
     fn optional(&mut self) -> Result<Option<String>> {
         match self.length()? {
             0 => Ok(None),
@@ -271,6 +289,27 @@ mod tests {
         for session in [full(), Session::default()] {
             assert_eq!(decode(&encode(&session)).unwrap(), session);
         }
+    }
+
+    #[test]
+    fn rows_of_the_format_before_engaged_time_still_read() {
+        let session = Session {
+            engaged_ms: None,
+            ..full()
+        };
+        let (unknown, zero) = (
+            encode(&session),
+            encode(&Session {
+                engaged_ms: Some(0),
+                ..full()
+            }),
+        );
+        // Format 1 is this one without the engaged time's byte.
+        let at = (0..unknown.len()).find(|&i| unknown[i] != zero[i]).unwrap();
+        let mut old = unknown.clone();
+        old.remove(at);
+        old[0] = FORMAT_WITHOUT_ENGAGED_TIME;
+        assert_eq!(decode(&old).unwrap(), session);
     }
 
     #[test]

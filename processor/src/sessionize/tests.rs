@@ -1,5 +1,5 @@
 use retailmind_schema::{
-    CartLine, Context, Event, Page, PageView, Payload, Product, Purchase, Utm,
+    CartLine, Context, Custom, Event, Page, PageView, Payload, Product, Purchase, Utm,
 };
 use uuid::Uuid;
 
@@ -50,6 +50,37 @@ fn thirty_minutes_of_silence_starts_a_new_session() {
     assert_eq!(out[1].start_ms, 59 * MIN + 1);
     assert_eq!(out[0].session_id, events[0].event_id.to_string());
     assert!(out.iter().all(|s| s.version == 1));
+}
+
+#[test]
+fn the_inactivity_gap_is_the_configured_one() {
+    let rules = SessionRules {
+        inactivity_ms: 10 * MIN,
+        ..SessionRules::default()
+    };
+    let events = [page(1, 0), page(2, 9 * MIN), page(3, 19 * MIN + 1)];
+    let refs: Vec<&Event> = events.iter().collect();
+    let out = sessionize(vec![], &refs, &rules);
+    assert_eq!(
+        out.iter()
+            .map(|s| (s.start_ms, s.event_count))
+            .collect::<Vec<_>>(),
+        [(0, 2), (19 * MIN + 1, 1)]
+    );
+}
+
+#[test]
+fn lateness_is_measured_from_the_event_to_its_arrival() {
+    let rules = SessionRules::default();
+    let mut event = page(1, 0);
+    assert!(!too_late(&event, &rules), "no arrival time: on time");
+    event.received_at = Some(rules.allowed_lateness_ms);
+    assert!(!too_late(&event, &rules), "at the bound");
+    event.received_at = Some(rules.allowed_lateness_ms + 1);
+    assert!(too_late(&event, &rules));
+    // A sender's clock ahead of the collector's is not lateness.
+    event.received_at = Some(-MIN);
+    assert!(!too_late(&event, &rules));
 }
 
 #[test]
@@ -170,8 +201,75 @@ fn sessions_are_numbered_per_visitor_and_flagged() {
     assert!(out[0].engaged && !out[0].bounce, "two pages");
     assert!(!out[1].engaged && out[1].bounce, "one page, no time");
     // A later batch continues the numbering from the stored sessions.
-    let more = run(out, &[page(4, 200 * MIN)]);
+    let more = run(out.clone(), &[page(4, 200 * MIN)]);
     assert_eq!(more[0].session_number, 3);
+    // A late event between two stored sessions opens one of its own: the later ones move up.
+    let stored = vec![out[0].clone(), out[1].clone(), more[0].clone()];
+    let late = run(stored, &[page(5, 130 * MIN)]);
+    assert_eq!(
+        late.iter()
+            .map(|s| (s.start_ms, s.session_number, s.version))
+            .collect::<Vec<_>>(),
+        [(130 * MIN, 3, 1), (200 * MIN, 4, 2)]
+    );
+}
+
+/// The tracker's report of a page's engaged time, as it sends it when the page is left.
+fn engagement(n: u128, ts: i64, engaged_ms: serde_json::Value) -> Event {
+    let props = serde_json::json!({ ENGAGED_MS: engaged_ms, "scroll_depth_pct": 40 });
+    let custom = Custom {
+        name: PAGE_ENGAGEMENT.into(),
+        props: props.as_object().cloned().unwrap(),
+    };
+    event(n, "a", ts, Payload::Custom(custom))
+}
+
+#[test]
+fn engaged_time_is_summed_from_the_tracker_reports_and_decides_engagement() {
+    // One page open for five minutes, but visible and focused for 3 + 4 s: not engaged.
+    let events = [
+        page(1, 0),
+        engagement(2, 2 * MIN, 3_000.into()),
+        engagement(3, 5 * MIN, 4_000.into()),
+    ];
+    let out = run(vec![], &events);
+    assert_eq!(out[0].engaged_ms, Some(7_000));
+    assert!(!out[0].engaged && out[0].bounce, "7 s engaged on one page");
+    // A third report passes 10 s.
+    let more = run(out, &[engagement(4, 6 * MIN, 3_001.into())]);
+    assert_eq!(more[0].engaged_ms, Some(10_001));
+    assert!(more[0].engaged && !more[0].bounce);
+    // A replayed report is not added twice.
+    let again = run(more.clone(), &[engagement(4, 6 * MIN, 3_001.into())]);
+    assert!(again.is_empty(), "nothing changed");
+}
+
+#[test]
+fn without_engagement_reports_the_span_decides_and_engaged_time_is_unknown() {
+    let out = run(
+        vec![],
+        &[
+            page(1, 0),
+            event(
+                2,
+                "a",
+                11_000,
+                Payload::Custom(Custom {
+                    name: "newsletter_opened".into(),
+                    props: Default::default(),
+                }),
+            ),
+        ],
+    );
+    assert_eq!(out[0].engaged_ms, None);
+    assert!(
+        out[0].engaged,
+        "an 11 s span with no report of engaged time"
+    );
+    // A report without a usable figure still says the sender measures engaged time: 0 of it.
+    let odd = run(vec![], &[page(1, 0), engagement(2, 11_000, "soon".into())]);
+    assert_eq!(odd[0].engaged_ms, Some(0));
+    assert!(!odd[0].engaged);
 }
 
 /// Folds `batch` into `stored` as the processor does: it reads what the stores' `sessions_around`
