@@ -50,45 +50,9 @@ TBLPROPERTIES (
   'storage.location.template' = 's3://<lake-bucket>/events/dt=${dt}/hour=${hour}/'
 );
 
--- Session snapshots exported from the sessions table (DynamoDB export to S3, or the processor's
--- embedded table) as newline JSON under s3://<lake-bucket>/sessions/dt=YYYY-MM-DD/ by session
--- start. Each row is the latest snapshot of a session (highest version wins when several exist).
-CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.raw_sessions (
-  session_id      string,
-  anonymous_id    string,
-  user_id         string,
-  start_ms        bigint,
-  end_ms          bigint,
-  event_count     int,
-  page_views      int,
-  entry_url       string,
-  exit_url        string,
-  referrer        string,
-  utm_source      string,
-  utm_medium      string,
-  utm_campaign    string,
-  products_viewed int,
-  cart_adds       int,
-  purchases       int,
-  revenue_minor   bigint,
-  engaged         boolean,
-  bounce          boolean,
-  device          string,
-  session_number  int,
-  version         bigint
-)
-PARTITIONED BY (dt string)
-ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
-LOCATION 's3://<lake-bucket>/sessions/'
-TBLPROPERTIES (
-  'projection.enabled' = 'true',
-  'projection.dt.type' = 'date',
-  'projection.dt.format' = 'yyyy-MM-dd',
-  'projection.dt.range' = '2024-01-01,NOW',
-  'projection.dt.interval' = '1',
-  'projection.dt.interval.unit' = 'DAYS',
-  'storage.location.template' = 's3://<lake-bucket>/sessions/dt=${dt}/'
-);
+-- Sessions have no raw table: the lake job (`retailmind-etl run`) exports the session store's
+-- snapshots straight into the Parquet table `sessions` (tables/sessions/dt=YYYY-MM-DD/, by session
+-- start), defined with the other clean tables in analytics/ddl/athena.sql.
 
 -- Undecodable stream records kept by the processor, with the reason.
 CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.stream_errors (
