@@ -2,12 +2,16 @@
 //! and per client IP.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
 
 use crate::config::{CollectorConfig, KeyKind, WriteKeyConfig};
 use crate::error::CollectorError;
@@ -23,19 +27,75 @@ pub struct Caller {
 
 pub struct Access {
     keys: HashMap<String, WriteKeyConfig>,
-    per_key: Option<DefaultKeyedRateLimiter<String>>,
-    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_key: Option<KeyedLimit<String>>,
+    /// Keyed by [`client_network`], not by the whole address.
+    per_ip: Option<KeyedLimit<IpAddr>>,
 }
 
-fn limiter<K: std::hash::Hash + Eq + Clone>(
-    per_sec: u32,
-    burst: u32,
-) -> Option<DefaultKeyedRateLimiter<K>> {
-    let rate = NonZeroU32::new(per_sec)?;
-    let burst = NonZeroU32::new(burst).unwrap_or(rate);
-    Some(RateLimiter::keyed(
-        Quota::per_second(rate).allow_burst(burst),
-    ))
+/// Checks between two prunings of a [`KeyedLimit`]: often enough that the map holds little
+/// more than the keys seen within a few thousand requests, rarely enough that walking it costs
+/// nothing per request.
+const PRUNE_EVERY_CHECKS: usize = 4096;
+
+/// A rate limit per key that forgets idle keys. Every key ever seen keeps an entry until pruned,
+/// and client IPs are chosen by the clients, so without pruning the map grows with every
+/// address that ever sent a request.
+struct KeyedLimit<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    checks_since_prune: AtomicUsize,
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimit<K, C> {
+    /// `per_sec` requests a second with bursts of `burst` (the rate when 0); `None` when
+    /// `per_sec` is 0 (no limit).
+    fn new(per_sec: u32, burst: u32, clock: C) -> Option<Self> {
+        let rate = NonZeroU32::new(per_sec)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        Some(KeyedLimit {
+            limiter: RateLimiter::dashmap_with_clock(
+                Quota::per_second(rate).allow_burst(burst),
+                clock.clone(),
+            ),
+            clock,
+            checks_since_prune: AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts one request of `key`; refused with the wait until the next one is allowed.
+    fn check(&self, key: &K) -> Result<(), CollectorError> {
+        if self.checks_since_prune.fetch_add(1, Ordering::Relaxed) + 1 >= PRUNE_EVERY_CHECKS {
+            self.checks_since_prune.store(0, Ordering::Relaxed);
+            self.prune();
+        }
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| too_many(not_until.wait_time_from(self.clock.now())))
+    }
+
+    /// Forgets the keys whose bucket is full again: for them a fresh entry limits the same.
+    fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn keys_held(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// The address a per-IP limit counts under: an IPv4 address (also when it arrives mapped into
+/// IPv6) as is, an IPv6 address as its /64. A client is given a whole /64 and can pick any of
+/// its 2^64 addresses, so counting each one would neither limit it nor bound the map.
+fn client_network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    }
 }
 
 impl Access {
@@ -47,8 +107,8 @@ impl Access {
                 .iter()
                 .map(|k| (k.key.clone(), k.clone()))
                 .collect(),
-            per_key: limiter(rl.per_key_per_sec, rl.burst),
-            per_ip: limiter(rl.per_ip_per_sec, rl.burst),
+            per_key: KeyedLimit::new(rl.per_key_per_sec, rl.burst, DefaultClock::default()),
+            per_ip: KeyedLimit::new(rl.per_ip_per_sec, rl.burst, DefaultClock::default()),
         }
     }
 
@@ -95,19 +155,11 @@ impl Access {
                 client_ip,
             }
         };
-        if let Some(limiter) = &self.per_key {
-            if let Err(not_until) = limiter.check_key(&caller.key_name) {
-                return Err(too_many(
-                    not_until.wait_time_from(DefaultClock::default().now()),
-                ));
-            }
+        if let Some(limit) = &self.per_key {
+            limit.check(&caller.key_name)?;
         }
-        if let (Some(limiter), Some(ip)) = (&self.per_ip, client_ip) {
-            if let Err(not_until) = limiter.check_key(&ip) {
-                return Err(too_many(
-                    not_until.wait_time_from(DefaultClock::default().now()),
-                ));
-            }
+        if let (Some(limit), Some(ip)) = (&self.per_ip, client_ip) {
+            limit.check(&client_network(ip))?;
         }
         Ok(caller)
     }
@@ -230,5 +282,81 @@ mod tests {
         assert!(access
             .admit(Some("sk_shop"), None, Some(other), KeyKind::Secret)
             .is_ok());
+    }
+
+    use governor::clock::FakeRelativeClock;
+
+    /// One request a second, no burst beyond it, on a clock the test moves.
+    fn one_per_sec() -> (KeyedLimit<IpAddr, FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let limit = KeyedLimit::new(1, 1, clock.clone()).expect("a limit");
+        (limit, clock)
+    }
+
+    #[test]
+    fn pruning_forgets_idle_addresses_and_keeps_limiting_active_ones() {
+        let (limit, clock) = one_per_sec();
+        let idle: IpAddr = "192.0.2.1".parse().unwrap();
+        let active: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(limit.check(&idle).is_ok());
+        clock.advance(Duration::from_secs(2));
+        assert!(limit.check(&active).is_ok());
+        assert_eq!(limit.keys_held(), 2);
+
+        limit.prune();
+        assert_eq!(limit.keys_held(), 1, "the idle address is forgotten");
+        assert!(
+            matches!(
+                limit.check(&active),
+                Err(CollectorError::RateLimited { .. })
+            ),
+            "the active address is still limited"
+        );
+    }
+
+    #[test]
+    fn pruning_happens_on_its_own_as_requests_come() {
+        let (limit, clock) = one_per_sec();
+        for last_byte in 0..=255u8 {
+            assert!(limit
+                .check(&IpAddr::from([198, 51, 100, last_byte]))
+                .is_ok());
+        }
+        clock.advance(Duration::from_secs(2));
+        let active: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..PRUNE_EVERY_CHECKS {
+            let _ = limit.check(&active);
+        }
+        assert_eq!(limit.keys_held(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_ipv4_by_its_address() {
+        let access = Access::new(&CollectorConfig {
+            rate_limit: RateLimitConfig {
+                per_key_per_sec: 0,
+                per_ip_per_sec: 1,
+                burst: 1,
+            },
+            ..config()
+        });
+        let admit = |ip: &str| {
+            access.admit(
+                Some("sk_shop"),
+                None,
+                Some(ip.parse().unwrap()),
+                KeyKind::Secret,
+            )
+        };
+        assert!(admit("2001:db8:1:2::1").is_ok());
+        assert!(
+            admit("2001:db8:1:2:ffff::9").is_err(),
+            "another address of the same /64"
+        );
+        assert!(admit("2001:db8:1:3::1").is_ok(), "another /64");
+        // IPv4 clients of a dual-stack socket arrive mapped into IPv6: each counts on its own.
+        assert!(admit("::ffff:192.0.2.7").is_ok());
+        assert!(admit("::ffff:192.0.2.8").is_ok());
+        assert!(admit("192.0.2.7").is_err(), "the same client, unmapped");
     }
 }

@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{post, MethodRouter};
 use axum::Json;
 use base64::Engine;
 use retailmind_connectors::clock::now_ms;
@@ -26,6 +25,7 @@ use crate::error::{CollectorError, ErrorBody};
 use crate::ingest::{self, BatchResponse, Candidate, RequestMeta};
 use crate::router::AppState;
 use crate::segment;
+use crate::segment::spec::{BatchBody, SegmentMessage};
 
 /// Query parameters every ingestion endpoint understands.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -148,6 +148,32 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
     Some(text.split(':').next().unwrap_or_default().to_owned()).filter(|k| !k.is_empty())
 }
 
+/// The answers of every event endpoint, for the OpenAPI document (never built: the handlers
+/// answer with [`BatchResponse`] or a [`CollectorError`]).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum IngestAnswers {
+    #[response(status = 200, description = "Stored; rejected events listed")]
+    Stored(BatchResponse),
+    #[response(status = 400, description = "Not JSON, or not a batch")]
+    Malformed(ErrorBody),
+    #[response(status = 401, description = "Missing or unknown write key")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "Origin not allowed for the key")]
+    Forbidden(ErrorBody),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Unsupported content type or encoding")]
+    UnsupportedMedia(ErrorBody),
+    #[response(status = 429, description = "Rate limited; see Retry-After")]
+    RateLimited(ErrorBody),
+    #[response(
+        status = 503,
+        description = "Stream unavailable or at capacity; see Retry-After"
+    )]
+    Unavailable(ErrorBody),
+}
+
 /// Events from the tracker (`{batch_id, sent_at, events}`) or Segment (`{batch: [...]}`).
 ///
 /// Each event is judged on its own: the answer lists how many were accepted and, for each
@@ -156,18 +182,9 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
     post,
     path = "/v1/batch",
     params(IngestQuery),
-    request_body(content = retailmind_schema::Batch, content_type = "text/plain",
+    request_body(content = BatchBody, content_type = "text/plain",
         description = "JSON, as text/plain (no CORS preflight) or application/json; gzip allowed"),
-    responses(
-        (status = 200, description = "Stored; rejected events listed", body = BatchResponse),
-        (status = 400, description = "Not a batch", body = ErrorBody),
-        (status = 401, description = "Missing or unknown write key", body = ErrorBody),
-        (status = 403, description = "Origin not allowed for the key", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Unsupported content type or encoding", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stream unavailable or at capacity; see Retry-After", body = ErrorBody),
-    )
+    responses(IngestAnswers)
 )]
 pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
@@ -220,12 +237,35 @@ fn missing_batch_id() -> CollectorError {
     CollectorError::MalformedBatch("missing field `batch_id`".into())
 }
 
-/// `POST /v1/track`, `/v1/page`, `/v1/identify`: one Segment message each, of `segment_type`,
-/// answered like `/v1/batch`.
-pub fn post_segment_message(segment_type: &'static str) -> MethodRouter<AppState> {
-    post(move |front: Front, body: Body| segment_message(segment_type, front, body))
+/// One Segment `track` message, answered like `/v1/batch` (index 0 rejected when it is not valid).
+#[utoipa::path(post, path = "/v1/track", params(IngestQuery),
+    request_body(content = SegmentMessage, content_type = "application/json"),
+    responses(IngestAnswers))]
+pub async fn post_track(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
+    segment_message("track", front, body).await
 }
 
+/// One Segment `page` message, answered like `/v1/batch` (index 0 rejected when it is not valid).
+#[utoipa::path(post, path = "/v1/page", params(IngestQuery),
+    request_body(content = SegmentMessage, content_type = "application/json"),
+    responses(IngestAnswers))]
+pub async fn post_page(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
+    segment_message("page", front, body).await
+}
+
+/// One Segment `identify` message, answered like `/v1/batch` (index 0 rejected when it is not
+/// valid).
+#[utoipa::path(post, path = "/v1/identify", params(IngestQuery),
+    request_body(content = SegmentMessage, content_type = "application/json"),
+    responses(IngestAnswers))]
+pub async fn post_identify(
+    front: Front,
+    body: Body,
+) -> Result<Json<BatchResponse>, CollectorError> {
+    segment_message("identify", front, body).await
+}
+
+/// One Segment message of `segment_type` (the message's own `type` wins).
 async fn segment_message(
     segment_type: &'static str,
     front: Front,

@@ -108,9 +108,21 @@ struct DeadLetter<'a> {
     received_at: i64,
     errors: &'a [RejectedField],
     /// The event as it arrived: always JSON (it was read as a JSON value), kept as a string if
-    /// it were not.
+    /// it were not. An event longer than [`DEAD_LETTER_EVENT_BYTES`] keeps only its beginning,
+    /// as a JSON string.
     event: Box<RawValue>,
+    /// Set when `event` is only the beginning of the event: its whole size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_from_bytes: Option<usize>,
 }
+
+/// Most bytes of a rejected event copied into its dead letter. A letter must fit one stream
+/// record (Kinesis: 1 MiB, Firehose: 1,000 KiB), or writing it fails and the whole request
+/// answers 503, which the tracker retries forever: a poison batch. An event can be as large as
+/// the request body, so it is cut; escaping the cut text as a JSON string grows it at most six
+/// times (a control character as `\u00XX`), still well under those limits with the letter's
+/// other fields.
+const DEAD_LETTER_EVENT_BYTES: usize = 64 * 1024;
 
 /// How long a request waits for another one writing some of the same events before it answers
 /// 503 (the sender keeps them and retries).
@@ -163,13 +175,21 @@ pub async fn ingest(
                 records.push(record);
             }
             Err(errors) => {
+                let text = candidate.raw.text();
+                let kept = beginning(text, DEAD_LETTER_EVENT_BYTES);
+                let truncated = kept.len() < text.len();
                 let letter = DeadLetter {
                     batch_id,
                     index,
                     sender: &caller.key_name,
                     received_at: now,
                     errors: &errors,
-                    event: as_json(candidate.raw.text()),
+                    event: if truncated {
+                        as_json_string(kept)
+                    } else {
+                        as_json(text)
+                    },
+                    truncated_from_bytes: truncated.then_some(text.len()),
                 };
                 dead_letters.push(StreamRecord {
                     partition_key: caller.key_name.clone(),
@@ -241,12 +261,27 @@ pub async fn ingest(
     Ok(answer)
 }
 
+/// The longest start of `text` of at most `max` bytes that ends on a character boundary.
+fn beginning(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    &text[..end]
+}
+
 /// `text`, an event as it arrived, as a raw JSON value. Every event text was read as a JSON
 /// value, so the fallback (the text as a JSON string) is only a guard.
 fn as_json(text: &str) -> Box<RawValue> {
-    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| {
-        serde_json::value::to_raw_value(text).expect("a string encodes as JSON")
-    })
+    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| as_json_string(text))
+}
+
+/// `text` as a JSON string value.
+fn as_json_string(text: &str) -> Box<RawValue> {
+    serde_json::value::to_raw_value(text).expect("a string encodes as JSON")
 }
 
 /// Decodes (unless converted already), checks and enriches one event, and makes its record.
@@ -305,4 +340,18 @@ fn accept(
         data: Bytes::from(data),
     };
     Ok((event, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beginning;
+
+    #[test]
+    fn an_event_is_cut_on_a_character_boundary() {
+        assert_eq!(beginning("abc", 3), "abc");
+        assert_eq!(beginning("abc", 2), "ab");
+        // 'é' is two bytes: cutting after its first byte would not be UTF-8.
+        assert_eq!(beginning("aé", 2), "a");
+        assert_eq!(beginning("éé", 3), "é");
+    }
 }

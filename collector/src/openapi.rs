@@ -7,6 +7,7 @@ use crate::error::{ErrorBody, ErrorDetail};
 use crate::handlers;
 use crate::ingest::{BatchResponse, RejectedEvent, RejectedField};
 use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
+use crate::segment::spec::{BatchBody, SegmentBatch, SegmentMessage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +17,9 @@ use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
     ),
     paths(
         handlers::post_batch,
+        handlers::post_track,
+        handlers::post_page,
+        handlers::post_identify,
         crate::recs::handler::get_recommendations,
         crate::commerce::post_transaction,
         crate::commerce::get_transaction,
@@ -28,6 +32,9 @@ use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
         handlers::metrics
     ),
     components(schemas(
+        BatchBody,
+        SegmentBatch,
+        SegmentMessage,
         BatchResponse,
         RejectedEvent,
         RejectedField,

@@ -138,9 +138,9 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .concurrency_limit(config.max_in_flight_requests.max(1));
     let ingestion = Router::new()
         .route("/v1/batch", post(handlers::post_batch))
-        .route("/v1/track", handlers::post_segment_message("track"))
-        .route("/v1/page", handlers::post_segment_message("page"))
-        .route("/v1/identify", handlers::post_segment_message("identify"))
+        .route("/v1/track", post(handlers::post_track))
+        .route("/v1/page", post(handlers::post_page))
+        .route("/v1/identify", post(handlers::post_identify))
         .route("/v1/recommendations", get(crate::recs::get_recommendations))
         // The handlers read the body themselves, with their own limit and error.
         .layer(DefaultBodyLimit::disable())

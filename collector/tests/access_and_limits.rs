@@ -11,10 +11,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Request, Response, StatusCode};
 use axum::Router;
-use common::{batch_of, json_of, now_ms, page_view, uuid_ending, Embedded};
+use common::{batch_of, json_of, now_ms, page_view, uuid_ending, DownSink, Embedded};
 use http_body_util::BodyExt;
 use retailmind_collector::{router, AppState, CollectorConfig, KeyKind, WriteKeyConfig};
-use retailmind_connectors::{embedded, EventSink, StreamRecord};
+use retailmind_connectors::{EventSink, StreamRecord};
 use retailmind_schema::Event;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -237,14 +237,9 @@ async fn rejected_events_are_kept_in_the_dead_letters_with_their_reasons() {
         .await;
     assert_eq!(json_of(r).await["accepted"], 1);
 
-    let dir = h.embedded.dir.path().join(embedded::DB_FILE);
-    let conn = rusqlite::Connection::open(dir).unwrap();
-    let letter: String = conn
-        .query_row("SELECT CAST(data AS TEXT) FROM dead_letters", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    let letter: Value = serde_json::from_str(&letter).unwrap();
+    let letters = h.embedded.dead_letters();
+    assert_eq!(letters.len(), 1);
+    let letter: Value = serde_json::from_str(&letters[0]).unwrap();
     assert_eq!(letter["index"], 1);
     assert_eq!(letter["errors"][0]["field"], "context.page.url");
     assert_eq!(letter["event"]["context"]["page"]["url"], "ftp://nope");
@@ -277,6 +272,52 @@ async fn rate_limits_answer_429_with_retry_after() {
             .status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_write_key_past_its_rate_gets_429_and_other_keys_do_not() {
+    let mut config = CollectorConfig {
+        keys: keys(),
+        ..CollectorConfig::default()
+    };
+    config.rate_limit.per_key_per_sec = 1;
+    config.rate_limit.burst = 1;
+    let h = Harness::new(config);
+    let with_key = |key: &str, batch_id: &str| {
+        post("/v1/batch")
+            .header("x-write-key", key)
+            .header(header::ORIGIN, SHOP)
+            .body(Body::from(batch(batch_id, 1)))
+            .unwrap()
+    };
+    assert_eq!(
+        h.send(with_key("sk_live_shop", BATCH_ID)).await.status(),
+        StatusCode::OK
+    );
+    let limited = h
+        .send(with_key(
+            "sk_live_shop",
+            "01936a1c-3b5e-7cc4-9a1e-0000000000dd",
+        ))
+        .await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    assert_eq!(json_of(limited).await["error"]["code"], "rate_limited");
+    assert_eq!(
+        h.send(with_key(
+            "pk_live_shop",
+            "01936a1c-3b5e-7cc4-9a1e-0000000000ee"
+        ))
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(h.stored().await.len(), 2);
 }
 
 #[tokio::test]
@@ -389,7 +430,24 @@ async fn readiness_and_metrics_are_served() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_describes_the_batch_endpoint_and_the_event_schema() {
+async fn readiness_fails_while_the_stream_is_unreachable() {
+    let config = CollectorConfig::default();
+    let app = router(
+        AppState::new(Arc::new(DownSink), Arc::new(DownSink), &config),
+        &config,
+    );
+    let ready = app
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = ready.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("connection refused"), "{text}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_event_endpoints_and_their_bodies() {
     let h = Harness::new(CollectorConfig::default());
     let doc = json_of(
         h.send(Request::get("/openapi.json").body(Body::empty()).unwrap())
@@ -399,11 +457,55 @@ async fn the_openapi_document_describes_the_batch_endpoint_and_the_event_schema(
     let batch = &doc["paths"]["/v1/batch"]["post"];
     assert!(batch["responses"]["200"].is_object(), "{doc}");
     assert!(batch["responses"]["429"].is_object());
+    for path in ["/v1/track", "/v1/page", "/v1/identify"] {
+        let op = &doc["paths"][path]["post"];
+        assert_eq!(
+            op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/SegmentMessage",
+            "{path}: {op}"
+        );
+        assert!(op["responses"]["200"].is_object(), "{path}: {op}");
+    }
+    let bodies = &batch["requestBody"]["content"]["text/plain"]["schema"]["$ref"];
+    assert_eq!(bodies, "#/components/schemas/BatchBody", "{batch}");
     let schemas = &doc["components"]["schemas"];
-    for name in ["Batch", "Event", "Payload", "BatchResponse", "ErrorBody"] {
+    for name in [
+        "Batch",
+        "Event",
+        "Payload",
+        "BatchResponse",
+        "ErrorBody",
+        "BatchBody",
+        "SegmentBatch",
+        "SegmentMessage",
+    ] {
         assert!(
             schemas[name].is_object(),
             "schema {name} missing: {schemas}"
         );
+    }
+    let one_of: Vec<&str> = schemas["BatchBody"]["oneOf"]
+        .as_array()
+        .expect("the tracker's batch or Segment's")
+        .iter()
+        .filter_map(|s| s["$ref"].as_str())
+        .collect();
+    assert_eq!(
+        one_of,
+        [
+            "#/components/schemas/Batch",
+            "#/components/schemas/SegmentBatch"
+        ]
+    );
+    let message = &schemas["SegmentMessage"]["properties"];
+    for field in [
+        "type",
+        "event",
+        "messageId",
+        "anonymousId",
+        "userId",
+        "context",
+    ] {
+        assert!(message[field].is_object(), "{field} missing: {message}");
     }
 }

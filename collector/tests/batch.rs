@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::{batch_of, json_of, now_ms, page_view, Embedded};
+use common::{batch_of, json_of, now_ms, page_view, DownSink, Embedded};
 use retailmind_collector::{router, AppState, BatchResponse, CollectorConfig};
 use retailmind_connectors::{ConnectorError, EventSink, StreamRecord};
-use retailmind_schema::Event;
+use retailmind_schema::{Event, Payload};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -33,11 +33,21 @@ impl Harness {
     }
 
     async fn post(&self, content_type: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        self.post_at("/v1/batch", content_type, body).await
+    }
+
+    async fn post_at(
+        &self,
+        uri: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
         let backend = &self.embedded.backend;
         post_to(
             backend.sink.clone(),
             backend.dead_letters.clone(),
             &self.config,
+            uri,
             content_type,
             body,
         )
@@ -53,13 +63,14 @@ async fn post_to(
     sink: Arc<dyn EventSink>,
     dead_letters: Arc<dyn EventSink>,
     config: &CollectorConfig,
+    uri: &str,
     content_type: &str,
     body: impl Into<Body>,
 ) -> (StatusCode, Value) {
     let app = router(AppState::new(sink, dead_letters, config), config);
     let response = app
         .oneshot(
-            Request::post("/v1/batch")
+            Request::post(uri)
                 .header(header::CONTENT_TYPE, content_type)
                 .body(body.into())
                 .unwrap(),
@@ -167,19 +178,6 @@ async fn malformed_requests_get_clear_errors_and_store_nothing() {
     assert!(h.stored().await.is_empty());
 }
 
-/// A stream that is down: what the real parts cannot be made to do on demand.
-struct DownSink;
-
-#[async_trait]
-impl EventSink for DownSink {
-    async fn append(&self, _: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
-        Err(ConnectorError::unavailable("kinesis", "connection refused"))
-    }
-    async fn ready(&self) -> retailmind_connectors::Result<()> {
-        Err(ConnectorError::unavailable("kinesis", "connection refused"))
-    }
-}
-
 #[tokio::test]
 async fn an_unavailable_stream_answers_503_with_retry_after() {
     let config = CollectorConfig::default();
@@ -187,6 +185,7 @@ async fn an_unavailable_stream_answers_503_with_retry_after() {
         Arc::new(DownSink),
         Arc::new(DownSink),
         &config,
+        "/v1/batch",
         "text/plain",
         batch(vec![event(1)]),
     )
@@ -349,4 +348,188 @@ async fn unknown_fields_are_ignored_by_default_and_named_when_rejected() {
         "context.page.titel"
     );
     assert_eq!(h.stored().await.len(), 1);
+}
+
+/// An event over `max_event_bytes` is rejected, naming its index and its size, and the batch's
+/// other events are kept.
+#[tokio::test]
+async fn an_event_over_the_size_limit_is_rejected_naming_its_size() {
+    let mut h = Harness::new();
+    h.config.max_event_bytes = 1024;
+    let mut big = event(2);
+    big["properties"] = json!({"note": "x".repeat(2000)});
+    let size = big.to_string().len();
+    let (status, body) = h
+        .post("text/plain", batch(vec![event(1), big, event(3)]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["errors"][0]["field"], "event");
+    assert_eq!(
+        body["rejected"][0]["errors"][0]["reason"],
+        format!("is {size} bytes, at most 1024 allowed")
+    );
+    assert_eq!(h.stored().await.len(), 2);
+}
+
+/// Kinesis refuses a record over 1 MiB (data and partition key) before sending anything: the
+/// embedded dead letters with that limit imposed.
+struct KinesisSizedSink {
+    inner: Arc<dyn EventSink>,
+}
+
+const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+#[async_trait]
+impl EventSink for KinesisSizedSink {
+    async fn append(&self, records: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.data.len() + r.partition_key.len() > KINESIS_MAX_RECORD_BYTES)
+        {
+            return Err(ConnectorError::Misconfigured(format!(
+                "kinesis: a record is {} bytes, over the limit of 1 MiB per record",
+                r.data.len() + r.partition_key.len()
+            )));
+        }
+        self.inner.append(records).await
+    }
+    async fn ready(&self) -> retailmind_connectors::Result<()> {
+        self.inner.ready().await
+    }
+}
+
+/// A rejected event as large as the body allows must not make its dead letter too large for the
+/// stream: the request would answer 503 and the tracker would resend the batch forever. The
+/// letter keeps the event's beginning, says it was cut and from what size, and the batch's good
+/// events are stored and acknowledged.
+#[tokio::test]
+async fn a_huge_rejected_event_does_not_poison_its_batch() {
+    let embedded = Embedded::new();
+    let config = CollectorConfig {
+        max_body_bytes: 2 * 1024 * 1024,
+        ..CollectorConfig::default()
+    };
+    let mut huge = event(2);
+    huge["properties"] = json!({"note": "x".repeat(KINESIS_MAX_RECORD_BYTES + 1000)});
+    let huge_text = huge.to_string();
+    let (status, body) = post_to(
+        embedded.backend.sink.clone(),
+        Arc::new(KinesisSizedSink {
+            inner: embedded.backend.dead_letters.clone(),
+        }),
+        &config,
+        "/v1/batch",
+        "text/plain",
+        batch(vec![event(1), huge, event(3)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["errors"][0]["field"], "event");
+    assert_eq!(embedded.stored().await.len(), 2);
+
+    let letters = embedded.dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].len() < KINESIS_MAX_RECORD_BYTES / 4,
+        "{}",
+        letters[0].len()
+    );
+    let letter: Value = serde_json::from_str(&letters[0]).unwrap();
+    assert_eq!(letter["index"], 1);
+    assert_eq!(letter["errors"][0]["field"], "event");
+    assert_eq!(letter["truncated_from_bytes"], huge_text.len());
+    let kept = letter["event"]
+        .as_str()
+        .expect("the cut event, as a string");
+    assert!(huge_text.starts_with(kept));
+}
+
+/// A browser's events stay in order on one shard: they are stored under its anonymous id, also
+/// once a user id is known (`retailmind_schema::partition_key`).
+#[tokio::test]
+async fn events_are_stored_under_their_anonymous_id() {
+    let h = Harness::new();
+    let mut signed_in = event(2);
+    signed_in["anonymous_id"] = json!("anon-2");
+    signed_in["user_id"] = json!("user-9");
+    let (status, body) = h.post("text/plain", batch(vec![event(1), signed_in])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let keys: Vec<String> = h
+        .embedded
+        .stored_with_partition_keys()
+        .await
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(keys, ["anon-1", "anon-2"]);
+}
+
+/// Segment's single-message routes: the route gives the type, each message is stored as one
+/// event of the matching kind. A message that cannot be converted is answered as `/v1/batch`
+/// answers (and as Segment's own API does): 200, with index 0 rejected naming the field.
+#[tokio::test]
+async fn segment_single_message_routes_store_one_event_each() {
+    let h = Harness::new();
+    let context = json!({"page": {"url": "https://shop.example/p/42"}});
+    let messages = [
+        (
+            "/v1/track",
+            json!({"event": "Wishlist Added", "messageId": "m-1", "anonymousId": "a-1", "context": context}),
+        ),
+        (
+            "/v1/page",
+            json!({"messageId": "m-2", "anonymousId": "a-1", "context": context}),
+        ),
+        (
+            "/v1/identify",
+            json!({"messageId": "m-3", "userId": "u-7", "traits": {"plan": "gold"}, "context": context}),
+        ),
+    ];
+    for (uri, message) in &messages {
+        let (status, body) = h
+            .post_at(uri, "application/json", message.to_string())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert_eq!(body["accepted"], 1, "{uri}: {body}");
+    }
+    let stored = h.stored().await;
+    let kinds: Vec<(&str, Option<&str>)> = stored
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::Custom(c) => ("custom", Some(c.name.as_str())),
+            other => (other.kind(), None),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("custom", Some("Wishlist Added")),
+            ("page_view", None),
+            ("custom", Some("identify"))
+        ]
+    );
+    assert_eq!(stored[2].user_id.as_deref(), Some("u-7"));
+
+    let (status, body) = h
+        .post_at(
+            "/v1/identify",
+            "application/json",
+            json!({"messageId": "m-4", "traits": {}, "context": context}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert_eq!(body["rejected"][0]["errors"][0]["field"], "anonymousId");
+
+    let (status, body) = h
+        .post_at("/v1/track", "application/json", "{\"event\": ")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "malformed_batch");
+    assert_eq!(h.stored().await.len(), 3);
 }

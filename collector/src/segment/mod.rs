@@ -19,6 +19,7 @@
 
 mod ecommerce;
 mod fields;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use retailmind_collector::{router, AppState, CollectorConfig};
 pub use retailmind_connectors::clock::now_ms;
-use retailmind_connectors::{embedded, Backend};
+use retailmind_connectors::{embedded, Backend, ConnectorError, EventSink, StreamRecord};
 use retailmind_schema::Event;
 use serde_json::{json, Value};
 
@@ -41,6 +41,15 @@ impl Embedded {
 
     /// The events the stream holds, oldest first.
     pub async fn stored(&self) -> Vec<Event> {
+        self.stored_with_partition_keys()
+            .await
+            .into_iter()
+            .map(|(_, event)| event)
+            .collect()
+    }
+
+    /// The events the stream holds, oldest first, each with the partition key it was stored under.
+    pub async fn stored_with_partition_keys(&self) -> Vec<(String, Event)> {
         let batch = self
             .backend
             .reader
@@ -49,9 +58,37 @@ impl Embedded {
             .unwrap();
         batch
             .entries
-            .iter()
-            .map(|e| serde_json::from_slice(&e.data).unwrap())
+            .into_iter()
+            .map(|e| (e.partition_key, serde_json::from_slice(&e.data).unwrap()))
             .collect()
+    }
+
+    /// The dead letters stored, oldest first, each as its JSON text.
+    pub fn dead_letters(&self) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.dir.path().join(embedded::DB_FILE)).unwrap();
+        let mut query = conn
+            .prepare("SELECT CAST(data AS TEXT) FROM dead_letters ORDER BY rowid")
+            .unwrap();
+        let letters = query
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
+        letters
+    }
+}
+
+/// A stream that is down, and says so when asked whether it is ready: what the real parts
+/// cannot be made to do on demand.
+pub struct DownSink;
+
+#[async_trait::async_trait]
+impl EventSink for DownSink {
+    async fn append(&self, _: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        Err(ConnectorError::unavailable("kinesis", "connection refused"))
+    }
+    async fn ready(&self) -> retailmind_connectors::Result<()> {
+        Err(ConnectorError::unavailable("kinesis", "connection refused"))
     }
 }
 
