@@ -1,11 +1,12 @@
 //! Harness for RetailMind's end-to-end tests: starts the real parts (moto for the AWS wire
 //! protocols, chromedriver with headless Chromium) on free loopback ports and stops them when
-//! dropped.
+//! dropped, and an in-process fake of Kinesis and Firehose for the faults moto cannot make.
 //!
 //! A missing part is a test failure with a message saying how to install it (`cargo xtask test`
 //! installs everything), never a silent skip.
 
 pub mod browser;
+pub mod fake_aws;
 pub mod moto;
 pub mod postgres;
 

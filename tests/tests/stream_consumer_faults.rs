@@ -1,0 +1,368 @@
+//! The processor consuming a Kinesis stream and writing the lake through Firehose while they
+//! misbehave, through the real AWS SDK and HTTP against the in-process fake of
+//! `retailmind_tests::fake_aws`: GetRecords throttled, shard iterators expiring mid-stream,
+//! Firehose refusing some records of a batch, throttling whole calls, or refusing a batch for
+//! longer than the lake writer resends. moto cannot do any of these on demand; the normal path
+//! runs against moto in `aws_pipeline`.
+//!
+//! Leases, checkpoints and sessions stay on the embedded backend, so what the processor stored
+//! is read back directly. What must hold: every event reaches the lake and its session exactly
+//! once, and no checkpoint passes a batch whose lake write failed.
+
+mod lease_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use lease_support::{assert_sessions_match, events, TestEvent};
+use retailmind_connectors::{aws, embedded, AwsConfig, Backend, ConnectorError};
+use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
+use retailmind_tests::fake_aws::{BatchFault, BatchFaults, FakeAws, ReadCall, ReadFault};
+use retailmind_tests::wait_for;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+const CONSUMER: &str = "faults";
+
+/// The fake with `events` in its stream of `shards` shards, and a backend that reads that
+/// stream and writes the lake through the fake's Firehose, everything else embedded in `dir`.
+async fn consumer_of(shards: usize, events: &[TestEvent], dir: &Path) -> (FakeAws, Backend) {
+    let fake = FakeAws::start(shards).await;
+    fake.with(|s| {
+        for event in events {
+            let record = event.record();
+            s.kinesis.append(&record.partition_key, &record.data);
+        }
+    });
+    let mut config = AwsConfig::new("us-east-1");
+    config.endpoint_url = Some(fake.endpoint.clone());
+    // The fake checks no signature; fixed credentials keep the default chain from looking for
+    // real ones in the environment or on an instance.
+    let sdk = aws::load_sdk_config(&config)
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "fake",
+        )))
+        .build();
+    let on_aws = aws::backend(&sdk, &config);
+    let backend = Backend {
+        reader: on_aws.reader,
+        lake: on_aws.lake,
+        ..embedded::open(dir).unwrap()
+    };
+    (fake, backend)
+}
+
+fn processor(backend: &Backend, batch_size: usize) -> Processor {
+    let config = ProcessorConfig {
+        consumer: CONSUMER.into(),
+        batch_size,
+        // Kinesis allows 5 reads per second per shard (200 ms apart); the fake has no such limit
+        // and the tests would only wait.
+        min_read_interval_ms: Some(10),
+        idle_poll_ms: 10,
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    };
+    Processor::new(backend.clone(), &config)
+}
+
+fn event_id(json: &[u8]) -> String {
+    let event: Value = serde_json::from_slice(json).unwrap();
+    event["event_id"].as_str().unwrap().to_owned()
+}
+
+/// The event ids each PutRecordBatch call carried, refused records too.
+fn lake_calls(fake: &FakeAws) -> Vec<Vec<String>> {
+    fake.with(|s| {
+        s.firehose
+            .calls
+            .iter()
+            .map(|call| call.records.iter().map(|r| event_id(r)).collect())
+            .collect()
+    })
+}
+
+/// Asserts that the fake's Firehose stored every event exactly once, each as one JSON line in
+/// the events delivery stream.
+fn assert_lake_holds_each_once(fake: &FakeAws, events: &[TestEvent]) {
+    let events_stream = AwsConfig::new("us-east-1").delivery_stream;
+    let mut stored: BTreeMap<String, usize> = BTreeMap::new();
+    for (delivery_stream, line) in fake.with(|s| s.firehose.delivered.clone()) {
+        assert_eq!(delivery_stream, events_stream);
+        assert_eq!(line.last(), Some(&b'\n'), "a lake record is one line");
+        *stored.entry(event_id(&line)).or_default() += 1;
+    }
+    let once_each: BTreeMap<String, usize> = events.iter().map(|e| (e.event_id(), 1)).collect();
+    assert_eq!(stored, once_each);
+}
+
+/// Each shard's checkpoint.
+async fn checkpoints(backend: &Backend) -> BTreeMap<String, Option<String>> {
+    backend
+        .leases
+        .leases(CONSUMER)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|lease| (lease.shard_id, lease.checkpoint))
+        .collect()
+}
+
+/// The sequence of the last record of each shard of the fake stream.
+fn stream_ends(fake: &FakeAws) -> BTreeMap<String, Option<String>> {
+    fake.with(|s| {
+        s.kinesis
+            .records()
+            .map(|r| (r.shard_id.clone(), Some(r.sequence.clone())))
+            .collect()
+    })
+}
+
+/// Asserts that everything in the fake stream reached the lake and the sessions exactly once,
+/// and that every shard is checkpointed at its last record.
+async fn assert_consumed_once(fake: &FakeAws, backend: &Backend, events: &[TestEvent]) {
+    assert_lake_holds_each_once(fake, events);
+    assert_sessions_match(backend.sessions.as_ref(), events).await;
+    assert_eq!(checkpoints(backend).await, stream_ends(fake));
+}
+
+fn throttled_reads(fake: &FakeAws) -> usize {
+    fake.with(|s| {
+        s.kinesis
+            .reads
+            .iter()
+            .filter(|r| matches!(r, ReadCall::Throttled { .. }))
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_reads_are_retried_and_every_event_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(20, 4);
+    let (fake, backend) = consumer_of(1, &events, dir.path()).await;
+    // Never more than two in a row: the SDK's three attempts per call get through each time.
+    fake.with(|s| {
+        s.kinesis.read_faults = [
+            ReadFault::Throttle,
+            ReadFault::Throttle,
+            ReadFault::Pass,
+            ReadFault::Throttle,
+            ReadFault::Pass,
+            ReadFault::Throttle,
+            ReadFault::Throttle,
+        ]
+        .into()
+    });
+
+    assert_eq!(processor(&backend, 5).drain().await.unwrap(), 20);
+
+    assert_eq!(throttled_reads(&fake), 5);
+    // A throttled GetRecords is sent again with its iterator: the position is never lost.
+    let iterators: Vec<ReadCall> = fake.with(|s| {
+        s.kinesis
+            .reads
+            .iter()
+            .filter(|r| matches!(r, ReadCall::Iterator { .. }))
+            .cloned()
+            .collect()
+    });
+    assert_eq!(
+        iterators,
+        [ReadCall::Iterator {
+            shard_id: "shardId-000000000000".into(),
+            kind: "TRIM_HORIZON".into(),
+            sequence: None
+        }]
+    );
+    assert_consumed_once(&fake, &backend, &events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_throttled_past_the_sdk_retries_are_backed_off_and_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(12, 3);
+    let (fake, backend) = consumer_of(1, &events, dir.path()).await;
+    // Five in a row: the SDK gives up on the first read after three, the processor backs off
+    // and reads again.
+    fake.with(|s| s.kinesis.read_faults = [ReadFault::Throttle; 5].into());
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let consumer = processor(&backend, 5);
+    let running = tokio::spawn(async move {
+        consumer
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    wait_for("every event in the lake", Duration::from_secs(60), || {
+        let all_there = fake.with(|s| s.firehose.delivered.len()) >= events.len();
+        async move { all_there.then_some(()) }
+    })
+    .await;
+    // The last batch is checkpointed just after its lake write.
+    wait_for("the checkpoint at the end", Duration::from_secs(10), || {
+        let (backend, ends) = (backend.clone(), stream_ends(&fake));
+        async move { (checkpoints(&backend).await == ends).then_some(()) }
+    })
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(throttled_reads(&fake), 5);
+    assert_consumed_once(&fake, &backend, &events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_iterators_are_replaced_from_the_last_sequence_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(30, 6);
+    let (fake, backend) = consumer_of(2, &events, dir.path()).await;
+    assert_eq!(stream_ends(&fake).len(), 2, "both shards hold events");
+    // Mid-stream, once both shards were read, every iterator handed out so far expires: the one
+    // of the fourth GetRecords call and the one the other shard reads on with.
+    fake.with(|s| {
+        s.kinesis.read_faults = [
+            ReadFault::Pass,
+            ReadFault::Pass,
+            ReadFault::Pass,
+            ReadFault::Expire,
+        ]
+        .into()
+    });
+
+    assert_eq!(processor(&backend, 4).drain().await.unwrap(), 30);
+
+    let reads = fake.with(|s| s.kinesis.reads.clone());
+    let expired: Vec<(usize, &String, &Option<String>)> = reads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            ReadCall::Expired { shard_id, after } => Some((i, shard_id, after)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired.len(), 2, "{reads:#?}");
+    assert_ne!(
+        expired[0].1, expired[1].1,
+        "one expiry per shard: {reads:#?}"
+    );
+    for (at, shard, after) in expired {
+        let (kind, sequence) = match after {
+            Some(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence.clone())),
+            None => ("TRIM_HORIZON", None),
+        };
+        let fresh = reads[at..]
+            .iter()
+            .find(|r| matches!(r, ReadCall::Iterator { shard_id, .. } if shard_id == shard));
+        assert_eq!(
+            fresh,
+            Some(&ReadCall::Iterator {
+                shard_id: shard.clone(),
+                kind: kind.into(),
+                sequence
+            }),
+            "the iterator after the expiry at read {at}: {reads:#?}"
+        );
+    }
+    assert_consumed_once(&fake, &backend, &events).await;
+}
+
+/// Drains 12 events in batches of 6 while Firehose meets its next calls with `faults`, and
+/// checks that everything landed once; returns the event ids each PutRecordBatch call carried
+/// and the events' ids in stream order.
+async fn lake_calls_when_firehose_meets(
+    faults: Vec<BatchFault>,
+) -> (Vec<Vec<String>>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(12, 3);
+    let (fake, backend) = consumer_of(1, &events, dir.path()).await;
+    fake.with(|s| s.firehose.faults = BatchFaults::then_accept(faults));
+
+    assert_eq!(processor(&backend, 6).drain().await.unwrap(), 12);
+
+    assert_consumed_once(&fake, &backend, &events).await;
+    let ids = events.iter().map(TestEvent::event_id).collect();
+    (lake_calls(&fake), ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_records_firehose_refuses_are_resent_alone_and_land_once() {
+    let (calls, ids) = lake_calls_when_firehose_meets(vec![
+        BatchFault::Refuse(vec![1, 4]),
+        BatchFault::Refuse(vec![0]),
+    ])
+    .await;
+    assert_eq!(
+        calls,
+        [
+            ids[..6].to_vec(),
+            vec![ids[1].clone(), ids[4].clone()],
+            vec![ids[1].clone()],
+            ids[6..].to_vec(),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_lake_call_is_sent_again_whole_and_lands_once() {
+    let (calls, ids) = lake_calls_when_firehose_meets(vec![BatchFault::Throttle; 2]).await;
+    // The SDK retries the throttled call itself, with every record.
+    assert_eq!(
+        calls,
+        [
+            ids[..6].to_vec(),
+            ids[..6].to_vec(),
+            ids[..6].to_vec(),
+            ids[6..].to_vec(),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_lake_refuses_for_good_is_not_checkpointed_and_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(15, 3);
+    let (fake, backend) = consumer_of(1, &events, dir.path()).await;
+    // Two batches go through; the third is refused on every resend.
+    fake.with(|s| {
+        s.firehose.faults = BatchFaults {
+            next: [BatchFault::Accept, BatchFault::Accept].into(),
+            after: BatchFault::RefuseAll,
+        }
+    });
+
+    let failed = processor(&backend, 5).drain().await;
+    assert!(
+        matches!(
+            failed,
+            Err(ProcessorError::Connector(ConnectorError::Throttled {
+                service: "firehose",
+                ..
+            }))
+        ),
+        "{failed:?}"
+    );
+    let ids: Vec<String> = events.iter().map(TestEvent::event_id).collect();
+    let calls = lake_calls(&fake);
+    assert_eq!(calls[..2], [ids[..5].to_vec(), ids[5..10].to_vec()]);
+    // The lake writer's eight attempts, each with the whole refused batch.
+    assert_eq!(calls[2..], vec![ids[10..].to_vec(); 8]);
+    let tenth = fake.with(|s| s.kinesis.records().nth(9).unwrap().sequence.clone());
+    assert_eq!(
+        checkpoints(&backend).await,
+        BTreeMap::from([("shardId-000000000000".to_owned(), Some(tenth))])
+    );
+
+    // Firehose recovers: the next processor reads the third batch again from the checkpoint.
+    fake.with(|s| s.firehose.faults = BatchFaults::default());
+    assert_eq!(processor(&backend, 5).drain().await.unwrap(), 5);
+    assert_eq!(lake_calls(&fake)[10..], [ids[10..].to_vec()]);
+    assert_consumed_once(&fake, &backend, &events).await;
+}
