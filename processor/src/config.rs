@@ -26,6 +26,9 @@ pub struct ProcessorConfig {
     /// session (a tracker's queue delivers a visit's last events when the shopper comes back).
     /// A later event stays in the lake but changes no session: it could otherwise reopen a
     /// session the store has expired (TTL) or that dashboards have reported as closed.
+    /// Lateness is arrival time minus the event's own timestamp, so a device whose clock runs
+    /// behind by more than this has all its events kept out of sessions (the collector refuses
+    /// clocks that run ahead, not behind); raise it where that matters more than the bound.
     pub session_lateness_hours: i64,
     /// This instance's name in the lease table. Unset: `processor-<pid>-<uuid>`, new on every
     /// start. Set it only to something no other running instance uses; an instance restarted
