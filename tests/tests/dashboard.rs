@@ -128,14 +128,20 @@ async fn the_dashboard_charts_what_the_sql_answers_after_a_storefront_visit() {
     let dashboard_url = serve(dashboard.clone().router()).await;
     let range = DayRange::new(&first_day, &today).unwrap();
 
-    // Wait until the lake job has today's order in the tables, then stop it so the page and
-    // the expected answers read the same files.
+    // Wait until a finished run of the lake job has today's order in the tables, then stop it
+    // so the page and the expected answers read the same files. A run writes its tables one
+    // after the other, so the order can be readable while that run is still going: the run
+    // count is checked first, or the abort below could cut the run short before it is counted.
     wait_for(
-        "today's order in the lake tables",
+        "a finished lake job run with today's order in the tables",
         Duration::from_secs(30),
         || {
             let (root, range, today) = (lake_root.clone(), range.clone(), today.clone());
+            let finished_runs = dashboard.status().runs;
             async move {
+                if finished_runs == 0 {
+                    return None;
+                }
                 let analytics = LocalAnalytics::open(&root).await.ok()?;
                 let sales = analytics.sales_trend(&range).await.ok()?;
                 sales
