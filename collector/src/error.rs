@@ -161,6 +161,10 @@ impl IntoResponse for CollectorError {
             CollectorError::Commerce(CommerceError::Database(_)) => {
                 "the order database is unavailable; retry with the same Idempotency-Key".into()
             }
+            // The SDK's words name the stream's ARN and the account: log only, as above.
+            CollectorError::SinkUnavailable(_) => {
+                "the event stream cannot take events right now; retry with the same batch".into()
+            }
             e => e.to_string(),
         };
         let (field, problems) = match self {

@@ -124,6 +124,24 @@ struct DeadLetter<'a> {
 /// other fields.
 const DEAD_LETTER_EVENT_BYTES: usize = 64 * 1024;
 
+/// Most problems reported for one rejected event, in the answer and in its dead letter. An
+/// event with thousands of unknown fields would otherwise make an answer (and a letter) many
+/// times its own size; the first problems say what to fix.
+const MAX_PROBLEMS_PER_EVENT: usize = 20;
+
+/// The first [`MAX_PROBLEMS_PER_EVENT`] problems, the last one saying how many were left out.
+fn capped(mut errors: Vec<RejectedField>) -> Vec<RejectedField> {
+    if errors.len() > MAX_PROBLEMS_PER_EVENT {
+        let left_out = errors.len() - (MAX_PROBLEMS_PER_EVENT - 1);
+        errors.truncate(MAX_PROBLEMS_PER_EVENT - 1);
+        errors.push(RejectedField::new(
+            "event",
+            format!("has {left_out} more problems, not listed"),
+        ));
+    }
+    errors
+}
+
 /// How long a request waits for another one writing some of the same events before it answers
 /// 503 (the sender keeps them and retries).
 const IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -175,6 +193,7 @@ pub async fn ingest(
                 records.push(record);
             }
             Err(errors) => {
+                let errors = capped(errors);
                 let text = candidate.raw.text();
                 let kept = beginning(text, DEAD_LETTER_EVENT_BYTES);
                 let truncated = kept.len() < text.len();
@@ -344,7 +363,26 @@ fn accept(
 
 #[cfg(test)]
 mod tests {
-    use super::beginning;
+    use super::{beginning, capped, RejectedField, MAX_PROBLEMS_PER_EVENT};
+
+    #[test]
+    fn problems_past_the_cap_are_counted_not_listed() {
+        let problems = |n: usize| -> Vec<RejectedField> {
+            (0..n)
+                .map(|i| RejectedField::new(format!("properties.f{i}"), "is not a field"))
+                .collect()
+        };
+        let exact = capped(problems(MAX_PROBLEMS_PER_EVENT));
+        assert_eq!(exact.len(), MAX_PROBLEMS_PER_EVENT);
+        assert_eq!(exact.last().unwrap().field, "properties.f19");
+
+        let many = capped(problems(5000));
+        assert_eq!(many.len(), MAX_PROBLEMS_PER_EVENT);
+        assert_eq!(many[18].field, "properties.f18");
+        let last = many.last().unwrap();
+        assert_eq!(last.field, "event");
+        assert_eq!(last.reason, "has 4981 more problems, not listed");
+    }
 
     #[test]
     fn an_event_is_cut_on_a_character_boundary() {

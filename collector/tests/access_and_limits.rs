@@ -509,3 +509,77 @@ async fn the_openapi_document_describes_the_event_endpoints_and_their_bodies() {
         assert!(message[field].is_object(), "{field} missing: {message}");
     }
 }
+
+/// The log lines of one test, for reading back what the collector wrote at every level.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> CapturedLogs {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn a_stream_outage_answers_503_and_neither_answer_nor_log_shows_secrets() {
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    // A current-thread test runtime: the request runs on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let config = CollectorConfig {
+        keys: keys(),
+        ..CollectorConfig::default()
+    };
+    let app = router(
+        AppState::new(Arc::new(DownSink), Arc::new(DownSink), &config),
+        &config,
+    );
+
+    let r = app
+        .oneshot(
+            post("/v1/batch?key=sk_live_shop")
+                .body(Body::from(batch(BATCH_ID, 2)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    let answer = json_of(r).await;
+    assert_eq!(answer["error"]["code"], "unavailable");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains("connection refused"),
+        "the SDK's words stay in the log: {message}"
+    );
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("path=/v1/batch"),
+        "the request is logged by its path: {logs}"
+    );
+    assert!(
+        logs.contains("connection refused"),
+        "the operator sees the cause: {logs}"
+    );
+    assert!(
+        !logs.contains("sk_live_shop"),
+        "a key reached the log: {logs}"
+    );
+}
