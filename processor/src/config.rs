@@ -22,6 +22,9 @@ pub struct ProcessorConfig {
     pub session_inactivity_minutes: i64,
     /// Hours after which a session is cut however active it is.
     pub session_max_hours: i64,
+    /// Events after which a session is cut however active it is. Bounds a session's stored size
+    /// (its event ids must fit one DynamoDB item) and the work each new event costs.
+    pub session_max_events: std::num::NonZeroU32,
     /// Hours an event may reach the collector after it happened and still be merged into its
     /// session (a tracker's queue delivers a visit's last events when the shopper comes back).
     /// A later event stays in the lake but changes no session: it could otherwise reopen a
@@ -80,6 +83,8 @@ impl Default for ProcessorConfig {
             min_read_interval_ms: None,
             session_inactivity_minutes: 30,
             session_max_hours: 12,
+            session_max_events: std::num::NonZeroU32::new(SessionRules::default().max_events)
+                .expect("the default cap is not zero"),
             session_lateness_hours: 72,
             instance_id: None,
             lease_duration_ms: 10_000,
@@ -112,6 +117,7 @@ impl ProcessorConfig {
             inactivity_ms: self.session_inactivity_minutes * 60_000,
             max_duration_ms: self.session_max_hours * 3_600_000,
             allowed_lateness_ms: self.session_lateness_hours * 3_600_000,
+            max_events: self.session_max_events.get(),
         }
     }
 }

@@ -16,6 +16,9 @@ pub const RECORDS_PROCESSED: &str = "processor_records_processed_total";
 /// Events that reached the collector later than the allowed lateness: in the lake, in no
 /// session.
 pub const LATE_EVENTS: &str = "processor_late_events_total";
+/// Events that fell within a session already holding `session_max_events`: in the lake, in no
+/// session.
+pub const SESSION_FULL_EVENTS: &str = "processor_session_full_events_total";
 /// Shard leases this instance holds now.
 pub const LEASES_HELD: &str = "processor_leases_held";
 /// Events folded into the recommendation model (product views and purchases).

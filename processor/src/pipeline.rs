@@ -631,9 +631,20 @@ impl Processor {
             .collect();
         let mut known = self.backend.sessions.sessions_around(&wanted).await?;
         let mut changed = Vec::new();
+        let mut over_cap = 0;
         for (visitor, visitor_events) in &by_visitor {
             let stored = known.remove(*visitor).unwrap_or_default();
-            changed.extend(sessionize(stored, visitor_events, &self.rules));
+            let folded = sessionize(stored, visitor_events, &self.rules);
+            changed.extend(folded.changed);
+            over_cap += folded.over_cap;
+        }
+        if over_cap > 0 {
+            debug!(
+                over_cap,
+                "events within a full session kept out of sessions"
+            );
+            metrics::counter!(m::SESSION_FULL_EVENTS, "consumer" => self.consumer.clone())
+                .increment(over_cap);
         }
         if changed.is_empty() {
             return Ok(changed);
@@ -663,7 +674,8 @@ impl Processor {
                 // another, where the narrower read misses it and a replayed event of it would
                 // conflict with its stored row on every attempt.
                 let stored = self.backend.sessions.sessions_of(visitor).await?;
-                let changed = sessionize(stored, visitor_events, &self.rules);
+                // Events over a session's cap were counted by the batch-wide attempt.
+                let changed = sessionize(stored, visitor_events, &self.rules).changed;
                 if changed.is_empty() {
                     break;
                 }

@@ -1,20 +1,25 @@
 //! Sessionization in event time, as a pure function: a visitor's known sessions plus new events
 //! in, the sessions that changed out. No I/O, so every rule is tested directly.
 //!
-//! Rules: a session ends after `inactivity_ms` without events (30 minutes by default) or once it
-//! would last longer than `max_duration_ms` (a safety valve against bots that never stop).
+//! Rules: a session ends after `inactivity_ms` without events (30 minutes by default), once it
+//! would last longer than `max_duration_ms`, or once it holds `max_events` events (two safety
+//! valves against bots that never stop; the second also bounds a session's size, which must fit
+//! one DynamoDB item of 400 KB with its event ids).
 //! There is no split at midnight or on a campaign change. An event whose id a session already
 //! holds is not counted again, so replaying the stream changes nothing. An event that reached
 //! the collector more than `allowed_lateness_ms` after it happened is [`too_late`]: measured by
 //! its own two times, so a replay judges it as the first pass did.
 
-use retailmind_schema::{device_class, Event, Payload, Session, ENGAGED_MS, PAGE_ENGAGEMENT};
+use retailmind_schema::{
+    device_class, Event, Payload, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionRules {
     pub inactivity_ms: i64,
     pub max_duration_ms: i64,
     pub allowed_lateness_ms: i64,
+    pub max_events: u32,
 }
 
 impl Default for SessionRules {
@@ -23,6 +28,7 @@ impl Default for SessionRules {
             inactivity_ms: 30 * 60 * 1000,
             max_duration_ms: 12 * 3600 * 1000,
             allowed_lateness_ms: 72 * 3600 * 1000,
+            max_events: MAX_SESSION_EVENTS,
         }
     }
 }
@@ -35,9 +41,20 @@ pub fn too_late(event: &Event, rules: &SessionRules) -> bool {
     })
 }
 
+/// What [`sessionize`] made of one visitor's events.
+#[derive(Debug, Default)]
+pub struct Sessionized {
+    /// Every session that changed, each with its version bumped once.
+    pub changed: Vec<Session>,
+    /// Events kept out of every session because they fell within the span of a session that
+    /// already holds `max_events` (after it, a new session starts; within it, one would overlap).
+    pub over_cap: u64,
+}
+
 /// Folds `events` (one visitor's, any order) into `known` (that visitor's stored sessions around
-/// the events' time) and returns every session that changed, each with its version bumped once.
-pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) -> Vec<Session> {
+/// the events' time).
+pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) -> Sessionized {
+    let mut over_cap = 0;
     let mut sessions: Vec<(Session, bool)> = known.into_iter().map(|s| (s, false)).collect();
     sessions.sort_by_key(|(s, _)| s.start_ms);
     let mut ordered: Vec<&Event> = events.to_vec();
@@ -51,6 +68,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
             continue;
         }
         match home(&sessions, event.timestamp, rules).map(|at| &mut sessions[at]) {
+            Some((session, _)) if session.event_count >= rules.max_events => over_cap += 1,
             Some((session, changed)) => {
                 fold(session, event);
                 *changed = true;
@@ -74,7 +92,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         }
     }
 
-    sessions
+    let changed = sessions
         .into_iter()
         .filter(|(_, changed)| *changed)
         .map(|(mut s, _)| {
@@ -82,7 +100,8 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
             s.version += 1;
             s
         })
-        .collect()
+        .collect();
+    Sessionized { changed, over_cap }
 }
 
 /// The session (its position in `sessions`, sorted by start) an event at `ts` joins: the one
@@ -115,9 +134,12 @@ fn home(sessions: &[(Session, bool)], ts: i64, rules: &SessionRules) -> Option<u
     }
 }
 
-/// Whether an event at `ts` belongs to `s`: within the inactivity gap of its span, and the span
-/// stays under the maximum length.
+/// Whether an event at `ts` belongs to `s`: within the inactivity gap of its span, the span
+/// stays under the maximum length, and `s` has room for another event.
 fn accepts(s: &Session, ts: i64, rules: &SessionRules) -> bool {
+    if s.event_count >= rules.max_events {
+        return false;
+    }
     let within_gap = ts >= s.start_ms - rules.inactivity_ms && ts <= s.end_ms + rules.inactivity_ms;
     let new_start = s.start_ms.min(ts);
     let new_end = s.end_ms.max(ts);

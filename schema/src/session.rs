@@ -54,6 +54,11 @@ pub struct Session {
     pub version: u64,
 }
 
+/// Events a session holds by default before the next one starts, however active the visitor
+/// (processor setting `session_max_events`). Every event's id is kept, and a DynamoDB item
+/// holds at most 400 KB: at this count the ids take about 200 KB.
+pub const MAX_SESSION_EVENTS: u32 = 5_000;
+
 /// A session counts as engaged past this much engaged time.
 pub const ENGAGED_AFTER_MS: u64 = 10_000;
 

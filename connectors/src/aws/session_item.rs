@@ -229,6 +229,50 @@ mod tests {
         assert_eq!(expires_at(end_ms, 30), 1_764_064_800 + 30 * 86_400);
     }
 
+    /// DynamoDB's size of a value: strings and numbers by their text, lists and maps with 3
+    /// bytes of their own and 1 per element (the published item-size rules).
+    fn size_of(value: &AttributeValue) -> usize {
+        match value {
+            AttributeValue::S(s) => s.len(),
+            AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+            AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+            AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + size_of(v)).sum::<usize>(),
+            other => panic!("no size rule for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_at_the_event_cap_with_the_longest_fields_fits_one_item() {
+        let limits = retailmind_schema::Limits::default();
+        let url = "u".repeat(limits.max_url_len);
+        let text = Some("t".repeat(limits.max_text_len));
+        let session = Session {
+            anonymous_id: "a".repeat(limits.max_id_len),
+            user_id: Some("u".repeat(limits.max_id_len)),
+            session_id: uuid::Uuid::now_v7().to_string(),
+            entry_url: url.clone(),
+            exit_url: url.clone(),
+            referrer: Some(url),
+            utm_source: text.clone(),
+            utm_medium: text.clone(),
+            utm_campaign: text,
+            device: "desktop".into(),
+            engaged_ms: Some(u64::MAX),
+            revenue_minor: i64::MIN,
+            event_ids: (0..retailmind_schema::MAX_SESSION_EVENTS)
+                .map(|_| uuid::Uuid::now_v7())
+                .collect(),
+            ..full()
+        };
+        let mut item = to_item(&session);
+        item.insert(EXPIRES_AT.into(), number(expires_at(i64::MAX, 3650)));
+        let bytes: usize = item.iter().map(|(k, v)| k.len() + size_of(v)).sum();
+        assert!(
+            bytes < 400 * 1024 * 9 / 10,
+            "{bytes} bytes: leave a tenth of DynamoDB's 400 KB for new fields"
+        );
+    }
+
     #[test]
     fn round_trips_every_field() {
         let session = full();

@@ -35,7 +35,7 @@ fn page(n: u128, ts: i64) -> Event {
 
 fn run(known: Vec<Session>, events: &[Event]) -> Vec<Session> {
     let refs: Vec<&Event> = events.iter().collect();
-    sessionize(known, &refs, &SessionRules::default())
+    sessionize(known, &refs, &SessionRules::default()).changed
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn the_inactivity_gap_is_the_configured_one() {
     };
     let events = [page(1, 0), page(2, 9 * MIN), page(3, 19 * MIN + 1)];
     let refs: Vec<&Event> = events.iter().collect();
-    let out = sessionize(vec![], &refs, &rules);
+    let out = sessionize(vec![], &refs, &rules).changed;
     assert_eq!(
         out.iter()
             .map(|s| (s.start_ms, s.event_count))
@@ -294,7 +294,7 @@ fn store_with(stored: &mut Vec<Session>, batch: &[Event], rules: &SessionRules) 
         .cloned()
         .collect();
     let refs: Vec<&Event> = batch.iter().collect();
-    for changed in sessionize(around, &refs, rules) {
+    for changed in sessionize(around, &refs, rules).changed {
         stored.retain(|s| s.session_id != changed.session_id);
         stored.push(changed);
     }
@@ -329,9 +329,18 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
         state ^= state << 17;
         state % below
     };
-    for max_minutes in [30, 60, 90, 12 * 60] {
+    let uncapped = SessionRules::default().max_events;
+    for (max_minutes, max_events) in [
+        (30, uncapped),
+        (60, uncapped),
+        (90, uncapped),
+        (12 * 60, uncapped),
+        (90, 3),
+        (12 * 60, 5),
+    ] {
         let rules = SessionRules {
             max_duration_ms: max_minutes * MIN,
+            max_events,
             ..SessionRules::default()
         };
         for round in 0..200u128 {
@@ -352,7 +361,7 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
                     store_with(&mut stored, again, &rules);
                 }
             }
-            let context = format!("max {max_minutes} min, round {round}");
+            let context = format!("max {max_minutes} min, {max_events} events, round {round}");
             for pair in stored.windows(2) {
                 assert!(
                     pair[0].end_ms < pair[1].start_ms,
@@ -367,8 +376,52 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
                     .all(|s| s.duration_ms() <= rules.max_duration_ms),
                 "{context}"
             );
+            assert!(
+                stored.iter().all(|s| s.event_count <= max_events),
+                "{context}"
+            );
             let counted: u32 = stored.iter().map(|s| s.event_count).sum();
-            assert_eq!(counted as usize, events.len(), "{context}");
+            if max_events == uncapped {
+                assert_eq!(counted as usize, events.len(), "{context}");
+            } else {
+                // Events that fell within a full session's span are in none.
+                assert!(counted as usize <= events.len(), "{context}");
+            }
         }
     }
+}
+
+/// Each session's start, event count and number for that visitor.
+fn spans(sessions: &[Session]) -> Vec<(i64, u32, u32)> {
+    sessions
+        .iter()
+        .map(|s| (s.start_ms, s.event_count, s.session_number))
+        .collect()
+}
+
+#[test]
+fn a_session_holding_max_events_ends_and_the_next_event_starts_another() {
+    let rules = SessionRules {
+        max_events: 3,
+        ..SessionRules::default()
+    };
+    let events: Vec<Event> = (1..=5).map(|n| page(n, n as i64 * MIN)).collect();
+    let refs: Vec<&Event> = events.iter().collect();
+    let out = sessionize(vec![], &refs, &rules);
+    assert_eq!(out.over_cap, 0);
+    assert_eq!(spans(&out.changed), [(MIN, 3, 1), (4 * MIN, 2, 2)]);
+
+    // Within the full session's span a new event has no place (a session there would overlap
+    // it); a replayed one is still recognised.
+    let full = out.changed[0].clone();
+    let inside = page(6, 2 * MIN + MIN / 2);
+    let out = sessionize(vec![full.clone()], &[&inside, &events[1]], &rules);
+    assert_eq!(out.over_cap, 1);
+    assert!(out.changed.is_empty(), "{:?}", out.changed);
+
+    // Before the full session, within its gap, a new event opens a session of its own.
+    let before = page(7, 0);
+    let out = sessionize(vec![full], &[&before], &rules);
+    assert_eq!(out.over_cap, 0);
+    assert_eq!(spans(&out.changed), [(0, 1, 1), (MIN, 3, 2)]);
 }
