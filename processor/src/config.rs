@@ -96,7 +96,97 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// A setting the processor cannot run with, named as in `retailmind.toml`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{field} is {value}: it must be between {min} and {max}")]
+    OutOfRange {
+        field: &'static str,
+        value: i64,
+        min: i64,
+        max: i64,
+    },
+    #[error("{0} is empty: it must name something")]
+    Empty(&'static str),
+    #[error(
+        "backend.session_ttl_days is {ttl_days} ({} hours), not longer than \
+         session_lateness_hours ({lateness_hours}): a late event would open a new session where \
+         DynamoDB already deleted its own",
+        u64::from(*ttl_days) * 24
+    )]
+    TtlWithinLateness { ttl_days: u32, lateness_hours: i64 },
+}
+
+/// Largest values of the session settings: beyond them a session is no longer a visit, and the
+/// milliseconds they come to must not overflow.
+const MAX_INACTIVITY_MINUTES: i64 = 24 * 60;
+const MAX_SESSION_HOURS: i64 = 7 * 24;
+const MAX_LATENESS_HOURS: i64 = 366 * 24;
+/// Kinesis's own limit on records per GetRecords call.
+const MAX_BATCH_SIZE: i64 = 10_000;
+
 impl ProcessorConfig {
+    /// Every setting the processor could not run sensibly with, the first one found; run at
+    /// start so that a typo stops the service with the field's name instead of misbehaving.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let ranges = [
+            ("batch_size", self.batch_size as i64, 1, MAX_BATCH_SIZE),
+            (
+                "session_inactivity_minutes",
+                self.session_inactivity_minutes,
+                1,
+                MAX_INACTIVITY_MINUTES,
+            ),
+            (
+                "session_max_hours",
+                self.session_max_hours,
+                1,
+                MAX_SESSION_HOURS,
+            ),
+            (
+                "session_lateness_hours",
+                self.session_lateness_hours,
+                0,
+                MAX_LATENESS_HOURS,
+            ),
+            (
+                "lease_duration_ms",
+                self.lease_duration_ms.min(i64::MAX as u64) as i64,
+                1,
+                i64::MAX,
+            ),
+        ];
+        for (field, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        for (field, value) in [
+            ("consumer", &self.consumer),
+            ("model_name", &self.model_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Empty(field));
+            }
+        }
+        if let BackendConfig::Aws(aws) = &self.backend {
+            if let Some(ttl_days) = aws.session_ttl_days {
+                if i64::from(ttl_days) * 24 <= self.session_lateness_hours {
+                    return Err(ConfigError::TtlWithinLateness {
+                        ttl_days,
+                        lateness_hours: self.session_lateness_hours,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn min_read_interval(&self) -> std::time::Duration {
         let default = match self.backend {
             BackendConfig::Aws(_) => 200,
@@ -119,5 +209,85 @@ impl ProcessorConfig {
             allowed_lateness_ms: self.session_lateness_hours * 3_600_000,
             max_events: self.session_max_events.get(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use retailmind_connectors::AwsConfig;
+
+    use super::*;
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        assert_eq!(ProcessorConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn a_setting_out_of_range_is_named_with_its_bounds() {
+        let config = ProcessorConfig {
+            session_inactivity_minutes: 0,
+            ..ProcessorConfig::default()
+        };
+        let error = config.check().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "session_inactivity_minutes is 0: it must be between 1 and 1440"
+        );
+        let config = ProcessorConfig {
+            batch_size: 20_000,
+            ..ProcessorConfig::default()
+        };
+        assert!(matches!(
+            config.check(),
+            Err(ConfigError::OutOfRange {
+                field: "batch_size",
+                ..
+            })
+        ));
+        let config = ProcessorConfig {
+            session_lateness_hours: -1,
+            ..ProcessorConfig::default()
+        };
+        assert!(matches!(
+            config.check(),
+            Err(ConfigError::OutOfRange {
+                field: "session_lateness_hours",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_empty_consumer_name_is_refused() {
+        let config = ProcessorConfig {
+            consumer: " ".into(),
+            ..ProcessorConfig::default()
+        };
+        assert_eq!(config.check(), Err(ConfigError::Empty("consumer")));
+    }
+
+    #[test]
+    fn a_session_ttl_within_the_lateness_is_refused() {
+        let on_aws = |ttl_days| ProcessorConfig {
+            backend: BackendConfig::Aws(AwsConfig {
+                session_ttl_days: Some(ttl_days),
+                ..AwsConfig::new("us-east-1")
+            }),
+            ..ProcessorConfig::default()
+        };
+        // 72 hours of lateness by default: 3 days is not longer, 4 are.
+        let error = on_aws(3).check().unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::TtlWithinLateness {
+                ttl_days: 3,
+                lateness_hours: 72
+            }
+        );
+        assert!(error
+            .to_string()
+            .contains("backend.session_ttl_days is 3 (72 hours)"));
+        assert_eq!(on_aws(4).check(), Ok(()));
     }
 }

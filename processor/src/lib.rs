@@ -11,7 +11,7 @@ pub mod model;
 mod pipeline;
 pub mod sessionize;
 
-pub use config::ProcessorConfig;
+pub use config::{ConfigError, ProcessorConfig};
 pub use model::ModelKeeper;
 pub use pipeline::{BatchOutcome, Processor, ProcessorError};
 pub use sessionize::{sessionize, SessionRules};

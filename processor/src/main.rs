@@ -17,6 +17,9 @@ async fn main() -> anyhow::Result<()> {
     let mut shutdown = Box::pin(service::shutdown_signal());
     let config: ProcessorConfig =
         settings::load().context("reading the processor configuration")?;
+    config
+        .check()
+        .context("checking the processor configuration")?;
     let start = async {
         let backend = retailmind_connectors::connect(&config.backend)
             .await

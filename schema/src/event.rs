@@ -229,7 +229,8 @@ pub struct Custom {
 pub struct Batch {
     /// Repeated when the same batch is retried, so the collector can drop the repeat.
     pub batch_id: Uuid,
-    /// Sender's clock when the batch left, in ms; lets the collector correct clock skew.
+    /// Sender's clock when the batch left, in ms. Event times are not corrected by it: lateness
+    /// and the future limit are judged on each event's own `timestamp` (see the README).
     pub sent_at: i64,
     pub events: Vec<Event>,
 }

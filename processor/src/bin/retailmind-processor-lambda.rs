@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     service::init_tracing();
     let config: ProcessorConfig = settings::load()?;
+    config.check()?;
     let backend = retailmind_connectors::connect(&config.backend).await?;
     lambda::run(config.processor(backend).await?).await
 }
