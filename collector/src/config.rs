@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 pub use retailmind_commerce::CommerceConfig;
+use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
 use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
@@ -170,5 +171,212 @@ impl Default for CollectorConfig {
             recommendations: RecommendationsConfig::default(),
             commerce: CommerceConfig::default(),
         }
+    }
+}
+
+/// A setting the collector cannot run with, named as in `retailmind.toml`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    #[error("keys[{index}] has an empty `{field}`")]
+    EmptyKeyField { index: usize, field: &'static str },
+    #[error(
+        "keys[{index}] repeats the `{field}` of keys[{first}]: each key and name must be unique"
+    )]
+    RepeatedKey {
+        index: usize,
+        first: usize,
+        field: &'static str,
+    },
+    #[error(
+        "keys[{index}] ({name}) is publishable with no `origins`: every page would get 403; list \
+         the shop's origins, or \"*\" for any"
+    )]
+    NoOrigins { index: usize, name: String },
+}
+
+/// Largest event accepted: with the server's fields added it must fit one record of the stream
+/// (Kinesis: 1 MiB) and of the lake's delivery stream (Firehose: 1,000 KiB), or it could never
+/// be written and its batch would be retried forever.
+const MAX_EVENT_BYTES: i64 = 1_000_000;
+/// Largest body: API Gateway takes at most 10 MB.
+const MAX_BODY_BYTES: i64 = 10 * 1024 * 1024;
+/// Most events in a batch.
+const MAX_EVENTS_PER_BATCH: i64 = 10_000;
+
+impl CollectorConfig {
+    /// The first setting the collector could not run sensibly with; run at start so that a
+    /// mistake stops the service naming the field instead of refusing every request later.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let v = &self.validation;
+        check_ranges(&[
+            (
+                "max_body_bytes",
+                count(self.max_body_bytes),
+                1024,
+                MAX_BODY_BYTES,
+            ),
+            (
+                "max_events_per_batch",
+                count(self.max_events_per_batch),
+                1,
+                MAX_EVENTS_PER_BATCH,
+            ),
+            (
+                "max_event_bytes",
+                count(self.max_event_bytes),
+                256,
+                MAX_EVENT_BYTES.min(count(self.max_body_bytes)),
+            ),
+            (
+                "max_in_flight_requests",
+                count(self.max_in_flight_requests),
+                1,
+                i64::MAX,
+            ),
+            ("validation.max_id_len", count(v.max_id_len), 1, 4096),
+            ("validation.max_url_len", count(v.max_url_len), 1, 65_536),
+            ("validation.max_text_len", count(v.max_text_len), 1, 65_536),
+            ("validation.max_items", count(v.max_items), 1, 10_000),
+            (
+                "validation.max_props_depth",
+                count(v.max_props_depth),
+                1,
+                64,
+            ),
+            (
+                "validation.max_future_skew_secs",
+                v.max_future_skew_secs,
+                0,
+                366 * 86_400,
+            ),
+            ("validation.max_age_days", v.max_age_days, 1, 3660),
+        ])?;
+        for (index, key) in self.keys.iter().enumerate() {
+            for (field, value) in [("key", &key.key), ("name", &key.name)] {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::EmptyKeyField { index, field });
+                }
+            }
+            let earlier = &self.keys[..index];
+            for (field, same) in [
+                ("key", earlier.iter().position(|k| k.key == key.key)),
+                ("name", earlier.iter().position(|k| k.name == key.name)),
+            ] {
+                if let Some(first) = same {
+                    return Err(ConfigError::RepeatedKey {
+                        index,
+                        first,
+                        field,
+                    });
+                }
+            }
+            if key.kind == KeyKind::Publishable && key.origins.is_empty() {
+                return Err(ConfigError::NoOrigins {
+                    index,
+                    name: key.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(key: &str, name: &str, kind: KeyKind, origins: &[&str]) -> WriteKeyConfig {
+        WriteKeyConfig {
+            key: key.into(),
+            name: name.into(),
+            kind,
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        assert_eq!(CollectorConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn an_event_limit_no_record_can_hold_is_refused() {
+        let config = CollectorConfig {
+            max_body_bytes: 8 << 20,
+            max_event_bytes: 2 << 20,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "max_event_bytes is 2097152: it must be between 256 and 1000000"
+        );
+        let config = CollectorConfig {
+            max_events_per_batch: 0,
+            ..CollectorConfig::default()
+        };
+        assert!(matches!(
+            config.check(),
+            Err(ConfigError::OutOfRange(OutOfRange {
+                field: "max_events_per_batch",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn keys_must_be_unique_named_and_tied_to_origins() {
+        let shop = key(
+            "pk_shop",
+            "shop",
+            KeyKind::Publishable,
+            &["https://shop.example"],
+        );
+        let server = key("sk_server", "server", KeyKind::Secret, &[]);
+        let with = |keys: Vec<WriteKeyConfig>| CollectorConfig {
+            keys,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(with(vec![shop.clone(), server.clone()]).check(), Ok(()));
+        assert_eq!(
+            with(vec![
+                shop.clone(),
+                key("pk_shop", "other", KeyKind::Secret, &[])
+            ])
+            .check(),
+            Err(ConfigError::RepeatedKey {
+                index: 1,
+                first: 0,
+                field: "key"
+            })
+        );
+        assert_eq!(
+            with(vec![
+                server.clone(),
+                key("sk_2", "server", KeyKind::Secret, &[])
+            ])
+            .check(),
+            Err(ConfigError::RepeatedKey {
+                index: 1,
+                first: 0,
+                field: "name"
+            })
+        );
+        assert_eq!(
+            with(vec![key(" ", "blank", KeyKind::Secret, &[])]).check(),
+            Err(ConfigError::EmptyKeyField {
+                index: 0,
+                field: "key"
+            })
+        );
+        let error = with(vec![server, key("pk_2", "blog", KeyKind::Publishable, &[])])
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "keys[1] (blog) is publishable with no `origins`: every page would get 403; list \
+             the shop's origins, or \"*\" for any"
+        );
     }
 }

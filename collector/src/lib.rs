@@ -19,7 +19,7 @@ mod router;
 mod segment;
 
 pub use client_ip::PeerIp;
-pub use config::{CollectorConfig, KeyKind, UnknownFields, WriteKeyConfig};
+pub use config::{CollectorConfig, ConfigError, KeyKind, UnknownFields, WriteKeyConfig};
 pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
 pub use openapi::ApiDoc;

@@ -21,6 +21,9 @@ async fn main() -> anyhow::Result<()> {
     let mut shutdown = Box::pin(service::shutdown_signal());
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;
+    config
+        .check()
+        .context("checking the collector configuration")?;
     let connecting = retailmind_connectors::connect(&config.backend);
     let Some(backend) = service::unless_shut_down(&mut shutdown, connecting).await else {
         return Ok(());

@@ -21,3 +21,34 @@ pub fn load<T: DeserializeOwned + Serialize + Default>() -> Result<T, Box<figmen
         .extract()
         .map_err(Box::new)
 }
+
+/// A numeric setting outside the range its service can run with, named as in `retailmind.toml`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field} is {value}: it must be between {min} and {max}")]
+pub struct OutOfRange {
+    pub field: &'static str,
+    pub value: i64,
+    pub min: i64,
+    pub max: i64,
+}
+
+/// The first of `(field, value, min, max)` whose value is outside `min..=max`.
+pub fn check_ranges(ranges: &[(&'static str, i64, i64, i64)]) -> Result<(), OutOfRange> {
+    match ranges
+        .iter()
+        .find(|(_, value, min, max)| !(min..=max).contains(&value))
+    {
+        Some(&(field, value, min, max)) => Err(OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A setting's count as the `i64` that [`check_ranges`] compares (saturating, never wrapping).
+pub fn count(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}

@@ -1,4 +1,5 @@
 use retailmind_commerce::CommerceConfig;
+use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
 use serde::{Deserialize, Serialize};
 
@@ -99,13 +100,8 @@ impl Default for ProcessorConfig {
 /// A setting the processor cannot run with, named as in `retailmind.toml`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{field} is {value}: it must be between {min} and {max}")]
-    OutOfRange {
-        field: &'static str,
-        value: i64,
-        min: i64,
-        max: i64,
-    },
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
     #[error("{0} is empty: it must name something")]
     Empty(&'static str),
     #[error(
@@ -129,8 +125,8 @@ impl ProcessorConfig {
     /// Every setting the processor could not run sensibly with, the first one found; run at
     /// start so that a typo stops the service with the field's name instead of misbehaving.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let ranges = [
-            ("batch_size", self.batch_size as i64, 1, MAX_BATCH_SIZE),
+        check_ranges(&[
+            ("batch_size", count(self.batch_size), 1, MAX_BATCH_SIZE),
             (
                 "session_inactivity_minutes",
                 self.session_inactivity_minutes,
@@ -151,21 +147,11 @@ impl ProcessorConfig {
             ),
             (
                 "lease_duration_ms",
-                self.lease_duration_ms.min(i64::MAX as u64) as i64,
+                count(self.lease_duration_ms),
                 1,
                 i64::MAX,
             ),
-        ];
-        for (field, value, min, max) in ranges {
-            if !(min..=max).contains(&value) {
-                return Err(ConfigError::OutOfRange {
-                    field,
-                    value,
-                    min,
-                    max,
-                });
-            }
-        }
+        ])?;
         for (field, value) in [
             ("consumer", &self.consumer),
             ("model_name", &self.model_name),
@@ -240,10 +226,10 @@ mod tests {
         };
         assert!(matches!(
             config.check(),
-            Err(ConfigError::OutOfRange {
+            Err(ConfigError::OutOfRange(OutOfRange {
                 field: "batch_size",
                 ..
-            })
+            }))
         ));
         let config = ProcessorConfig {
             session_lateness_hours: -1,
@@ -251,10 +237,10 @@ mod tests {
         };
         assert!(matches!(
             config.check(),
-            Err(ConfigError::OutOfRange {
+            Err(ConfigError::OutOfRange(OutOfRange {
                 field: "session_lateness_hours",
                 ..
-            })
+            }))
         ));
     }
 

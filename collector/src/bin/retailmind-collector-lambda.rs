@@ -16,6 +16,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     service::init_tracing();
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;
+    config
+        .check()
+        .context("checking the collector configuration")?;
     if let BackendConfig::Embedded { data_dir } = &config.backend {
         tracing::warn!(
             data_dir = %data_dir.display(),
