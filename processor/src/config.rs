@@ -1,6 +1,7 @@
 use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
+use retailmind_schema::SESSION_EVENTS_LIMIT;
 use serde::{Deserialize, Serialize};
 
 use crate::sessionize::SessionRules;
@@ -122,8 +123,8 @@ const MAX_LATENESS_HOURS: i64 = 366 * 24;
 const MAX_BATCH_SIZE: i64 = 10_000;
 
 impl ProcessorConfig {
-    /// Every setting the processor could not run sensibly with, the first one found; run at
-    /// start so that a typo stops the service with the field's name instead of misbehaving.
+    /// The first setting the processor could not run sensibly with; run at start so that a
+    /// typo stops the service with the field's name instead of misbehaving.
     pub fn check(&self) -> Result<(), ConfigError> {
         check_ranges(&[
             ("batch_size", count(self.batch_size), 1, MAX_BATCH_SIZE),
@@ -144,6 +145,12 @@ impl ProcessorConfig {
                 self.session_lateness_hours,
                 0,
                 MAX_LATENESS_HOURS,
+            ),
+            (
+                "session_max_events",
+                count(self.session_max_events.get()),
+                1,
+                i64::from(SESSION_EVENTS_LIMIT),
             ),
             (
                 "lease_duration_ms",
@@ -231,6 +238,14 @@ mod tests {
                 ..
             }))
         ));
+        let config = ProcessorConfig {
+            session_max_events: std::num::NonZeroU32::new(100_000).unwrap(),
+            ..ProcessorConfig::default()
+        };
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "session_max_events is 100000: it must be between 1 and 8000"
+        );
         let config = ProcessorConfig {
             session_lateness_hours: -1,
             ..ProcessorConfig::default()

@@ -15,7 +15,9 @@ pub use event::{
     Batch, CartLine, Checkout, Click, Context, Custom, Event, Page, PageView, Payload, Product,
     Purchase, Screen, Search, Utm,
 };
-pub use session::{device_class, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT};
+pub use session::{
+    device_class, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
+};
 pub use validate::{validate, FieldError, Limits, Violation};
 
 /// Where events are partitioned in the stream: one browser's events stay in order on one shard.

@@ -59,6 +59,11 @@ pub struct Session {
 /// holds at most 400 KB: at this count the ids take about 200 KB.
 pub const MAX_SESSION_EVENTS: u32 = 5_000;
 
+/// The largest `session_max_events` a processor accepts: a session's item at this many events,
+/// every other field at its longest, stays under nine tenths of DynamoDB's 400 KB (a larger
+/// item could never be written, and its shard would stop there).
+pub const SESSION_EVENTS_LIMIT: u32 = 8_000;
+
 /// A session counts as engaged past this much engaged time.
 pub const ENGAGED_AFTER_MS: u64 = 10_000;
 

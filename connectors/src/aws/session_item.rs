@@ -242,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_session_at_the_event_cap_with_the_longest_fields_fits_one_item() {
+    fn a_session_at_the_largest_event_cap_with_the_longest_fields_fits_one_item() {
         let limits = retailmind_schema::Limits::default();
         let url = "u".repeat(limits.max_url_len);
         let text = Some("t".repeat(limits.max_text_len));
@@ -259,7 +259,7 @@ mod tests {
             device: "desktop".into(),
             engaged_ms: Some(u64::MAX),
             revenue_minor: i64::MIN,
-            event_ids: (0..retailmind_schema::MAX_SESSION_EVENTS)
+            event_ids: (0..retailmind_schema::SESSION_EVENTS_LIMIT)
                 .map(|_| uuid::Uuid::now_v7())
                 .collect(),
             ..full()
