@@ -42,6 +42,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`ConnectorError::Conflict`](crate::ConnectorError::Conflict).
     async fn put(&self, sessions: &[Session]) -> Result<()>;
 
+    /// Writes `merge.survivor` as [`put`](Self::put) would and deletes each absorbed session
+    /// only if it is still stored at the version it was read with, all or nothing: reads find a
+    /// visitor's sessions by their starts, which works only while no two of them overlap.
+    async fn merge(&self, merge: &Merge) -> Result<()>;
+
     /// Every session of a visitor, oldest first.
     async fn sessions_of(&self, anonymous_id: &str) -> Result<Vec<Session>>;
 
@@ -52,6 +57,35 @@ pub trait SessionStore: Send + Sync + 'static {
     /// sessions export and the live panel, not for the event path: on DynamoDB it is a Scan,
     /// which reads the whole table.
     async fn scan(&self, scan: SessionScan) -> Result<Vec<Session>>;
+}
+
+/// A session that absorbed others: a late event closed the gap between them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merge {
+    /// The earliest of them, now holding every event of the others (its id and start stay).
+    pub survivor: Session,
+    /// Where the sessions it absorbed are stored, and at which versions.
+    pub absorbed: Vec<StoredAt>,
+}
+
+/// A stored session's key, id and version, as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAt {
+    pub anonymous_id: String,
+    pub start_ms: i64,
+    pub session_id: String,
+    pub version: u64,
+}
+
+impl StoredAt {
+    pub fn of(session: &Session) -> Self {
+        StoredAt {
+            anonymous_id: session.anonymous_id.clone(),
+            start_ms: session.start_ms,
+            session_id: session.session_id.clone(),
+            version: session.version,
+        }
+    }
 }
 
 /// Which sessions [`SessionStore::scan`] returns.

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use retailmind_connectors::{embedded, SessionScan, SessionStore, StreamRecord};
+use retailmind_connectors::{embedded, Merge, SessionScan, SessionStore, StreamRecord};
 use retailmind_processor::{sessionize, Processor, ProcessorConfig};
 use retailmind_schema::{Event, Session};
 
@@ -217,6 +217,11 @@ impl SessionStore for CountingSessions {
         self.written.fetch_add(sessions.len(), Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.put(sessions).await
+    }
+    async fn merge(&self, merge: &Merge) -> retailmind_connectors::Result<()> {
+        self.written.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.merge(merge).await
     }
     async fn sessions_of(&self, anonymous_id: &str) -> retailmind_connectors::Result<Vec<Session>> {
         self.inner.sessions_of(anonymous_id).await

@@ -19,6 +19,8 @@ pub const LATE_EVENTS: &str = "processor_late_events_total";
 /// Events that fell within a session already holding `session_max_events`: in the lake, in no
 /// session.
 pub const SESSION_FULL_EVENTS: &str = "processor_session_full_events_total";
+/// Stored sessions joined into an earlier one because late events closed the gap between them.
+pub const SESSIONS_ABSORBED: &str = "processor_sessions_absorbed_total";
 /// Shard leases this instance holds now.
 pub const LEASES_HELD: &str = "processor_leases_held";
 /// Events folded into the recommendation model (product views and purchases).

@@ -27,7 +27,7 @@ use crate::config::ProcessorConfig;
 use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
 use crate::model::ModelKeeper;
-use crate::sessionize::{sessionize, too_late, SessionRules};
+use crate::sessionize::{sessionize, too_late, SessionRules, Sessionized};
 
 #[derive(Debug, Error)]
 pub enum ProcessorError {
@@ -630,33 +630,50 @@ impl Processor {
             .map(|(visitor, events)| ((*visitor).to_owned(), self.window_start(events)))
             .collect();
         let mut known = self.backend.sessions.sessions_around(&wanted).await?;
-        let mut changed = Vec::new();
-        let mut over_cap = 0;
+        let mut folded = Sessionized::default();
         for (visitor, visitor_events) in &by_visitor {
             let stored = known.remove(*visitor).unwrap_or_default();
-            let folded = sessionize(stored, visitor_events, &self.rules);
-            changed.extend(folded.changed);
-            over_cap += folded.over_cap;
+            let visitor = sessionize(stored, visitor_events, &self.rules);
+            folded.changed.extend(visitor.changed);
+            folded.merged.extend(visitor.merged);
+            folded.over_cap += visitor.over_cap;
         }
-        if over_cap > 0 {
+        if folded.over_cap > 0 {
             debug!(
-                over_cap,
+                over_cap = folded.over_cap,
                 "events within a full session kept out of sessions"
             );
             metrics::counter!(m::SESSION_FULL_EVENTS, "consumer" => self.consumer.clone())
-                .increment(over_cap);
+                .increment(folded.over_cap);
         }
-        if changed.is_empty() {
-            return Ok(changed);
-        }
-        match self.backend.sessions.put(&changed).await {
-            Ok(()) => Ok(changed),
+        match self.store_sessions(folded).await {
+            Ok(written) => Ok(written),
             Err(ConnectorError::Conflict { what }) => {
                 info!(%what, "a session changed concurrently; writing visitor by visitor");
                 self.write_sessions_by_visitor(&by_visitor).await
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes what [`sessionize`] made: the plain snapshots in one call, then each merge in a
+    /// call of its own (all or nothing for its sessions). Returns the snapshots written.
+    async fn store_sessions(&self, folded: Sessionized) -> Result<Vec<Session>, ConnectorError> {
+        let Sessionized {
+            mut changed,
+            merged,
+            ..
+        } = folded;
+        if !changed.is_empty() {
+            self.backend.sessions.put(&changed).await?;
+        }
+        for merge in merged {
+            self.backend.sessions.merge(&merge).await?;
+            metrics::counter!(m::SESSIONS_ABSORBED, "consumer" => self.consumer.clone())
+                .increment(merge.absorbed.len() as u64);
+            changed.push(merge.survivor);
+        }
+        Ok(changed)
     }
 
     async fn write_sessions_by_visitor(
@@ -675,12 +692,9 @@ impl Processor {
                 // conflict with its stored row on every attempt.
                 let stored = self.backend.sessions.sessions_of(visitor).await?;
                 // Events over a session's cap were counted by the batch-wide attempt.
-                let changed = sessionize(stored, visitor_events, &self.rules).changed;
-                if changed.is_empty() {
-                    break;
-                }
-                match self.backend.sessions.put(&changed).await {
-                    Ok(()) => {
+                let folded = sessionize(stored, visitor_events, &self.rules);
+                match self.store_sessions(folded).await {
+                    Ok(changed) => {
                         written.extend(changed);
                         break;
                     }

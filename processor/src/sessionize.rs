@@ -5,11 +5,14 @@
 //! would last longer than `max_duration_ms`, or once it holds `max_events` events (two safety
 //! valves against bots that never stop; the second also bounds a session's size, which must fit
 //! one DynamoDB item of 400 KB with its event ids).
-//! There is no split at midnight or on a campaign change. An event whose id a session already
-//! holds is not counted again, so replaying the stream changes nothing. An event that reached
-//! the collector more than `allowed_lateness_ms` after it happened is [`too_late`]: measured by
-//! its own two times, so a replay judges it as the first pass did.
+//! There is no split at midnight or on a campaign change. A late event that closes the gap
+//! between two sessions joins them into one, the earlier absorbing the later: the sessions are
+//! then the same whatever order and batches the events came in. An event whose id a session
+//! already holds is not counted again, so replaying the stream changes nothing. An event that
+//! reached the collector more than `allowed_lateness_ms` after it happened is [`too_late`]:
+//! measured by its own two times, so a replay judges it as the first pass did.
 
+use retailmind_connectors::{Merge, StoredAt};
 use retailmind_schema::{
     device_class, Event, Payload, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT,
 };
@@ -44,64 +47,168 @@ pub fn too_late(event: &Event, rules: &SessionRules) -> bool {
 /// What [`sessionize`] made of one visitor's events.
 #[derive(Debug, Default)]
 pub struct Sessionized {
-    /// Every session that changed, each with its version bumped once.
+    /// Every session that changed, each with its version bumped once, except those in `merged`.
     pub changed: Vec<Session>,
+    /// Sessions that absorbed stored ones, each to be written together with their deletion.
+    pub merged: Vec<Merge>,
     /// Events kept out of every session because they fell within the span of a session that
     /// already holds `max_events` (after it, a new session starts; within it, one would overlap).
     pub over_cap: u64,
+}
+
+/// A visitor's session while events are folded in.
+struct Slot {
+    session: Session,
+    changed: bool,
+    /// Its stored start and version, as read; `None` for one these events opened.
+    stored: Option<(i64, u64)>,
+    /// Stored sessions this one absorbed.
+    absorbed: Vec<StoredAt>,
 }
 
 /// Folds `events` (one visitor's, any order) into `known` (that visitor's stored sessions around
 /// the events' time).
 pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) -> Sessionized {
     let mut over_cap = 0;
-    let mut sessions: Vec<(Session, bool)> = known.into_iter().map(|s| (s, false)).collect();
-    sessions.sort_by_key(|(s, _)| s.start_ms);
+    let mut slots: Vec<Slot> = known
+        .into_iter()
+        .map(|session| Slot {
+            stored: Some((session.start_ms, session.version)),
+            session,
+            changed: false,
+            absorbed: Vec::new(),
+        })
+        .collect();
+    slots.sort_by_key(|slot| slot.session.start_ms);
     let mut ordered: Vec<&Event> = events.to_vec();
     ordered.sort_by_key(|e| (e.timestamp, e.event_id));
 
     for event in ordered {
-        if sessions
+        if slots
             .iter()
-            .any(|(s, _)| s.event_ids.contains(&event.event_id))
+            .any(|slot| slot.session.event_ids.contains(&event.event_id))
         {
             continue;
         }
-        match home(&sessions, event.timestamp, rules).map(|at| &mut sessions[at]) {
-            Some((session, _)) if session.event_count >= rules.max_events => over_cap += 1,
-            Some((session, changed)) => {
-                fold(session, event);
-                *changed = true;
+        match home(&slots, event.timestamp, rules).map(|at| &mut slots[at]) {
+            Some(slot) if slot.session.event_count >= rules.max_events => over_cap += 1,
+            Some(slot) => {
+                fold(&mut slot.session, event);
+                slot.changed = true;
             }
             None => {
-                let pos = sessions.partition_point(|(s, _)| s.start_ms <= event.timestamp);
-                let number = pos
-                    .checked_sub(1)
-                    .map_or(1, |prev| sessions[prev].0.session_number + 1);
-                let mut new = start(event);
-                new.session_number = number;
-                sessions.insert(pos, (new, true));
-                // A late event may open a session before stored ones: they move up one place.
-                // Every later session is at hand (the stores read all sessions after the
-                // window's start), so the numbers stay a sequence.
-                for (later, changed) in &mut sessions[pos + 1..] {
-                    later.session_number += 1;
-                    *changed = true;
-                }
+                let pos = slots.partition_point(|slot| slot.session.start_ms <= event.timestamp);
+                let slot = Slot {
+                    session: start(event),
+                    changed: true,
+                    stored: None,
+                    absorbed: Vec::new(),
+                };
+                slots.insert(pos, slot);
             }
         }
     }
+    join_bridged(&mut slots, rules);
+    // Only around a change: a replay that changes nothing writes nothing.
+    if slots.iter().any(|slot| slot.changed) {
+        renumber(&mut slots);
+    }
 
-    let changed = sessions
-        .into_iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(mut s, _)| {
-            s.settle();
-            s.version += 1;
-            s
-        })
-        .collect();
-    Sessionized { changed, over_cap }
+    let mut out = Sessionized {
+        over_cap,
+        ..Sessionized::default()
+    };
+    for slot in slots.into_iter().filter(|slot| slot.changed) {
+        let mut session = slot.session;
+        session.settle();
+        session.version += 1;
+        if slot.absorbed.is_empty() {
+            out.changed.push(session);
+        } else {
+            out.merged.push(Merge {
+                survivor: session,
+                absorbed: slot.absorbed,
+            });
+        }
+    }
+    out
+}
+
+/// Joins neighbours that new events brought within the inactivity gap of each other, as long
+/// as the joined session keeps to the maximum length and event count. The earlier absorbs the
+/// later, keeping its id and key.
+fn join_bridged(slots: &mut Vec<Slot>, rules: &SessionRules) {
+    let mut at = 1;
+    while at < slots.len() {
+        let (earlier, later) = (&slots[at - 1], &slots[at]);
+        // Two stored sessions that no event touched were apart when written (under these rules
+        // or earlier ones); only a change may join them.
+        let touched = earlier.changed || later.changed;
+        if touched && joinable(&earlier.session, &later.session, rules) {
+            let later = slots.remove(at);
+            let earlier = &mut slots[at - 1];
+            earlier.changed = true;
+            earlier.absorbed.extend(later.absorbed);
+            if let Some((start_ms, version)) = later.stored {
+                earlier.absorbed.push(StoredAt {
+                    anonymous_id: later.session.anonymous_id.clone(),
+                    start_ms,
+                    session_id: later.session.session_id.clone(),
+                    version,
+                });
+            }
+            absorb(&mut earlier.session, later.session);
+        } else {
+            at += 1;
+        }
+    }
+}
+
+fn joinable(earlier: &Session, later: &Session, rules: &SessionRules) -> bool {
+    later.start_ms - earlier.end_ms <= rules.inactivity_ms
+        && earlier.end_ms.max(later.end_ms) - earlier.start_ms <= rules.max_duration_ms
+        && earlier.event_count + later.event_count <= rules.max_events
+}
+
+/// Adds `later`'s events to `s`, as if each had been folded in.
+fn absorb(s: &mut Session, later: Session) {
+    if later.end_ms >= s.end_ms {
+        s.end_ms = later.end_ms;
+        s.exit_url = later.exit_url;
+    }
+    if later.user_id.is_some() {
+        s.user_id = later.user_id;
+    }
+    s.event_ids.extend(later.event_ids);
+    s.event_count += later.event_count;
+    s.page_views += later.page_views;
+    s.products_viewed += later.products_viewed;
+    s.cart_adds += later.cart_adds;
+    s.purchases += later.purchases;
+    s.revenue_minor += later.revenue_minor;
+    s.engaged_ms = match (s.engaged_ms, later.engaged_ms) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+    };
+}
+
+/// Numbers the sessions on from the first one at hand, which keeps its number (1 when it is
+/// new). Every later session is at hand (the stores read all sessions after the window's
+/// start), so a session opened or absorbed before others moves their numbers, and a number left
+/// wrong by an interrupted write is put right by the visitor's next event.
+fn renumber(slots: &mut [Slot]) {
+    let mut previous = None;
+    for slot in slots.iter_mut() {
+        let number = match previous {
+            Some(number) => number + 1,
+            None => slot.session.session_number.max(1),
+        };
+        if slot.session.session_number != number {
+            slot.session.session_number = number;
+            slot.changed = true;
+        }
+        previous = Some(number);
+    }
 }
 
 /// The session (its position in `sessions`, sorted by start) an event at `ts` joins: the one
@@ -111,23 +218,27 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
 /// visitor's sessions must stay disjoint. Stores read only the latest session starting before a
 /// batch's window and every later one, which finds all that can take its events only when no
 /// two overlap; and a start moved onto another session's start would collide with its key.
-fn home(sessions: &[(Session, bool)], ts: i64, rules: &SessionRules) -> Option<usize> {
-    if let Some(at) = sessions
+fn home(slots: &[Slot], ts: i64, rules: &SessionRules) -> Option<usize> {
+    if let Some(at) = slots
         .iter()
-        .rposition(|(s, _)| s.start_ms <= ts && ts <= s.end_ms)
+        .rposition(|slot| slot.session.start_ms <= ts && ts <= slot.session.end_ms)
     {
         return Some(at);
     }
     // No span holds `ts`: every session ends before it or starts after it.
-    let right = sessions.partition_point(|(s, _)| s.start_ms < ts);
+    let right = slots.partition_point(|slot| slot.session.start_ms < ts);
     let before = right
         .checked_sub(1)
-        .filter(|&at| accepts(&sessions[at].0, ts, rules));
-    let after =
-        Some(right).filter(|&at| sessions.get(at).is_some_and(|(s, _)| accepts(s, ts, rules)));
+        .filter(|&at| accepts(&slots[at].session, ts, rules));
+    let after = Some(right).filter(|&at| {
+        slots
+            .get(at)
+            .is_some_and(|slot| accepts(&slot.session, ts, rules))
+    });
     match (before, after) {
         (Some(b), Some(a)) => {
-            let (gap_before, gap_after) = (ts - sessions[b].0.end_ms, sessions[a].0.start_ms - ts);
+            let (gap_before, gap_after) =
+                (ts - slots[b].session.end_ms, slots[a].session.start_ms - ts);
             Some(if gap_after < gap_before { a } else { b })
         }
         (b, a) => b.or(a),

@@ -26,6 +26,14 @@ fn record(n: u32, anon: &str, ts: i64, kind: &str, props: serde_json::Value) -> 
     }
 }
 
+/// Page views of `anon`, numbered and timed as given.
+fn page_views(anon: &str, at: &[(u32, i64)]) -> Vec<StreamRecord> {
+    let view = json!({"url": "https://shop.example/"});
+    at.iter()
+        .map(|&(n, ts)| record(n, anon, ts, "page_view", view.clone()))
+        .collect()
+}
+
 fn processor(dir: &Path, backend: Backend, consumer: &str) -> Processor {
     let config = ProcessorConfig {
         backend: BackendConfig::Embedded {
@@ -193,21 +201,11 @@ async fn a_late_event_before_a_stored_session_moves_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let backend = embedded::open(dir.path()).unwrap();
     let p = processor(dir.path(), backend.clone(), "main");
-    let view = || json!({"url": "https://shop.example/"});
-    backend
-        .sink
-        .append(vec![
-            record(1, "lena", T0 + 10 * MIN, "page_view", view()),
-            record(2, "lena", T0 + 12 * MIN, "page_view", view()),
-        ])
-        .await
-        .unwrap();
+    let pages = page_views("lena", &[(1, T0 + 10 * MIN), (2, T0 + 12 * MIN)]);
+    backend.sink.append(pages).await.unwrap();
     p.drain().await.unwrap();
-    backend
-        .sink
-        .append(vec![record(3, "lena", T0, "page_view", view())])
-        .await
-        .unwrap();
+    let late = page_views("lena", &[(3, T0)]);
+    backend.sink.append(late).await.unwrap();
     assert_eq!(p.drain().await.unwrap(), 1);
     let sessions = backend.sessions.sessions_of("lena").await.unwrap();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
@@ -217,6 +215,69 @@ async fn a_late_event_before_a_stored_session_moves_its_start() {
         (T0, T0 + 12 * MIN, 3, 2)
     );
     assert_eq!(s.entry_url, "https://shop.example/3");
+}
+
+/// A late event in the silence between two stored sessions, within 30 minutes of both, makes
+/// them one visit: the earlier absorbs the later, whose row goes, and the visitor's next
+/// session moves up a number. Replaying everything changes nothing.
+#[tokio::test]
+async fn a_late_event_between_two_sessions_joins_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    let p = processor(dir.path(), backend.clone(), "main");
+    let pages = page_views(
+        "mira",
+        &[
+            (1, T0),
+            (2, T0 + 10 * MIN),
+            (3, T0 + 50 * MIN),
+            (4, T0 + 180 * MIN),
+        ],
+    );
+    backend.sink.append(pages).await.unwrap();
+    p.drain().await.unwrap();
+    let before = backend.sessions.sessions_of("mira").await.unwrap();
+    let numbers: Vec<(i64, u32)> = before
+        .iter()
+        .map(|s| (s.start_ms, s.session_number))
+        .collect();
+    assert_eq!(numbers, [(T0, 1), (T0 + 50 * MIN, 2), (T0 + 180 * MIN, 3)]);
+
+    let bridge = page_views("mira", &[(5, T0 + 30 * MIN)]);
+    backend.sink.append(bridge).await.unwrap();
+    assert_eq!(p.drain().await.unwrap(), 1);
+    let after = backend.sessions.sessions_of("mira").await.unwrap();
+    let rows: Vec<(i64, i64, u32, u32, &str)> = after
+        .iter()
+        .map(|s| {
+            (
+                s.start_ms,
+                s.end_ms,
+                s.event_count,
+                s.session_number,
+                s.exit_url.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (T0, T0 + 50 * MIN, 4, 1, "https://shop.example/3"),
+            (
+                T0 + 180 * MIN,
+                T0 + 180 * MIN,
+                1,
+                2,
+                "https://shop.example/4"
+            ),
+        ]
+    );
+    assert_eq!(after[0].session_id, before[0].session_id);
+
+    // From the start of the stream again, under another consumer name: the same sessions.
+    let replay = processor(dir.path(), backend.clone(), "replay");
+    replay.drain().await.unwrap();
+    assert_eq!(backend.sessions.sessions_of("mira").await.unwrap(), after);
 }
 
 /// An event that reached the collector days after it happened (a queue delivered at last)

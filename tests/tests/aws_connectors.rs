@@ -12,8 +12,8 @@ use bytes::Bytes;
 use retailmind_connectors::aws::{backend, provision, LakeDestination};
 use retailmind_connectors::stream::sequence_cmp;
 use retailmind_connectors::{
-    AwsConfig, Backend, ConnectorError, LakeRecord, SessionScan, StreamEntry, StreamRecord,
-    UndecodableRecord,
+    AwsConfig, Backend, ConnectorError, LakeRecord, Merge, SessionScan, StoredAt, StreamEntry,
+    StreamRecord, UndecodableRecord,
 };
 use retailmind_schema::Session;
 use retailmind_tests::moto::MotoServer;
@@ -264,12 +264,14 @@ fn is_conflict(result: retailmind_connectors::Result<()>) -> bool {
     matches!(result, Err(ConnectorError::Conflict { .. }))
 }
 
-#[tokio::test]
-async fn sessions_write_only_on_the_expected_version() {
+type Sessions = std::sync::Arc<dyn retailmind_connectors::SessionStore>;
+
+/// Runs `rule` against DynamoDB (on moto) and then against the embedded store.
+async fn on_both_session_stores<F: std::future::Future<Output = ()>>(rule: impl Fn(Sessions) -> F) {
     let aws = Aws::provisioned(1).await;
-    the_version_rule(aws.backend().sessions).await;
+    rule(aws.backend().sessions).await;
     let dir = tempfile::tempdir().unwrap();
-    the_version_rule(
+    rule(
         retailmind_connectors::embedded::open(dir.path())
             .unwrap()
             .sessions,
@@ -277,8 +279,13 @@ async fn sessions_write_only_on_the_expected_version() {
     .await;
 }
 
+#[tokio::test]
+async fn sessions_write_only_on_the_expected_version() {
+    on_both_session_stores(the_version_rule).await;
+}
+
 /// A snapshot is written only on the version before it (none for version 1).
-async fn the_version_rule(sessions: std::sync::Arc<dyn retailmind_connectors::SessionStore>) {
+async fn the_version_rule(sessions: Sessions) {
     let first = session("anon-1", 1_732_527_000_000, 1);
     let snapshot = |event_count, version| Session {
         event_count,
@@ -331,6 +338,95 @@ async fn the_version_rule(sessions: std::sync::Arc<dyn retailmind_connectors::Se
         ),
         "a stale 5 at the old start"
     );
+}
+
+#[tokio::test]
+async fn sessions_merge_all_or_nothing_on_dynamodb_and_embedded() {
+    on_both_session_stores(the_merge_rule).await;
+}
+
+/// A merge writes its survivor and deletes what it absorbed in one transaction, each on the
+/// version read: a conflict on any of them leaves every session as it was.
+async fn the_merge_rule(sessions: Sessions) {
+    const MIN: i64 = 60_000;
+    let t = 1_732_527_000_000;
+    let (a, b, c) = (
+        session("anon-m", t, 1),
+        session("anon-m", t + 50 * MIN, 1),
+        session("anon-m", t + 180 * MIN, 1),
+    );
+    sessions
+        .put(&[a.clone(), b.clone(), c.clone()])
+        .await
+        .expect("three sessions");
+    let joined = Session {
+        end_ms: b.end_ms,
+        event_count: a.event_count + b.event_count,
+        version: 2,
+        ..a.clone()
+    };
+    let merge = |survivor: &Session, absorbed: &[&Session]| Merge {
+        survivor: survivor.clone(),
+        absorbed: absorbed.iter().map(|s| StoredAt::of(s)).collect(),
+    };
+    let stale_b = Session {
+        version: 2,
+        ..b.clone()
+    };
+    assert!(
+        is_conflict(sessions.merge(&merge(&joined, &[&stale_b])).await),
+        "an absorbed session read at another version"
+    );
+    let stale_survivor = Session {
+        version: 3,
+        ..joined.clone()
+    };
+    assert!(
+        is_conflict(sessions.merge(&merge(&stale_survivor, &[&b])).await),
+        "a survivor written over another version"
+    );
+    let stored = sessions.sessions_of("anon-m").await.expect("query");
+    assert_eq!(stored, [a.clone(), b.clone(), c.clone()], "nothing changed");
+
+    sessions
+        .merge(&merge(&joined, &[&b]))
+        .await
+        .expect("a absorbs b");
+    let stored = sessions.sessions_of("anon-m").await.expect("query");
+    assert_eq!(stored, [joined.clone(), c.clone()]);
+    assert!(
+        is_conflict(sessions.merge(&merge(&joined, &[&b])).await),
+        "the same merge again"
+    );
+
+    // The survivor's start moved earlier by the same late events, and it absorbs c.
+    let moved = Session {
+        start_ms: t - 10 * MIN,
+        end_ms: c.end_ms,
+        version: 3,
+        ..joined.clone()
+    };
+    sessions
+        .merge(&merge(&moved, &[&c]))
+        .await
+        .expect("a moved survivor absorbs c");
+    let stored = sessions.sessions_of("anon-m").await.expect("query");
+    assert_eq!(stored, std::slice::from_ref(&moved));
+
+    // A session the late events opened absorbs the stored one.
+    let opened = Session {
+        session_id: Uuid::now_v7().to_string(),
+        start_ms: t - 40 * MIN,
+        end_ms: moved.end_ms,
+        version: 1,
+        ..moved.clone()
+    };
+    sessions
+        .merge(&merge(&opened, &[&moved]))
+        .await
+        .expect("a new session absorbs a stored one");
+    let stored = sessions.sessions_of("anon-m").await.expect("query");
+    assert_eq!(stored, [opened]);
 }
 
 /// The scans of the lake export and the live panel select the same sessions on DynamoDB (a

@@ -13,9 +13,12 @@
 //! two snapshots of one session): version 1 only if no item has the key, any later version only
 //! if the stored item has the version before it. A later version whose start moved (a late
 //! event before the session's first one) replaces the item under the old start in one
-//! TransactWriteItems: delete on the version before, put where no item is.
+//! TransactWriteItems: delete on the version before, put where no item is. A session that
+//! absorbed others is written in one TransactWriteItems with their deletes, each on the version
+//! read.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use retailmind_schema::Session;
 
@@ -26,9 +29,12 @@ use super::session_item::{
     VERSION,
 };
 use crate::error::{ConnectorError, Result};
-use crate::sessions::{SessionScan, SessionStore};
+use crate::sessions::{Merge, SessionScan, SessionStore};
 
 const SERVICE: &str = "dynamodb";
+
+/// The most writes one TransactWriteItems takes.
+const TRANSACTION_ITEMS: usize = 100;
 
 pub(crate) struct DynamoSessions {
     client: Client,
@@ -106,34 +112,79 @@ impl DynamoSessions {
                 ),
             });
         };
-        let delete = aws_sdk_dynamodb::types::Delete::builder()
+        let items = vec![
+            self.delete_at(&session.anonymous_id, before.start_ms, session.version - 1)?,
+            self.put_where_none(session)?,
+        ];
+        self.transact(items, || {
+            format!(
+                "session {} of {:?}: changed while its start moved",
+                session.session_id, session.anonymous_id
+            )
+        })
+        .await
+    }
+
+    /// Deletes the visitor's item starting at `start_ms` if it holds `version`.
+    fn delete_at(
+        &self,
+        anonymous_id: &str,
+        start_ms: i64,
+        version: u64,
+    ) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
             .table_name(&self.table)
-            .key(ANONYMOUS_ID, string(&session.anonymous_id))
-            .key(START_MS, number(before.start_ms))
+            .key(ANONYMOUS_ID, string(anonymous_id))
+            .key(START_MS, number(start_ms))
             .condition_expression("#version = :previous")
             .expression_attribute_names("#version", VERSION)
-            .expression_attribute_values(":previous", number(session.version - 1))
+            .expression_attribute_values(":previous", number(version))
             .build()
             .map_err(|e| super::errors::build_error(SERVICE, e))?;
-        let put = aws_sdk_dynamodb::types::Put::builder()
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Puts `session` where no item has its key.
+    fn put_where_none(&self, session: &Session) -> Result<TransactWriteItem> {
+        self.put_if(session, None)
+    }
+
+    /// Puts `session` over the item with its key if that one holds `previous`, or where none
+    /// is when `previous` is `None`.
+    fn put_if(&self, session: &Session, previous: Option<u64>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.item(session)))
-            .condition_expression(format!("attribute_not_exists({ANONYMOUS_ID})"))
+            .set_item(Some(self.item(session)));
+        let put = match previous {
+            None => put.condition_expression(format!("attribute_not_exists({ANONYMOUS_ID})")),
+            Some(version) => put
+                .condition_expression("#version = :previous")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":previous", number(version)),
+        };
+        let put = put
             .build()
             .map_err(|e| super::errors::build_error(SERVICE, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Runs `items` in one TransactWriteItems; a failed condition is a `Conflict`.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if items.len() > TRANSACTION_ITEMS {
+            return Err(ConnectorError::Misconfigured(format!(
+                "{}: {} writes, more than the {TRANSACTION_ITEMS} of one DynamoDB transaction",
+                what(),
+                items.len()
+            )));
+        }
         let answer = self
             .client
             .transact_write_items()
-            .transact_items(
-                aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                    .delete(delete)
-                    .build(),
-            )
-            .transact_items(
-                aws_sdk_dynamodb::types::TransactWriteItem::builder()
-                    .put(put)
-                    .build(),
-            )
+            .set_transact_items(Some(items))
             .send()
             .await;
         match answer {
@@ -142,12 +193,7 @@ impl DynamoSessions {
                 if e.as_service_error()
                     .is_some_and(|e| e.is_transaction_canceled_exception()) =>
             {
-                Err(ConnectorError::Conflict {
-                    what: format!(
-                        "session {} of {:?}: changed while its start moved",
-                        session.session_id, session.anonymous_id
-                    ),
-                })
+                Err(ConnectorError::Conflict { what: what() })
             }
             Err(e) => Err(sdk_error(SERVICE, e)),
         }
@@ -209,6 +255,56 @@ impl SessionStore for DynamoSessions {
             self.put_one(session).await?;
         }
         tracing::debug!(table = %self.table, sessions = sessions.len(), "sessions written");
+        Ok(())
+    }
+
+    async fn merge(&self, merge: &Merge) -> Result<()> {
+        let survivor = &merge.survivor;
+        let mut items = Vec::with_capacity(merge.absorbed.len() + 2);
+        if survivor.version <= 1 {
+            items.push(self.put_where_none(survivor)?);
+        } else {
+            // Its start may have moved too (the same late events): find the item it replaces.
+            let stored = self.query_ascending(&survivor.anonymous_id, None).await?;
+            match stored.iter().find(|s| s.session_id == survivor.session_id) {
+                Some(before) if before.start_ms == survivor.start_ms => {
+                    items.push(self.put_if(survivor, Some(survivor.version - 1))?);
+                }
+                Some(before) => {
+                    items.push(self.delete_at(
+                        &survivor.anonymous_id,
+                        before.start_ms,
+                        survivor.version - 1,
+                    )?);
+                    items.push(self.put_where_none(survivor)?);
+                }
+                None => {
+                    return Err(ConnectorError::Conflict {
+                        what: format!(
+                            "session {} of {:?}: no longer stored",
+                            survivor.session_id, survivor.anonymous_id
+                        ),
+                    })
+                }
+            }
+        }
+        for absorbed in &merge.absorbed {
+            items.push(self.delete_at(
+                &absorbed.anonymous_id,
+                absorbed.start_ms,
+                absorbed.version,
+            )?);
+        }
+        self.transact(items, || {
+            format!(
+                "session {} of {:?} absorbing {} others",
+                survivor.session_id,
+                survivor.anonymous_id,
+                merge.absorbed.len()
+            )
+        })
+        .await?;
+        tracing::debug!(table = %self.table, session = %survivor.session_id, absorbed = merge.absorbed.len(), "sessions merged");
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use super::snapshot;
 use crate::checkpoint::CheckpointStore;
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::sessions::{SessionScan, SessionStore};
+use crate::sessions::{Merge, SessionScan, SessionStore};
 use crate::stream::sequence_cmp;
 
 pub struct EmbeddedCheckpoints {
@@ -164,6 +164,59 @@ fn read_snapshots(
     Ok(sessions)
 }
 
+/// A session another absorbed: only as it was read.
+const DELETE_ABSORBED: &str = "DELETE FROM sessions
+     WHERE anonymous_id = ?1 AND start_ms = ?2 AND session_id = ?3 AND version = ?4";
+
+/// Writes snapshots within `tx`, each under its version condition; the first one that finds
+/// another version stored fails the whole transaction.
+fn write_snapshots(tx: &rusqlite::Transaction<'_>, sessions: &[Session]) -> Result<()> {
+    // Cached: a batch writes thousands of rows, and preparing the SQL again for each one cost
+    // more than the write itself.
+    let mut insert = tx
+        .prepare_cached(INSERT_SESSION)
+        .map_err(|e| sqlite_err("write sessions", e))?;
+    let mut update = tx
+        .prepare_cached(UPDATE_SESSION)
+        .map_err(|e| sqlite_err("write sessions", e))?;
+    for s in sessions {
+        // Encoded here, on the blocking pool, beside the caller's own work.
+        let snapshot = snapshot::encode(s);
+        // The version condition is in the statement: a first snapshot is inserted only where
+        // none is stored, a later one replaces only the version before it (and is never
+        // inserted: its session may have been erased meanwhile). Anything else changes no row.
+        let statement = if s.version <= 1 {
+            &mut insert
+        } else {
+            &mut update
+        };
+        let changed = statement
+            .execute(params![
+                s.anonymous_id,
+                s.start_ms,
+                s.session_id,
+                s.user_id,
+                s.end_ms,
+                s.event_count,
+                s.page_views,
+                s.revenue_minor,
+                s.version as i64,
+                snapshot
+            ])
+            .map_err(|e| sqlite_err("write sessions", e))?;
+        if changed == 0 {
+            return Err(ConnectorError::Conflict {
+                what: format!(
+                    "session {}: stored at another version than {}",
+                    s.session_id,
+                    s.version.saturating_sub(1)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for EmbeddedSessions {
     async fn latest_before(&self, anonymous_id: &str, at_ms: i64) -> Result<Option<Session>> {
@@ -218,52 +271,42 @@ impl SessionStore for EmbeddedSessions {
         self.db
             .call(move |conn| {
                 let tx = write_transaction(conn, "write sessions")?;
-                // Cached: a batch writes thousands of rows, and preparing the SQL again for
-                // each one cost more than the write itself.
-                let mut insert = tx
-                    .prepare_cached(INSERT_SESSION)
-                    .map_err(|e| sqlite_err("write sessions", e))?;
-                let mut update = tx
-                    .prepare_cached(UPDATE_SESSION)
-                    .map_err(|e| sqlite_err("write sessions", e))?;
-                for s in &sessions {
-                    // Encoded here, on the blocking pool, beside the caller's own work.
-                    let snapshot = snapshot::encode(s);
-                    // The version condition is in the statement: a first snapshot is
-                    // inserted only where none is stored, a later one replaces only the
-                    // version before it (and is never inserted: its session may have been
-                    // erased meanwhile). Anything else changes no row.
-                    let statement = if s.version <= 1 {
-                        &mut insert
-                    } else {
-                        &mut update
-                    };
-                    let changed = statement
-                        .execute(params![
-                            s.anonymous_id,
-                            s.start_ms,
-                            s.session_id,
-                            s.user_id,
-                            s.end_ms,
-                            s.event_count,
-                            s.page_views,
-                            s.revenue_minor,
-                            s.version as i64,
-                            snapshot
-                        ])
-                        .map_err(|e| sqlite_err("write sessions", e))?;
-                    if changed == 0 {
-                        return Err(ConnectorError::Conflict {
-                            what: format!(
-                                "session {}: stored at another version than {}",
+                write_snapshots(&tx, &sessions)?;
+                tx.commit().map_err(|e| sqlite_err("write sessions", e))
+            })
+            .await
+    }
+
+    async fn merge(&self, merge: &Merge) -> Result<()> {
+        let merge = merge.clone();
+        self.db
+            .call(move |conn| {
+                let tx = write_transaction(conn, "merge sessions")?;
+                write_snapshots(&tx, std::slice::from_ref(&merge.survivor))?;
+                {
+                    let mut delete = tx
+                        .prepare_cached(DELETE_ABSORBED)
+                        .map_err(|e| sqlite_err("merge sessions", e))?;
+                    for s in &merge.absorbed {
+                        let deleted = delete
+                            .execute(params![
+                                s.anonymous_id,
+                                s.start_ms,
                                 s.session_id,
-                                s.version.saturating_sub(1)
-                            ),
-                        });
+                                s.version as i64
+                            ])
+                            .map_err(|e| sqlite_err("merge sessions", e))?;
+                        if deleted == 0 {
+                            return Err(ConnectorError::Conflict {
+                                what: format!(
+                                    "session {} absorbed by {}: no longer stored at version {}",
+                                    s.session_id, merge.survivor.session_id, s.version
+                                ),
+                            });
+                        }
                     }
                 }
-                drop((insert, update));
-                tx.commit().map_err(|e| sqlite_err("write sessions", e))
+                tx.commit().map_err(|e| sqlite_err("merge sessions", e))
             })
             .await
     }

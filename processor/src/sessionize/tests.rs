@@ -273,8 +273,9 @@ fn without_engagement_reports_the_span_decides_and_engaged_time_is_unknown() {
 }
 
 /// Folds `batch` into `stored` as the processor does: it reads what the stores' `sessions_around`
-/// returns (the latest session starting at or before the window, and every later one), and the
-/// changed sessions replace theirs.
+/// returns (the latest session starting at or before the window, and every later one), the
+/// changed sessions replace theirs, and absorbed ones are deleted (checking, as the stores do,
+/// that each is stored at the version read).
 fn store(stored: &mut Vec<Session>, batch: &[Event]) {
     store_with(stored, batch, &SessionRules::default());
 }
@@ -294,7 +295,15 @@ fn store_with(stored: &mut Vec<Session>, batch: &[Event], rules: &SessionRules) 
         .cloned()
         .collect();
     let refs: Vec<&Event> = batch.iter().collect();
-    for changed in sessionize(around, &refs, rules).changed {
+    let out = sessionize(around, &refs, rules);
+    let merged = out.merged.into_iter().flat_map(|m| {
+        for gone in &m.absorbed {
+            let at = stored.iter().position(|s| StoredAt::of(s) == *gone);
+            stored.remove(at.expect("an absorbed session is stored at the version read"));
+        }
+        [m.survivor]
+    });
+    for changed in out.changed.into_iter().chain(merged.collect::<Vec<_>>()) {
         stored.retain(|s| s.session_id != changed.session_id);
         stored.push(changed);
     }
@@ -304,24 +313,115 @@ fn store_with(stored: &mut Vec<Session>, batch: &[Event], rules: &SessionRules) 
 #[test]
 fn a_late_event_joins_its_nearer_neighbour_so_no_two_sessions_share_a_start() {
     // Found in review: with the latest accepting session chosen, A's start moved 60 -> 40 -> 15
-    // and then onto B's start 0, the key of another row.
+    // and then onto B's start 0, the key of another row. The 45-minute gaps keep them apart.
     let mut stored = Vec::new();
-    store(&mut stored, &[page(1, 60 * MIN)]);
-    store(&mut stored, &[page(2, 0), page(3, 40 * MIN)]);
+    store(&mut stored, &[page(1, 100 * MIN)]);
+    store(&mut stored, &[page(2, 0), page(3, 55 * MIN)]);
     store(&mut stored, &[page(4, 15 * MIN)]);
     store(&mut stored, &[page(5, 0)]);
     let spans: Vec<(i64, i64, u32)> = stored
         .iter()
         .map(|s| (s.start_ms, s.end_ms, s.event_count))
         .collect();
-    assert_eq!(spans, [(0, 15 * MIN, 3), (40 * MIN, 60 * MIN, 2)]);
+    assert_eq!(
+        spans,
+        [
+            (0, 15 * MIN, 3),
+            (55 * MIN, 55 * MIN, 1),
+            (100 * MIN, 100 * MIN, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_late_event_that_closes_the_gap_joins_two_sessions_into_the_earlier() {
+    let events = [
+        page(1, 0),
+        page(2, 10 * MIN),
+        page(3, 50 * MIN),
+        page(4, 55 * MIN),
+        page(5, 3 * 60 * MIN),
+    ];
+    let mut stored = Vec::new();
+    store(&mut stored, &events);
+    assert_eq!(
+        spans(&stored),
+        [(0, 2, 1), (50 * MIN, 2, 2), (3 * 60 * MIN, 1, 3)]
+    );
+    let later = stored[1].clone();
+
+    // 20 minutes after the first session and before the second: one visit after all.
+    let bridge = page(6, 30 * MIN);
+    let out = sessionize(stored.clone(), &[&bridge], &SessionRules::default());
+    assert_eq!(out.merged.len(), 1);
+    let merge = &out.merged[0];
+    assert_eq!(merge.absorbed, [StoredAt::of(&later)]);
+    let joined = &merge.survivor;
+    assert_eq!(joined.session_id, events[0].event_id.to_string());
+    assert_eq!(
+        (
+            joined.start_ms,
+            joined.end_ms,
+            joined.event_count,
+            joined.page_views
+        ),
+        (0, 55 * MIN, 5, 5)
+    );
+    assert_eq!(joined.exit_url, events[3].context.page.url);
+    assert_eq!((joined.version, joined.session_number), (2, 1));
+    let mut ids = joined.event_ids.clone();
+    ids.sort();
+    let mut expected: Vec<Uuid> = [0, 1, 2, 3]
+        .iter()
+        .map(|&i| events[i].event_id)
+        .chain([bridge.event_id])
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    // The session after them moves up to number 2.
+    assert_eq!(spans(&out.changed), [(3 * 60 * MIN, 1, 2)]);
+
+    store(&mut stored, std::slice::from_ref(&bridge));
+    assert_eq!(spans(&stored), [(0, 5, 1), (3 * 60 * MIN, 1, 2)]);
+    // Sent again, the bridging event changes nothing.
+    let again = sessionize(stored.clone(), &[&bridge], &SessionRules::default());
+    assert!(again.changed.is_empty() && again.merged.is_empty());
+}
+
+#[test]
+fn sessions_are_joined_only_within_the_maximum_length_and_event_count() {
+    let events = [page(1, 0), page(2, 40 * MIN), page(3, 80 * MIN)];
+    let bridges = [page(4, 20 * MIN), page(5, 60 * MIN)];
+    for (rules, expected) in [
+        (
+            SessionRules {
+                max_duration_ms: 60 * MIN,
+                ..SessionRules::default()
+            },
+            vec![(0, 4, 1), (80 * MIN, 1, 2)],
+        ),
+        (
+            SessionRules {
+                max_events: 3,
+                ..SessionRules::default()
+            },
+            vec![(0, 2, 1), (40 * MIN, 3, 2)],
+        ),
+        (SessionRules::default(), vec![(0, 5, 1)]),
+    ] {
+        let mut stored = Vec::new();
+        store_with(&mut stored, &events, &rules);
+        store_with(&mut stored, &bridges, &rules);
+        assert_eq!(spans(&stored), expected, "{rules:?}");
+    }
 }
 
 #[test]
 fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counted_once() {
     // A small deterministic generator: events within a few hours, in shuffled batches, with
     // earlier events sent again, under maximum lengths from half an hour to the default. The
-    // stores' reads rely on disjoint sessions (see `home`).
+    // stores' reads rely on disjoint sessions (see `home`); with no valve acting, the sessions
+    // are those of all events taken at once.
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move |below: u64| {
         state ^= state << 13;
@@ -381,6 +481,33 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
                 "{context}"
             );
             let counted: u32 = stored.iter().map(|s| s.event_count).sum();
+            if max_events == uncapped && max_minutes * MIN >= 240 * MIN {
+                // No valve can act within these four hours: the sessions are the runs of
+                // events without a 30-minute silence, whatever the batches and their order.
+                let mut times: Vec<i64> = events.iter().map(|e| e.timestamp).collect();
+                times.sort();
+                let mut runs: Vec<(i64, i64, u32)> = Vec::new();
+                for t in times {
+                    match runs.last_mut() {
+                        Some(run) if t - run.1 <= rules.inactivity_ms => {
+                            run.1 = t;
+                            run.2 += 1;
+                        }
+                        _ => runs.push((t, t, 1)),
+                    }
+                }
+                let got: Vec<(i64, i64, u32)> = stored
+                    .iter()
+                    .map(|s| (s.start_ms, s.end_ms, s.event_count))
+                    .collect();
+                assert_eq!(got, runs, "{context}");
+                let numbers: Vec<u32> = stored.iter().map(|s| s.session_number).collect();
+                assert_eq!(
+                    numbers,
+                    (1..=runs.len() as u32).collect::<Vec<_>>(),
+                    "{context}"
+                );
+            }
             if max_events == uncapped {
                 assert_eq!(counted as usize, events.len(), "{context}");
             } else {
