@@ -3,6 +3,7 @@ use std::net::SocketAddr;
 pub use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
+use retailmind_recommend::strategy;
 use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +195,14 @@ pub enum ConfigError {
          the shop's origins, or \"*\" for any"
     )]
     NoOrigins { index: usize, name: String },
+    #[error(
+        "recommendations.strategies.{placement} names {name:?}, which is none of {}",
+        strategy::NAMES.join(", ")
+    )]
+    UnknownStrategy {
+        placement: &'static str,
+        name: String,
+    },
 }
 
 /// Largest event accepted: with the server's fields added it must fit one record of the stream
@@ -204,12 +213,20 @@ const MAX_EVENT_BYTES: i64 = 1_000_000;
 const MAX_BODY_BYTES: i64 = 10 * 1024 * 1024;
 /// Most events in a batch.
 const MAX_EVENTS_PER_BATCH: i64 = 10_000;
+/// Longest dedup window: a retry comes within minutes; beyond a week the id memory, not the
+/// window, decides what is remembered anyway.
+const MAX_DEDUP_WINDOW_SECS: i64 = 7 * 86_400;
+/// Most event ids remembered (about 100 bytes each: 5 GB).
+const MAX_DEDUP_EVENTS: i64 = 50_000_000;
+/// Most live sessions remembered for recommendations (about 1 KB each: 10 GB).
+const MAX_MEMORY_SESSIONS: i64 = 10_000_000;
 
 impl CollectorConfig {
     /// The first setting the collector could not run sensibly with; run at start so that a
     /// mistake stops the service naming the field instead of refusing every request later.
     pub fn check(&self) -> Result<(), ConfigError> {
         let v = &self.validation;
+        let r = &self.recommendations;
         check_ranges(&[
             (
                 "max_body_bytes",
@@ -252,7 +269,69 @@ impl CollectorConfig {
                 366 * 86_400,
             ),
             ("validation.max_age_days", v.max_age_days, 1, 3660),
+            (
+                "dedup_window_secs",
+                count(self.dedup_window_secs),
+                0,
+                MAX_DEDUP_WINDOW_SECS,
+            ),
+            (
+                "dedup_max_events",
+                count(self.dedup_max_events),
+                1,
+                MAX_DEDUP_EVENTS,
+            ),
+            (
+                "recommendations.reload_interval_ms",
+                count(r.reload_interval_ms),
+                10,
+                3_600_000,
+            ),
+            (
+                "recommendations.memory_max_sessions",
+                count(r.memory_max_sessions),
+                1,
+                MAX_MEMORY_SESSIONS,
+            ),
+            (
+                "recommendations.memory_clicks_per_session",
+                count(r.memory_clicks_per_session),
+                1,
+                1_000,
+            ),
+            (
+                "recommendations.memory_idle_minutes",
+                count(r.memory_idle_minutes),
+                1,
+                7 * 24 * 60,
+            ),
         ])?;
+        if self.spool_dir.is_some() {
+            // A spool that cannot hold one request's events never spools any.
+            check_ranges(&[(
+                "spool_max_bytes",
+                count(self.spool_max_bytes),
+                count(self.max_body_bytes),
+                i64::MAX,
+            )])?;
+        }
+        let s = &r.strategies;
+        for (placement, names) in [
+            ("home", &s.home),
+            ("product", &s.product),
+            ("cart", &s.cart),
+            ("post_purchase", &s.post_purchase),
+        ] {
+            if let Some(name) = names
+                .iter()
+                .find(|n| !strategy::NAMES.contains(&n.as_str()))
+            {
+                return Err(ConfigError::UnknownStrategy {
+                    placement,
+                    name: name.clone(),
+                });
+            }
+        }
         for (index, key) in self.keys.iter().enumerate() {
             for (field, value) in [("key", &key.key), ("name", &key.name)] {
                 if value.trim().is_empty() {
@@ -320,6 +399,40 @@ mod tests {
             config.check(),
             Err(ConfigError::OutOfRange(OutOfRange {
                 field: "max_events_per_batch",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_misspelt_strategy_or_a_spool_too_small_for_a_request_is_refused() {
+        let mut config = CollectorConfig::default();
+        config.recommendations.strategies.cart = vec!["bought-together".into(), "stan-sr".into()];
+        let error = config.check().unwrap_err();
+        assert_eq!(
+            error,
+            ConfigError::UnknownStrategy {
+                placement: "cart",
+                name: "stan-sr".into()
+            }
+        );
+        assert!(error.to_string().contains("stan+sr"), "{error}");
+
+        let config = CollectorConfig {
+            spool_dir: Some("/var/spool/retailmind".into()),
+            spool_max_bytes: 1000,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "spool_max_bytes is 1000: it must be between 1048576 and 9223372036854775807"
+        );
+        let mut config = CollectorConfig::default();
+        config.recommendations.reload_interval_ms = 0;
+        assert!(matches!(
+            config.check(),
+            Err(ConfigError::OutOfRange(OutOfRange {
+                field: "recommendations.reload_interval_ms",
                 ..
             }))
         ));

@@ -121,6 +121,9 @@ const MAX_SESSION_HOURS: i64 = 7 * 24;
 const MAX_LATENESS_HOURS: i64 = 366 * 24;
 /// Kinesis's own limit on records per GetRecords call.
 const MAX_BATCH_SIZE: i64 = 10_000;
+/// Longest pause between polls or model saves: beyond a minute the stream's tip and other
+/// shoppers' signals fall too far behind.
+const MAX_PAUSE_MS: i64 = 60_000;
 
 impl ProcessorConfig {
     /// The first setting the processor could not run sensibly with; run at start so that a
@@ -158,7 +161,23 @@ impl ProcessorConfig {
                 1,
                 i64::MAX,
             ),
+            // 0 would spin a core on an idle stream.
+            ("idle_poll_ms", count(self.idle_poll_ms), 1, MAX_PAUSE_MS),
+            (
+                "model_save_interval_ms",
+                count(self.model_save_interval_ms),
+                0,
+                MAX_PAUSE_MS,
+            ),
         ])?;
+        if let Some(interval) = self.min_read_interval_ms {
+            // Kinesis allows 5 GetRecords per second per shard; faster is throttled.
+            let least = match self.backend {
+                BackendConfig::Aws(_) => 200,
+                BackendConfig::Embedded { .. } => 0,
+            };
+            check_ranges(&[("min_read_interval_ms", count(interval), least, MAX_PAUSE_MS)])?;
+        }
         for (field, value) in [
             ("consumer", &self.consumer),
             ("model_name", &self.model_name),
@@ -254,6 +273,42 @@ mod tests {
             config.check(),
             Err(ConfigError::OutOfRange(OutOfRange {
                 field: "session_lateness_hours",
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn polling_faster_than_kinesis_allows_or_not_at_all_is_refused() {
+        let config = |backend, min_read_interval_ms, idle_poll_ms| ProcessorConfig {
+            backend,
+            min_read_interval_ms,
+            idle_poll_ms,
+            ..ProcessorConfig::default()
+        };
+        let aws = || BackendConfig::Aws(AwsConfig::new("us-east-1"));
+        let embedded = || ProcessorConfig::default().backend;
+        assert_eq!(
+            config(aws(), Some(50), 100)
+                .check()
+                .unwrap_err()
+                .to_string(),
+            "min_read_interval_ms is 50: it must be between 200 and 60000"
+        );
+        assert_eq!(config(aws(), Some(200), 100).check(), Ok(()));
+        assert_eq!(config(embedded(), Some(0), 100).check(), Ok(()));
+        assert_eq!(
+            config(embedded(), None, 0).check().unwrap_err().to_string(),
+            "idle_poll_ms is 0: it must be between 1 and 60000"
+        );
+        let slow_saves = ProcessorConfig {
+            model_save_interval_ms: 3_600_000,
+            ..ProcessorConfig::default()
+        };
+        assert!(matches!(
+            slow_saves.check(),
+            Err(ConfigError::OutOfRange(OutOfRange {
+                field: "model_save_interval_ms",
                 ..
             }))
         ));
