@@ -14,6 +14,11 @@ pub fn previous_day(day: &str) -> Option<String> {
     parse_day(day)?.previous_day().map(name)
 }
 
+/// The day after a `YYYY-MM-DD` day; `None` for anything else.
+pub fn next_day(day: &str) -> Option<String> {
+    parse_day(day)?.next_day().map(name)
+}
+
 fn name(date: time::Date) -> String {
     format!(
         "{:04}-{:02}-{:02}",

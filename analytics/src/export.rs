@@ -5,10 +5,11 @@
 //! Incremental, and idempotent like the events ETL (a partition is always rewritten whole from
 //! the store, so a repeat gives the same files):
 //! - `sessions/dt=D/` holds the sessions that started on day D. A session changes only when its
-//!   events arrive, so a run rewrites the days the events ETL just wrote to and the day before
-//!   each (a session may start before midnight), and rewrites them once more in the next run
-//!   (the processor may update a session just after its events reached the lake). The first
-//!   run writes every day the events table has.
+//!   events arrive, so a run rewrites the days the events ETL just wrote to, the day before each
+//!   (a session may start before midnight) and the day after (a late event may move a session's
+//!   start, or join it to an earlier one, from there to its own day), and rewrites them once
+//!   more in the next run (the processor may update a session just after its events reached
+//!   the lake). The first run writes every day the events table has.
 //! - `orders/dt=D/` and `order_lines/dt=D/` hold the orders placed on day D. The store stamps
 //!   every change with its clock, so a run rewrites the days of orders changed since the last
 //!   run began, less a margin for transactions still open then.
@@ -23,7 +24,7 @@ use retailmind_commerce::{CommerceError, CommerceStore};
 use retailmind_connectors::{ConnectorError, SessionScan, SessionStore};
 use serde::{Deserialize, Serialize};
 
-use crate::day::{day_end_ms, day_of, day_start_ms, previous_day};
+use crate::day::{day_end_ms, day_of, day_start_ms, next_day, previous_day};
 use crate::etl::{write_rows, write_table, EtlError};
 use crate::export_rows::{CustomerRow, OrderLineRow, OrderRow, SessionRow};
 use crate::store::LakeStore;
@@ -126,8 +127,7 @@ pub async fn run(
         }
         next.session_days_again = event_days_written
             .iter()
-            .flat_map(|d| [previous_day(d), Some(d.clone())])
-            .flatten()
+            .flat_map(|d| sessions_touched_by(d))
             .collect();
         report.session_days = days.into_iter().collect();
     }
@@ -197,7 +197,7 @@ pub async fn run(
 }
 
 /// The session days a run rewrites: every event day on the first run; afterwards the days the
-/// events ETL just wrote and the day before each, and the last run's days once more. Pure.
+/// events ETL just wrote with their neighbours, and the last run's days once more. Pure.
 pub fn session_days(
     previous: Option<&ExportManifest>,
     event_days_written: &[String],
@@ -206,16 +206,23 @@ pub fn session_days(
     let Some(previous) = previous else {
         return event_days
             .iter()
-            .flat_map(|d| [previous_day(d), Some(d.clone())])
-            .flatten()
+            .flat_map(|d| sessions_touched_by(d))
             .collect();
     };
     let mut days = previous.session_days_again.clone();
     for day in event_days_written {
-        days.extend(previous_day(day));
-        days.insert(day.clone());
+        days.extend(sessions_touched_by(day));
     }
     days
+}
+
+/// The days whose sessions an event of `day` may change: a session that holds it may have
+/// started the day before, and one that started the next day (at most an inactivity gap, at
+/// most a day, after it) may have moved to it or been joined to an earlier one.
+fn sessions_touched_by(day: &str) -> impl Iterator<Item = String> {
+    [previous_day(day), Some(day.to_owned()), next_day(day)]
+        .into_iter()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -227,11 +234,18 @@ mod tests {
     }
 
     #[test]
-    fn the_first_run_writes_every_event_day_and_the_day_before_each() {
+    fn the_first_run_writes_every_event_day_and_the_days_around_each() {
         let days = session_days(None, &[], &set(&["2024-03-01", "2024-03-05"]));
         assert_eq!(
             days,
-            set(&["2024-02-29", "2024-03-01", "2024-03-04", "2024-03-05"])
+            set(&[
+                "2024-02-29",
+                "2024-03-01",
+                "2024-03-02",
+                "2024-03-04",
+                "2024-03-05",
+                "2024-03-06"
+            ])
         );
     }
 
@@ -246,7 +260,10 @@ mod tests {
             &["2024-03-10".to_owned()],
             &set(&["2024-03-01", "2024-03-10"]),
         );
-        assert_eq!(days, set(&["2024-03-01", "2024-03-09", "2024-03-10"]));
+        assert_eq!(
+            days,
+            set(&["2024-03-01", "2024-03-09", "2024-03-10", "2024-03-11"])
+        );
         let quiet = session_days(Some(&ExportManifest::default()), &[], &set(&["2024-03-01"]));
         assert!(
             quiet.is_empty(),

@@ -18,7 +18,7 @@ use retailmind_analytics::tables::{EVENTS, ORDERS, ORDER_LINES, SESSIONS};
 use retailmind_commerce::order::decode_order;
 use retailmind_commerce::profile::decode_traits;
 use retailmind_commerce::{CommerceStore, OrderStatus, SqlCommerce, StatusChange};
-use retailmind_connectors::{embedded, SessionStore};
+use retailmind_connectors::{embedded, Merge, SessionStore, StoredAt};
 use retailmind_schema::Session;
 use serde_json::json;
 use uuid::Uuid;
@@ -416,6 +416,80 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
     assert_eq!(orders[0].order_id, "B-2");
     assert_eq!(orders[0].customer_id, None);
     assert_eq!(orders[0].anonymous_id, None);
+}
+
+/// A late event just before midnight joins a session that started after it to one of the day
+/// before: the next run rewrites the later day too, so the absorbed session leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_joined_to_one_of_the_day_before_leaves_its_old_day() {
+    let shop = Shop::open().await;
+    let events = |seed, days, start_day: &str| {
+        generate::shop(&ShopOptions {
+            seed,
+            visitors: 5,
+            days,
+            start_day: start_day.into(),
+            ..ShopOptions::default()
+        })
+    };
+    shop.add_raw_events("a", &events(1, 2, "2024-11-01"));
+    let evening = session("v9", at("2024-11-01", 23, 20), 10, 2);
+    let night = session("v9", at("2024-11-02", 0, 15), 5, 1);
+    shop.sessions
+        .put(&[evening.clone(), night.clone()])
+        .await
+        .unwrap();
+    let now = at("2024-11-03", 0, 0);
+    shop.run(now).await;
+    shop.run(now + HOUR).await;
+    let days = ["2024-11-01", "2024-11-02"];
+    let ids = |table: &BTreeMap<String, Vec<SessionRow>>| -> Vec<(String, String)> {
+        table
+            .iter()
+            .flat_map(|(day, rows)| rows.iter().map(|r| (day.clone(), r.session_id.clone())))
+            .collect()
+    };
+    assert_eq!(
+        ids(&sessions_table(&shop.lake, &days).await),
+        [
+            ("2024-11-01".to_owned(), evening.session_id.clone()),
+            ("2024-11-02".to_owned(), night.session_id.clone()),
+        ]
+    );
+
+    // An event at 23:45 reaches the lake; the processor joins the two visits.
+    let joined = Session {
+        end_ms: night.end_ms,
+        event_count: evening.event_count + night.event_count + 1,
+        version: 2,
+        ..evening.clone()
+    };
+    shop.sessions
+        .merge(&Merge {
+            survivor: joined.clone(),
+            absorbed: vec![StoredAt::of(&night)],
+        })
+        .await
+        .unwrap();
+    shop.add_raw_events("late", &events(2, 1, "2024-11-01"));
+    let report = shop.run(now + 2 * HOUR).await;
+    assert!(
+        report
+            .exports
+            .session_days
+            .contains(&"2024-11-02".to_owned()),
+        "{:?}",
+        report.exports
+    );
+    let table = sessions_table(&shop.lake, &days).await;
+    assert_eq!(
+        ids(&table),
+        [("2024-11-01".to_owned(), evening.session_id.clone())]
+    );
+    assert_eq!(
+        table["2024-11-01"][0].event_count,
+        joined.event_count as i32
+    );
 }
 
 /// Every event id in the lake's events table.
