@@ -39,7 +39,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Writes whole snapshots. A snapshot with `version == 1` is written only if no session with
     /// its key exists; otherwise only if the stored one has `version - 1`. A lost race is
-    /// [`ConnectorError::Conflict`](crate::ConnectorError::Conflict).
+    /// [`ConnectorError::Conflict`](crate::ConnectorError::Conflict); the other snapshots may
+    /// then be written or not (the embedded store writes none, DynamoDB the ones that won), so
+    /// a caller re-reads before writing again.
     async fn put(&self, sessions: &[Session]) -> Result<()>;
 
     /// Writes `merge.survivor` as [`put`](Self::put) would and deletes each absorbed session

@@ -1,6 +1,7 @@
 //! Harness for RetailMind's end-to-end tests: starts the real parts (moto for the AWS wire
 //! protocols, chromedriver with headless Chromium) on free loopback ports and stops them when
-//! dropped, and an in-process fake of Kinesis and Firehose for the faults moto cannot make.
+//! dropped, and an in-process fake of Kinesis, Firehose and DynamoDB BatchWriteItem for the faults
+//! moto cannot make.
 //!
 //! A missing part is a test failure with a message saying how to install it (`cargo xtask test`
 //! installs everything), never a silent skip.
@@ -14,6 +15,22 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago on 127.0.0.1.
+/// SDK configuration for a local stand-in of AWS at `endpoint` (moto, the fake), in `us-east-1`,
+/// with throw-away credentials: neither checks signatures, and fixed ones keep the default chain
+/// from looking for real ones in the environment or on an instance.
+pub fn local_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_credential_types::Credentials;
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "local",
+        )))
+        .build()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -7,8 +7,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use tempfile::NamedTempFile;
 
 use crate::{env_or, free_port};
@@ -97,14 +95,7 @@ impl MotoServer {
 
     /// SDK configuration pointed at this server with throw-away credentials, in `us-east-1`.
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "moto",
-            )))
-            .build()
+        crate::local_sdk_config(&self.endpoint)
     }
 
     /// An S3 client for this server (path-style addressing, as moto needs).

@@ -345,6 +345,43 @@ async fn sessions_merge_all_or_nothing_on_dynamodb_and_embedded() {
     on_both_session_stores(the_merge_rule).await;
 }
 
+#[tokio::test]
+async fn sessions_put_many_at_once_and_a_forgotten_visitor_loses_every_one() {
+    on_both_session_stores(the_bulk_rule).await;
+}
+
+/// One `put` of many visitors' sessions writes each (DynamoDB: several side by side), and
+/// forgetting a visitor deletes all of theirs (DynamoDB: BatchWriteItem, 25 to a call) and no
+/// one else's.
+async fn the_bulk_rule(sessions: Sessions) {
+    let t = 1_732_527_000_000;
+    let mut all = Vec::new();
+    for visitor in 0..40 {
+        for n in 0..2 {
+            all.push(session(&format!("bulk-{visitor}"), t + n * 7_200_000, 1));
+        }
+    }
+    let gone: Vec<Session> = (0..30)
+        .map(|n| session("bulk-gone", t + n * 7_200_000, 1))
+        .collect();
+    all.extend(gone.iter().cloned());
+    sessions.put(&all).await.expect("every session written");
+    for visitor in 0..40 {
+        let id = format!("bulk-{visitor}");
+        let expected: Vec<Session> = all
+            .iter()
+            .filter(|s| s.anonymous_id == id)
+            .cloned()
+            .collect();
+        assert_eq!(sessions.sessions_of(&id).await.unwrap(), expected);
+    }
+    assert_eq!(sessions.sessions_of("bulk-gone").await.unwrap(), gone);
+
+    assert_eq!(sessions.forget_visitor("bulk-gone").await.unwrap(), 30);
+    assert!(sessions.sessions_of("bulk-gone").await.unwrap().is_empty());
+    assert_eq!(sessions.sessions_of("bulk-7").await.unwrap().len(), 2);
+}
+
 /// A merge writes its survivor and deletes what it absorbed in one transaction, each on the
 /// version read: a conflict on any of them leaves every session as it was.
 async fn the_merge_rule(sessions: Sessions) {

@@ -26,19 +26,9 @@ fn stored_ids(kinesis: &FakeAws) -> BTreeMap<String, usize> {
     ids
 }
 
-/// The collector on the AWS backend, its Kinesis at `endpoint`; returns its URL.
-async fn collector_on(endpoint: &str) -> String {
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("test", "test", None, None, "fake"),
-            ),
-        )
-        .build();
-    let backend = aws::backend(&sdk, &AwsConfig::new("us-east-1"));
+/// The collector on the AWS backend, its Kinesis the fake; returns its URL.
+async fn collector_on(fake: &FakeAws) -> String {
+    let backend = aws::backend(&fake.sdk_config(), &AwsConfig::new("us-east-1"));
     let config = CollectorConfig::default();
     let app = router(
         AppState::new(backend.sink, backend.dead_letters, &config),
@@ -97,7 +87,7 @@ async fn refused_records_are_resent_alone_and_every_event_is_stored_once() {
         s.kinesis.put_faults =
             BatchFaults::then_accept([BatchFault::Refuse(vec![1, 3]), BatchFault::Refuse(vec![0])])
     });
-    let collector = collector_on(&kinesis.endpoint).await;
+    let collector = collector_on(&kinesis).await;
 
     let (body, ids) = batch(5);
     let (status, _, answer) = post(&collector, &body).await;
@@ -113,7 +103,7 @@ async fn a_throttled_call_is_retried_and_stores_nothing_twice() {
     let kinesis = FakeAws::start(1).await;
     kinesis
         .with(|s| s.kinesis.put_faults = BatchFaults::then_accept(vec![BatchFault::Throttle; 2]));
-    let collector = collector_on(&kinesis.endpoint).await;
+    let collector = collector_on(&kinesis).await;
 
     let (body, ids) = batch(3);
     let (status, _, answer) = post(&collector, &body).await;
@@ -129,7 +119,7 @@ async fn a_throttled_call_is_retried_and_stores_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_is_down_gets_503_and_the_resend_is_stored_once() {
     let mut kinesis = FakeAws::start(1).await;
-    let collector = collector_on(&kinesis.endpoint).await;
+    let collector = collector_on(&kinesis).await;
     let (first_body, first_ids) = batch(2);
     assert_eq!(post(&collector, &first_body).await.0, 200);
 
@@ -145,7 +135,7 @@ async fn a_stream_that_is_down_gets_503_and_the_resend_is_stored_once() {
     // first stream kept exactly what was acknowledged.
     assert_eq!(stored_ids(&kinesis), once_each(&first_ids));
     let back = FakeAws::start(1).await;
-    let collector = collector_on(&back.endpoint).await;
+    let collector = collector_on(&back).await;
     let (status, _, answer) = post(&collector, &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(stored_ids(&back), once_each(&ids));
@@ -159,7 +149,7 @@ async fn records_stored_before_a_failure_are_not_written_again_by_the_retry() {
     let mut refusals = vec![BatchFault::Refuse(vec![1])];
     refusals.extend(vec![BatchFault::Refuse(vec![0]); 7]);
     kinesis.with(|s| s.kinesis.put_faults = BatchFaults::then_accept(refusals));
-    let collector = collector_on(&kinesis.endpoint).await;
+    let collector = collector_on(&kinesis).await;
 
     let (body, ids) = batch(5);
     let (status, retry_after, answer) = post(&collector, &body).await;

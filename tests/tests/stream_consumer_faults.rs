@@ -15,8 +15,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use lease_support::{assert_sessions_match, events, TestEvent};
 use retailmind_connectors::{aws, embedded, AwsConfig, Backend, ConnectorError};
 use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
@@ -37,18 +35,7 @@ async fn consumer_of(shards: usize, events: &[TestEvent], dir: &Path) -> (FakeAw
             s.kinesis.append(&record.partition_key, &record.data);
         }
     });
-    let mut config = AwsConfig::new("us-east-1");
-    config.endpoint_url = Some(fake.endpoint.clone());
-    // The fake checks no signature; fixed credentials keep the default chain from looking for
-    // real ones in the environment or on an instance.
-    let sdk = aws::load_sdk_config(&config)
-        .await
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test", "test", None, None, "fake",
-        )))
-        .build();
-    let on_aws = aws::backend(&sdk, &config);
+    let on_aws = aws::backend(&fake.sdk_config(), &AwsConfig::new("us-east-1"));
     let backend = Backend {
         reader: on_aws.reader,
         lake: on_aws.lake,

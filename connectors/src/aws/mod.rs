@@ -30,6 +30,7 @@
 //! [`ConnectorError`]: crate::ConnectorError
 
 mod batch;
+pub mod batch_write;
 mod checkpoints;
 mod errors;
 mod firehose;

@@ -10,18 +10,21 @@
 //! - chunk items: `name` = `<model>#<uuid v7>`, fresh for every save, `part` = 0, 1, …, with
 //!   `data` (B).
 //!
-//! A save writes the new chunks first, then the head conditional on the version before it, then
-//! deletes the chunks of the version it replaced. A writer that lost the race never touched the
+//! A save writes the new chunks first (BatchWriteItem, 25 to a call, unprocessed ones resent),
+//! then the head conditional on the version before it, then deletes the chunks of the version
+//! it replaced (BatchWriteItem again). A writer that lost the race never touched the
 //! winner's chunks (its key is its own), and a reader that read a head whose chunks are gone
 //! meanwhile gets a retryable `Conflict` and reads again on its next poll.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::BuildError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 
+use super::batch_write;
 use super::errors::{conditional_put, sdk_error};
 use super::pages::all_items;
 use super::session_item::{number, string, Item};
@@ -128,18 +131,22 @@ impl DynamoModels {
     /// Deletes the chunk items under `chunks`; failures only leave garbage behind, so they are
     /// logged, not returned.
     async fn delete_chunks(&self, chunks: &str, parts: u64) {
-        for part in 0..parts {
-            let deleted = self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .key(NAME, string(chunks))
-                .key(PART, number(part))
-                .send()
-                .await;
-            if let Err(e) = deleted {
-                tracing::warn!(table = %self.table, chunks, error = %sdk_error(SERVICE, e), "old model chunk not deleted");
-            }
+        let deletes = (0..parts)
+            .map(|part| {
+                let key = HashMap::from([
+                    (NAME.to_owned(), string(chunks)),
+                    (PART.to_owned(), number(part)),
+                ]);
+                let delete = DeleteRequest::builder().set_key(Some(key)).build()?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<std::result::Result<Vec<_>, BuildError>>();
+        let deleted = match deletes {
+            Ok(deletes) => batch_write::write_all(&self.client, &self.table, deletes).await,
+            Err(e) => Err(super::errors::build_error(SERVICE, e)),
+        };
+        if let Err(e) = deleted {
+            tracing::warn!(table = %self.table, chunks, error = %e, "old model chunks not deleted");
         }
     }
 }
@@ -183,16 +190,29 @@ impl ModelStore for DynamoModels {
         };
         let chunks = format!("{name}#{}", uuid::Uuid::now_v7());
         let pieces: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
-        for (part, piece) in pieces.iter().enumerate() {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .item(NAME, string(&chunks))
-                .item(PART, number(part))
-                .item(DATA, AttributeValue::B(Blob::new(piece.to_vec())))
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, e))?;
+        // The chunks are new items under a fresh key, read only once the head names them: no
+        // condition needed, so they go 25 to a call.
+        let puts = pieces
+            .iter()
+            .enumerate()
+            .map(|(part, piece)| {
+                let item = HashMap::from([
+                    (NAME.to_owned(), string(&chunks)),
+                    (PART.to_owned(), number(part)),
+                    (
+                        DATA.to_owned(),
+                        AttributeValue::B(Blob::new(piece.to_vec())),
+                    ),
+                ]);
+                let put = PutRequest::builder().set_item(Some(item)).build()?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<std::result::Result<Vec<_>, BuildError>>()
+            .map_err(|e| super::errors::build_error(SERVICE, e))?;
+        if let Err(e) = batch_write::write_all(&self.client, &self.table, puts).await {
+            // Some may be written: referenced by nothing, they would only take space.
+            self.delete_chunks(&chunks, pieces.len() as u64).await;
+            return Err(e);
         }
         let head: Item = HashMap::from([
             (NAME.to_owned(), string(name)),

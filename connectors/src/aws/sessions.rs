@@ -9,19 +9,25 @@
 //! With `session_ttl_days` set, every item carries `expires_at` (epoch seconds), the table's
 //! TTL attribute, that many days after the session's last event.
 //!
-//! Writes are conditional PutItems, one per snapshot and in the given order (a batch may hold
-//! two snapshots of one session): version 1 only if no item has the key, any later version only
-//! if the stored item has the version before it. A later version whose start moved (a late
+//! Writes are conditional PutItems, one per snapshot, 16 sessions at a time and the snapshots of
+//! one session in the given order (a batch may hold two of them): version 1 only if no item has
+//! the key, any later version only if the stored item has the version before it. (BatchWriteItem
+//! would take 25 to a call but checks no condition; it deletes a forgotten visitor's sessions.) A later version whose start moved (a late
 //! event before the session's first one) replaces the item under the old start in one
 //! TransactWriteItems: delete on the version before, put where no item is. A session that
 //! absorbed others is written in one TransactWriteItems with their deletes, each on the version
 //! read.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::types::{Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use futures::StreamExt;
 use retailmind_schema::Session;
 
+use super::batch_write;
 use super::errors::{conditional_put, sdk_error};
 use super::pages::all_items;
 use super::session_item::{
@@ -32,6 +38,9 @@ use crate::error::{ConnectorError, Result};
 use crate::sessions::{Merge, SessionScan, SessionStore};
 
 const SERVICE: &str = "dynamodb";
+
+/// Sessions written at once by one `put`.
+const PUTS_IN_FLIGHT: usize = 16;
 
 /// The most writes one TransactWriteItems takes.
 const TRANSACTION_ITEMS: usize = 100;
@@ -251,8 +260,41 @@ impl SessionStore for DynamoSessions {
     }
 
     async fn put(&self, sessions: &[Session]) -> Result<()> {
-        for session in sessions {
-            self.put_one(session).await?;
+        // One PutItem is a round trip and a batch writes hundreds of sessions: different
+        // sessions go side by side, the snapshots of one session in the order given.
+        let mut by_session: Vec<Vec<usize>> = Vec::new();
+        let mut position: HashMap<(&str, &str), usize> = HashMap::new();
+        for (at, session) in sessions.iter().enumerate() {
+            let key = (session.anonymous_id.as_str(), session.session_id.as_str());
+            let group = *position.entry(key).or_insert_with(|| {
+                by_session.push(Vec::new());
+                by_session.len() - 1
+            });
+            by_session[group].push(at);
+        }
+        let outcomes: Vec<Result<()>> = futures::stream::iter(by_session)
+            .map(|snapshots| async move {
+                for at in snapshots {
+                    self.put_one(&sessions[at]).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(PUTS_IN_FLIGHT)
+            .collect()
+            .await;
+        // A lost race comes first: the caller re-reads those visitors and writes them again.
+        let mut failure = None;
+        for outcome in outcomes {
+            match outcome {
+                Err(conflict @ ConnectorError::Conflict { .. }) => return Err(conflict),
+                Err(other) => {
+                    failure.get_or_insert(other);
+                }
+                Ok(()) => {}
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
         }
         tracing::debug!(table = %self.table, sessions = sessions.len(), "sessions written");
         Ok(())
@@ -318,16 +360,20 @@ impl SessionStore for DynamoSessions {
 
     async fn forget_visitor(&self, anonymous_id: &str) -> Result<usize> {
         let sessions = self.query_ascending(anonymous_id, None).await?;
-        for session in &sessions {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key(ANONYMOUS_ID, string(&session.anonymous_id))
-                .key(START_MS, number(session.start_ms))
-                .send()
-                .await
-                .map_err(|e| sdk_error(SERVICE, e))?;
-        }
+        let deletes = sessions
+            .iter()
+            .map(|session| {
+                let key = HashMap::from([
+                    (ANONYMOUS_ID.to_owned(), string(&session.anonymous_id)),
+                    (START_MS.to_owned(), number(session.start_ms)),
+                ]);
+                let delete = DeleteRequest::builder().set_key(Some(key)).build()?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<std::result::Result<Vec<_>, BuildError>>()
+            .map_err(|e| super::errors::build_error(SERVICE, e))?;
+        // Erasure asks for no condition: whatever version is stored goes.
+        batch_write::write_all(&self.client, &self.table, deletes).await?;
         Ok(sessions.len())
     }
 

@@ -1,11 +1,13 @@
 //! An in-process fake of the AWS services the event stream runs on, for the faults moto cannot
 //! make on demand: Kinesis Data Streams (one stream: PutRecords, DescribeStreamSummary,
-//! ListShards, GetShardIterator, GetRecords) and Firehose (PutRecordBatch), answering their JSON
-//! protocol so that the real AWS SDK talks to it over HTTP.
+//! ListShards, GetShardIterator, GetRecords), Firehose (PutRecordBatch) and DynamoDB
+//! (BatchWriteItem), answering their JSON protocol so that the real AWS SDK talks to it over
+//! HTTP.
 //!
 //! A test says what goes wrong in the next calls ([`BatchFault`], [`ReadFault`]) through
 //! [`FakeAws::with`], and reads back there what every call carried and what was stored.
 
+mod dynamodb;
 mod firehose;
 mod kinesis;
 
@@ -19,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+pub use dynamodb::{BatchWriteCall, FakeDynamo};
 pub use firehose::{FakeFirehose, FirehoseCall};
 pub use kinesis::{FakeStream, ReadCall, ReadFault, StoredRecord};
 
@@ -26,6 +29,7 @@ pub use kinesis::{FakeStream, ReadCall, ReadFault, StoredRecord};
 pub struct FakeServices {
     pub kinesis: FakeStream,
     pub firehose: FakeFirehose,
+    pub dynamodb: FakeDynamo,
 }
 
 type Shared = Arc<Mutex<FakeServices>>;
@@ -52,6 +56,7 @@ impl FakeAws {
         let services = Arc::new(Mutex::new(FakeServices {
             kinesis: FakeStream::new(shards),
             firehose: FakeFirehose::default(),
+            dynamodb: FakeDynamo::default(),
         }));
         let (stop, stopped) = oneshot::channel::<()>();
         let app = axum::Router::new()
@@ -77,6 +82,11 @@ impl FakeAws {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// An SDK configuration that sends every service's calls to the fake.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        crate::local_sdk_config(&self.endpoint)
     }
 
     /// Runs `f` on the services' state: to set faults, put records, or read what happened.
@@ -200,6 +210,7 @@ async fn answer(State(services): State<Shared>, headers: HeaderMap, body: Bytes)
     let answered = match target.split_once('.') {
         Some(("Kinesis_20131202", operation)) => services.kinesis.call(operation, &request),
         Some(("Firehose_20150804", operation)) => services.firehose.call(operation, &request),
+        Some(("DynamoDB_20120810", operation)) => services.dynamodb.call(operation, &request),
         _ => Err(AwsError::unknown_operation(target)),
     };
     match answered {
