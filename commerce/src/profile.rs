@@ -205,6 +205,9 @@ pub struct VisitFacts {
     pub category_views: Vec<(String, String, String, i64)>,
     /// Sessions of identified customers: (customer id, summary).
     pub sessions: Vec<(String, SessionSummary)>,
+    /// Sessions another one absorbed (a late event joined them): (anonymous id, session id).
+    /// Their events are in the survivor's summary now.
+    pub absorbed_sessions: Vec<(String, String)>,
 }
 
 impl VisitFacts {
@@ -260,6 +263,7 @@ impl VisitFacts {
             && self.traits.is_empty()
             && self.category_views.is_empty()
             && self.sessions.is_empty()
+            && self.absorbed_sessions.is_empty()
     }
 }
 

@@ -153,10 +153,16 @@ impl Pick<'_> {
 }
 
 /// Migrations, in order; each runs once per database, in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/0001_orders_and_customers.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/0001_orders_and_customers.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/0002_customer_sessions_by_visitor.sql"),
+    ),
+];
 
 /// The one implementation, for both databases.
 pub struct SqlCommerce {
@@ -773,9 +779,11 @@ impl CommerceStore for SqlCommerce {
                     utm_source)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (customer_id, session_id) DO UPDATE SET
-                    end_at = excluded.end_at, page_views = excluded.page_views,
-                    events = excluded.events, purchases = excluded.purchases,
-                    revenue_minor = excluded.revenue_minor",
+                    start_at = excluded.start_at, end_at = excluded.end_at,
+                    page_views = excluded.page_views, events = excluded.events,
+                    purchases = excluded.purchases, revenue_minor = excluded.revenue_minor,
+                    device = excluded.device, entry_url = excluded.entry_url,
+                    utm_source = excluded.utm_source",
             )
             .bind(customer)
             .bind(&s.session_id)
@@ -789,6 +797,16 @@ impl CommerceStore for SqlCommerce {
             .bind(&s.device)
             .bind(&s.entry_url)
             .bind(&s.utm_source)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Whoever's they were: a row of an absorbed session would pass for a visit of its own.
+        for (anonymous_id, session_id) in &facts.absorbed_sessions {
+            sqlx::query(
+                "DELETE FROM customer_sessions WHERE anonymous_id = $1 AND session_id = $2",
+            )
+            .bind(anonymous_id)
+            .bind(session_id)
             .execute(&mut *tx)
             .await?;
         }

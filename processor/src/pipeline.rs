@@ -17,7 +17,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use retailmind_commerce::{CommerceError, CommerceStore, VisitFacts};
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::{
-    Backend, ConnectorError, LakeRecord, ReadBatch, StreamEntry, UndecodableRecord,
+    Backend, ConnectorError, LakeRecord, ReadBatch, StoredAt, StreamEntry, UndecodableRecord,
 };
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
@@ -536,12 +536,18 @@ impl Processor {
         undecodable: &[UndecodableRecord],
     ) -> Result<BatchOutcome, ProcessorError> {
         let sessions = async {
-            let sessions = self.write_sessions(events).await?;
+            let written = self.write_sessions(events).await?;
             if let Some(profiles) = &self.profiles {
-                let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
+                let mut facts =
+                    VisitFacts::gather(events.iter().map(|(event, _)| event), &written.snapshots);
+                facts.absorbed_sessions = written
+                    .absorbed
+                    .into_iter()
+                    .map(|gone| (gone.anonymous_id, gone.session_id))
+                    .collect();
                 profiles.observe(&facts, now_ms()).await?;
             }
-            Ok::<_, ProcessorError>(sessions)
+            Ok::<_, ProcessorError>(written.snapshots)
         };
         // The lake does not depend on the sessions: both writes wait on disk or network at the
         // same time, and the caller checkpoints only once both succeeded. The model learns
@@ -596,7 +602,7 @@ impl Processor {
         Ok(())
     }
 
-    /// Sessionizes per visitor and writes the changed snapshots; returns the snapshots written.
+    /// Sessionizes per visitor and writes the changed snapshots; returns what was written.
     ///
     /// The whole batch is read in one call and written in one call (one SQLite transaction and
     /// fsync on the embedded store). If that write loses a race for any session, the batch is
@@ -605,7 +611,7 @@ impl Processor {
     async fn write_sessions(
         &self,
         events: &[(Event, bytes::Bytes)],
-    ) -> Result<Vec<Session>, ProcessorError> {
+    ) -> Result<SessionsWritten, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         let mut late = 0;
         for (event, _) in events {
@@ -657,30 +663,33 @@ impl Processor {
     }
 
     /// Writes what [`sessionize`] made: the plain snapshots in one call, then each merge in a
-    /// call of its own (all or nothing for its sessions). Returns the snapshots written.
-    async fn store_sessions(&self, folded: Sessionized) -> Result<Vec<Session>, ConnectorError> {
+    /// call of its own (all or nothing for its sessions).
+    async fn store_sessions(&self, folded: Sessionized) -> Result<SessionsWritten, ConnectorError> {
         let Sessionized {
-            mut changed,
-            merged,
-            ..
+            changed, merged, ..
         } = folded;
-        if !changed.is_empty() {
-            self.backend.sessions.put(&changed).await?;
+        let mut written = SessionsWritten {
+            snapshots: changed,
+            absorbed: Vec::new(),
+        };
+        if !written.snapshots.is_empty() {
+            self.backend.sessions.put(&written.snapshots).await?;
         }
         for merge in merged {
             self.backend.sessions.merge(&merge).await?;
             metrics::counter!(m::SESSIONS_ABSORBED, "consumer" => self.consumer.clone())
                 .increment(merge.absorbed.len() as u64);
-            changed.push(merge.survivor);
+            written.snapshots.push(merge.survivor);
+            written.absorbed.extend(merge.absorbed);
         }
-        Ok(changed)
+        Ok(written)
     }
 
     async fn write_sessions_by_visitor(
         &self,
         by_visitor: &BTreeMap<&str, Vec<&Event>>,
-    ) -> Result<Vec<Session>, ProcessorError> {
-        let mut written = Vec::new();
+    ) -> Result<SessionsWritten, ProcessorError> {
+        let mut written = SessionsWritten::default();
         for (visitor, visitor_events) in by_visitor {
             let visitor = *visitor;
             let mut attempt = 0;
@@ -694,8 +703,9 @@ impl Processor {
                 // Events over a session's cap were counted by the batch-wide attempt.
                 let folded = sessionize(stored, visitor_events, &self.rules);
                 match self.store_sessions(folded).await {
-                    Ok(changed) => {
-                        written.extend(changed);
+                    Ok(visitor) => {
+                        written.snapshots.extend(visitor.snapshots);
+                        written.absorbed.extend(visitor.absorbed);
                         break;
                     }
                     Err(ConnectorError::Conflict { what }) if attempt < SESSION_WRITE_ATTEMPTS => {
@@ -720,6 +730,15 @@ impl Processor {
         let earliest = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
         earliest - self.rules.inactivity_ms
     }
+}
+
+/// The sessions one batch wrote.
+#[derive(Debug, Default)]
+struct SessionsWritten {
+    /// Every snapshot written, merged survivors included.
+    snapshots: Vec<Session>,
+    /// Stored sessions that merges deleted.
+    absorbed: Vec<StoredAt>,
 }
 
 /// Splits stream entries into events (with their original bytes, which go to the lake as they

@@ -211,7 +211,7 @@ fn renumber(slots: &mut [Slot]) {
     }
 }
 
-/// The session (its position in `sessions`, sorted by start) an event at `ts` joins: the one
+/// The session (its position in `slots`, sorted by start) an event at `ts` joins: the one
 /// whose span holds it, else the nearer of its two neighbours that accepts it, else none.
 ///
 /// Only a neighbour may grow: a session further away would grow over the one between, and a

@@ -277,6 +277,7 @@ async fn profiles(store: Arc<SqlCommerce>) {
             ("u-9".into(), session("u-9", "s-1", NOW - 86_400_000, 3)),
             ("u-9".into(), session("u-9", "s-2", NOW + 1_000, 5)),
         ],
+        absorbed_sessions: Vec::new(),
     };
     store.observe(&facts, NOW).await.unwrap();
     // The stream replayed: nothing may count twice.
@@ -324,6 +325,43 @@ async fn profiles(store: Arc<SqlCommerce>) {
     assert!(store.customer("nobody").await.unwrap().is_none());
 }
 on_both!(profile_joins_orders_visits_and_traits, profiles);
+
+/// A late event joined a customer's two visits: the absorbed one's row goes, and the survivor's
+/// row takes its new start and figures, so the profile's last session is the joined one.
+async fn joined_sessions(store: Arc<SqlCommerce>) {
+    let (early, late) = (
+        session("u-5", "s-a", NOW, 2),
+        session("u-5", "s-b", NOW + 3_000_000, 4),
+    );
+    let facts = VisitFacts {
+        sessions: vec![("u-5".into(), early.clone()), ("u-5".into(), late.clone())],
+        ..VisitFacts::default()
+    };
+    store.observe(&facts, NOW).await.unwrap();
+    let p = store.customer("u-5").await.unwrap().unwrap();
+    assert_eq!(p.last_session.unwrap().session_id, "s-b");
+
+    let joined = SessionSummary {
+        start: NOW - 600_000,
+        end: late.end,
+        page_views: early.page_views + late.page_views + 1,
+        events: early.events + late.events + 1,
+        entry_url: "https://shop.example/late-entry".into(),
+        ..early.clone()
+    };
+    let facts = VisitFacts {
+        sessions: vec![("u-5".into(), joined.clone())],
+        absorbed_sessions: vec![(late.anonymous_id.clone(), "s-b".into())],
+        ..VisitFacts::default()
+    };
+    store.observe(&facts, NOW).await.unwrap();
+    // Replayed, the same.
+    store.observe(&facts, NOW).await.unwrap();
+    let p = store.customer("u-5").await.unwrap().unwrap();
+    assert_eq!(p.last_session, Some(joined));
+    assert_eq!(p.first_seen, Some(NOW - 600_000));
+}
+on_both!(a_joined_session_replaces_both_of_its_rows, joined_sessions);
 
 async fn forgetting(store: Arc<SqlCommerce>) {
     store
