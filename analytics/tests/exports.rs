@@ -467,6 +467,7 @@ async fn a_session_joined_to_one_of_the_day_before_leaves_its_old_day() {
     shop.sessions
         .merge(&Merge {
             survivor: joined.clone(),
+            survivor_read_start: Some(evening.start_ms),
             absorbed: vec![StoredAt::of(&night)],
         })
         .await

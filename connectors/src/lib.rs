@@ -35,7 +35,7 @@ pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use lease::{Lease, LeaseStore};
 pub use models::{ModelStore, StoredModel};
-pub use sessions::{Merge, SessionScan, SessionStore, StoredAt};
+pub use sessions::{Merge, SessionScan, SessionStore, StoredAt, MAX_ABSORBED};
 pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
 /// Every edge, ready to use. The collector uses `sink`, `dead_letters` and `models`

@@ -64,11 +64,18 @@ pub trait SessionStore: Send + Sync + 'static {
 /// A session that absorbed others: a late event closed the gap between them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Merge {
-    /// The earliest of them, now holding every event of the others (its id and start stay).
+    /// The earliest of them, now holding every event of the others (its id stays; its start
+    /// may have moved earlier with the same late events).
     pub survivor: Session,
+    /// The survivor's start as read from the store; `None` when the events opened it.
+    pub survivor_read_start: Option<i64>,
     /// Where the sessions it absorbed are stored, and at which versions.
     pub absorbed: Vec<StoredAt>,
 }
+
+/// Most sessions one merge absorbs: DynamoDB writes the survivor (a put, or a delete and a put
+/// when its start moved) and deletes each absorbed session in one transaction of at most 100.
+pub const MAX_ABSORBED: usize = 98;
 
 /// A stored session's key, id and version, as read.
 #[derive(Clone, Debug, PartialEq, Eq)]

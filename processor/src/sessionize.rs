@@ -6,13 +6,13 @@
 //! valves against bots that never stop; the second also bounds a session's size, which must fit
 //! one DynamoDB item of 400 KB with its event ids).
 //! There is no split at midnight or on a campaign change. A late event that closes the gap
-//! between two sessions joins them into one, the earlier absorbing the later: the sessions are
-//! then the same whatever order and batches the events came in. An event whose id a session
+//! between two sessions joins them into one, the earlier absorbing the later: while neither
+//! valve acts, the sessions are then the same whatever order and batches the events came in. An event whose id a session
 //! already holds is not counted again, so replaying the stream changes nothing. An event that
 //! reached the collector more than `allowed_lateness_ms` after it happened is [`too_late`]:
 //! measured by its own two times, so a replay judges it as the first pass did.
 
-use retailmind_connectors::{Merge, StoredAt};
+use retailmind_connectors::{Merge, StoredAt, MAX_ABSORBED};
 use retailmind_schema::{
     device_class, Event, Payload, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT,
 };
@@ -127,6 +127,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         } else {
             out.merged.push(Merge {
                 survivor: session,
+                survivor_read_start: slot.stored.map(|(start_ms, _)| start_ms),
                 absorbed: slot.absorbed,
             });
         }
@@ -144,7 +145,11 @@ fn join_bridged(slots: &mut Vec<Slot>, rules: &SessionRules) {
         // Two stored sessions that no event touched were apart when written (under these rules
         // or earlier ones); only a change may join them.
         let touched = earlier.changed || later.changed;
-        if touched && joinable(&earlier.session, &later.session, rules) {
+        // Past this many, the rest wait for the visitor's next events (each join is a write).
+        let deletes =
+            earlier.absorbed.len() + later.absorbed.len() + usize::from(later.stored.is_some());
+        let room = deletes <= MAX_ABSORBED;
+        if touched && room && joinable(&earlier.session, &later.session, rules) {
             let later = slots.remove(at);
             let earlier = &mut slots[at - 1];
             earlier.changed = true;

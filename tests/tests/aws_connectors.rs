@@ -402,8 +402,10 @@ async fn the_merge_rule(sessions: Sessions) {
         version: 2,
         ..a.clone()
     };
-    let merge = |survivor: &Session, absorbed: &[&Session]| Merge {
+    // The survivor as written, its start as read (none when new), what it absorbs as read.
+    let merge = |survivor: &Session, read_start: Option<i64>, absorbed: &[&Session]| Merge {
         survivor: survivor.clone(),
+        survivor_read_start: read_start,
         absorbed: absorbed.iter().map(|s| StoredAt::of(s)).collect(),
     };
     let stale_b = Session {
@@ -411,7 +413,7 @@ async fn the_merge_rule(sessions: Sessions) {
         ..b.clone()
     };
     assert!(
-        is_conflict(sessions.merge(&merge(&joined, &[&stale_b])).await),
+        is_conflict(sessions.merge(&merge(&joined, Some(t), &[&stale_b])).await),
         "an absorbed session read at another version"
     );
     let stale_survivor = Session {
@@ -419,20 +421,24 @@ async fn the_merge_rule(sessions: Sessions) {
         ..joined.clone()
     };
     assert!(
-        is_conflict(sessions.merge(&merge(&stale_survivor, &[&b])).await),
+        is_conflict(
+            sessions
+                .merge(&merge(&stale_survivor, Some(t), &[&b]))
+                .await
+        ),
         "a survivor written over another version"
     );
     let stored = sessions.sessions_of("anon-m").await.expect("query");
     assert_eq!(stored, [a.clone(), b.clone(), c.clone()], "nothing changed");
 
     sessions
-        .merge(&merge(&joined, &[&b]))
+        .merge(&merge(&joined, Some(t), &[&b]))
         .await
         .expect("a absorbs b");
     let stored = sessions.sessions_of("anon-m").await.expect("query");
     assert_eq!(stored, [joined.clone(), c.clone()]);
     assert!(
-        is_conflict(sessions.merge(&merge(&joined, &[&b])).await),
+        is_conflict(sessions.merge(&merge(&joined, Some(t), &[&b])).await),
         "the same merge again"
     );
 
@@ -444,7 +450,7 @@ async fn the_merge_rule(sessions: Sessions) {
         ..joined.clone()
     };
     sessions
-        .merge(&merge(&moved, &[&c]))
+        .merge(&merge(&moved, Some(t), &[&c]))
         .await
         .expect("a moved survivor absorbs c");
     let stored = sessions.sessions_of("anon-m").await.expect("query");
@@ -459,7 +465,7 @@ async fn the_merge_rule(sessions: Sessions) {
         ..moved.clone()
     };
     sessions
-        .merge(&merge(&opened, &[&moved]))
+        .merge(&merge(&opened, None, &[&moved]))
         .await
         .expect("a new session absorbs a stored one");
     let stored = sessions.sessions_of("anon-m").await.expect("query");

@@ -1,11 +1,15 @@
 //! DynamoDB BatchWriteItem answering some requests as `UnprocessedItems`, or refusing a whole
-//! call for throughput, through the real AWS SDK and HTTP against the in-process fake of
-//! `retailmind_tests::fake_aws` (moto carries out every request). The model store's chunks and
-//! a forgotten visitor's sessions are written this way; the normal path runs against moto in
+//! call for throughput, and TransactWriteItems cancelled for throughput rather than a failed
+//! condition, through the real AWS SDK and HTTP against the in-process fake of
+//! `retailmind_tests::fake_aws` (moto carries out every request, and cancels transactions only
+//! for conditions). The model store's chunks and a forgotten visitor's sessions are written by
+//! BatchWriteItem, a session merge by TransactWriteItems; the normal paths run against moto in
 //! `model_store` and `aws_connectors`.
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
-use retailmind_connectors::aws::batch_write;
+use retailmind_connectors::aws::{self, batch_write};
+use retailmind_connectors::{AwsConfig, ConnectorError, Merge, StoredAt};
+use retailmind_schema::Session;
 use retailmind_tests::fake_aws::{BatchFault, BatchFaults, FakeAws};
 use serde_json::Value;
 
@@ -129,4 +133,45 @@ async fn unprocessed_items_are_sent_again_and_only_they() {
         assert_eq!(left.len(), 30, "{left:?}");
         assert!(left.iter().all(|k| !k.ends_with("|{\"N\":\"0\"}")));
     });
+}
+
+/// Only a failed condition is a lost race (re-read and write again at once); a transaction
+/// cancelled for throughput or another transaction on its items is throttling (back off).
+#[tokio::test]
+async fn a_merge_cancelled_for_throughput_is_throttling_not_a_lost_race() {
+    let fake = FakeAws::start(1).await;
+    fake.with(|s| {
+        s.dynamodb.transaction_cancellations = [
+            vec!["None", "ThrottlingError"],
+            vec!["TransactionConflict", "None"],
+            vec!["None", "ConditionalCheckFailed"],
+        ]
+        .into();
+    });
+    let sessions = aws::backend(&fake.sdk_config(), &AwsConfig::new("us-east-1")).sessions;
+    let session = |start_ms: i64, version: u64| Session {
+        session_id: format!("s-{start_ms}"),
+        anonymous_id: "anon-t".into(),
+        start_ms,
+        end_ms: start_ms + 60_000,
+        event_count: 1,
+        event_ids: vec![uuid::Uuid::now_v7()],
+        version,
+        ..Session::default()
+    };
+    let merge = Merge {
+        survivor: session(0, 1),
+        survivor_read_start: None,
+        absorbed: vec![StoredAt::of(&session(1_200_000, 1))],
+    };
+    for expected in ["throttled", "throttled", "conflict", "written"] {
+        let outcome = match sessions.merge(&merge).await {
+            Err(ConnectorError::Throttled { .. }) => "throttled",
+            Err(ConnectorError::Conflict { .. }) => "conflict",
+            Ok(()) => "written",
+            Err(other) => panic!("{other}"),
+        };
+        assert_eq!(outcome, expected);
+    }
+    assert_eq!(fake.with(|s| s.dynamodb.transactions), 4);
 }

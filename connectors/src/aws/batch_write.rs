@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::WriteRequest;
 use aws_sdk_dynamodb::Client;
 
 use super::errors::sdk_error;
-use super::retry::{send_all, EntryFailure, RetryPolicy};
-use crate::error::Result;
+use super::retry::{send_all, EntryFailure, Outcomes, RetryPolicy};
+use crate::error::{ConnectorError, Result};
 
 const SERVICE: &str = "dynamodb";
 
@@ -44,7 +44,7 @@ pub(crate) async fn write_all_with(
                 .and_then(|tables| tables.get(table))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            Ok(pending
+            let outcomes: Outcomes = pending
                 .iter()
                 .map(|request| {
                     unprocessed.contains(request).then(|| EntryFailure {
@@ -53,7 +53,19 @@ pub(crate) async fn write_all_with(
                         throttled: true,
                     })
                 })
-                .collect())
+                .collect();
+            // An unprocessed request that matches none sent would otherwise pass for done.
+            let matched = outcomes.iter().filter(|o| o.is_some()).count();
+            if matched != unprocessed.len() {
+                return Err(ConnectorError::unavailable(
+                    SERVICE,
+                    format!(
+                        "{} requests came back unprocessed from {table}, {matched} of them sent",
+                        unprocessed.len()
+                    ),
+                ));
+            }
+            Ok(outcomes)
         })
         .await?;
     }

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::BuildError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
@@ -196,15 +197,39 @@ impl DynamoSessions {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-            {
-                Err(ConnectorError::Conflict { what: what() })
-            }
-            Err(e) => Err(sdk_error(SERVICE, e)),
+        let e = match answer {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+            e.as_service_error()
+        else {
+            return Err(sdk_error(SERVICE, e));
+        };
+        // DynamoDB cancels a transaction for a failed condition and for throughput or a
+        // concurrent transaction on the same items too; only the first is a lost race.
+        let reasons: Vec<&str> = canceled
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code())
+            .filter(|code| *code != "None")
+            .collect();
+        if reasons.contains(&"ConditionalCheckFailed") {
+            return Err(ConnectorError::Conflict { what: what() });
+        }
+        let detail = format!("{} cancelled: {}", what(), reasons.join(", "));
+        let passing = [
+            "ThrottlingError",
+            "ProvisionedThroughputExceeded",
+            "TransactionConflict",
+        ];
+        if reasons.iter().any(|code| passing.contains(code)) {
+            Err(ConnectorError::Throttled {
+                service: SERVICE,
+                detail,
+            })
+        } else {
+            Err(ConnectorError::unavailable(SERVICE, detail))
         }
     }
 
@@ -282,19 +307,20 @@ impl SessionStore for DynamoSessions {
             .buffer_unordered(PUTS_IN_FLIGHT)
             .collect()
             .await;
-        // A lost race comes first: the caller re-reads those visitors and writes them again.
-        let mut failure = None;
+        // Any other failure first (throttling wants a backoff before anything is re-read);
+        // then a lost race, after which the caller re-reads those visitors and writes again.
+        let mut conflict = None;
         for outcome in outcomes {
             match outcome {
-                Err(conflict @ ConnectorError::Conflict { .. }) => return Err(conflict),
-                Err(other) => {
-                    failure.get_or_insert(other);
+                Err(lost @ ConnectorError::Conflict { .. }) => {
+                    conflict.get_or_insert(lost);
                 }
+                Err(other) => return Err(other),
                 Ok(()) => {}
             }
         }
-        if let Some(failure) = failure {
-            return Err(failure);
+        if let Some(conflict) = conflict {
+            return Err(conflict);
         }
         tracing::debug!(table = %self.table, sessions = sessions.len(), "sessions written");
         Ok(())
@@ -303,31 +329,17 @@ impl SessionStore for DynamoSessions {
     async fn merge(&self, merge: &Merge) -> Result<()> {
         let survivor = &merge.survivor;
         let mut items = Vec::with_capacity(merge.absorbed.len() + 2);
-        if survivor.version <= 1 {
-            items.push(self.put_where_none(survivor)?);
-        } else {
-            // Its start may have moved too (the same late events): find the item it replaces.
-            let stored = self.query_ascending(&survivor.anonymous_id, None).await?;
-            match stored.iter().find(|s| s.session_id == survivor.session_id) {
-                Some(before) if before.start_ms == survivor.start_ms => {
-                    items.push(self.put_if(survivor, Some(survivor.version - 1))?);
-                }
-                Some(before) => {
-                    items.push(self.delete_at(
-                        &survivor.anonymous_id,
-                        before.start_ms,
-                        survivor.version - 1,
-                    )?);
-                    items.push(self.put_where_none(survivor)?);
-                }
-                None => {
-                    return Err(ConnectorError::Conflict {
-                        what: format!(
-                            "session {} of {:?}: no longer stored",
-                            survivor.session_id, survivor.anonymous_id
-                        ),
-                    })
-                }
+        let previous = survivor.version.saturating_sub(1);
+        match merge.survivor_read_start {
+            None => items.push(self.put_where_none(survivor)?),
+            Some(start) if start == survivor.start_ms => {
+                items.push(self.put_if(survivor, Some(previous))?);
+            }
+            // Its start moved earlier with the same late events: the item under the old start
+            // goes in the same transaction.
+            Some(start) => {
+                items.push(self.delete_at(&survivor.anonymous_id, start, previous)?);
+                items.push(self.put_where_none(survivor)?);
             }
         }
         for absorbed in &merge.absorbed {

@@ -518,6 +518,40 @@ fn batches_in_any_order_keep_a_visitors_sessions_disjoint_and_every_event_counte
     }
 }
 
+#[test]
+fn one_write_absorbs_at_most_what_a_dynamodb_transaction_can_delete() {
+    let rules = SessionRules {
+        max_duration_ms: 7 * 24 * 60 * MIN,
+        ..SessionRules::default()
+    };
+    // 120 visits 40 minutes apart, then a late event in every gap.
+    let visits: Vec<Event> = (0..120).map(|n| page(n, n as i64 * 40 * MIN)).collect();
+    let bridges: Vec<Event> = (0..119)
+        .map(|n| page(1_000 + n, n as i64 * 40 * MIN + 20 * MIN))
+        .collect();
+    let mut stored = Vec::new();
+    store_with(&mut stored, &visits, &rules);
+    assert_eq!(stored.len(), 120);
+
+    let refs: Vec<&Event> = bridges.iter().collect();
+    let out = sessionize(stored.clone(), &refs, &rules);
+    assert!(out.merged.iter().all(|m| m.absorbed.len() <= MAX_ABSORBED));
+    assert_eq!(
+        out.merged.iter().map(|m| m.absorbed.len()).sum::<usize>(),
+        118
+    );
+    store_with(&mut stored, &bridges, &rules);
+    assert_eq!(spans(&stored), [(0, 198, 1), (99 * 40 * MIN, 41, 2)]);
+
+    // The visitor's next event joins the rest.
+    store_with(
+        &mut stored,
+        &[page(5_000, 98 * 40 * MIN + 30 * MIN)],
+        &rules,
+    );
+    assert_eq!(spans(&stored), [(0, 240, 1)]);
+}
+
 /// Each session's start, event count and number for that visitor.
 fn spans(sessions: &[Session]) -> Vec<(i64, u32, u32)> {
     sessions

@@ -1,6 +1,7 @@
-//! DynamoDB's BatchWriteItem, the one call whose partial failure moto cannot make: requests the
-//! fault picks come back as `UnprocessedItems`, the others are carried out on a map of items
-//! keyed by their key attributes.
+//! DynamoDB's BatchWriteItem and TransactWriteItems, for the failures moto cannot make:
+//! BatchWriteItem requests the fault picks come back as `UnprocessedItems` (the others are
+//! carried out on a map of items keyed by their key attributes), and TransactWriteItems is
+//! cancelled with the reasons a test gives (throttling, a concurrent transaction).
 
 use std::collections::BTreeMap;
 
@@ -31,13 +32,44 @@ pub struct FakeDynamo {
     /// Puts carried out, in order, as the item's key: a request sent again after being carried
     /// out would show here twice.
     pub puts_done: Vec<String>,
+    /// For the coming TransactWriteItems calls in order: the cancellation reason codes of each
+    /// of its items (`"None"` for an item that was fine). Once empty, calls succeed (and store
+    /// nothing: the fake keeps no transactional items).
+    pub transaction_cancellations: std::collections::VecDeque<Vec<&'static str>>,
+    /// TransactWriteItems calls answered.
+    pub transactions: usize,
 }
 
 impl FakeDynamo {
     pub(super) fn call(&mut self, operation: &str, request: &Value) -> Result<Value, AwsError> {
-        if operation != "BatchWriteItem" {
-            return Err(AwsError::unknown_operation(operation));
+        match operation {
+            "BatchWriteItem" => self.batch_write_item(request),
+            "TransactWriteItems" => self.transact_write_items(),
+            _ => Err(AwsError::unknown_operation(operation)),
         }
+    }
+
+    fn transact_write_items(&mut self) -> Result<Value, AwsError> {
+        self.transactions += 1;
+        let Some(codes) = self.transaction_cancellations.pop_front() else {
+            return Ok(json!({}));
+        };
+        let reasons: Vec<Value> = codes
+            .iter()
+            .map(|code| json!({"Code": code, "Message": format!("{code} (fake)")}))
+            .collect();
+        Err(AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "TransactionCanceledException",
+            format!(
+                "Transaction cancelled, please refer cancellation reasons [{}]",
+                codes.join(", ")
+            ),
+        )
+        .with_member("CancellationReasons", Value::Array(reasons)))
+    }
+
+    fn batch_write_item(&mut self, request: &Value) -> Result<Value, AwsError> {
         let tables = request["RequestItems"]
             .as_object()
             .ok_or_else(|| AwsError::bad_request("BatchWriteItem without RequestItems"))?;

@@ -156,6 +156,8 @@ struct AwsError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Members of the error shape beyond its type and message.
+    members: serde_json::Map<String, Value>,
 }
 
 impl AwsError {
@@ -164,7 +166,13 @@ impl AwsError {
             status,
             code,
             message: message.into(),
+            members: serde_json::Map::new(),
         }
+    }
+
+    fn with_member(mut self, name: &str, value: Value) -> AwsError {
+        self.members.insert(name.to_owned(), value);
+        self
     }
 
     /// A request the fake cannot read.
@@ -186,7 +194,12 @@ impl IntoResponse for AwsError {
         (
             self.status,
             [("content-type", "application/x-amz-json-1.1")],
-            json!({"__type": self.code, "message": self.message}).to_string(),
+            {
+                let mut body = self.members;
+                body.insert("__type".into(), json!(self.code));
+                body.insert("message".into(), json!(self.message));
+                Value::Object(body).to_string()
+            },
         )
             .into_response()
     }
