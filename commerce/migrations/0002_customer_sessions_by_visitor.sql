@@ -1,3 +1,3 @@
--- A session another one absorbed (a late event joined them) is deleted by the visitor's id and
--- its own; without this index that delete would read the whole table.
-CREATE INDEX customer_sessions_by_visitor ON customer_sessions (anonymous_id, session_id);
+-- A session summary replaces the visitor's other rows within its span (a session it absorbed
+-- when a late event joined them): found by visitor and start instead of reading the table.
+CREATE INDEX customer_sessions_by_visitor ON customer_sessions (anonymous_id, start_at);

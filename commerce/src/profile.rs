@@ -203,11 +203,10 @@ pub struct VisitFacts {
     pub traits: Vec<(String, Traits, i64)>,
     /// Product views of identified customers: (customer id, event id, category, when).
     pub category_views: Vec<(String, String, String, i64)>,
-    /// Sessions of identified customers: (customer id, summary).
+    /// Sessions of identified customers: (customer id, summary). A summary replaces every
+    /// other row of its visitor that starts within its span: a session it absorbed (a late event
+    /// joined them), or itself under another customer.
     pub sessions: Vec<(String, SessionSummary)>,
-    /// Sessions another one absorbed (a late event joined them): (anonymous id, session id).
-    /// Their events are in the survivor's summary now.
-    pub absorbed_sessions: Vec<(String, String)>,
 }
 
 impl VisitFacts {
@@ -263,7 +262,6 @@ impl VisitFacts {
             && self.traits.is_empty()
             && self.category_views.is_empty()
             && self.sessions.is_empty()
-            && self.absorbed_sessions.is_empty()
     }
 }
 

@@ -799,14 +799,21 @@ impl CommerceStore for SqlCommerce {
             .bind(&s.utm_source)
             .execute(&mut *tx)
             .await?;
-        }
-        // Whoever's they were: a row of an absorbed session would pass for a visit of its own.
-        for (anonymous_id, session_id) in &facts.absorbed_sessions {
+            // A visitor's sessions never overlap, so another row of theirs starting within
+            // this one is stale: a session this one absorbed, whose row would pass for a visit
+            // of its own, or this one under a customer it no longer belongs to. Derived from the
+            // summary alone, so a summary written again (a replay, the visitor's next event)
+            // cleans up after an attempt that failed halfway.
             sqlx::query(
-                "DELETE FROM customer_sessions WHERE anonymous_id = $1 AND session_id = $2",
+                "DELETE FROM customer_sessions WHERE anonymous_id = $1
+                   AND start_at >= $2 AND start_at <= $3
+                   AND NOT (customer_id = $4 AND session_id = $5)",
             )
-            .bind(anonymous_id)
-            .bind(session_id)
+            .bind(&s.anonymous_id)
+            .bind(s.start)
+            .bind(s.end)
+            .bind(customer)
+            .bind(&s.session_id)
             .execute(&mut *tx)
             .await?;
         }

@@ -17,7 +17,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use retailmind_commerce::{CommerceError, CommerceStore, VisitFacts};
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::{
-    Backend, ConnectorError, LakeRecord, ReadBatch, StoredAt, StreamEntry, UndecodableRecord,
+    Backend, ConnectorError, LakeRecord, ReadBatch, StreamEntry, UndecodableRecord,
 };
 use retailmind_schema::{Event, Session};
 use thiserror::Error;
@@ -536,18 +536,12 @@ impl Processor {
         undecodable: &[UndecodableRecord],
     ) -> Result<BatchOutcome, ProcessorError> {
         let sessions = async {
-            let written = self.write_sessions(events).await?;
+            let sessions = self.write_sessions(events).await?;
             if let Some(profiles) = &self.profiles {
-                let mut facts =
-                    VisitFacts::gather(events.iter().map(|(event, _)| event), &written.snapshots);
-                facts.absorbed_sessions = written
-                    .absorbed
-                    .into_iter()
-                    .map(|gone| (gone.anonymous_id, gone.session_id))
-                    .collect();
+                let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
                 profiles.observe(&facts, now_ms()).await?;
             }
-            Ok::<_, ProcessorError>(written.snapshots)
+            Ok::<_, ProcessorError>(sessions)
         };
         // The lake does not depend on the sessions: both writes wait on disk or network at the
         // same time, and the caller checkpoints only once both succeeded. The model learns
@@ -560,11 +554,16 @@ impl Processor {
                 .await
                 .map_err(ProcessorError::from)
         };
-        let (sessions, (), _) = tokio::try_join!(
+        // All three run to their end even when one fails: a session write that landed must
+        // reach the profiles too, as the batch's retry will find nothing left to write.
+        let (sessions, lake, model) = tokio::join!(
             sessions,
             self.write_lake(shard_id, events, undecodable),
             model
-        )?;
+        );
+        let sessions = sessions?;
+        lake?;
+        model?;
         Ok(BatchOutcome {
             records,
             events: events.len(),
@@ -611,7 +610,7 @@ impl Processor {
     async fn write_sessions(
         &self,
         events: &[(Event, bytes::Bytes)],
-    ) -> Result<SessionsWritten, ProcessorError> {
+    ) -> Result<Vec<Session>, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         let mut late = 0;
         for (event, _) in events {
@@ -663,33 +662,30 @@ impl Processor {
     }
 
     /// Writes what [`sessionize`] made: the plain snapshots in one call, then each merge in a
-    /// call of its own (all or nothing for its sessions).
-    async fn store_sessions(&self, folded: Sessionized) -> Result<SessionsWritten, ConnectorError> {
+    /// call of its own (all or nothing for its sessions). Returns the snapshots written.
+    async fn store_sessions(&self, folded: Sessionized) -> Result<Vec<Session>, ConnectorError> {
         let Sessionized {
-            changed, merged, ..
+            mut changed,
+            merged,
+            ..
         } = folded;
-        let mut written = SessionsWritten {
-            snapshots: changed,
-            absorbed: Vec::new(),
-        };
-        if !written.snapshots.is_empty() {
-            self.backend.sessions.put(&written.snapshots).await?;
+        if !changed.is_empty() {
+            self.backend.sessions.put(&changed).await?;
         }
         for merge in merged {
             self.backend.sessions.merge(&merge).await?;
             metrics::counter!(m::SESSIONS_ABSORBED, "consumer" => self.consumer.clone())
                 .increment(merge.absorbed.len() as u64);
-            written.snapshots.push(merge.survivor);
-            written.absorbed.extend(merge.absorbed);
+            changed.push(merge.survivor);
         }
-        Ok(written)
+        Ok(changed)
     }
 
     async fn write_sessions_by_visitor(
         &self,
         by_visitor: &BTreeMap<&str, Vec<&Event>>,
-    ) -> Result<SessionsWritten, ProcessorError> {
-        let mut written = SessionsWritten::default();
+    ) -> Result<Vec<Session>, ProcessorError> {
+        let mut written = Vec::new();
         for (visitor, visitor_events) in by_visitor {
             let visitor = *visitor;
             let mut attempt = 0;
@@ -703,9 +699,8 @@ impl Processor {
                 // Events over a session's cap were counted by the batch-wide attempt.
                 let folded = sessionize(stored, visitor_events, &self.rules);
                 match self.store_sessions(folded).await {
-                    Ok(visitor) => {
-                        written.snapshots.extend(visitor.snapshots);
-                        written.absorbed.extend(visitor.absorbed);
+                    Ok(changed) => {
+                        written.extend(changed);
                         break;
                     }
                     Err(ConnectorError::Conflict { what }) if attempt < SESSION_WRITE_ATTEMPTS => {
@@ -730,15 +725,6 @@ impl Processor {
         let earliest = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
         earliest - self.rules.inactivity_ms
     }
-}
-
-/// The sessions one batch wrote.
-#[derive(Debug, Default)]
-struct SessionsWritten {
-    /// Every snapshot written, merged survivors included.
-    snapshots: Vec<Session>,
-    /// Stored sessions that merges deleted.
-    absorbed: Vec<StoredAt>,
 }
 
 /// Splits stream entries into events (with their original bytes, which go to the lake as they

@@ -277,7 +277,6 @@ async fn profiles(store: Arc<SqlCommerce>) {
             ("u-9".into(), session("u-9", "s-1", NOW - 86_400_000, 3)),
             ("u-9".into(), session("u-9", "s-2", NOW + 1_000, 5)),
         ],
-        absorbed_sessions: Vec::new(),
     };
     store.observe(&facts, NOW).await.unwrap();
     // The stream replayed: nothing may count twice.
@@ -326,8 +325,9 @@ async fn profiles(store: Arc<SqlCommerce>) {
 }
 on_both!(profile_joins_orders_visits_and_traits, profiles);
 
-/// A late event joined a customer's two visits: the absorbed one's row goes, and the survivor's
-/// row takes its new start and figures, so the profile's last session is the joined one.
+/// A late event joined a customer's two visits: the survivor's summary replaces the absorbed
+/// one's row (within its span) and takes its new start and figures, so the profile's last
+/// session is the joined one. A session that now belongs to another customer leaves the first.
 async fn joined_sessions(store: Arc<SqlCommerce>) {
     let (early, late) = (
         session("u-5", "s-a", NOW, 2),
@@ -351,15 +351,25 @@ async fn joined_sessions(store: Arc<SqlCommerce>) {
     };
     let facts = VisitFacts {
         sessions: vec![("u-5".into(), joined.clone())],
-        absorbed_sessions: vec![(late.anonymous_id.clone(), "s-b".into())],
         ..VisitFacts::default()
     };
     store.observe(&facts, NOW).await.unwrap();
     // Replayed, the same.
     store.observe(&facts, NOW).await.unwrap();
     let p = store.customer("u-5").await.unwrap().unwrap();
-    assert_eq!(p.last_session, Some(joined));
+    assert_eq!(p.last_session, Some(joined.clone()));
     assert_eq!(p.first_seen, Some(NOW - 600_000));
+
+    // The visitor logged in as someone else in that session: its row moves to them.
+    let facts = VisitFacts {
+        sessions: vec![("u-6".into(), joined.clone())],
+        ..VisitFacts::default()
+    };
+    store.observe(&facts, NOW).await.unwrap();
+    let p = store.customer("u-6").await.unwrap().unwrap();
+    assert_eq!(p.last_session, Some(joined));
+    let p = store.customer("u-5").await.unwrap();
+    assert!(p.as_ref().is_none_or(|p| p.last_session.is_none()), "{p:?}");
 }
 on_both!(a_joined_session_replaces_both_of_its_rows, joined_sessions);
 
