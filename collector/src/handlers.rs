@@ -120,6 +120,33 @@ impl Front {
             .admit(key.as_deref(), origin, meta.client_ip, need)
     }
 
+    /// Admits the caller of an event endpoint whose body was `read` (`key_of` finds a key in
+    /// it). A body that could not be read as a batch is refused with its own error (a 400 says
+    /// more than a 401 about a body whose key could not be found), and kept in the dead letters
+    /// when a key from outside the body was admitted.
+    async fn admit_or_refuse<T>(
+        &self,
+        read: Result<T, CollectorError>,
+        key_of: impl Fn(&T) -> Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(RequestMeta, Caller, T), CollectorError> {
+        let meta = self.meta();
+        let body_key = read.as_ref().ok().and_then(&key_of);
+        let admitted = self.admit(body_key, &meta, KeyKind::Publishable);
+        match (read, admitted) {
+            (Ok(read), admitted) => Ok((meta, admitted?, read)),
+            (Err(refusal), Err(_)) => Err(refusal),
+            (Err(refusal), Ok(caller)) => {
+                let field = match refusal {
+                    CollectorError::TooManyEvents { .. } => "events",
+                    _ => "body",
+                };
+                ingest::keep_refused_body(&self.state, &caller, bytes, field, &refusal).await?;
+                Err(refusal)
+            }
+        }
+    }
+
     pub(crate) async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
         let gzip = self
             .query
@@ -188,21 +215,41 @@ pub enum IngestAnswers {
 )]
 pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
-    // Our tracker's batches are read in one pass; anything else (Segment's, or a body with an
-    // error to name) as a general envelope.
-    if let Some(batch) = read_native_batch(&bytes, front.state.max_events_per_batch) {
-        let meta = front.meta();
-        let caller = front.admit(batch.write_key.as_deref(), &meta, KeyKind::Publishable)?;
-        let batch_id = batch.batch_id.ok_or_else(missing_batch_id)?;
-        let candidates = batch.events.into_iter().map(Candidate::native).collect();
-        return Ok(Json(
-            ingest::ingest(&front.state, &caller, &meta, batch_id, candidates).await?,
-        ));
+    let read = read_batch(&front.state, &bytes);
+    let (meta, caller, batch) = front
+        .admit_or_refuse(read, |batch| batch.write_key.as_deref(), &bytes)
+        .await?;
+    Ok(Json(
+        ingest::ingest(
+            &front.state,
+            &caller,
+            &meta,
+            batch.batch_id,
+            batch.candidates,
+        )
+        .await?,
+    ))
+}
+
+/// A batch body as read, before any key is checked.
+struct ReadBatch<'a> {
+    batch_id: Uuid,
+    write_key: Option<String>,
+    candidates: Vec<Candidate<'a>>,
+}
+
+/// Reads a batch body: ours in one pass, anything else (Segment's, or a body with an error to
+/// name) as a general envelope.
+fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, CollectorError> {
+    if let Some(batch) = read_native_batch(bytes, state.max_events_per_batch) {
+        return Ok(ReadBatch {
+            batch_id: batch.batch_id.ok_or_else(missing_batch_id)?,
+            write_key: batch.write_key,
+            candidates: batch.events.into_iter().map(Candidate::native).collect(),
+        });
     }
-    let parsed: BatchEnvelope = serde_json::from_slice(&bytes)
-        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
-    let meta = front.meta();
-    let caller = front.admit(parsed.write_key.as_deref(), &meta, KeyKind::Publishable)?;
+    let parsed: BatchEnvelope =
+        serde_json::from_slice(bytes).map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let now = now_ms();
     let (batch_id, candidates) = match (parsed.events, parsed.batch) {
         (Some(events), _) => (
@@ -210,7 +257,7 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
             events
                 .into_iter()
                 .map(|raw| Candidate::native(RawEvent::new(raw.get())))
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
         (None, Some(messages)) => (
             // Segment batches carry no id; every message has its own, kept by `convert`.
@@ -228,9 +275,12 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
             ))
         }
     };
-    Ok(Json(
-        ingest::ingest(&front.state, &caller, &meta, batch_id, candidates).await?,
-    ))
+    ingest::within_batch_limit(state, candidates.len())?;
+    Ok(ReadBatch {
+        batch_id,
+        write_key: parsed.write_key,
+        candidates,
+    })
 }
 
 fn missing_batch_id() -> CollectorError {
@@ -272,17 +322,17 @@ async fn segment_message(
     body: Body,
 ) -> Result<Json<BatchResponse>, CollectorError> {
     let bytes = front.body(body).await?;
-    let raw: &RawValue = serde_json::from_slice(&bytes)
-        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     #[derive(Deserialize)]
     struct KeyOnly {
         #[serde(default, rename = "writeKey")]
         write_key: Option<String>,
     }
-    let key: KeyOnly = serde_json::from_str(raw.get())
-        .map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
-    let meta = front.meta();
-    let caller = front.admit(key.write_key.as_deref(), &meta, KeyKind::Publishable)?;
+    let read = serde_json::from_slice::<&RawValue>(&bytes)
+        .and_then(|raw| Ok((raw, serde_json::from_str::<KeyOnly>(raw.get())?)))
+        .map_err(|e| CollectorError::MalformedBatch(e.to_string()));
+    let (meta, caller, (raw, _)) = front
+        .admit_or_refuse(read, |(_, key)| key.write_key.as_deref(), &bytes)
+        .await?;
     let candidate = Candidate::converted(
         raw,
         segment::convert(raw, Some(segment_type), now_ms(), None),

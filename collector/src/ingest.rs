@@ -146,6 +146,17 @@ fn capped(mut errors: Vec<RejectedField>) -> Vec<RejectedField> {
 /// 503 (the sender keeps them and retries).
 const IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// At most `max_events_per_batch` events per request.
+pub fn within_batch_limit(state: &AppState, events: usize) -> Result<(), CollectorError> {
+    if events > state.max_events_per_batch {
+        return Err(CollectorError::TooManyEvents {
+            max: state.max_events_per_batch,
+            got: events,
+        });
+    }
+    Ok(())
+}
+
 pub async fn ingest(
     state: &AppState,
     caller: &Caller,
@@ -153,12 +164,7 @@ pub async fn ingest(
     batch_id: Uuid,
     candidates: Vec<Candidate<'_>>,
 ) -> Result<BatchResponse, CollectorError> {
-    if candidates.len() > state.max_events_per_batch {
-        return Err(CollectorError::TooManyEvents {
-            max: state.max_events_per_batch,
-            got: candidates.len(),
-        });
-    }
+    within_batch_limit(state, candidates.len())?;
     if let Some(mut answer) = state.recent_batches.answer_for(&caller.key_name, batch_id) {
         metrics::counter!(m::BATCHES_DUPLICATE).increment(1);
         answer.duplicate = true;
@@ -194,21 +200,15 @@ pub async fn ingest(
             }
             Err(errors) => {
                 let errors = capped(errors);
-                let text = candidate.raw.text();
-                let kept = beginning(text, DEAD_LETTER_EVENT_BYTES);
-                let truncated = kept.len() < text.len();
+                let (event, truncated_from_bytes) = kept_text(candidate.raw.text());
                 let letter = DeadLetter {
                     batch_id,
                     index,
                     sender: &caller.key_name,
                     received_at: now,
                     errors: &errors,
-                    event: if truncated {
-                        as_json_string(kept)
-                    } else {
-                        as_json(text)
-                    },
-                    truncated_from_bytes: truncated.then_some(text.len()),
+                    event,
+                    truncated_from_bytes,
                 };
                 dead_letters.push(StreamRecord {
                     partition_key: caller.key_name.clone(),
@@ -280,6 +280,64 @@ pub async fn ingest(
     Ok(answer)
 }
 
+/// A request body refused as a whole (not JSON, not a batch, more events than allowed), as kept
+/// in the dead letters: what the sender meant to send stays findable even though no event in it
+/// could be judged on its own.
+#[derive(Serialize)]
+struct RefusedBody<'a> {
+    sender: &'a str,
+    received_at: i64,
+    errors: [RejectedField; 1],
+    /// The body as it arrived (after gzip): its JSON when it is JSON, else a string (bytes that
+    /// are not UTF-8 replaced by U+FFFD); cut like a rejected event's text.
+    body: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_from_bytes: Option<usize>,
+}
+
+/// Keeps a body refused for `error` in the dead letters, so that a sender's bug loses nothing
+/// for good. Only for a caller whose key was admitted: a body from anyone would let anyone fill
+/// the dead letters. Fails (503, the sender retries) when the dead letters cannot take it.
+pub async fn keep_refused_body(
+    state: &AppState,
+    caller: &Caller,
+    body: &[u8],
+    field: &str,
+    error: &CollectorError,
+) -> Result<(), CollectorError> {
+    let text = String::from_utf8_lossy(body);
+    let (body, truncated_from_bytes) = kept_text(&text);
+    let letter = RefusedBody {
+        sender: &caller.key_name,
+        received_at: now_ms(),
+        errors: [RejectedField::new(field, error.to_string())],
+        body,
+        truncated_from_bytes,
+    };
+    tracing::info!(sender = %caller.key_name, code = error.code(), "request body refused");
+    state
+        .dead_letters
+        .append(vec![StreamRecord {
+            partition_key: caller.key_name.clone(),
+            data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+        }])
+        .await
+        .map_err(CollectorError::SinkUnavailable)?;
+    metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);
+    Ok(())
+}
+
+/// `text` as a dead letter keeps it: its JSON when it is JSON and short enough, else its first
+/// [`DEAD_LETTER_EVENT_BYTES`] as a string, with the size it was cut from.
+fn kept_text(text: &str) -> (Box<RawValue>, Option<usize>) {
+    let kept = beginning(text, DEAD_LETTER_EVENT_BYTES);
+    if kept.len() < text.len() {
+        (as_json_string(kept), Some(text.len()))
+    } else {
+        (as_json(text), None)
+    }
+}
+
 /// The longest start of `text` of at most `max` bytes that ends on a character boundary.
 fn beginning(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -292,8 +350,8 @@ fn beginning(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// `text`, an event as it arrived, as a raw JSON value. Every event text was read as a JSON
-/// value, so the fallback (the text as a JSON string) is only a guard.
+/// `text` as a raw JSON value when it is one (every event text was read as one), else as a JSON
+/// string.
 fn as_json(text: &str) -> Box<RawValue> {
     RawValue::from_string(text.to_owned()).unwrap_or_else(|_| as_json_string(text))
 }

@@ -5,6 +5,8 @@ pub const EVENTS_REJECTED: &str = "collector_events_rejected_total";
 pub const BATCHES_DUPLICATE: &str = "collector_batches_duplicate_total";
 /// Events dropped because an earlier batch already wrote their ids.
 pub const EVENTS_DUPLICATE: &str = "collector_events_duplicate_total";
+/// Request bodies refused as a whole (not a batch, too many events) and kept in the dead letters.
+pub const BODIES_DEAD_LETTERED: &str = "collector_bodies_dead_lettered_total";
 pub const REQUESTS_REFUSED: &str = "collector_requests_refused_total";
 pub const SINK_APPEND_SECONDS: &str = "collector_sink_append_seconds";
 pub const SINK_FAILURES: &str = "collector_sink_failures_total";

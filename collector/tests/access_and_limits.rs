@@ -245,6 +245,93 @@ async fn rejected_events_are_kept_in_the_dead_letters_with_their_reasons() {
     assert_eq!(letter["event"]["context"]["page"]["url"], "ftp://nope");
 }
 
+/// A body that is not a batch at all (cut short, not JSON, more events than allowed) has no
+/// event to judge on its own: it is refused with a 400 and kept whole in the dead letters,
+/// under the name of the key that sent it, so a sender's bug loses nothing for good. Only a key
+/// from outside the body can be trusted here; without one nothing is kept, or anyone could
+/// fill the dead letters.
+#[tokio::test]
+async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
+    let h = Harness::new(CollectorConfig {
+        keys: keys(),
+        max_events_per_batch: 3,
+        ..CollectorConfig::default()
+    });
+    let send = |uri: &str, body: Vec<u8>| {
+        let request = Request::post(uri)
+            .header(header::ORIGIN, SHOP)
+            .body(Body::from(body))
+            .unwrap();
+        h.send(request)
+    };
+    let cut = r#"{"batch_id":"01936a1c-3b5e-7cc4-9a1e-0000000000aa","events":[{"type":"#;
+    let r = send("/v1/batch?key=pk_live_shop", cut.into()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(r).await["error"]["code"], "malformed_batch");
+    let too_many = batch(BATCH_ID, 4);
+    let r = send("/v1/batch?key=pk_live_shop", too_many.clone().into()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(r).await["error"]["code"], "too_many_events");
+    // Not UTF-8 either, to a Segment endpoint.
+    let r = send("/v1/track?key=pk_live_shop", b"{\"event\": \"\xff".to_vec()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // No key outside the body, or an unknown one: refused, not kept.
+    for uri in ["/v1/batch", "/v1/batch?key=pk_nobody"] {
+        let r = send(uri, cut.into()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+    }
+    assert!(h.stored().await.is_empty());
+
+    let letters: Vec<Value> = h
+        .embedded
+        .dead_letters()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["sender"], "shop web");
+        assert!(letter["received_at"].as_i64().unwrap() > 0);
+        assert!(letter.get("index").is_none());
+    }
+    assert_eq!(letters[0]["body"], cut);
+    assert_eq!(letters[0]["errors"][0]["field"], "body");
+    let reason = letters[0]["errors"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the body is not a valid batch: EOF while parsing"),
+        "{reason}"
+    );
+    assert_eq!(letters[1]["errors"][0]["field"], "events");
+    assert_eq!(
+        letters[1]["errors"][0]["reason"],
+        "the batch has 4 events, at most 3 are accepted per request"
+    );
+    // JSON stays JSON: the events are there to be replayed.
+    assert_eq!(
+        letters[1]["body"],
+        serde_json::from_str::<Value>(&too_many).unwrap()
+    );
+    assert_eq!(letters[2]["body"], "{\"event\": \"\u{fffd}");
+}
+
+/// When the dead letters cannot take a refused body, the sender hears 503 and sends it again
+/// later, as for a rejected event's letter: the 400 comes only once the body is kept.
+#[tokio::test]
+async fn a_refused_body_the_dead_letters_cannot_take_answers_503() {
+    let embedded = Embedded::new();
+    let config = CollectorConfig::default();
+    let app = router(
+        AppState::new(embedded.backend.sink.clone(), Arc::new(DownSink), &config),
+        &config,
+    );
+    let r = app
+        .oneshot(Request::post("/v1/batch").body(Body::from("[]")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key(header::RETRY_AFTER));
+}
+
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
     let mut config = CollectorConfig::default();
