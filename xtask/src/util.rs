@@ -5,8 +5,13 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+/// The checkout this xtask runs for. `cargo run` says so at run time; the path compiled in is
+/// only a fallback, since two checkouts sharing one target directory share the xtask binary
+/// too, and the one built last would otherwise send every checkout's output to its own tree.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
