@@ -210,12 +210,12 @@ pub struct VisitFacts {
 }
 
 impl VisitFacts {
-    /// Facts from events (in stream order) and the session snapshots written for them.
+    /// Facts from events (in stream order) and the sessions that hold them as stored now.
     /// Identify traits that do not pass [`normalise_traits`] are left out (the event itself was
     /// valid and is kept in the lake); the link still counts.
     pub fn gather<'a>(
         events: impl IntoIterator<Item = &'a Event>,
-        sessions: &[Session],
+        sessions: impl IntoIterator<Item = &'a Session>,
     ) -> VisitFacts {
         let mut facts = VisitFacts::default();
         for event in events {

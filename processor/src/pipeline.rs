@@ -538,7 +538,10 @@ impl Processor {
         let sessions = async {
             let sessions = self.write_sessions(events).await?;
             if let Some(profiles) = &self.profiles {
-                let facts = VisitFacts::gather(events.iter().map(|(event, _)| event), &sessions);
+                let facts = VisitFacts::gather(
+                    events.iter().map(|(event, _)| event),
+                    sessions.written.iter().chain(&sessions.replayed),
+                );
                 profiles.observe(&facts, now_ms()).await?;
             }
             Ok::<_, ProcessorError>(sessions)
@@ -554,8 +557,9 @@ impl Processor {
                 .await
                 .map_err(ProcessorError::from)
         };
-        // All three run to their end even when one fails: a session write that landed must
-        // reach the profiles too, as the batch's retry will find nothing left to write.
+        // All three run to their end even when one fails: what lands now is not done again by
+        // the batch's retry, which finds the landed sessions as `replayed` (their profile rows
+        // are written then) and the events the model learned already.
         let (sessions, lake, model) = tokio::join!(
             sessions,
             self.write_lake(shard_id, events, undecodable),
@@ -568,7 +572,7 @@ impl Processor {
             records,
             events: events.len(),
             undecodable: undecodable.len(),
-            sessions_written: sessions.len(),
+            sessions_written: sessions.written.len(),
             millis_behind_latest: None,
             shard_ended: false,
         })
@@ -601,7 +605,8 @@ impl Processor {
         Ok(())
     }
 
-    /// Sessionizes per visitor and writes the changed snapshots; returns what was written.
+    /// Sessionizes per visitor and writes the changed snapshots; returns the sessions the
+    /// events are in, written now or already.
     ///
     /// The whole batch is read in one call and written in one call (one SQLite transaction and
     /// fsync on the embedded store). If that write loses a race for any session, the batch is
@@ -610,7 +615,7 @@ impl Processor {
     async fn write_sessions(
         &self,
         events: &[(Event, bytes::Bytes)],
-    ) -> Result<Vec<Session>, ProcessorError> {
+    ) -> Result<TouchedSessions, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         let mut late = 0;
         for (event, _) in events {
@@ -638,10 +643,7 @@ impl Processor {
         let mut folded = Sessionized::default();
         for (visitor, visitor_events) in &by_visitor {
             let stored = known.remove(*visitor).unwrap_or_default();
-            let visitor = sessionize(stored, visitor_events, &self.rules);
-            folded.changed.extend(visitor.changed);
-            folded.merged.extend(visitor.merged);
-            folded.over_cap += visitor.over_cap;
+            folded.add(sessionize(stored, visitor_events, &self.rules));
         }
         if folded.over_cap > 0 {
             debug!(
@@ -662,11 +664,12 @@ impl Processor {
     }
 
     /// Writes what [`sessionize`] made: the plain snapshots in one call, then each merge in a
-    /// call of its own (all or nothing for its sessions). Returns the snapshots written.
-    async fn store_sessions(&self, folded: Sessionized) -> Result<Vec<Session>, ConnectorError> {
+    /// call of its own (all or nothing for its sessions).
+    async fn store_sessions(&self, folded: Sessionized) -> Result<TouchedSessions, ConnectorError> {
         let Sessionized {
             mut changed,
             merged,
+            replayed,
             ..
         } = folded;
         if !changed.is_empty() {
@@ -678,14 +681,17 @@ impl Processor {
                 .increment(merge.absorbed.len() as u64);
             changed.push(merge.survivor);
         }
-        Ok(changed)
+        Ok(TouchedSessions {
+            written: changed,
+            replayed,
+        })
     }
 
     async fn write_sessions_by_visitor(
         &self,
         by_visitor: &BTreeMap<&str, Vec<&Event>>,
-    ) -> Result<Vec<Session>, ProcessorError> {
-        let mut written = Vec::new();
+    ) -> Result<TouchedSessions, ProcessorError> {
+        let mut touched = TouchedSessions::default();
         for (visitor, visitor_events) in by_visitor {
             let visitor = *visitor;
             let mut attempt = 0;
@@ -699,8 +705,9 @@ impl Processor {
                 // Events over a session's cap were counted by the batch-wide attempt.
                 let folded = sessionize(stored, visitor_events, &self.rules);
                 match self.store_sessions(folded).await {
-                    Ok(changed) => {
-                        written.extend(changed);
+                    Ok(visitor) => {
+                        touched.written.extend(visitor.written);
+                        touched.replayed.extend(visitor.replayed);
                         break;
                     }
                     Err(ConnectorError::Conflict { what }) if attempt < SESSION_WRITE_ATTEMPTS => {
@@ -716,7 +723,7 @@ impl Processor {
                 }
             }
         }
-        Ok(written)
+        Ok(touched)
     }
 
     /// From when on a visitor's stored sessions may take these events: the session in progress
@@ -725,6 +732,15 @@ impl Processor {
         let earliest = events.iter().map(|e| e.timestamp).min().unwrap_or(0);
         earliest - self.rules.inactivity_ms
     }
+}
+
+/// The sessions a batch's events are in, once written.
+#[derive(Default)]
+struct TouchedSessions {
+    /// The snapshots this batch wrote.
+    written: Vec<Session>,
+    /// Stored sessions that held some of its events already and did not change.
+    replayed: Vec<Session>,
 }
 
 /// Splits stream entries into events (with their original bytes, which go to the lake as they

@@ -54,12 +54,34 @@ pub struct Sessionized {
     /// Events kept out of every session because they fell within the span of a session that
     /// already holds `max_events` (after it, a new session starts; within it, one would overlap).
     pub over_cap: u64,
+    /// Stored sessions that already held some of these events and did not change: a batch
+    /// applied again after its session write landed (and something after it failed) finds its
+    /// sessions here, so what follows that write (the customer profiles) still hears of them.
+    pub replayed: Vec<Session>,
+}
+
+impl Sessionized {
+    /// Adds another visitor's outcome to this one.
+    pub fn add(&mut self, other: Sessionized) {
+        let Sessionized {
+            changed,
+            merged,
+            over_cap,
+            replayed,
+        } = other;
+        self.changed.extend(changed);
+        self.merged.extend(merged);
+        self.over_cap += over_cap;
+        self.replayed.extend(replayed);
+    }
 }
 
 /// A visitor's session while events are folded in.
 struct Slot {
     session: Session,
     changed: bool,
+    /// It already held one of the events.
+    replayed: bool,
     /// Its stored start and version, as read; `None` for one these events opened.
     stored: Option<(i64, u64)>,
     /// Stored sessions this one absorbed.
@@ -76,6 +98,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
             stored: Some((session.start_ms, session.version)),
             session,
             changed: false,
+            replayed: false,
             absorbed: Vec::new(),
         })
         .collect();
@@ -84,10 +107,11 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
     ordered.sort_by_key(|e| (e.timestamp, e.event_id));
 
     for event in ordered {
-        if slots
-            .iter()
-            .any(|slot| slot.session.event_ids.contains(&event.event_id))
+        if let Some(slot) = slots
+            .iter_mut()
+            .find(|slot| slot.session.event_ids.contains(&event.event_id))
         {
+            slot.replayed = true;
             continue;
         }
         match home(&slots, event.timestamp, rules).map(|at| &mut slots[at]) {
@@ -101,6 +125,7 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
                 let slot = Slot {
                     session: start(event),
                     changed: true,
+                    replayed: false,
                     stored: None,
                     absorbed: Vec::new(),
                 };
@@ -118,7 +143,13 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         over_cap,
         ..Sessionized::default()
     };
-    for slot in slots.into_iter().filter(|slot| slot.changed) {
+    for slot in slots {
+        if !slot.changed {
+            if slot.replayed {
+                out.replayed.push(slot.session);
+            }
+            continue;
+        }
         let mut session = slot.session;
         session.settle();
         session.version += 1;

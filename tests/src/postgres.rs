@@ -92,17 +92,23 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Runs `sql` on the database at `url` (one of [`fresh_database`]'s), as an operator would
+/// with psql: to break a table under a running service and mend it again.
+pub fn execute(url: &str, sql: &str) {
+    let out = psql_on(url, sql);
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+}
+
 fn psql(port: u16, sql: &str) -> std::process::Output {
+    psql_on(
+        &format!("postgres://retailmind@127.0.0.1:{port}/postgres"),
+        sql,
+    )
+}
+
+fn psql_on(url: &str, sql: &str) -> std::process::Output {
     Command::new(bin_dir().join("psql"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "retailmind",
-        ])
-        .args(["-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args(["-d", url, "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("psql runs")
 }

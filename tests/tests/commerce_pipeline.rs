@@ -43,14 +43,18 @@ async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A fresh database on the test PostgreSQL server, and the orders store over it.
+async fn orders_database() -> (String, Arc<dyn CommerceStore>) {
+    let url = retailmind_tests::postgres::fresh_database().await;
+    let commerce = SqlCommerce::connect(&url, 8)
+        .await
+        .expect("PostgreSQL opens");
+    (url, Arc::new(commerce))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browsing_identify_and_an_order_make_one_profile_on_postgres() {
-    let url = retailmind_tests::postgres::fresh_database().await;
-    let commerce: Arc<dyn CommerceStore> = Arc::new(
-        SqlCommerce::connect(&url, 8)
-            .await
-            .expect("PostgreSQL opens"),
-    );
+    let (_, commerce) = orders_database().await;
     let dir = tempfile::tempdir().unwrap();
     let backend = embedded::open(dir.path()).unwrap();
     let pipeline = Pipeline::start_with(backend.clone(), Some(commerce.clone())).await;
@@ -239,4 +243,69 @@ fn lake_contains(root: &std::path::Path, needle: &str) -> bool {
             std::fs::read_to_string(&path).is_ok_and(|text| text.contains(needle))
         }
     })
+}
+
+/// The orders database fails for a moment after a batch's sessions were stored: the batch is
+/// not checkpointed and is applied again. Its sessions hold its events already, so nothing is
+/// written to them the second time, yet the customer's profile still gets the session (it used
+/// to get it only with the visitor's next event, never if there was none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_write_that_failed_after_its_sessions_landed_is_made_by_the_retry() {
+    let (url, commerce) = orders_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    let t0 = retailmind_connectors::clock::now_ms() - 60_000;
+    let records = (0..3)
+        .map(|i| {
+            let e = event("page_view", t0 + i * 1_000, Some("cust-retry"), json!({}));
+            retailmind_connectors::StreamRecord {
+                partition_key: "anon-e2e".into(),
+                data: e.to_string().into_bytes().into(),
+            }
+        })
+        .collect();
+    backend.sink.append(records).await.unwrap();
+    let processor = retailmind_processor::Processor::new(
+        backend.clone(),
+        &retailmind_processor::ProcessorConfig {
+            consumer: "profile-retry".into(),
+            ..retailmind_processor::ProcessorConfig::default()
+        },
+    )
+    .with_profiles(commerce.clone());
+
+    retailmind_tests::postgres::execute(
+        &url,
+        "ALTER TABLE customer_sessions RENAME TO customer_sessions_away",
+    );
+    let failed = processor.poll_once().await;
+    assert!(failed.is_err(), "the profile write fails: {failed:?}");
+    let stored = backend.sessions.sessions_of("anon-e2e").await.unwrap();
+    assert_eq!(stored.len(), 1, "the session write landed before");
+    assert_eq!(stored[0].event_count, 3);
+
+    retailmind_tests::postgres::execute(
+        &url,
+        "ALTER TABLE customer_sessions_away RENAME TO customer_sessions",
+    );
+    let outcome = processor.poll_once().await.expect("the retry succeeds");
+    assert_eq!(outcome, 3, "the batch is read again from the checkpoint");
+    let again = backend.sessions.sessions_of("anon-e2e").await.unwrap();
+    assert_eq!(
+        again[0].version, stored[0].version,
+        "no session written twice"
+    );
+
+    let profile = commerce
+        .customer("cust-retry")
+        .await
+        .unwrap()
+        .expect("the customer is known");
+    let last = profile
+        .last_session
+        .expect("the session reached the profile");
+    assert_eq!(
+        (last.session_id.as_str(), last.events, last.start, last.end),
+        (stored[0].session_id.as_str(), 3, t0, t0 + 2_000)
+    );
 }

@@ -100,6 +100,31 @@ fn replayed_events_change_nothing() {
     assert!(again.is_empty(), "a replay must not rewrite sessions");
 }
 
+/// A replay writes nothing, but says which stored sessions held its events (and only those):
+/// what comes after the session write (profiles) may have failed the first time.
+#[test]
+fn a_replay_names_the_stored_sessions_that_held_its_events() {
+    let stored = run(
+        vec![],
+        &[page(1, 0), page(2, 5 * MIN), page(3, 2 * 60 * MIN)],
+    );
+    assert_eq!(stored.len(), 2);
+    let rules = SessionRules::default();
+    let replay = [page(2, 5 * MIN)];
+    let refs: Vec<&Event> = replay.iter().collect();
+    let out = sessionize(stored.clone(), &refs, &rules);
+    assert!(out.changed.is_empty() && out.merged.is_empty());
+    assert_eq!(out.replayed, [stored[0].clone()]);
+
+    // An old event and a new one in the same session: it changed, and is reported so, once.
+    let mixed = [page(2, 5 * MIN), page(4, 6 * MIN)];
+    let refs: Vec<&Event> = mixed.iter().collect();
+    let out = sessionize(stored, &refs, &rules);
+    assert_eq!(out.changed.len(), 1);
+    assert_eq!(out.changed[0].event_count, 3);
+    assert!(out.replayed.is_empty());
+}
+
 #[test]
 fn new_events_extend_a_stored_session_and_bump_its_version() {
     let stored = run(vec![], &[page(1, 0)]);
