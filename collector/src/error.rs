@@ -165,7 +165,7 @@ impl IntoResponse for CollectorError {
             CollectorError::SinkUnavailable(_) => {
                 "the event stream cannot take events right now; retry with the same batch".into()
             }
-            e => e.to_string(),
+            e => crate::ingest::clipped(e.to_string()),
         };
         let (field, problems) = match self {
             CollectorError::InvalidParameter { field, .. }

@@ -251,31 +251,43 @@ fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, Co
     let parsed: BatchEnvelope =
         serde_json::from_slice(bytes).map_err(|e| CollectorError::MalformedBatch(e.to_string()))?;
     let now = now_ms();
+    // Counted before anything is made of each element: a megabyte of `0,0,0,…` is half a
+    // million elements, and a candidate is a kilobyte.
     let (batch_id, candidates) = match (parsed.events, parsed.batch) {
-        (Some(events), _) => (
-            parsed.batch_id.ok_or_else(missing_batch_id)?,
-            events
-                .into_iter()
-                .map(|raw| Candidate::native(RawEvent::new(raw.get())))
-                .collect::<Vec<_>>(),
-        ),
-        (None, Some(messages)) => (
-            // Segment batches carry no id; every message has its own, kept by `convert`.
-            parsed.batch_id.unwrap_or_else(Uuid::now_v7),
-            messages
-                .into_iter()
-                .map(|raw| {
-                    Candidate::converted(raw, segment::convert(raw, None, now, parsed.context))
-                })
-                .collect::<Vec<_>>(),
-        ),
+        (Some(_), Some(_)) => {
+            return Err(CollectorError::MalformedBatch(
+                "both `events` and `batch`: send our events or Segment messages, not both".into(),
+            ))
+        }
+        (Some(events), None) => {
+            ingest::within_batch_limit(state, events.len())?;
+            (
+                parsed.batch_id.ok_or_else(missing_batch_id)?,
+                events
+                    .into_iter()
+                    .map(|raw| Candidate::native(RawEvent::new(raw.get())))
+                    .collect::<Vec<_>>(),
+            )
+        }
+        (None, Some(messages)) => {
+            ingest::within_batch_limit(state, messages.len())?;
+            (
+                // Segment batches carry no id; every message has its own, kept by `convert`.
+                parsed.batch_id.unwrap_or_else(Uuid::now_v7),
+                messages
+                    .into_iter()
+                    .map(|raw| {
+                        Candidate::converted(raw, segment::convert(raw, None, now, parsed.context))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
         (None, None) => {
             return Err(CollectorError::MalformedBatch(
                 "missing field `events` (or `batch` for Segment messages)".into(),
             ))
         }
     };
-    ingest::within_batch_limit(state, candidates.len())?;
     Ok(ReadBatch {
         batch_id,
         write_key: parsed.write_key,

@@ -57,9 +57,25 @@ impl RejectedField {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         RejectedField {
             field: field.into(),
-            reason: reason.into(),
+            reason: clipped(reason.into()),
         }
     }
+}
+
+/// Most bytes of a reason or an error message that an answer or a dead letter carries. serde's
+/// messages quote the value at fault whole: a field holding most of a megabyte would make a
+/// letter too large for one stream record (refused, so the request answers 503 and the sender
+/// retries it forever) and an answer as large as the request.
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
+
+/// `text` cut to [`MAX_REASON_BYTES`] on a character boundary, with an ellipsis when cut.
+pub(crate) fn clipped(mut text: String) -> String {
+    if text.len() > MAX_REASON_BYTES {
+        let end = beginning(&text, MAX_REASON_BYTES).len();
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 impl From<FieldError> for RejectedField {
@@ -306,13 +322,13 @@ pub async fn keep_refused_body(
     error: &CollectorError,
 ) -> Result<(), CollectorError> {
     let text = String::from_utf8_lossy(body);
-    let (body, truncated_from_bytes) = kept_text(&text);
+    let (kept, truncated) = kept_text(&without_write_keys(&text));
     let letter = RefusedBody {
         sender: &caller.key_name,
         received_at: now_ms(),
         errors: [RejectedField::new(field, error.to_string())],
-        body,
-        truncated_from_bytes,
+        body: kept,
+        truncated_from_bytes: truncated.map(|_| body.len()),
     };
     tracing::info!(sender = %caller.key_name, code = error.code(), "request body refused");
     state
@@ -325,6 +341,47 @@ pub async fn keep_refused_body(
         .map_err(CollectorError::SinkUnavailable)?;
     metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);
     Ok(())
+}
+
+/// `text` with the value of every `"writeKey"` string replaced: a Segment server library may
+/// send its secret key in the body, and the dead letters are read by more people than the
+/// keys should be. Textual, since a refused body is often not JSON; a JSON string cannot
+/// contain an unescaped quote, so the value ends at the first one that is not escaped.
+fn without_write_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    const NAME: &str = "\"writeKey\"";
+    if !text.contains(NAME) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(NAME) {
+        let after_name = at + NAME.len();
+        out.push_str(&rest[..after_name]);
+        rest = &rest[after_name..];
+        let colon = rest.len() - rest.trim_start().len();
+        let Some(value) = rest[colon..].strip_prefix(':') else {
+            continue;
+        };
+        let quote = value.len() - value.trim_start().len();
+        let Some(string) = value[quote..].strip_prefix('"') else {
+            continue;
+        };
+        let mut escaped = false;
+        let end = string.find(|c| {
+            let close = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            close
+        });
+        let before_value = rest.len() - string.len();
+        out.push_str(&rest[..before_value]);
+        out.push_str("[redacted]");
+        rest = match end {
+            Some(end) => &string[end..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out.into()
 }
 
 /// `text` as a dead letter keeps it: its JSON when it is JSON and short enough, else its first
@@ -440,6 +497,36 @@ mod tests {
         let last = many.last().unwrap();
         assert_eq!(last.field, "event");
         assert_eq!(last.reason, "has 4981 more problems, not listed");
+    }
+
+    #[test]
+    fn write_keys_are_taken_out_of_a_refused_body_even_when_it_is_not_json() {
+        use super::without_write_keys as w;
+        assert_eq!(w(r#"{"a":1}"#), r#"{"a":1}"#);
+        assert_eq!(
+            w(r#"{"writeKey" : "sk_live", "batch": ["#),
+            r#"{"writeKey" : "[redacted]", "batch": ["#
+        );
+        assert_eq!(
+            w(r#"{"writeKey":"s\"k\\","x":{"writeKey":"again"}}"#),
+            r#"{"writeKey":"[redacted]","x":{"writeKey":"[redacted]"}}"#
+        );
+        // Cut short inside the value: the rest goes.
+        assert_eq!(w(r#"{"writeKey":"sk_li"#), r#"{"writeKey":"[redacted]"#);
+        // Not a string value, or the name as a value: left as it is.
+        assert_eq!(
+            w(r#"{"writeKey":null,"k":"writeKey"}"#),
+            r#"{"writeKey":null,"k":"writeKey"}"#
+        );
+    }
+
+    #[test]
+    fn a_reason_is_clipped_on_a_character_boundary() {
+        let long = format!("invalid type: string \"{}\"", "é".repeat(2000));
+        let clipped = super::clipped(long);
+        assert!(clipped.len() <= super::MAX_REASON_BYTES + '…'.len_utf8());
+        assert!(clipped.ends_with('…'));
+        assert_eq!(super::clipped("short".into()), "short");
     }
 
     #[test]

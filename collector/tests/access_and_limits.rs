@@ -275,6 +275,17 @@ async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
     // Not UTF-8 either, to a Segment endpoint.
     let r = send("/v1/track?key=pk_live_shop", b"{\"event\": \"\xff".to_vec()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // serde quotes the value at fault whole: the reason is clipped, the body cut, and a secret
+    // key in the body does not reach the letters.
+    let quoted = format!(
+        r#"{{"writeKey":"sk_live_shop","batch_id":"{BATCH_ID}","events":"{}"}}"#,
+        "x".repeat(200_000)
+    );
+    let quoted_len = quoted.len();
+    let r = send("/v1/batch?key=pk_live_shop", quoted.into()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let message = json_of(r).await["error"]["message"].to_string();
+    assert!(message.len() < 1100, "{} bytes", message.len());
     // No key outside the body, or an unknown one: refused, not kept.
     for uri in ["/v1/batch", "/v1/batch?key=pk_nobody"] {
         let r = send(uri, cut.into()).await;
@@ -288,7 +299,7 @@ async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(letters.len(), 3, "{letters:?}");
+    assert_eq!(letters.len(), 4, "{letters:?}");
     for letter in &letters {
         assert_eq!(letter["sender"], "shop web");
         assert!(letter["received_at"].as_i64().unwrap() > 0);
@@ -312,6 +323,15 @@ async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
         serde_json::from_str::<Value>(&too_many).unwrap()
     );
     assert_eq!(letters[2]["body"], "{\"event\": \"\u{fffd}");
+    let reason = letters[3]["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.len() < 1100 && reason.ends_with('…'), "{reason}");
+    assert_eq!(letters[3]["truncated_from_bytes"], quoted_len);
+    let kept = letters[3]["body"].as_str().unwrap();
+    assert!(
+        kept.starts_with(r#"{"writeKey":"[redacted]","batch_id""#),
+        "{kept:.80}"
+    );
+    assert!(!letters[3].to_string().contains("sk_live"));
 }
 
 /// When the dead letters cannot take a refused body, the sender hears 503 and sends it again

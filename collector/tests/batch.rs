@@ -171,6 +171,19 @@ async fn malformed_requests_get_clear_errors_and_store_nothing() {
         "the batch has 11 events, at most 10 are accepted per request"
     );
 
+    // Both formats at once: neither half is dropped without a word.
+    let mut both: Value = serde_json::from_str(&batch(vec![event(1)])).unwrap();
+    both["batch"] = json!([{"type": "track", "event": "x", "anonymousId": "a"}]);
+    let (status, body) = h.post("text/plain", both.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("both `events` and `batch`"),
+        "{body}"
+    );
+
     let (status, body) = h.post("text/plain", "x".repeat(65 * 1024)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "body_too_large");
