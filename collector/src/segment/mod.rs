@@ -68,7 +68,8 @@ pub fn convert(
     }
     let mut p = Problems::default();
     let kind = kind(&mut p, &msg, default_type);
-    let timestamp = timestamp(&mut p, &msg).unwrap_or(now_ms);
+    let sent_time = timestamp(&mut p, &msg);
+    let timestamp = sent_time.unwrap_or(now_ms);
     let user_id = p.id(&msg, "userId", "userId");
     let anonymous_id = p
         .id(&msg, "anonymousId", "anonymousId")
@@ -85,7 +86,7 @@ pub fn convert(
 
     match (anonymous_id, payload) {
         (Some(anonymous_id), Some(payload)) if p.0.is_empty() => Ok(Event {
-            event_id: event_id(message_id.as_deref(), timestamp, raw),
+            event_id: event_id(message_id.as_deref(), sent_time, raw),
             anonymous_id,
             user_id,
             session_id: None,
@@ -182,11 +183,12 @@ fn parse_time(text: &str) -> Option<i64> {
     i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
-/// `messageId` itself when it is a UUIDv7; otherwise a UUIDv7 whose time part is the event time
-/// and whose other bits are the start of SHA-256(`messageId`), so the same message sent twice
-/// (a library retry) gets the same id. Without a `messageId` the whole message text is hashed
-/// instead: an identical resend still maps to the same id.
-fn event_id(message_id: Option<&str>, timestamp_ms: i64, raw: &RawValue) -> Uuid {
+/// `messageId` itself when it is a UUIDv7; otherwise a UUIDv7 whose time part is the message's
+/// own time and whose other bits are the start of SHA-256(`messageId`), so the same message
+/// sent twice (a library retry) gets the same id. Without a `messageId` the whole message text
+/// is hashed instead: an identical resend still maps to the same id. A message without a time
+/// of its own gets time part 0, not the collector's clock, which differs on every resend.
+fn event_id(message_id: Option<&str>, sent_time_ms: Option<i64>, raw: &RawValue) -> Uuid {
     if let Some(id) = message_id.and_then(|m| Uuid::parse_str(m).ok()) {
         if id.get_version_num() == 7 {
             return id;
@@ -202,7 +204,9 @@ fn event_id(message_id: Option<&str>, timestamp_ms: i64, raw: &RawValue) -> Uuid
     let mut bits = [0u8; 10];
     bits.copy_from_slice(&digest[..10]);
     // Times before 1970 do not fit a UUIDv7; the id only needs to be stable, not meaningful.
-    let ms = u64::try_from(timestamp_ms).unwrap_or(0);
+    let ms = sent_time_ms
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(0);
     Builder::from_unix_timestamp_millis(ms, &bits).into_uuid()
 }
 

@@ -232,10 +232,14 @@ fn event_ids_are_uuid_v7_and_stable_across_resends() {
 
 #[test]
 fn without_a_time_the_collector_clock_is_used() {
-    let e = ok(
-        json!({"type": "track", "event": "X", "anonymousId": "a", "context": {"page": {"url": URL}}}),
-    );
+    let untimed = json!({"type": "track", "event": "X", "anonymousId": "a",
+        "messageId": "m-untimed", "context": {"page": {"url": URL}}});
+    let e = ok(untimed.clone());
     assert_eq!(e.timestamp, NOW);
+    // A resend arrives later: same id, so the collector writes it once.
+    let resent = convert(&raw(&untimed), None, NOW + 5_000, None).expect("again");
+    assert_eq!(resent.timestamp, NOW + 5_000);
+    assert_eq!(resent.event_id, e.event_id);
     let orig = ok(json!({"type": "track", "event": "X", "anonymousId": "a",
         "originalTimestamp": "2024-05-01T12:00:00", "context": {"page": {"url": URL}}}));
     assert_eq!(orig.timestamp, T, "no offset: UTC");
