@@ -235,11 +235,50 @@ pub async fn ingest(
         }
     }
 
+    let judged = Judged {
+        sender: caller.key_name.clone(),
+        batch_id,
+        ids,
+        records,
+        remembered,
+        rejected,
+        dead_letters,
+    };
+    // Once the events are claimed, the writes and what follows them run to their end even if
+    // the client goes away (hyper drops a request's future then): dropped halfway, the claim
+    // would release ids whose records the stream stores anyway, and the client's retry would
+    // write them again.
+    match tokio::spawn(write(state.clone(), judged)).await {
+        Ok(answer) => answer,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only at the runtime's shutdown.
+        Err(_) => Err(CollectorError::Overloaded),
+    }
+}
+
+/// A request's events as judged, everything owned, for [`write`].
+struct Judged {
+    sender: String,
+    batch_id: Uuid,
+    ids: Vec<Uuid>,
+    records: Vec<StreamRecord>,
+    /// What the recommendation session memory keeps, by position among `records`.
+    remembered: Vec<(usize, Event)>,
+    rejected: Vec<RejectedEvent>,
+    dead_letters: Vec<StreamRecord>,
+}
+
+/// Appends the accepted events that are not repeats to the stream, then the dead letters, and
+/// answers.
+async fn write(state: AppState, judged: Judged) -> Result<BatchResponse, CollectorError> {
+    let (sender, batch_id, records) = (judged.sender, judged.batch_id, judged.records);
+    let (ids, remembered, rejected) = (judged.ids, judged.remembered, judged.rejected);
+    let dead_letters = judged.dead_letters;
     let accepted = records.len();
     // Events another batch wrote (or is writing) are not written again.
     let claim = state
         .recent_events
-        .claim(&caller.key_name, &ids, IN_FLIGHT_PATIENCE)
+        .claim(&sender, &ids, IN_FLIGHT_PATIENCE)
         .await
         .map_err(|_| CollectorError::EventsInFlight)?;
     let records: Vec<StreamRecord> = records
@@ -272,7 +311,7 @@ pub async fn ingest(
     );
     claim.commit();
     if !dead_letters.is_empty() {
-        tracing::info!(%batch_id, sender = %caller.key_name, rejected = rejected.len(), "events rejected");
+        tracing::info!(%batch_id, %sender, rejected = rejected.len(), "events rejected");
         state
             .dead_letters
             .append(dead_letters)
@@ -290,9 +329,7 @@ pub async fn ingest(
         duplicate: false,
         duplicates,
     };
-    state
-        .recent_batches
-        .remember(&caller.key_name, batch_id, &answer);
+    state.recent_batches.remember(&sender, batch_id, &answer);
     Ok(answer)
 }
 

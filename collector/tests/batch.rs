@@ -57,6 +57,15 @@ impl Harness {
     async fn stored(&self) -> Vec<Event> {
         self.embedded.stored().await
     }
+
+    /// The router over `sink` in place of the embedded stream (the dead letters stay).
+    fn router_over(&self, sink: Arc<dyn EventSink>) -> axum::Router {
+        let dead_letters = self.embedded.backend.dead_letters.clone();
+        router(
+            AppState::new(sink, dead_letters, &self.config),
+            &self.config,
+        )
+    }
 }
 
 async fn post_to(
@@ -214,19 +223,8 @@ async fn an_unavailable_stream_answers_503_with_retry_after() {
 async fn an_event_in_two_batches_is_written_once_even_when_they_overlap() {
     let h = Harness::new();
     // The first write is held until the second request has arrived.
-    let gate = Arc::new(HeldSink {
-        inner: h.embedded.backend.sink.clone(),
-        release: tokio::sync::Semaphore::new(0),
-        calls: std::sync::atomic::AtomicUsize::new(0),
-    });
-    let app = router(
-        AppState::new(
-            gate.clone(),
-            h.embedded.backend.dead_letters.clone(),
-            &h.config,
-        ),
-        &h.config,
-    );
+    let gate = HeldSink::new(h.embedded.backend.sink.clone(), false);
+    let app = h.router_over(gate.clone());
     let send = |batch_id: &'static str, events: Vec<Value>| {
         let app = app.clone();
         tokio::spawn(async move {
@@ -246,7 +244,7 @@ async fn an_event_in_two_batches_is_written_once_even_when_they_overlap() {
         "01936a1c-3b5e-7cc4-9a1e-0000000000f1",
         vec![event(1), event(2)],
     );
-    let calls = || gate.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = || gate.calls();
     while calls() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -290,23 +288,86 @@ async fn an_event_in_two_batches_is_written_once_even_when_they_overlap() {
     assert_eq!(ids.len(), 3, "each event once");
 }
 
-/// Holds every append until a permit is released; counts appends started.
+/// Holds every append until a permit is released; counts appends started. With `ack_held`,
+/// the records are stored first and only the answer is held (Kinesis stored them, its answer
+/// is slow to come back).
 struct HeldSink {
     inner: Arc<dyn EventSink>,
     release: tokio::sync::Semaphore,
     calls: std::sync::atomic::AtomicUsize,
+    ack_held: bool,
+}
+
+impl HeldSink {
+    fn new(inner: Arc<dyn EventSink>, ack_held: bool) -> Arc<HeldSink> {
+        Arc::new(HeldSink {
+            inner,
+            release: tokio::sync::Semaphore::new(0),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            ack_held,
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl EventSink for HeldSink {
     async fn append(&self, records: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        let unstored = if self.ack_held {
+            self.inner.append(records).await?;
+            None
+        } else {
+            Some(records)
+        };
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.release.acquire().await.unwrap().forget();
-        self.inner.append(records).await
+        match unstored {
+            Some(records) => self.inner.append(records).await,
+            None => Ok(()),
+        }
     }
     async fn ready(&self) -> retailmind_connectors::Result<()> {
         self.inner.ready().await
     }
+}
+
+/// The client goes away while its events are being written (hyper then drops the request's
+/// future): the write still runs to its end and is remembered, so the client's retry of the
+/// batch does not write the events a second time.
+#[tokio::test]
+async fn a_client_gone_during_the_write_does_not_make_its_retry_write_again() {
+    let h = Harness::new();
+    let gate = HeldSink::new(h.embedded.backend.sink.clone(), true);
+    let app = h.router_over(gate.clone());
+    let send = || {
+        app.clone().oneshot(
+            Request::post("/v1/batch")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(batch(vec![event(1), event(2)])))
+                .unwrap(),
+        )
+    };
+    let gone = tokio::spawn(send());
+    while gate.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.stored().await.len(), 2, "stored, not yet acknowledged");
+    gone.abort();
+    assert!(gone.await.unwrap_err().is_cancelled());
+    gate.release.add_permits(1);
+
+    let retry = tokio::time::timeout(Duration::from_secs(10), send())
+        .await
+        .expect("the retry is answered")
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    let body = json_of(retry).await;
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(gate.calls(), 1, "nothing appended again: {body}");
+    assert_eq!(h.stored().await.len(), 2);
 }
 
 /// Segment's `/v1/batch` with a batch-level `context`: every message gets it, its own values
