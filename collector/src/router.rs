@@ -12,6 +12,7 @@ use axum::Router;
 use retailmind_commerce::CommerceStore;
 use retailmind_connectors::{EventSink, ModelStore, SessionStore};
 use retailmind_schema::Limits;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -129,13 +130,17 @@ impl AppState {
 
 pub fn router(state: AppState, config: &CollectorConfig) -> Router {
     // Past this many requests at once, new ones are refused with 503 instead of queueing: memory
-    // stays bounded under overload and senders keep their events for a retry.
+    // stays bounded under overload and senders keep their events for a retry. One count for the
+    // whole service: a router layer is made once per route, and a plain concurrency limit
+    // would count each route apart.
     let shed = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
             CollectorError::Overloaded.into_response()
         }))
         .load_shed()
-        .concurrency_limit(config.max_in_flight_requests.max(1));
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_in_flight_requests.max(1),
+        ));
     let ingestion = Router::new()
         .route("/v1/batch", post(handlers::post_batch))
         .route("/v1/track", post(handlers::post_track))
@@ -144,7 +149,7 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/v1/recommendations", get(crate::recs::get_recommendations))
         // The handlers read the body themselves, with their own limit and error.
         .layer(DefaultBodyLimit::disable())
-        .layer(shed)
+        .layer(shed.clone())
         .layer(cors(state.access.clone()));
     // Server-to-server only (secret keys), so no CORS layer: browsers must not call these.
     let commerce = Router::new()
@@ -165,7 +170,8 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
             "/v1/customers/{customer_id}/traits",
             put(crate::commerce::put_customer_traits),
         )
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(shed);
     Router::new()
         .merge(ingestion)
         .merge(commerce)

@@ -501,6 +501,21 @@ async fn at_capacity_new_requests_are_refused_not_queued() {
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(second.headers().contains_key(header::RETRY_AFTER));
     assert_eq!(json_of(second).await["error"]["code"], "overloaded");
+    // The limit is the service's, not each route's.
+    for (uri, body) in [
+        ("/v1/track", r#"{"event":"x","anonymousId":"a"}"#),
+        ("/v1/transactions", "{}"),
+    ] {
+        let other = app
+            .clone()
+            .oneshot(post(uri).body(Body::from(body)).unwrap());
+        let other = tokio::time::timeout(std::time::Duration::from_secs(5), other)
+            .await
+            .unwrap_or_else(|_| panic!("{uri} was let in, and is stuck behind the sink"))
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(json_of(other).await["error"]["code"], "overloaded", "{uri}");
+    }
 
     stuck.release.notify_one();
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
