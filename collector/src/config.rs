@@ -252,7 +252,9 @@ impl CollectorConfig {
                 1,
                 i64::MAX,
             ),
-            ("validation.max_id_len", count(v.max_id_len), 1, 4096),
+            // Ids are Kinesis partition keys, at most 256 characters: a longer one fails the
+            // whole request's PutRecords, every time it is retried.
+            ("validation.max_id_len", count(v.max_id_len), 1, 256),
             ("validation.max_url_len", count(v.max_url_len), 1, 65_536),
             ("validation.max_text_len", count(v.max_text_len), 1, 65_536),
             ("validation.max_items", count(v.max_items), 1, 10_000),
@@ -390,6 +392,13 @@ mod tests {
         assert_eq!(
             config.check().unwrap_err().to_string(),
             "max_event_bytes is 2097152: it must be between 256 and 1000000"
+        );
+        // An id is a Kinesis partition key: 256 characters at most.
+        let mut config = CollectorConfig::default();
+        config.validation.max_id_len = 257;
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "validation.max_id_len is 257: it must be between 1 and 256"
         );
         let config = CollectorConfig {
             max_events_per_batch: 0,

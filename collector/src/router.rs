@@ -199,11 +199,14 @@ fn cors(access: Arc<Access>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
             move |origin: &HeaderValue, parts: &axum::http::request::Parts| {
-                let key = parts.uri.query().and_then(|q| {
-                    q.split('&')
-                        .find_map(|pair| pair.strip_prefix("key="))
-                        .map(str::to_owned)
-                });
+                // Decoded as the handlers decode it: the tracker percent-encodes the key.
+                #[derive(serde::Deserialize)]
+                struct KeyParam {
+                    key: Option<String>,
+                }
+                let key = axum::extract::Query::<KeyParam>::try_from_uri(&parts.uri)
+                    .ok()
+                    .and_then(|q| q.0.key);
                 origin
                     .to_str()
                     .is_ok_and(|o| access.cors_allows(key.as_deref(), o))
