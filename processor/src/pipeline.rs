@@ -588,10 +588,7 @@ impl Processor {
     ) -> Result<(), ProcessorError> {
         let lake_records: Vec<LakeRecord> = events
             .iter()
-            .map(|(event, data)| LakeRecord {
-                event_time_ms: event.timestamp,
-                json: data.clone(),
-            })
+            .map(|(event, data)| LakeRecord::new(event.timestamp, data.clone()))
             .collect();
         self.backend.lake.write_events(&lake_records).await?;
         if !undecodable.is_empty() {

@@ -653,3 +653,61 @@ async fn lake_errors_land_in_s3_under_errors_with_reason_and_data() {
         "errors stay out of the events"
     );
 }
+
+/// What Firehose cannot take must not stop the shard (refused, a batch fails on every retry):
+/// an event sent pretty-printed becomes one line of the same JSON; one larger than a Firehose
+/// record (Kinesis takes 1 MiB, Firehose 1,000 KiB) goes to `errors/`, named and cut, while
+/// the rest of its batch reaches `events/`; an undecodable record of a megabyte keeps its first
+/// half megabyte.
+#[tokio::test]
+async fn records_firehose_cannot_take_as_they_are_still_reach_the_lake() {
+    let aws = Aws::provisioned(1).await;
+    let lake = aws.backend().lake;
+    let at = 1_732_527_000_000;
+    let pretty = serde_json::to_vec_pretty(&serde_json::json!({
+        "event_id": Uuid::now_v7(), "type": "page_view", "note": "a\nb"
+    }))
+    .unwrap();
+    let huge = serde_json::json!({"event_id": Uuid::now_v7(), "pad": "x".repeat(1_030_000)});
+    let huge = Bytes::from(huge.to_string());
+    lake.write_events(&[
+        LakeRecord::new(at, Bytes::from(pretty.clone())),
+        LakeRecord::new(at, huge.clone()),
+    ])
+    .await
+    .expect("written");
+    lake.write_errors(&[UndecodableRecord {
+        received_at_ms: at,
+        reason: "expected value at line 1 column 1".into(),
+        data: Bytes::from(vec![b'#'; 1024 * 1024]),
+    }])
+    .await
+    .expect("written");
+
+    let events = aws.lines_under("events/", 1).await;
+    assert_eq!(events.len(), 1);
+    let event: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(
+        event,
+        serde_json::from_slice::<serde_json::Value>(&pretty).unwrap()
+    );
+    let mut errors: Vec<serde_json::Value> = aws
+        .lines_under("errors/", 2)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    errors.sort_by_key(|e| e["truncated_from_bytes"].as_u64());
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["truncated_from_bytes"], huge.len());
+    let reason = errors[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("an event of {} bytes", huge.len())),
+        "{reason}"
+    );
+    assert_eq!(errors[1]["truncated_from_bytes"], 1024 * 1024);
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(errors[1]["data_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept.len(), retailmind_connectors::lake::ERROR_DATA_BYTES);
+}

@@ -17,15 +17,13 @@ use async_trait::async_trait;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
 use aws_sdk_firehose::Client;
-use base64::Engine;
 use bytes::Bytes;
-use serde::Serialize;
 
 use super::batch::{chunk, FIREHOSE_PUT_RECORD_BATCH};
 use super::errors::{build_error, is_throttling_code, sdk_error};
 use super::retry::{send_all, EntryFailure, Outcomes, RetryPolicy};
 use crate::error::{ConnectorError, Result};
-use crate::lake::{LakeRecord, LakeWriter, UndecodableRecord};
+use crate::lake::{error_line, LakeRecord, LakeWriter, UndecodableRecord};
 use crate::AwsConfig;
 
 const SERVICE: &str = "firehose";
@@ -37,14 +35,6 @@ pub fn errors_delivery_stream(config: &AwsConfig) -> String {
         Some(name) => name.clone(),
         None => format!("{}-errors", config.delivery_stream),
     }
-}
-
-/// One line under `errors/`.
-#[derive(Serialize)]
-struct ErrorLine<'a> {
-    received_at_ms: i64,
-    reason: &'a str,
-    data_base64: String,
 }
 
 pub(crate) struct FirehoseLake {
@@ -126,23 +116,37 @@ impl LakeWriter for FirehoseLake {
                 "{SERVICE}: lake record {index} holds a line break; the lake is one JSON per line"
             )));
         }
-        let lines = records.iter().map(|r| line(&r.json)).collect();
+        // A Kinesis record (1 MiB) can be larger than a Firehose one (1,000 KiB). Refused, it
+        // would fail the batch on every retry and stop its shard for good: it goes to
+        // `errors/` instead, named and cut, and the rest of the batch to the lake.
+        let max = FIREHOSE_PUT_RECORD_BATCH.max_record_bytes - 1;
+        let (lines, too_large): (Vec<_>, Vec<_>) =
+            records.iter().partition(|r| r.json.len() <= max);
+        if !too_large.is_empty() {
+            tracing::warn!(
+                count = too_large.len(),
+                "events too large for a Firehose record sent to errors/"
+            );
+            let received_at_ms = crate::clock::now_ms();
+            let errors: Vec<UndecodableRecord> = too_large
+                .into_iter()
+                .map(|r| UndecodableRecord {
+                    received_at_ms,
+                    reason: format!(
+                        "an event of {} bytes, over Firehose's {max} bytes per record",
+                        r.json.len()
+                    ),
+                    data: r.json.clone(),
+                })
+                .collect();
+            self.write_errors(&errors).await?;
+        }
+        let lines = lines.into_iter().map(|r| line(&r.json)).collect();
         self.deliver(&self.events_stream, lines).await
     }
 
     async fn write_errors(&self, records: &[UndecodableRecord]) -> Result<()> {
-        let lines = records
-            .iter()
-            .map(|record| {
-                let json = serde_json::to_vec(&ErrorLine {
-                    received_at_ms: record.received_at_ms,
-                    reason: &record.reason,
-                    data_base64: base64::engine::general_purpose::STANDARD.encode(&record.data),
-                })
-                .map_err(|e| ConnectorError::Misconfigured(format!("{SERVICE}: {e}")))?;
-                Ok(line(&json))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let lines = records.iter().map(|r| line(&error_line(r))).collect();
         self.deliver(&self.errors_stream, lines).await
     }
 }

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use base64::Engine;
 
 use crate::error::{ConnectorError, Result};
-use crate::lake::{error_partition, event_partition, LakeRecord, LakeWriter, UndecodableRecord};
+use crate::lake::{
+    error_line, error_partition, event_partition, LakeRecord, LakeWriter, UndecodableRecord,
+};
 
 pub struct LocalLake {
     root: PathBuf,
@@ -198,16 +199,10 @@ impl LakeWriter for LocalLake {
     async fn write_errors(&self, records: &[UndecodableRecord]) -> Result<()> {
         let mut by_partition: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         for r in records {
-            let line = serde_json::json!({
-                "received_at_ms": r.received_at_ms,
-                "reason": r.reason,
-                // Same shape as the Firehose error records: the bytes may not be text.
-                "data_base64": base64::engine::general_purpose::STANDARD.encode(&r.data),
-            });
             by_partition
                 .entry(error_partition(r.received_at_ms))
                 .or_default()
-                .push(line.to_string().into_bytes());
+                .push(error_line(r));
         }
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
