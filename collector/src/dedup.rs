@@ -25,9 +25,14 @@ use crate::ingest::BatchResponse;
 
 /// At most this many batch ids are remembered, whatever the window.
 const CAPACITY: usize = 100_000;
+/// At most about this many bytes of answers are remembered. Counting answers is not enough: one
+/// listing the problems of 500 rejected events, 20 each, is megabytes, and anyone with a
+/// publishable key (they are public) can send such batches.
+const ANSWER_BYTES: usize = 64 << 20;
 
 pub struct RecentBatches {
     window: Duration,
+    budget: usize,
     inner: Mutex<Inner>,
 }
 
@@ -36,14 +41,33 @@ type SenderKey = (u64, Uuid);
 
 #[derive(Default)]
 struct Inner {
-    answers: HashMap<SenderKey, BatchResponse, Seeded>,
+    /// Each answer with its weight in bytes ([`weight`]).
+    answers: HashMap<SenderKey, (BatchResponse, usize), Seeded>,
     order: VecDeque<(Instant, SenderKey)>,
+    bytes: usize,
+}
+
+/// About the memory an answer holds: the struct and, per rejected event and problem, its
+/// strings and their headers.
+fn weight(answer: &BatchResponse) -> usize {
+    let problems: usize = answer
+        .rejected
+        .iter()
+        .flat_map(|r| &r.errors)
+        .map(|e| 48 + e.field.len() + e.reason.len())
+        .sum();
+    128 + answer.rejected.len() * 32 + problems
 }
 
 impl RecentBatches {
     pub fn new(window: Duration) -> Self {
+        Self::with_budget(window, ANSWER_BYTES)
+    }
+
+    fn with_budget(window: Duration, budget: usize) -> Self {
         RecentBatches {
             window,
+            budget,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -55,7 +79,10 @@ impl RecentBatches {
         }
         let mut inner = self.inner.lock().ok()?;
         inner.expire(self.window);
-        inner.answers.get(&(sender_hash(sender), batch_id)).cloned()
+        inner
+            .answers
+            .get(&(sender_hash(sender), batch_id))
+            .map(|(answer, _)| answer.clone())
     }
 
     pub fn remember(&self, sender: &str, batch_id: Uuid, answer: &BatchResponse) {
@@ -66,15 +93,27 @@ impl RecentBatches {
             return;
         };
         inner.expire(self.window);
-        while inner.order.len() >= CAPACITY {
-            if let Some((_, key)) = inner.order.pop_front() {
-                inner.answers.remove(&key);
-            }
+        let weight = weight(answer);
+        if weight > self.budget {
+            // Never kept: a retry of it is judged and deduplicated event by event instead.
+            return;
         }
         let key = (sender_hash(sender), batch_id);
-        if inner.answers.insert(key, answer.clone()).is_none() {
-            inner.order.push_back((Instant::now(), key));
+        // Two requests with the same batch id can both finish: the later answer replaces the
+        // earlier where it stands.
+        if let Some(held) = inner.answers.get_mut(&key) {
+            let replaced = std::mem::replace(held, (answer.clone(), weight)).1;
+            inner.bytes = inner.bytes - replaced + weight;
+            return;
         }
+        while inner.order.len() >= CAPACITY || inner.bytes + weight > self.budget {
+            if !inner.forget_oldest() {
+                break;
+            }
+        }
+        inner.answers.insert(key, (answer.clone(), weight));
+        inner.order.push_back((Instant::now(), key));
+        inner.bytes += weight;
     }
 }
 
@@ -85,10 +124,19 @@ impl Inner {
             if now.duration_since(*at) < window {
                 break;
             }
-            if let Some((_, key)) = self.order.pop_front() {
-                self.answers.remove(&key);
-            }
+            self.forget_oldest();
         }
+    }
+
+    /// Forgets the oldest answer; `false` when there is none.
+    fn forget_oldest(&mut self) -> bool {
+        let Some((_, key)) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some((_, weight)) = self.answers.remove(&key) {
+            self.bytes -= weight;
+        }
+        true
     }
 }
 
@@ -366,6 +414,43 @@ mod tests {
         recent.remember("shop", Uuid::from_u128(1), &answer(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(recent.answer_for("shop", Uuid::from_u128(1)), None);
+    }
+
+    #[test]
+    fn answers_are_forgotten_oldest_first_past_their_byte_budget() {
+        let big = |n: u128| BatchResponse {
+            batch_id: Uuid::from_u128(n),
+            accepted: 0,
+            rejected: (0..100)
+                .map(|index| crate::ingest::RejectedEvent {
+                    index,
+                    errors: vec![crate::ingest::RejectedField::new("f", "r".repeat(900))],
+                })
+                .collect(),
+            duplicate: false,
+            duplicates: 0,
+        };
+        let one = weight(&big(0));
+        assert!(one > 100 * 900, "{one}");
+        let recent = RecentBatches::with_budget(Duration::from_secs(60), 3 * one);
+        for n in 1..=10 {
+            recent.remember("shop", Uuid::from_u128(n), &big(n));
+            let inner = recent.inner.lock().unwrap();
+            assert!(inner.bytes <= 3 * one, "{} after {n}", inner.bytes);
+        }
+        let kept: Vec<u128> = (1..=10)
+            .filter(|&n| recent.answer_for("shop", Uuid::from_u128(n)).is_some())
+            .collect();
+        assert_eq!(kept, [8, 9, 10]);
+        // Remembered again: replaced, not counted twice.
+        recent.remember("shop", Uuid::from_u128(10), &big(10));
+        assert_eq!(recent.inner.lock().unwrap().bytes, 3 * one);
+        // One larger than the whole budget is not kept, and forgets nothing.
+        let tiny = RecentBatches::with_budget(Duration::from_secs(60), one - 1);
+        tiny.remember("shop", Uuid::from_u128(1), &answer(1));
+        tiny.remember("shop", Uuid::from_u128(2), &big(2));
+        assert!(tiny.answer_for("shop", Uuid::from_u128(1)).is_some());
+        assert!(tiny.answer_for("shop", Uuid::from_u128(2)).is_none());
     }
 
     fn ids(ns: &[u128]) -> Vec<Uuid> {
