@@ -477,7 +477,8 @@ fn accept(
                 .decode()
                 .map_err(|e| vec![RejectedField::new(e.field, e.reason)])?;
             if state.unknown_fields == UnknownFields::Reject {
-                let unknown = unknown_fields(text, &event);
+                let unknown = unknown_fields(text, &event)
+                    .map_err(|e| vec![RejectedField::new(e.field, e.reason)])?;
                 if !unknown.is_empty() {
                     return Err(unknown
                         .into_iter()

@@ -149,6 +149,14 @@ impl Checker<'_> {
         }
     }
 
+    /// A text that may be empty, at most `max` characters.
+    fn at_most(&mut self, field: &str, value: Option<&str>, max: usize) {
+        let len = value.map_or(0, |v| v.chars().count());
+        if len > max {
+            self.fail(field, Violation::TooLong { max, len });
+        }
+    }
+
     fn id(&mut self, field: &str, value: &str) {
         self.text(field, value, self.limits.max_id_len);
     }
@@ -263,6 +271,7 @@ pub fn validate(event: &Event, limits: &Limits, now_ms: i64) -> Result<(), Vec<F
     let max = limits.max_text_len;
     c.opt_text("context.page.title", &ctx.page.title, max);
     c.opt_text("context.user_agent", &ctx.user_agent, max);
+    c.at_most("context.library", ctx.library.as_deref(), max);
     c.opt_text("context.locale", &ctx.locale, 35);
     c.opt_text("context.timezone", &ctx.timezone, 64);
     if let Some(utm) = &ctx.utm {
@@ -277,16 +286,21 @@ pub fn validate(event: &Event, limits: &Limits, now_ms: i64) -> Result<(), Vec<F
         Payload::PageView(p) => c.opt_text("properties.category", &p.category, max),
         Payload::Click(click) => {
             c.text("properties.element", &click.element, 32);
-            if let Some(t) = &click.text {
-                // Button text may legitimately be empty (icon buttons); only its length matters.
-                if t.chars().count() > max {
-                    c.fail(
-                        "properties.text",
-                        Violation::TooLong {
-                            max,
-                            len: t.chars().count(),
-                        },
-                    );
+            // Button text may legitimately be empty (icon buttons), as may an element's id or
+            // a class; only their lengths matter.
+            c.at_most("properties.text", click.text.as_deref(), max);
+            c.at_most("properties.id", click.id.as_deref(), max);
+            if click.classes.len() > limits.max_items {
+                c.fail(
+                    "properties.classes",
+                    Violation::TooManyItems {
+                        max: limits.max_items,
+                        len: click.classes.len(),
+                    },
+                );
+            } else {
+                for (i, class) in click.classes.iter().enumerate() {
+                    c.at_most(&format!("properties.classes[{i}]"), Some(class), max);
                 }
             }
             if let Some(href) = &click.href {

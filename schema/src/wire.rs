@@ -193,16 +193,22 @@ pub struct DecodeError {
 /// (`context.pgae`, `properties.items[1].colour`). Decoding ignores unknown fields; they are
 /// exactly the input keys with a value that the event does not write back. A `null` counts as
 /// absent, as it does when decoding.
-pub fn unknown_fields(text: &str, event: &Event) -> Vec<String> {
-    let (Ok(input), Ok(known)) = (
-        serde_json::from_str::<Value>(text),
-        serde_json::to_value(event),
-    ) else {
-        return Vec::new();
-    };
+///
+/// Fails when `text` cannot be read as a whole: decoding skips unknown values without reading
+/// them, so text nested deeper than serde_json reads (128 levels) inside an unknown field
+/// decodes, and could only pass as "nothing unknown" here.
+pub fn unknown_fields(text: &str, event: &Event) -> Result<Vec<String>, DecodeError> {
+    let input = serde_json::from_str::<Value>(text).map_err(|e| DecodeError {
+        field: "event".into(),
+        reason: format!("cannot be read whole to look for unknown fields: {e}"),
+    })?;
+    let known = serde_json::to_value(event).map_err(|e| DecodeError {
+        field: "event".into(),
+        reason: e.to_string(),
+    })?;
     let mut unknown = Vec::new();
     compare(&input, &known, "", &mut unknown);
-    unknown
+    Ok(unknown)
 }
 
 fn compare(input: &Value, known: &Value, path: &str, unknown: &mut Vec<String>) {

@@ -149,6 +149,19 @@ fn long_strings_and_deep_custom_props_are_refused() {
             "properties.props.deep nests deeper than 5 levels",
         ]
     );
+    // A click's free texts may be empty, not endless; nor may the sending library's name.
+    let mut v = valid();
+    v["type"] = json!("click");
+    v["properties"] = json!({"element": "button", "id": "", "text": "",
+        "classes": ["", "y".repeat(1025)]});
+    v["context"]["library"] = json!("l".repeat(1025));
+    assert_eq!(
+        refusals(v),
+        [
+            "context.library is 1025 characters long, at most 1024 allowed",
+            "properties.classes[1] is 1025 characters long, at most 1024 allowed",
+        ]
+    );
 }
 
 #[test]
@@ -219,8 +232,28 @@ fn unknown_fields_are_named_by_their_path_and_known_ones_are_not() {
     let raw = serde_json::value::RawValue::from_string(text).unwrap();
     let event = decode_event(&raw).expect("decodes: unknown fields are ignored");
     assert_eq!(
-        unknown_fields(raw.get(), &event),
+        unknown_fields(raw.get(), &event).unwrap(),
         ["colour", "context.page.titel", "properties.items[1].gift"]
+    );
+
+    // Decoding skips an unknown value unread, however deep; looking for unknown fields reads
+    // it, and says so when it cannot, rather than finding nothing.
+    let deep = format!(
+        r#"{{"event_id":"01936a1c-3b5e-7cc4-9a1e-4f1b2c3d4e61","type":"page_view",
+        "anonymous_id":"a-1","timestamp":1764064800000,
+        "context":{{"page":{{"url":"https://shop.example/"}}}},"properties":{{}},
+        "zz":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let raw = serde_json::value::RawValue::from_string(deep).unwrap();
+    let event = decode_event(&raw).expect("decodes");
+    let refused = unknown_fields(raw.get(), &event).unwrap_err();
+    assert_eq!(refused.field, "event");
+    assert!(
+        refused.reason.contains("recursion limit"),
+        "{}",
+        refused.reason
     );
 
     // A custom event's properties are free-form: nothing there is unknown.
@@ -233,7 +266,7 @@ fn unknown_fields_are_named_by_their_path_and_known_ones_are_not() {
     .to_string();
     let raw = serde_json::value::RawValue::from_string(text).unwrap();
     let event = decode_event(&raw).expect("decodes");
-    assert!(unknown_fields(raw.get(), &event).is_empty());
+    assert!(unknown_fields(raw.get(), &event).unwrap().is_empty());
 }
 
 #[test]
