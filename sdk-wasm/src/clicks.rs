@@ -10,8 +10,11 @@ pub const CLICKABLE_SELECTOR: &str = "a, button, [role=button], input[type=submi
 /// Elements carrying this attribute, and everything inside them, are never recorded.
 pub const IGNORE_SELECTOR: &str = "[data-rm-ignore]";
 
-/// Longest element text kept, in characters.
+/// Longest element text kept, in characters (also of its id and of each class name).
 pub const MAX_TEXT_CHARS: usize = 255;
+
+/// Most class names kept of a clicked element.
+pub const MAX_CLASSES: usize = 50;
 
 /// The visible text of an element as one line: whitespace runs collapsed, trimmed, cut to
 /// [`MAX_TEXT_CHARS`]. `None` when nothing is left (icon-only buttons).

@@ -7,6 +7,7 @@
 
 use retailmind_schema::{CartLine, Checkout, Context, Product, Purchase, Search};
 
+use crate::clicks::{MAX_CLASSES, MAX_TEXT_CHARS};
 use crate::json::{push_int, push_str, Obj};
 
 /// The envelope fields of one event; `context` and `properties` are JSON text.
@@ -76,7 +77,10 @@ pub fn page_view(category: Option<&str>) -> String {
 }
 
 /// The members of a click (`retailmind_schema::Click`), written straight from what the page
-/// gave: `class_attr` is the element's `class` attribute, split here into class names.
+/// gave: `class_attr` is the element's `class` attribute, split here into class names. The id
+/// and each class keep at most [`MAX_TEXT_CHARS`] characters, and at most [`MAX_CLASSES`]
+/// classes are kept: the collector refuses a click past its text and list limits, and a page
+/// built with utility classes can carry many.
 pub fn click(
     element: &str,
     text: Option<&str>,
@@ -85,19 +89,23 @@ pub fn click(
     href: Option<&str>,
     outbound: bool,
 ) -> String {
+    let short = |s: &'_ str| -> String {
+        let end = crate::text::char_end(s, MAX_TEXT_CHARS).unwrap_or(s.len());
+        s[..end].to_owned()
+    };
     let mut out = String::new();
     let mut o = Obj::new(&mut out);
     o.str("element", element)
         .opt_str("text", text)
-        .opt_str("id", id);
-    let mut classes = class_attr.split_whitespace();
+        .opt_str("id", id.map(short).as_deref());
+    let mut classes = class_attr.split_whitespace().take(MAX_CLASSES).map(short);
     if let Some(first) = classes.next() {
         let list = o.key("classes");
         list.push('[');
-        push_str(list, first);
+        push_str(list, &first);
         for class in classes {
             list.push(',');
-            push_str(list, class);
+            push_str(list, &class);
         }
         list.push(']');
     }
@@ -371,6 +379,14 @@ mod tests {
         );
         assert!(classes("").is_empty());
         assert!(classes(" \t").is_empty());
+        // Within what the collector accepts, however the page is built.
+        let many: String = (0..300).map(|i| format!("c{i} ")).collect();
+        assert_eq!(classes(&many).len(), MAX_CLASSES);
+        let long = "é".repeat(MAX_TEXT_CHARS + 10);
+        assert_eq!(classes(&long)[0].chars().count(), MAX_TEXT_CHARS);
+        let text = click("a", None, Some(&long), "", None, false);
+        let id = serde_json::from_str::<Click>(&text).unwrap().id.unwrap();
+        assert_eq!(id.chars().count(), MAX_TEXT_CHARS);
     }
 
     #[test]
