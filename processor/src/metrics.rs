@@ -9,7 +9,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 /// How far behind the newest record of the shard the last read was, in ms (labels `consumer`,
-/// `shard_id`). Kinesis reports it per GetRecords; the embedded log from append times.
+/// `shard_id`). Kinesis reports it per GetRecords; the embedded log from append times. 0 from
+/// an instance that no longer holds the shard (its owner reports it).
 pub const SHARD_MILLIS_BEHIND: &str = "shard_millis_behind";
 /// Records carried through to sessions and the lake and checkpointed.
 pub const RECORDS_PROCESSED: &str = "processor_records_processed_total";

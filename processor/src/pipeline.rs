@@ -45,6 +45,9 @@ impl ProcessorError {
         match self {
             ProcessorError::Connector(e) => e.is_retryable(),
             ProcessorError::Profiles(CommerceError::Database(_)) => true,
+            // Another writer keeps changing the visitor's sessions (a forget, an instance that
+            // lost the lease and has not noticed yet): it ends, and the batch is idempotent.
+            ProcessorError::SessionContention { .. } => true,
             _ => false,
         }
     }
@@ -88,6 +91,9 @@ pub struct Processor {
     last_read: Mutex<HashMap<String, Instant>>,
     /// Each shard's next batch, read and decoded while the batch before it was being written.
     ahead: Mutex<HashMap<String, Fetched>>,
+    /// Shards whose last batch failed, left alone until their backoff ends, so that one shard
+    /// throttled or failing does not hold the others back.
+    failing: Mutex<HashMap<String, Backoff>>,
     /// The recommendation model, folded from every applied batch and saved between polls.
     model: Arc<ModelKeeper>,
     /// Customer profiles, kept current from identified visitors' events and sessions.
@@ -96,6 +102,16 @@ pub struct Processor {
 
 /// Conditional session writes that lose a race are re-read and retried this often.
 const SESSION_WRITE_ATTEMPTS: u32 = 5;
+
+/// A shard's backoff after a failed batch: doubled on each failure in a row, within these.
+const MIN_SHARD_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_SHARD_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Until when a failing shard is left alone, and the wait that gave it.
+struct Backoff {
+    until: Instant,
+    wait: Duration,
+}
 
 impl Processor {
     pub fn new(backend: Backend, config: &ProcessorConfig) -> Self {
@@ -111,6 +127,7 @@ impl Processor {
             min_read_interval: config.min_read_interval(),
             last_read: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
             model: Arc::new(ModelKeeper::new(
                 backend.models.clone(),
                 &config.model_name,
@@ -277,26 +294,100 @@ impl Processor {
         };
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
+        // A failing shard is retried after its own backoff while the others go on; the poll
+        // fails only when every shard it tried failed (the caller backs off then, or stops
+        // on an error that retrying cannot mend).
+        let (mut succeeded, mut first_failure) = (false, None);
         for shard_id in held {
             if !listed.contains(shard_id.as_str()) {
+                continue;
+            }
+            if self.backing_off(&shard_id) {
+                more = true;
                 continue;
             }
             if !self.has_ahead(&shard_id) && !self.may_read_now(&shard_id) {
                 more = true;
                 continue;
             }
-            let outcome = self.process_held(&shard_id).await?;
-            total += outcome.records;
-            more |= outcome.shard_ended;
+            match self.process_held(&shard_id).await {
+                Ok(outcome) => {
+                    succeeded = true;
+                    self.succeeded(&shard_id);
+                    total += outcome.records;
+                    more |= outcome.shard_ended;
+                }
+                Err(e) if e.is_retryable() => {
+                    let wait = self.failed(&shard_id);
+                    warn!(shard_id, error = %e, ?wait, "shard batch failed; retrying it later");
+                    more = true;
+                    first_failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = first_failure.filter(|_| !succeeded) {
+            if let Ok(mut failing) = self.failing.lock() {
+                // All failed: the caller's own backoff paces the retries.
+                failing.clear();
+            }
+            return Err(e);
         }
         let keeper = self.leases.lock().await;
         if let Ok(mut ahead) = self.ahead.lock() {
             // What was read ahead of a lost or handed-over shard is the new owner's to read.
             ahead.retain(|shard_id, _| keeper.held.contains_key(shard_id));
         }
+        if let Ok(mut failing) = self.failing.lock() {
+            failing.retain(|shard_id, _| keeper.held.contains_key(shard_id));
+        }
+        if let Ok(mut last_read) = self.last_read.lock() {
+            // A shard no longer read here (handed over, lost, ended) reports no lag from here:
+            // its last figure would stay on the dashboards, and set off alerts, for good.
+            last_read.retain(|shard_id, _| {
+                let held = keeper.held.contains_key(shard_id);
+                if !held {
+                    metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.clone())
+                        .set(0.0);
+                }
+                held
+            });
+        }
         metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone())
             .set(keeper.held.len() as f64);
         Ok((total, more))
+    }
+
+    /// Whether `shard_id` failed lately and its backoff has not ended.
+    fn backing_off(&self, shard_id: &str) -> bool {
+        self.failing
+            .lock()
+            .is_ok_and(|f| f.get(shard_id).is_some_and(|b| Instant::now() < b.until))
+    }
+
+    /// Records a failed batch of `shard_id`; returns how long it is left alone.
+    fn failed(&self, shard_id: &str) -> Duration {
+        let Ok(mut failing) = self.failing.lock() else {
+            return Duration::ZERO;
+        };
+        let wait = match failing.get(shard_id) {
+            Some(b) => (b.wait * 2).min(MAX_SHARD_BACKOFF),
+            None => MIN_SHARD_BACKOFF,
+        };
+        failing.insert(
+            shard_id.to_owned(),
+            Backoff {
+                until: Instant::now() + wait,
+                wait,
+            },
+        );
+        wait
+    }
+
+    fn succeeded(&self, shard_id: &str) {
+        if let Ok(mut failing) = self.failing.lock() {
+            failing.remove(shard_id);
+        }
     }
 
     fn has_ahead(&self, shard_id: &str) -> bool {

@@ -206,6 +206,44 @@ async fn reads_throttled_past_the_sdk_retries_are_backed_off_and_resumed() {
     assert_consumed_once(&fake, &backend, &events).await;
 }
 
+/// One shard throttled for good (a hot shard) does not hold the others back: each failing
+/// shard waits out its own backoff while the rest are read to their end, and once its reads
+/// pass it is read to its end too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_throttled_for_good_does_not_hold_the_others_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(24, 6);
+    let (fake, backend) = consumer_of(2, &events, dir.path()).await;
+    let (hot, cold) = ("shardId-000000000000", "shardId-000000000001");
+    let ends = stream_ends(&fake);
+    assert!(
+        ends[hot].is_some() && ends[cold].is_some(),
+        "events on both shards: {ends:?}"
+    );
+    fake.with(|s| s.kinesis.throttled_shards.insert(hot.to_owned()));
+
+    let consumer = processor(&backend, 3);
+    wait_for(
+        "the cold shard read to its end",
+        Duration::from_secs(60),
+        || {
+            let (consumer, backend, end) = (&consumer, backend.clone(), ends[cold].clone());
+            async move {
+                // A poll that tried only the hot shard fails; the next tries the cold one again.
+                let _ = consumer.poll_once().await;
+                (checkpoints(&backend).await.get(cold) == Some(&end)).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(checkpoints(&backend).await.get(hot), Some(&None));
+    assert!(throttled_reads(&fake) > 0);
+
+    fake.with(|s| s.kinesis.throttled_shards.clear());
+    consumer.drain().await.unwrap();
+    assert_consumed_once(&fake, &backend, &events).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_iterators_are_replaced_from_the_last_sequence_read() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@
 //! always lands on the same shard); the hash key ranges ListShards reports split the key space
 //! evenly and are for show.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -80,6 +80,8 @@ pub struct FakeStream {
     pub put_faults: BatchFaults,
     /// Faults of the coming GetRecords calls, in order; an empty queue passes.
     pub read_faults: VecDeque<ReadFault>,
+    /// Shards every GetRecords of which is throttled, whatever `read_faults` says: a hot shard.
+    pub throttled_shards: HashSet<String>,
     /// How many records each PutRecords call carried.
     pub put_calls: Vec<usize>,
     /// Every GetShardIterator and GetRecords call, in order.
@@ -97,6 +99,7 @@ impl FakeStream {
             expired_below: 0,
             put_faults: BatchFaults::default(),
             read_faults: VecDeque::new(),
+            throttled_shards: HashSet::new(),
             put_calls: Vec::new(),
             reads: Vec::new(),
         }
@@ -243,7 +246,10 @@ impl FakeStream {
             .get(token)
             .ok_or_else(|| AwsError::bad_request(format!("no shard iterator {token:?}")))?;
         let shard_id = Self::shard_id(shard);
-        let fault = self.read_faults.pop_front().unwrap_or(ReadFault::Pass);
+        let mut fault = self.read_faults.pop_front().unwrap_or(ReadFault::Pass);
+        if self.throttled_shards.contains(&shard_id) {
+            fault = ReadFault::Throttle;
+        }
         if fault == ReadFault::Throttle {
             self.reads.push(ReadCall::Throttled {
                 shard_id: shard_id.clone(),
