@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 /// or from `RETAILMIND_BACKEND__*` environment variables.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+// Read once at start and kept in one place: the size of the embedded variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum BackendConfig {
     /// One machine, no cloud account: SQLite for the stream, checkpoints and sessions, a local
     /// folder for the lake.
@@ -75,6 +77,16 @@ pub struct AwsConfig {
     /// [`errors_delivery_stream`](crate::aws::errors_delivery_stream).
     #[serde(default)]
     pub errors_delivery_stream: Option<String>,
+    /// Longest wait, in seconds, for one attempt of an AWS call; the SDK retries a timed-out
+    /// attempt like a throttled one, and a call with its retries gives up after about three
+    /// times this. Without a bound, a call that gets no answer holds its caller for good: a
+    /// collector request neither answered nor spooled, a shard that stops.
+    #[serde(default = "default_call_timeout_secs")]
+    pub call_timeout_secs: u64,
+}
+
+fn default_call_timeout_secs() -> u64 {
+    10
 }
 
 fn default_region() -> String {
@@ -113,6 +125,7 @@ impl AwsConfig {
             session_ttl_days: None,
             delivery_stream: default_delivery_stream(),
             errors_delivery_stream: None,
+            call_timeout_secs: default_call_timeout_secs(),
         }
     }
 }

@@ -28,7 +28,11 @@ fn stored_ids(kinesis: &FakeAws) -> BTreeMap<String, usize> {
 
 /// The collector on the AWS backend, its Kinesis the fake; returns its URL.
 async fn collector_on(fake: &FakeAws) -> String {
-    let backend = aws::backend(&fake.sdk_config(), &AwsConfig::new("us-east-1"));
+    collector_with(&fake.sdk_config(), &AwsConfig::new("us-east-1")).await
+}
+
+async fn collector_with(sdk: &aws_config::SdkConfig, aws_config: &AwsConfig) -> String {
+    let backend = aws::backend(sdk, aws_config);
     let config = CollectorConfig::default();
     let app = router(
         AppState::new(backend.sink, backend.dead_letters, &config),
@@ -166,4 +170,36 @@ async fn records_stored_before_a_failure_are_not_written_again_by_the_retry() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["duplicates"], 4, "{answer}");
     assert_eq!(stored_ids(&kinesis), once_each(&ids));
+}
+
+/// Kinesis accepts the connection and never answers (a network path that drops the replies):
+/// the collector's write gives up after its attempts time out and the sender gets a 503, rather
+/// than a request held open for good that neither stores nor spools its events.
+#[tokio::test]
+async fn a_stream_that_never_answers_times_out_into_a_503() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let config = AwsConfig {
+        call_timeout_secs: 1,
+        ..AwsConfig::new("us-east-1")
+    };
+    let sdk = retailmind_tests::local_sdk_config(&endpoint)
+        .into_builder()
+        .timeout_config(aws::timeouts(&config))
+        .build();
+    let collector = collector_with(&sdk, &config).await;
+    let (body, _) = batch(2);
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), post(&collector, &body))
+        .await
+        .expect("answered within the attempts' timeouts");
+    assert_eq!((answer.0, answer.1.as_deref()), (503, Some("5")));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    held.abort();
 }

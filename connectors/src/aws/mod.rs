@@ -45,6 +45,7 @@ mod session_item;
 mod sessions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
@@ -62,7 +63,18 @@ pub async fn load_sdk_config(c: &AwsConfig) -> SdkConfig {
     if let Some(endpoint_url) = &c.endpoint_url {
         loader = loader.endpoint_url(endpoint_url);
     }
-    loader.load().await
+    loader.timeout_config(timeouts(c)).load().await
+}
+
+/// How long the SDK waits for AWS: to connect, for one attempt ([`AwsConfig::call_timeout_secs`])
+/// and for a call with its retries (three attempts and their backoff).
+pub fn timeouts(c: &AwsConfig) -> aws_config::timeout::TimeoutConfig {
+    let attempt = Duration::from_secs(c.call_timeout_secs.max(1));
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(3_100).min(attempt))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3 + Duration::from_secs(5))
+        .build()
 }
 
 /// Every edge on the AWS resources `c` names. Makes no calls; [`provision`] creates the
