@@ -2,8 +2,8 @@
 //! misbehave, through the real AWS SDK and HTTP against the in-process fake of
 //! `retailmind_tests::fake_aws`: GetRecords throttled, shard iterators expiring mid-stream,
 //! Firehose refusing some records of a batch, throttling whole calls, or refusing a batch for
-//! longer than the lake writer resends. moto cannot do any of these on demand; the normal path
-//! runs against moto in `aws_pipeline`.
+//! longer than the lake writer resends, and the stream resharded. moto cannot do any of these
+//! on demand; the normal path runs against moto in `aws_pipeline`.
 //!
 //! Leases, checkpoints and sessions stay on the embedded backend, so what the processor stored
 //! is read back directly. What must hold: every event reaches the lake and its session exactly
@@ -18,7 +18,9 @@ use std::time::Duration;
 use lease_support::{assert_sessions_match, events, TestEvent};
 use retailmind_connectors::{aws, embedded, AwsConfig, Backend, ConnectorError};
 use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
-use retailmind_tests::fake_aws::{BatchFault, BatchFaults, FakeAws, ReadCall, ReadFault};
+use retailmind_tests::fake_aws::{
+    BatchFault, BatchFaults, FakeAws, FakeStream, ReadCall, ReadFault,
+};
 use retailmind_tests::wait_for;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -390,4 +392,66 @@ async fn a_batch_the_lake_refuses_for_good_is_not_checkpointed_and_is_read_again
     assert_eq!(processor(&backend, 5).drain().await.unwrap(), 5);
     assert_eq!(lake_calls(&fake)[10..], [ids[10..].to_vec()]);
     assert_consumed_once(&fake, &backend, &events).await;
+}
+
+/// Resharding through the Kinesis wire protocol: ListShards' parent ids and ending sequence
+/// numbers, and GetRecords' missing next iterator at the end of a closed shard, as the AWS
+/// reader parses them (moto keeps a split shard open for reads and writes, so it cannot show
+/// this). A split, then a merge of its children, with a visitor's events spread over all three
+/// generations: each child is read only after its parents were read to their end, and every
+/// event lands once, in the lake and in its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_split_and_a_merge_children_are_read_after_their_parents_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(36, 4);
+    let (fake, backend) = consumer_of(1, &all[..12], dir.path()).await;
+    let parent = FakeStream::shard_id(0);
+    let append = |events: &[TestEvent]| {
+        fake.with(|s| {
+            for event in events {
+                let record = event.record();
+                s.kinesis.append(&record.partition_key, &record.data);
+            }
+        })
+    };
+    let children = fake.with(|s| s.kinesis.split(&parent));
+    append(&all[12..24]);
+    let merged = fake.with(|s| s.kinesis.merge(&children[0], &children[1]));
+    append(&all[24..]);
+    let ends = stream_ends(&fake);
+    for shard in children.iter().chain([&parent, &merged]) {
+        assert!(ends.contains_key(shard), "no events on {shard}: {ends:?}");
+    }
+
+    assert_eq!(processor(&backend, 5).drain().await.unwrap(), 36);
+
+    let reads: Vec<(String, usize)> = fake.with(|s| {
+        s.kinesis
+            .reads
+            .iter()
+            .filter_map(|r| match r {
+                ReadCall::Records { shard_id, count } => Some((shard_id.clone(), *count)),
+                _ => None,
+            })
+            .collect()
+    });
+    let first = |shard: &str| reads.iter().position(|(s, _)| s == shard).unwrap();
+    let last = |shard: &str| reads.iter().rposition(|(s, _)| s == shard).unwrap();
+    for child in &children {
+        assert!(
+            last(&parent) < first(child),
+            "{child} before its parent: {reads:?}"
+        );
+        assert!(
+            last(child) < first(&merged),
+            "{merged} before {child}: {reads:?}"
+        );
+    }
+    assert_lake_holds_each_once(&fake, &all);
+    assert_sessions_match(backend.sessions.as_ref(), &all).await;
+    let checkpoints = checkpoints(&backend).await;
+    assert_eq!(
+        checkpoints[&merged], ends[&merged],
+        "the open child is read to its end"
+    );
 }

@@ -2,9 +2,12 @@
 //! and read through shard iterators as Kinesis hands them out.
 //!
 //! Sequence numbers are one counter over the stream, 20 digits wide, so they grow within each
-//! shard as Kinesis' do. A record's shard is picked by a hash of its partition key (the same key
-//! always lands on the same shard); the hash key ranges ListShards reports split the key space
-//! evenly and are for show.
+//! shard as Kinesis' do. A record's shard is the open shard whose hash key range holds a hash of
+//! its partition key (the same key always lands on the same shard while the stream is not
+//! resharded). Resharding is as Kinesis does it: a split closes a shard and opens two children
+//! over the halves of its range, a merge closes two adjacent shards and opens one child over
+//! both; ListShards lists closed shards with an ending sequence number and children with their
+//! parents, and GetRecords at the end of a closed shard answers no next iterator.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -69,8 +72,18 @@ struct ShardIterator {
     number: u64,
 }
 
+/// A shard's place in the stream: its hash key range, its parents, and whether it is closed.
+#[derive(Clone, Debug)]
+struct ShardMeta {
+    start: u128,
+    end: u128,
+    parents: Vec<usize>,
+    closed: bool,
+}
+
 pub struct FakeStream {
     shards: Vec<Vec<StoredRecord>>,
+    meta: Vec<ShardMeta>,
     sequences: u64,
     iterators: HashMap<String, ShardIterator>,
     issued: u64,
@@ -91,8 +104,25 @@ pub struct FakeStream {
 impl FakeStream {
     pub(super) fn new(shards: usize) -> FakeStream {
         assert!(shards > 0, "a stream has at least one shard");
+        let width = u128::MAX / shards as u128;
+        let meta = (0..shards)
+            .map(|index| {
+                let start = width * index as u128;
+                ShardMeta {
+                    start,
+                    end: if index + 1 == shards {
+                        u128::MAX
+                    } else {
+                        start + width - 1
+                    },
+                    parents: Vec::new(),
+                    closed: false,
+                }
+            })
+            .collect();
         FakeStream {
             shards: vec![Vec::new(); shards],
+            meta,
             sequences: 0,
             iterators: HashMap::new(),
             issued: 0,
@@ -110,12 +140,24 @@ impl FakeStream {
         format!("shardId-{index:012}")
     }
 
-    /// Stores a record on the shard its partition key hashes to, as PutRecords does.
+    /// Stores a record on the open shard its partition key hashes to, as PutRecords does.
     pub fn append(&mut self, partition_key: &str, data: &[u8]) -> &StoredRecord {
         let hash = partition_key
             .bytes()
             .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let shard = usize::try_from(hash % self.shards.len() as u64).unwrap_or(0);
+        // Mixed (splitmix64's finaliser) and spread over the whole 128-bit key space, as
+        // Kinesis' MD5 of the key is: keys that differ in one letter land far apart.
+        let mut mixed = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^= mixed >> 31;
+        let key = u128::from(mixed) << 64 | u128::from(hash);
+        let shard = (0..self.meta.len())
+            .find(|&i| {
+                let m = &self.meta[i];
+                !m.closed && m.start <= key && key <= m.end
+            })
+            .expect("the open shards cover the key space");
         self.sequences += 1;
         let records = &mut self.shards[shard];
         records.push(StoredRecord {
@@ -126,6 +168,55 @@ impl FakeStream {
             arrived_ms: now_ms(),
         });
         records.last().expect("just pushed")
+    }
+
+    /// Splits the open shard `shard_id` as SplitShard does: it is closed, and two children over
+    /// the halves of its hash key range take the records of its keys from now on. Returns the
+    /// children's ids.
+    pub fn split(&mut self, shard_id: &str) -> [String; 2] {
+        let parent = self.open_index(shard_id);
+        let ShardMeta { start, end, .. } = self.meta[parent];
+        let middle = start + (end - start) / 2;
+        self.meta[parent].closed = true;
+        [(start, middle), (middle + 1, end)]
+            .map(|(start, end)| self.open_child(start, end, vec![parent]))
+    }
+
+    /// Merges the open adjacent shards `a` and `b` as MergeShards does: both are closed, and
+    /// one child over both ranges takes their keys' records. Returns the child's id.
+    pub fn merge(&mut self, a: &str, b: &str) -> String {
+        let (a, b) = (self.open_index(a), self.open_index(b));
+        let (low, high) = if self.meta[a].start < self.meta[b].start {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        assert_eq!(
+            self.meta[low].end + 1,
+            self.meta[high].start,
+            "only adjacent shards merge"
+        );
+        self.meta[a].closed = true;
+        self.meta[b].closed = true;
+        let (start, end) = (self.meta[low].start, self.meta[high].end);
+        self.open_child(start, end, vec![a, b])
+    }
+
+    fn open_index(&self, shard_id: &str) -> usize {
+        (0..self.meta.len())
+            .find(|&i| Self::shard_id(i) == shard_id && !self.meta[i].closed)
+            .unwrap_or_else(|| panic!("no open shard {shard_id}"))
+    }
+
+    fn open_child(&mut self, start: u128, end: u128, parents: Vec<usize>) -> String {
+        self.shards.push(Vec::new());
+        self.meta.push(ShardMeta {
+            start,
+            end,
+            parents,
+            closed: false,
+        });
+        Self::shard_id(self.meta.len() - 1)
     }
 
     /// Every record in the stream, shard by shard, in order within each.
@@ -140,7 +231,7 @@ impl FakeStream {
                 "StreamARN": "arn:aws:kinesis:us-east-1:123456789012:stream/fake",
                 "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
                 "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
-                "OpenShardCount": self.shards.len()}})),
+                "OpenShardCount": self.meta.iter().filter(|m| !m.closed).count()}})),
             "PutRecords" => self.put_records(request),
             "ListShards" => Ok(self.list_shards()),
             "GetShardIterator" => self.get_shard_iterator(request),
@@ -174,20 +265,27 @@ impl FakeStream {
     }
 
     fn list_shards(&self) -> Value {
-        let count = self.shards.len() as u128;
-        let width = u128::MAX / count;
-        let shards: Vec<Value> = (0..self.shards.len())
-            .map(|index| {
-                let start = width * index as u128;
-                let end = if index + 1 == self.shards.len() {
-                    u128::MAX
-                } else {
-                    start + width - 1
-                };
-                json!({"ShardId": Self::shard_id(index),
-                       "HashKeyRange": {"StartingHashKey": start.to_string(),
-                                        "EndingHashKey": end.to_string()},
-                       "SequenceNumberRange": {"StartingSequenceNumber": format!("{:020}", 0)}})
+        let shards: Vec<Value> = self
+            .meta
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                let mut range = json!({"StartingSequenceNumber": format!("{:020}", 0)});
+                if m.closed {
+                    let last = self.shards[index].last().map_or(0, |r| number(&r.sequence));
+                    range["EndingSequenceNumber"] = json!(format!("{last:020}"));
+                }
+                let mut shard = json!({"ShardId": Self::shard_id(index),
+                       "HashKeyRange": {"StartingHashKey": m.start.to_string(),
+                                        "EndingHashKey": m.end.to_string()},
+                       "SequenceNumberRange": range});
+                if let Some(&parent) = m.parents.first() {
+                    shard["ParentShardId"] = json!(Self::shard_id(parent));
+                }
+                if let Some(&adjacent) = m.parents.get(1) {
+                    shard["AdjacentParentShardId"] = json!(Self::shard_id(adjacent));
+                }
+                shard
             })
             .collect();
         json!({"Shards": shards})
@@ -283,6 +381,10 @@ impl FakeStream {
             shard_id,
             count: read.len(),
         });
+        if self.meta[shard].closed && end == records.len() {
+            // Read to the end of a closed shard: no next iterator, as Kinesis answers.
+            return Ok(json!({"Records": read, "MillisBehindLatest": 0}));
+        }
         Ok(json!({"Records": read,
                   "NextShardIterator": self.issue(shard, end),
                   "MillisBehindLatest": millis_behind}))
