@@ -108,7 +108,11 @@ impl DynamoSessions {
     /// one transaction: that item deleted, on its version, and this one put where no item is.
     /// `Conflict` when there is no such item either.
     async fn put_moved(&self, session: &Session) -> Result<()> {
-        let stored = self.query_ascending(&session.anonymous_id, None).await?;
+        // A start only ever moves earlier, so the version before is stored at or after this
+        // one's start: the visitor's older sessions, however many, are not read.
+        let stored = self
+            .query_ascending(&session.anonymous_id, Some(session.start_ms))
+            .await?;
         let Some(before) = stored
             .iter()
             .find(|s| s.session_id == session.session_id && s.start_ms != session.start_ms)
