@@ -94,6 +94,8 @@ pub struct Processor {
     /// Shards whose last batch failed, left alone until their backoff ends, so that one shard
     /// throttled or failing does not hold the others back.
     failing: Mutex<HashMap<String, Backoff>>,
+    /// Shards whose lag this instance has reported (`shard_millis_behind`).
+    lag_reported: Mutex<HashSet<String>>,
     /// The recommendation model, folded from every applied batch and saved between polls.
     model: Arc<ModelKeeper>,
     /// Customer profiles, kept current from identified visitors' events and sessions.
@@ -128,6 +130,7 @@ impl Processor {
             last_read: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
+            lag_reported: Mutex::new(HashSet::new()),
             model: Arc::new(ModelKeeper::new(
                 backend.models.clone(),
                 &config.model_name,
@@ -341,10 +344,10 @@ impl Processor {
         if let Ok(mut failing) = self.failing.lock() {
             failing.retain(|shard_id, _| keeper.held.contains_key(shard_id));
         }
-        if let Ok(mut last_read) = self.last_read.lock() {
+        if let Ok(mut lag_reported) = self.lag_reported.lock() {
             // A shard no longer read here (handed over, lost, ended) reports no lag from here:
             // its last figure would stay on the dashboards, and set off alerts, for good.
-            last_read.retain(|shard_id, _| {
+            lag_reported.retain(|shard_id| {
                 let held = keeper.held.contains_key(shard_id);
                 if !held {
                     metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.clone())
@@ -510,6 +513,11 @@ impl Processor {
         if let Some(behind) = batch.millis_behind_latest {
             metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
                 .set(behind as f64);
+            if let Ok(mut lag_reported) = self.lag_reported.lock() {
+                if !lag_reported.contains(shard_id) {
+                    lag_reported.insert(shard_id.to_owned());
+                }
+            }
         }
         let Some(last) = batch.entries.last() else {
             if batch.shard_ended {

@@ -121,6 +121,8 @@ impl StreamReader for ReshardedStream {
             .cloned()
             .collect();
         let reached_end = start + entries.len() >= shard.entries.len();
+        // A second behind for every record left after this read.
+        let left = shard.entries.len().saturating_sub(start + entries.len());
         self.note("read");
         self.reads
             .lock()
@@ -128,7 +130,7 @@ impl StreamReader for ReshardedStream {
             .push((shard_id.to_owned(), entries.len()));
         Ok(ReadBatch {
             entries,
-            millis_behind_latest: Some(0),
+            millis_behind_latest: Some(left as i64 * 1000),
             shard_ended: shard.closed && reached_end,
         })
     }
@@ -432,4 +434,53 @@ async fn reads_of_one_shard_keep_to_the_configured_rate() {
     // Four reads (2 + 2 + 2 + the empty one): at least three intervals between them.
     assert_eq!(stream.reads().len(), 4);
     assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// The lag a shard reported stays on the dashboards only while this instance reads it: once its
+/// lease is gone (here: the shard aged out with records left), its figure drops to 0.
+#[tokio::test]
+async fn a_shard_no_longer_held_reports_no_lag() {
+    let stream = Arc::new(ReshardedStream::default().shard(
+        "lagging",
+        &[],
+        false,
+        &[(1, "bo", T0), (2, "bo", T0 + 1000), (3, "bo", T0 + 2000)],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = embedded::open(dir.path()).unwrap();
+    backend.reader = stream.clone();
+    let config = ProcessorConfig {
+        consumer: "lag-gauge".into(),
+        batch_size: 2,
+        ..ProcessorConfig::default()
+    };
+    // Installs the recorder, before anything is counted.
+    let metrics = retailmind_processor::metrics::router();
+    let p = Processor::new(backend, &config);
+    let gauge = || async {
+        let response = tower::ServiceExt::oneshot(
+            metrics.clone(),
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec())
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"shard_millis_behind{consumer="lag-gauge",shard_id="lagging"} "#)
+                    .map(str::to_owned)
+            })
+    };
+    assert_eq!(p.poll_once().await.unwrap(), 2);
+    assert_eq!(gauge().await.as_deref(), Some("1000"), "one record left");
+
+    stream.age_out("lagging");
+    assert_eq!(p.poll_once().await.unwrap(), 0);
+    assert_eq!(gauge().await.as_deref(), Some("0"), "no longer read here");
 }
