@@ -109,6 +109,18 @@ const SESSION_WRITE_ATTEMPTS: u32 = 5;
 const MIN_SHARD_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_SHARD_BACKOFF: Duration = Duration::from_secs(10);
 
+/// What one poll of the held shards did.
+struct Polled {
+    records: usize,
+    /// There may be more to do at once (a shard skipped for the read rate or its backoff, a
+    /// lease taken, a shard finished): "nothing read" is not "nothing left".
+    more: bool,
+    /// The first retryable failure of a shard in this poll.
+    failure: Option<ProcessorError>,
+    /// A shard was read, or waits only for the read rate: the stream goes on.
+    others_go_on: bool,
+}
+
 /// Until when a failing shard is left alone, and the wait that gave it.
 struct Backoff {
     until: Instant,
@@ -208,10 +220,23 @@ impl Processor {
         let mut total = 0;
         let outcome = loop {
             match self.poll().await {
-                Ok((0, false)) => break Ok(total),
-                Ok((0, true)) => tokio::time::sleep(self.min_read_interval).await,
-                Ok((n, _)) => total += n,
                 Err(e) => break Err(e),
+                // A poll that read nothing and met a failure: this is as far as it goes now.
+                Ok(Polled {
+                    records: 0,
+                    failure: Some(e),
+                    ..
+                }) => break Err(e),
+                Ok(Polled {
+                    records: 0, more, ..
+                }) => {
+                    if !more {
+                        break Ok(total);
+                    }
+                    // The read rate, or a shard's backoff: wait a little, never spin.
+                    tokio::time::sleep(self.min_read_interval.max(Duration::from_millis(10))).await
+                }
+                Ok(polled) => total += polled.records,
             }
         };
         self.release_leases().await;
@@ -242,14 +267,19 @@ impl Processor {
     ///
     /// After a split or merge, a child shard is read only once every parent still in the stream
     /// has been read to its end, so a visitor's older events are always sessionized first.
+    ///
+    /// A shard whose batch fails is left alone for a backoff of its own while the others go on;
+    /// the poll fails only when a shard failed and none could go on (none read, none waiting
+    /// only for the read rate), so that the caller backs off as a whole then.
     pub async fn poll_once(&self) -> Result<usize, ProcessorError> {
-        Ok(self.poll().await?.0)
+        let polled = self.poll().await?;
+        match polled.failure {
+            Some(e) if polled.records == 0 && !polled.others_go_on => Err(e),
+            _ => Ok(polled.records),
+        }
     }
 
-    /// [`poll_once`](Self::poll_once), also telling whether there may be more to do at once
-    /// (a shard skipped to respect the read rate, a lease taken or a shard finished), so that
-    /// "nothing read" does not mean "nothing left".
-    async fn poll(&self) -> Result<(usize, bool), ProcessorError> {
+    async fn poll(&self) -> Result<Polled, ProcessorError> {
         self.renewing(self.poll_shards()).await
     }
 
@@ -287,7 +317,7 @@ impl Processor {
         tokio::join!(work, renewals).0
     }
 
-    async fn poll_shards(&self) -> Result<(usize, bool), ProcessorError> {
+    async fn poll_shards(&self) -> Result<Polled, ProcessorError> {
         let shards = self.backend.reader.shards().await?;
         let store = self.backend.leases.as_ref();
         let (mut more, held) = {
@@ -297,10 +327,9 @@ impl Processor {
         };
         let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
-        // A failing shard is retried after its own backoff while the others go on; the poll
-        // fails only when every shard it tried failed (the caller backs off then, or stops
-        // on an error that retrying cannot mend).
-        let (mut succeeded, mut first_failure) = (false, None);
+        // A failing shard is retried after its own backoff while the others go on; an error
+        // that retrying cannot mend stops the poll at once.
+        let (mut others_go_on, mut failure) = (false, None);
         for shard_id in held {
             if !listed.contains(shard_id.as_str()) {
                 continue;
@@ -311,11 +340,12 @@ impl Processor {
             }
             if !self.has_ahead(&shard_id) && !self.may_read_now(&shard_id) {
                 more = true;
+                others_go_on = true;
                 continue;
             }
             match self.process_held(&shard_id).await {
                 Ok(outcome) => {
-                    succeeded = true;
+                    others_go_on = true;
                     self.succeeded(&shard_id);
                     total += outcome.records;
                     more |= outcome.shard_ended;
@@ -324,17 +354,10 @@ impl Processor {
                     let wait = self.failed(&shard_id);
                     warn!(shard_id, error = %e, ?wait, "shard batch failed; retrying it later");
                     more = true;
-                    first_failure.get_or_insert(e);
+                    failure.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
-        }
-        if let Some(e) = first_failure.filter(|_| !succeeded) {
-            if let Ok(mut failing) = self.failing.lock() {
-                // All failed: the caller's own backoff paces the retries.
-                failing.clear();
-            }
-            return Err(e);
         }
         let keeper = self.leases.lock().await;
         if let Ok(mut ahead) = self.ahead.lock() {
@@ -358,7 +381,12 @@ impl Processor {
         }
         metrics::gauge!(m::LEASES_HELD, "consumer" => self.consumer.clone())
             .set(keeper.held.len() as f64);
-        Ok((total, more))
+        Ok(Polled {
+            records: total,
+            more,
+            failure,
+            others_go_on,
+        })
     }
 
     /// Whether `shard_id` failed lately and its backoff has not ended.

@@ -224,25 +224,30 @@ async fn a_shard_throttled_for_good_does_not_hold_the_others_back() {
     );
     fake.with(|s| s.kinesis.throttled_shards.insert(hot.to_owned()));
 
+    let (stop, stopped) = oneshot::channel::<()>();
     let consumer = processor(&backend, 3);
-    wait_for(
-        "the cold shard read to its end",
-        Duration::from_secs(60),
-        || {
-            let (consumer, backend, end) = (&consumer, backend.clone(), ends[cold].clone());
-            async move {
-                // A poll that tried only the hot shard fails; the next tries the cold one again.
-                let _ = consumer.poll_once().await;
-                (checkpoints(&backend).await.get(cold) == Some(&end)).then_some(())
-            }
-        },
-    )
-    .await;
+    let running = tokio::spawn(async move {
+        consumer
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let read_to_its_end = |shard: &'static str| {
+        let (backend, end) = (backend.clone(), ends[shard].clone());
+        wait_for(shard, Duration::from_secs(30), move || {
+            let (backend, end) = (backend.clone(), end.clone());
+            async move { (checkpoints(&backend).await.get(shard) == Some(&end)).then_some(()) }
+        })
+    };
+    read_to_its_end(cold).await;
     assert_eq!(checkpoints(&backend).await.get(hot), Some(&None));
     assert!(throttled_reads(&fake) > 0);
 
     fake.with(|s| s.kinesis.throttled_shards.clear());
-    consumer.drain().await.unwrap();
+    read_to_its_end(hot).await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
     assert_consumed_once(&fake, &backend, &events).await;
 }
 
