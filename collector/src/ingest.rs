@@ -13,6 +13,7 @@ use retailmind_schema::wire::{unknown_fields, RawEvent};
 use retailmind_schema::{partition_key, validate, Event, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::access::Caller;
@@ -247,8 +248,20 @@ pub async fn ingest(
     // Once the events are claimed, the writes and what follows them run to their end even if
     // the client goes away (hyper drops a request's future then): dropped halfway, the claim
     // would release ids whose records the stream stores anyway, and the client's retry would
-    // write them again.
-    match tokio::spawn(write(state.clone(), judged)).await {
+    // write them again. Such writes hold a permit of their own, since the request's goes with
+    // it: clients that time out and resend cannot pile up writes without bound.
+    let permit = state
+        .writes_in_flight
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| CollectorError::Overloaded)?;
+    let write = write(state.clone(), judged).in_current_span();
+    match tokio::spawn(async move {
+        let _permit = permit;
+        write.await
+    })
+    .await
+    {
         Ok(answer) => answer,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only at the runtime's shutdown.
@@ -359,7 +372,7 @@ pub async fn keep_refused_body(
     error: &CollectorError,
 ) -> Result<(), CollectorError> {
     let text = String::from_utf8_lossy(body);
-    let (kept, truncated) = kept_text(&without_write_keys(&text));
+    let (kept, truncated) = kept_text(&text);
     let letter = RefusedBody {
         sender: &caller.key_name,
         received_at: now_ms(),
@@ -421,14 +434,17 @@ fn without_write_keys(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// `text` as a dead letter keeps it: its JSON when it is JSON and short enough, else its first
-/// [`DEAD_LETTER_EVENT_BYTES`] as a string, with the size it was cut from.
+/// `text` as a dead letter keeps it, without the values of any `writeKey`: its JSON when it
+/// is JSON and short enough, else its first [`DEAD_LETTER_EVENT_BYTES`] as a string, with the
+/// size it was cut from.
 fn kept_text(text: &str) -> (Box<RawValue>, Option<usize>) {
-    let kept = beginning(text, DEAD_LETTER_EVENT_BYTES);
-    if kept.len() < text.len() {
+    // A single Segment message is the whole body, `writeKey` and all.
+    let redacted = without_write_keys(text);
+    let kept = beginning(&redacted, DEAD_LETTER_EVENT_BYTES);
+    if kept.len() < redacted.len() {
         (as_json_string(kept), Some(text.len()))
     } else {
-        (as_json(text), None)
+        (as_json(&redacted), None)
     }
 }
 

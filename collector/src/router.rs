@@ -35,6 +35,9 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
     pub max_events_per_batch: usize,
+    /// Writes under way, bounded like the requests: a write goes on after its client left (see
+    /// `ingest`), and the request's own permit goes with the request.
+    pub writes_in_flight: Arc<tokio::sync::Semaphore>,
     pub max_event_bytes: usize,
     pub trusted_proxy_hops: usize,
     pub truncate_ip: bool,
@@ -71,6 +74,9 @@ impl AppState {
             limits: Arc::new(Limits::from(&config.validation)),
             max_body_bytes: config.max_body_bytes,
             max_events_per_batch: config.max_events_per_batch,
+            writes_in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.max_in_flight_requests.max(1),
+            )),
             max_event_bytes: config.max_event_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,
             truncate_ip: config.truncate_ip,

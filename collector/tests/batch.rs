@@ -370,6 +370,47 @@ async fn a_client_gone_during_the_write_does_not_make_its_retry_write_again() {
     assert_eq!(h.stored().await.len(), 2);
 }
 
+/// A write whose client went away still counts against `max_in_flight_requests` until it
+/// ends: clients that time out and resend cannot pile up writes, and their events, in memory.
+#[tokio::test]
+async fn a_write_left_by_its_client_still_counts_as_in_flight() {
+    let mut h = Harness::new();
+    h.config.max_in_flight_requests = 1;
+    let gate = HeldSink::new(h.embedded.backend.sink.clone(), false);
+    let app = h.router_over(gate.clone());
+    let send = |n: u8| {
+        let batch_id = format!("01936a1c-3b5e-7cc4-9a1e-0000000001{n:02x}");
+        app.clone().oneshot(
+            Request::post("/v1/batch")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(batch_of(&batch_id, vec![event(n)])))
+                .unwrap(),
+        )
+    };
+    let gone = tokio::spawn(send(1));
+    while gate.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gone.abort();
+    let _ = gone.await;
+    let refused = send(2).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json_of(refused).await["error"]["code"], "overloaded");
+
+    gate.release.add_permits(2);
+    let mut answer = send(3).await.unwrap();
+    for _ in 0..100 {
+        if answer.status() == StatusCode::OK {
+            break;
+        }
+        // The left write is ending.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        answer = send(3).await.unwrap();
+    }
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(h.stored().await.len(), 2, "the left write and the last");
+}
+
 /// Segment's `/v1/batch` with a batch-level `context`: every message gets it, its own values
 /// winning, through the real route.
 #[tokio::test]
@@ -592,13 +633,20 @@ async fn segment_single_message_routes_store_one_event_each() {
         .post_at(
             "/v1/identify",
             "application/json",
-            json!({"messageId": "m-4", "traits": {}, "context": context}).to_string(),
+            json!({"messageId": "m-4", "traits": {}, "context": context,
+                   "writeKey": "sk_in_the_body"})
+            .to_string(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 0);
     assert_eq!(body["rejected"][0]["index"], 0);
     assert_eq!(body["rejected"][0]["errors"][0]["field"], "anonymousId");
+    // Its dead letter keeps the message, not the key the library put in it.
+    let letters = h.embedded.dead_letters();
+    let letter: Value = serde_json::from_str(letters.last().unwrap()).unwrap();
+    assert_eq!(letter["event"]["messageId"], "m-4");
+    assert_eq!(letter["event"]["writeKey"], "[redacted]");
 
     let (status, body) = h
         .post_at("/v1/track", "application/json", "{\"event\": ")

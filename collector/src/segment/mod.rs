@@ -86,7 +86,13 @@ pub fn convert(
 
     match (anonymous_id, payload) {
         (Some(anonymous_id), Some(payload)) if p.0.is_empty() => Ok(Event {
-            event_id: event_id(message_id.as_deref(), sent_time, raw),
+            // A message with neither an id nor a time of its own cannot tell a resend from a
+            // repeat (a heartbeat): its arrival time keeps repeats apart.
+            event_id: event_id(
+                message_id.as_deref(),
+                sent_time.or_else(|| message_id.is_none().then_some(now_ms)),
+                raw,
+            ),
             anonymous_id,
             user_id,
             session_id: None,
@@ -186,9 +192,10 @@ fn parse_time(text: &str) -> Option<i64> {
 /// `messageId` itself when it is a UUIDv7; otherwise a UUIDv7 whose time part is the message's
 /// own time and whose other bits are the start of SHA-256(`messageId`), so the same message
 /// sent twice (a library retry) gets the same id. Without a `messageId` the whole message text
-/// is hashed instead: an identical resend still maps to the same id. A message without a time
-/// of its own gets time part 0, not the collector's clock, which differs on every resend.
-fn event_id(message_id: Option<&str>, sent_time_ms: Option<i64>, raw: &RawValue) -> Uuid {
+/// is hashed instead: an identical resend still maps to the same id. The time part is
+/// `time_ms`, 0 without one: a message with a `messageId` and no time of its own must not take
+/// the collector's clock, which differs on every resend.
+fn event_id(message_id: Option<&str>, time_ms: Option<i64>, raw: &RawValue) -> Uuid {
     if let Some(id) = message_id.and_then(|m| Uuid::parse_str(m).ok()) {
         if id.get_version_num() == 7 {
             return id;
@@ -204,9 +211,7 @@ fn event_id(message_id: Option<&str>, sent_time_ms: Option<i64>, raw: &RawValue)
     let mut bits = [0u8; 10];
     bits.copy_from_slice(&digest[..10]);
     // Times before 1970 do not fit a UUIDv7; the id only needs to be stable, not meaningful.
-    let ms = sent_time_ms
-        .and_then(|t| u64::try_from(t).ok())
-        .unwrap_or(0);
+    let ms = time_ms.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
     Builder::from_unix_timestamp_millis(ms, &bits).into_uuid()
 }
 

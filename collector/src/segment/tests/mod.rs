@@ -240,6 +240,12 @@ fn without_a_time_the_collector_clock_is_used() {
     let resent = convert(&raw(&untimed), None, NOW + 5_000, None).expect("again");
     assert_eq!(resent.timestamp, NOW + 5_000);
     assert_eq!(resent.event_id, e.event_id);
+    // Without an id either, a resend and a repeat (a heartbeat) look alike: repeats are kept.
+    let mut anonymous = untimed;
+    anonymous.as_object_mut().unwrap().remove("messageId");
+    let first = ok(anonymous.clone()).event_id;
+    let later = convert(&raw(&anonymous), None, NOW + 60_000, None).expect("a minute on");
+    assert_ne!(later.event_id, first);
     let orig = ok(json!({"type": "track", "event": "X", "anonymousId": "a",
         "originalTimestamp": "2024-05-01T12:00:00", "context": {"page": {"url": URL}}}));
     assert_eq!(orig.timestamp, T, "no offset: UTC");
