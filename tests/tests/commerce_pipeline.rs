@@ -288,8 +288,14 @@ async fn a_profile_write_that_failed_after_its_sessions_landed_is_made_by_the_re
         &url,
         "ALTER TABLE customer_sessions_away RENAME TO customer_sessions",
     );
-    let outcome = processor.poll_once().await.expect("the retry succeeds");
-    assert_eq!(outcome, 3, "the batch is read again from the checkpoint");
+    // The shard waits out its backoff (100 ms) after the failure, then the batch is read again
+    // from the checkpoint.
+    let outcome = wait_for("the retry", Duration::from_secs(10), || async {
+        let polled = processor.poll_once().await.expect("the retry succeeds");
+        (polled > 0).then_some(polled)
+    })
+    .await;
+    assert_eq!(outcome, 3, "the whole batch, again");
     let again = backend.sessions.sessions_of("anon-e2e").await.unwrap();
     assert_eq!(
         again[0].version, stored[0].version,
