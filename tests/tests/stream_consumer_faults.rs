@@ -60,6 +60,24 @@ fn processor(backend: &Backend, batch_size: usize) -> Processor {
     Processor::new(backend.clone(), &config)
 }
 
+/// `consumer` running on a task of its own until the sender is used or dropped.
+fn running(
+    consumer: Processor,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ProcessorError>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        consumer
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
 fn event_id(json: &[u8]) -> String {
     let event: Value = serde_json::from_slice(json).unwrap();
     event["event_id"].as_str().unwrap().to_owned()
@@ -181,15 +199,7 @@ async fn reads_throttled_past_the_sdk_retries_are_backed_off_and_resumed() {
     // and reads again.
     fake.with(|s| s.kinesis.read_faults = [ReadFault::Throttle; 5].into());
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let consumer = processor(&backend, 5);
-    let running = tokio::spawn(async move {
-        consumer
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (stop, running) = running(processor(&backend, 5));
     wait_for("every event in the lake", Duration::from_secs(60), || {
         let all_there = fake.with(|s| s.firehose.delivered.len()) >= events.len();
         async move { all_there.then_some(()) }
@@ -224,15 +234,7 @@ async fn a_shard_throttled_for_good_does_not_hold_the_others_back() {
     );
     fake.with(|s| s.kinesis.throttled_shards.insert(hot.to_owned()));
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let consumer = processor(&backend, 3);
-    let running = tokio::spawn(async move {
-        consumer
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (stop, running) = running(processor(&backend, 3));
     let read_to_its_end = |shard: &'static str| {
         let (backend, end) = (backend.clone(), ends[shard].clone());
         wait_for(shard, Duration::from_secs(30), move || {
