@@ -462,3 +462,39 @@ async fn after_a_split_and_a_merge_children_are_read_after_their_parents_end() {
         "the open child is read to its end"
     );
 }
+
+/// A closed shard ages out of the stream once its retention has passed, as when the processor
+/// was down for longer than that; it can do so between the ListShards that listed it and the
+/// read of it. Kinesis then knows no such shard: the reader takes it as read to its end (its
+/// records are gone), so that its children are read. Stopping, or waiting on it, would hold
+/// them back for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_aged_out_since_it_was_listed_is_taken_as_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(24, 4);
+    let (fake, backend) = consumer_of(1, &all[..12], dir.path()).await;
+    let parent = FakeStream::shard_id(0);
+    let children = fake.with(|s| {
+        let children = s.kinesis.split(&parent);
+        for event in &all[12..] {
+            let record = event.record();
+            s.kinesis.append(&record.partition_key, &record.data);
+        }
+        s.kinesis.age_out_after_listing.insert(parent.clone());
+        children
+    });
+
+    assert_eq!(processor(&backend, 5).drain().await.unwrap(), 12);
+
+    assert_lake_holds_each_once(&fake, &all[12..]);
+    assert_sessions_match(backend.sessions.as_ref(), &all[12..]).await;
+    let leases = backend.leases.leases(CONSUMER).await.unwrap();
+    let lease = |shard: &str| leases.iter().find(|l| l.shard_id == shard);
+    // An ended shard no longer listed has its lease cleared away.
+    assert_eq!(lease(&parent), None);
+    let ends = stream_ends(&fake);
+    for child in &children {
+        let checkpoint = lease(child).and_then(|l| l.checkpoint.clone());
+        assert_eq!(checkpoint, ends[child], "{child} read to its end");
+    }
+}

@@ -8,12 +8,15 @@
 //!
 //! Reads keep the `NextShardIterator` of each shard, keyed by the position it continues from,
 //! so a consumer that reads on from where it left off needs one GetRecords call per read and no
-//! GetShardIterator call; any other position, or an expired iterator, gets a fresh one.
+//! GetShardIterator call; any other position, or an expired iterator, gets a fresh one. A
+//! shard Kinesis no longer knows and no longer lists (a closed shard past its retention) is
+//! read as ended.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
@@ -86,7 +89,11 @@ impl KinesisStream {
     }
 
     /// A new iterator for `shard_id` just after `after`, or at the oldest record.
-    async fn fresh_iterator(&self, shard_id: &str, after: Option<&str>) -> Result<String> {
+    async fn fresh_iterator(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+    ) -> std::result::Result<String, ReadFailure> {
         let request = self
             .client
             .get_shard_iterator()
@@ -98,9 +105,12 @@ impl KinesisStream {
                 .starting_sequence_number(sequence),
             None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let output = request.send().await.map_err(|e| sdk_error(SERVICE, e))?;
+        let output = request.send().await.map_err(ReadFailure::of)?;
         output.shard_iterator().map(str::to_owned).ok_or_else(|| {
-            ConnectorError::unavailable(SERVICE, format!("no shard iterator for {shard_id}"))
+            ReadFailure::Other(ConnectorError::unavailable(
+                SERVICE,
+                format!("no shard iterator for {shard_id}"),
+            ))
         })
     }
 
@@ -115,6 +125,51 @@ impl KinesisStream {
             .limit(limit)
             .send()
             .await
+    }
+
+    /// One GetRecords call for `shard_id` after `after`, through the cached iterator or a
+    /// fresh one, and again through a fresh one if the iterator had expired.
+    async fn records_after(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> std::result::Result<GetRecordsOutput, ReadFailure> {
+        let iterator = match self.iterators.get(shard_id, after) {
+            Some(iterator) => iterator,
+            None => self.fresh_iterator(shard_id, after).await?,
+        };
+        match self.get_records(iterator, limit).await {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_expired_iterator_exception()) =>
+            {
+                tracing::debug!(shard_id, "shard iterator expired; getting a fresh one");
+                let iterator = self.fresh_iterator(shard_id, after).await?;
+                self.get_records(iterator, limit)
+                    .await
+                    .map_err(ReadFailure::of)
+            }
+            other => other.map_err(ReadFailure::of),
+        }
+    }
+}
+
+/// Why a shard's read failed: Kinesis knows no such shard, or anything else.
+enum ReadFailure {
+    NoSuchShard(ConnectorError),
+    Other(ConnectorError),
+}
+
+impl ReadFailure {
+    fn of<E: ProvideErrorMetadata + std::error::Error>(e: E) -> Self {
+        let missing = e.code() == Some("ResourceNotFoundException");
+        let e = sdk_error(SERVICE, e);
+        if missing {
+            ReadFailure::NoSuchShard(e)
+        } else {
+            ReadFailure::Other(e)
+        }
     }
 }
 
@@ -220,22 +275,31 @@ impl StreamReader for KinesisStream {
             return Ok(ReadBatch::default());
         }
         let limit = i32::try_from(max.min(MAX_GET_RECORDS)).unwrap_or(i32::MAX);
-        let iterator = match self.iterators.get(shard_id, after) {
-            Some(iterator) => iterator,
-            None => self.fresh_iterator(shard_id, after).await?,
-        };
-        let output = match self.get_records(iterator, limit).await {
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_expired_iterator_exception()) =>
-            {
-                tracing::debug!(shard_id, "shard iterator expired; getting a fresh one");
-                let iterator = self.fresh_iterator(shard_id, after).await?;
-                self.get_records(iterator, limit).await
+        let output = match self.records_after(shard_id, after, limit).await {
+            Ok(output) => output,
+            Err(ReadFailure::Other(e)) => return Err(e),
+            Err(ReadFailure::NoSuchShard(e)) => {
+                // A closed shard ages out of the stream once its retention has passed; if that
+                // happened since the shards were listed, it is done: its records are gone, and
+                // waiting would hold its children back for good. A stream or shard that is
+                // still listed yet unknown is a real misconfiguration.
+                if self.shards().await?.iter().any(|s| s.shard_id == shard_id) {
+                    return Err(e);
+                }
+                tracing::warn!(
+                    stream = %self.stream_name,
+                    shard_id,
+                    after,
+                    "shard aged out of the stream before it was read to its end; records past \
+                     the checkpoint are gone with it"
+                );
+                self.iterators.forget(shard_id);
+                return Ok(ReadBatch {
+                    shard_ended: true,
+                    ..ReadBatch::default()
+                });
             }
-            other => other,
-        }
-        .map_err(|e| sdk_error(SERVICE, e))?;
+        };
 
         let entries: Vec<StreamEntry> = output
             .records

@@ -7,7 +7,8 @@
 //! resharded). Resharding is as Kinesis does it: a split closes a shard and opens two children
 //! over the halves of its range, a merge closes two adjacent shards and opens one child over
 //! both; ListShards lists closed shards with an ending sequence number and children with their
-//! parents, and GetRecords at the end of a closed shard answers no next iterator.
+//! parents, and GetRecords at the end of a closed shard answers no next iterator. A closed shard
+//! can age out, as past its retention: it is no longer listed, and reads of it find no shard.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -95,6 +96,11 @@ pub struct FakeStream {
     pub read_faults: VecDeque<ReadFault>,
     /// Shards every GetRecords of which is throttled, whatever `read_faults` says: a hot shard.
     pub throttled_shards: HashSet<String>,
+    /// Closed shards that age out of the stream (past their retention) right after the next
+    /// ListShards still listed them.
+    pub age_out_after_listing: HashSet<String>,
+    /// Shards aged out: not listed, and unknown to GetShardIterator and GetRecords.
+    aged_out: HashSet<usize>,
     /// How many records each PutRecords call carried.
     pub put_calls: Vec<usize>,
     /// Every GetShardIterator and GetRecords call, in order.
@@ -130,6 +136,8 @@ impl FakeStream {
             put_faults: BatchFaults::default(),
             read_faults: VecDeque::new(),
             throttled_shards: HashSet::new(),
+            age_out_after_listing: HashSet::new(),
+            aged_out: HashSet::new(),
             put_calls: Vec::new(),
             reads: Vec::new(),
         }
@@ -233,7 +241,16 @@ impl FakeStream {
                 "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
                 "OpenShardCount": self.meta.iter().filter(|m| !m.closed).count()}})),
             "PutRecords" => self.put_records(request),
-            "ListShards" => Ok(self.list_shards()),
+            "ListShards" => {
+                let listed = self.list_shards();
+                for shard_id in std::mem::take(&mut self.age_out_after_listing) {
+                    let index = (0..self.meta.len())
+                        .find(|&i| Self::shard_id(i) == shard_id && self.meta[i].closed)
+                        .unwrap_or_else(|| panic!("no closed shard {shard_id} to age out"));
+                    self.aged_out.insert(index);
+                }
+                Ok(listed)
+            }
             "GetShardIterator" => self.get_shard_iterator(request),
             "GetRecords" => self.get_records(request),
             other => Err(AwsError::unknown_operation(other)),
@@ -269,6 +286,7 @@ impl FakeStream {
             .meta
             .iter()
             .enumerate()
+            .filter(|(index, _)| !self.aged_out.contains(index))
             .map(|(index, m)| {
                 let mut range = json!({"StartingSequenceNumber": format!("{:020}", 0)});
                 if m.closed {
@@ -294,14 +312,8 @@ impl FakeStream {
     fn get_shard_iterator(&mut self, request: &Value) -> Result<Value, AwsError> {
         let shard_id = request["ShardId"].as_str().unwrap_or_default();
         let shard = (0..self.shards.len())
-            .find(|&i| Self::shard_id(i) == shard_id)
-            .ok_or_else(|| {
-                AwsError::new(
-                    StatusCode::BAD_REQUEST,
-                    "ResourceNotFoundException",
-                    format!("no shard {shard_id} in stream fake"),
-                )
-            })?;
+            .find(|&i| Self::shard_id(i) == shard_id && !self.aged_out.contains(&i))
+            .ok_or_else(|| no_shard(shard_id))?;
         let kind = request["ShardIteratorType"].as_str().unwrap_or_default();
         let sequence = request["StartingSequenceNumber"].as_str();
         let records = &self.shards[shard];
@@ -344,6 +356,9 @@ impl FakeStream {
             .get(token)
             .ok_or_else(|| AwsError::bad_request(format!("no shard iterator {token:?}")))?;
         let shard_id = Self::shard_id(shard);
+        if self.aged_out.contains(&shard) {
+            return Err(no_shard(&shard_id));
+        }
         let mut fault = self.read_faults.pop_front().unwrap_or(ReadFault::Pass);
         if self.throttled_shards.contains(&shard_id) {
             fault = ReadFault::Throttle;
@@ -414,6 +429,14 @@ fn record_json(record: &StoredRecord) -> Value {
            "PartitionKey": record.partition_key,
            "Data": base64::engine::general_purpose::STANDARD.encode(&record.data),
            "ApproximateArrivalTimestamp": record.arrived_ms as f64 / 1000.0})
+}
+
+fn no_shard(shard_id: &str) -> AwsError {
+    AwsError::new(
+        StatusCode::BAD_REQUEST,
+        "ResourceNotFoundException",
+        format!("Shard {shard_id} in stream fake under account 123456789012 does not exist"),
+    )
 }
 
 fn throttled(message: &str) -> AwsError {
