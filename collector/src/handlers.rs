@@ -22,7 +22,7 @@ use crate::body;
 use crate::client_ip::{client_ip, PeerIp};
 use crate::config::KeyKind;
 use crate::error::{CollectorError, ErrorBody};
-use crate::ingest::{self, BatchResponse, Candidate, RequestMeta};
+use crate::ingest::{self, beginning, BatchResponse, Candidate, RequestMeta};
 use crate::router::AppState;
 use crate::segment;
 use crate::segment::spec::{BatchBody, SegmentMessage};
@@ -82,11 +82,16 @@ impl Front {
     pub(crate) fn meta(&self) -> RequestMeta {
         RequestMeta {
             client_ip: client_ip(&self.headers, self.peer, self.state.trusted_proxy_hops),
+            // The header is not validated as the body's fields are, yet goes into every event
+            // of the request: cut to the schema's text limit, so that a header of hundreds of
+            // kilobytes neither multiplies in memory nor makes each event too large to store.
             user_agent: self
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .map(str::trim)
+                .filter(|agent| !agent.is_empty())
+                .map(|agent| beginning(agent, self.state.limits.max_text_len).to_owned()),
         }
     }
 

@@ -449,7 +449,7 @@ fn kept_text(text: &str) -> (Box<RawValue>, Option<usize>) {
 }
 
 /// The longest start of `text` of at most `max` bytes that ends on a character boundary.
-fn beginning(text: &str, max: usize) -> &str {
+pub(crate) fn beginning(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

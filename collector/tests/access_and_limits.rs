@@ -472,6 +472,31 @@ async fn client_ip_comes_from_the_trusted_hop_and_can_be_truncated() {
     );
 }
 
+/// The User-Agent header goes into every event of its request without the body's validation:
+/// cut to the schema's text limit, a header of a few hundred kilobytes on a batch of hundreds of
+/// events neither multiplies in memory nor makes each event too large to store.
+#[tokio::test]
+async fn a_huge_user_agent_is_cut_to_the_text_limit() {
+    let h = Harness::new(CollectorConfig::default());
+    let agent = format!("Mozilla/5.0 {}", "x".repeat(300_000));
+    let req = post("/v1/batch")
+        .header(header::USER_AGENT, agent.as_str())
+        .body(Body::from(batch(BATCH_ID, 3)))
+        .unwrap();
+    assert_eq!(h.send(req).await.status(), StatusCode::OK);
+    let stored = h.stored().await;
+    assert_eq!(stored.len(), 3);
+    let limit = retailmind_schema::Limits::default().max_text_len;
+    for event in &stored {
+        assert_eq!(
+            event.context.user_agent.as_deref(),
+            Some(&agent[..limit]),
+            "{}",
+            event.event_id
+        );
+    }
+}
+
 /// A stream that holds every write until released: fills the collector to capacity.
 #[derive(Default)]
 struct StuckSink {
