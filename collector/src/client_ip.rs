@@ -11,8 +11,14 @@ use axum::http::HeaderMap;
 pub struct PeerIp(pub IpAddr);
 
 /// Resolves the client IP. With `trusted_hops` proxies in front, each appended the address it
-/// saw to `X-Forwarded-For`, so the client is the entry `trusted_hops` from the right.
+/// saw to `X-Forwarded-For`, so the client is the entry `trusted_hops` from the right. An IPv4
+/// client seen through an IPv6 socket (`::ffff:a.b.c.d`, on a dual-stack listener) is given as
+/// IPv4, as the same client is through a proxy, and truncated as IPv4.
 pub fn client_ip(headers: &HeaderMap, peer: Option<PeerIp>, trusted_hops: usize) -> Option<IpAddr> {
+    seen_ip(headers, peer, trusted_hops).map(|ip| ip.to_canonical())
+}
+
+fn seen_ip(headers: &HeaderMap, peer: Option<PeerIp>, trusted_hops: usize) -> Option<IpAddr> {
     if trusted_hops > 0 {
         let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
@@ -71,6 +77,18 @@ mod tests {
         assert_eq!(
             client_ip(&xff("6.6.6.6"), peer, 2),
             Some("10.0.0.5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn an_ipv4_client_on_a_dual_stack_socket_is_given_as_ipv4() {
+        let mapped = Some(PeerIp("::ffff:203.0.113.9".parse().unwrap()));
+        let ip = client_ip(&HeaderMap::new(), mapped, 0).unwrap();
+        assert_eq!(ip.to_string(), "203.0.113.9");
+        assert_eq!(truncate(ip).to_string(), "203.0.113.0");
+        assert_eq!(
+            client_ip(&xff("::ffff:198.51.100.7"), mapped, 1).map(|ip| ip.to_string()),
+            Some("198.51.100.7".into())
         );
     }
 
