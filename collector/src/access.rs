@@ -126,6 +126,12 @@ impl Access {
         client_ip: Option<IpAddr>,
         need: KeyKind,
     ) -> Result<Caller, CollectorError> {
+        // The address first: a client refused for its own rate spends nothing of its key's
+        // (one address holding a shop's public key cannot use up every shopper's share), and
+        // guessing keys is limited like anything else.
+        if let (Some(limit), Some(ip)) = (&self.per_ip, client_ip) {
+            limit.check(&client_network(ip))?;
+        }
         let caller = if self.is_open() {
             Caller {
                 key_name: "open".into(),
@@ -158,9 +164,6 @@ impl Access {
         if let Some(limit) = &self.per_key {
             limit.check(&caller.key_name)?;
         }
-        if let (Some(limit), Some(ip)) = (&self.per_ip, client_ip) {
-            limit.check(&client_network(ip))?;
-        }
         Ok(caller)
     }
 
@@ -176,9 +179,10 @@ impl Access {
     }
 }
 
+/// Retry-After counts whole seconds: rounded up, so that a client waiting as told is let in.
 fn too_many(wait: Duration) -> CollectorError {
     CollectorError::RateLimited {
-        retry_after_secs: wait.as_secs().max(1),
+        retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
     }
 }
 
@@ -328,6 +332,57 @@ mod tests {
             let _ = limit.check(&active);
         }
         assert_eq!(limit.keys_held(), 1);
+    }
+
+    #[test]
+    fn a_client_refused_for_its_own_rate_spends_nothing_of_its_keys() {
+        let access = Access::new(&CollectorConfig {
+            rate_limit: RateLimitConfig {
+                per_key_per_sec: 2,
+                per_ip_per_sec: 1,
+                burst: 0,
+            },
+            ..config()
+        });
+        let admit = |key: &str, ip: &str| {
+            access.admit(Some(key), None, Some(ip.parse().unwrap()), KeyKind::Secret)
+        };
+        assert!(admit("sk_shop", "192.0.2.1").is_ok());
+        for _ in 0..5 {
+            assert!(matches!(
+                admit("sk_shop", "192.0.2.1"),
+                Err(CollectorError::RateLimited { .. })
+            ));
+        }
+        assert!(
+            admit("sk_shop", "192.0.2.2").is_ok(),
+            "the key's second share"
+        );
+        assert!(matches!(
+            admit("sk_shop", "192.0.2.3"),
+            Err(CollectorError::RateLimited { .. })
+        ));
+        // Guessing keys from one address is limited too.
+        assert!(matches!(
+            admit("sk_guess", "198.51.100.1"),
+            Err(CollectorError::UnknownKey)
+        ));
+        assert!(matches!(
+            admit("sk_guess2", "198.51.100.1"),
+            Err(CollectorError::RateLimited { .. })
+        ));
+    }
+
+    #[test]
+    fn retry_after_rounds_the_wait_up() {
+        let secs = |wait| match too_many(wait) {
+            CollectorError::RateLimited { retry_after_secs } => retry_after_secs,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(secs(Duration::from_millis(1900)), 2);
+        assert_eq!(secs(Duration::from_secs(3)), 3);
+        assert_eq!(secs(Duration::from_millis(10)), 1);
+        assert_eq!(secs(Duration::ZERO), 1);
     }
 
     #[test]
