@@ -33,6 +33,14 @@ impl SpoolingSink {
     pub fn new(inner: Arc<dyn EventSink>, dir: impl Into<PathBuf>, max_bytes: u64) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io_err)?;
+        // A temporary file is what a crash left before its rename: that write was never
+        // acknowledged (its sender got no answer and still holds the events).
+        for entry in std::fs::read_dir(&dir).map_err(io_err)?.flatten() {
+            let name = entry.file_name();
+            if name.to_string_lossy().ends_with(".spool.tmp") {
+                std::fs::remove_file(entry.path()).map_err(io_err)?;
+            }
+        }
         let existing = spool_files(&dir)?
             .iter()
             .filter_map(|p| p.metadata().ok())
@@ -73,22 +81,56 @@ impl SpoolingSink {
 
     /// Sends every spooled file to the stream, oldest first; stops at the first failure.
     /// Returns the number of records delivered.
+    ///
+    /// A file the stream took in part is written again with only the rest, so the next replay
+    /// does not send the stored records twice. A file that cannot be read back (the disk
+    /// damaged it: files are renamed into place only once complete) is moved to `corrupt/` for
+    /// a person to look at, rather than holding back every file after it for good.
     pub async fn replay(&self) -> Result<usize> {
         let mut delivered = 0;
         for path in spool_files(&self.dir)? {
             let data = tokio::fs::read(&path).await.map_err(io_err)?;
-            let records = decode(&data).ok_or_else(|| ConnectorError::Corrupt {
-                what: path.display().to_string(),
-                detail: "truncated spool file".into(),
-            })?;
+            let Some(records) = decode(&data) else {
+                self.set_aside(&path, data.len() as u64).await?;
+                continue;
+            };
             let count = records.len();
-            self.inner.append(records).await?;
+            if let Err(e) = self.inner.append(records.clone()).await {
+                let stored = e.stored_positions();
+                if !stored.is_empty() {
+                    let encoded = encode(&not_stored(records, stored));
+                    let shrunk = (data.len() - encoded.len()) as u64;
+                    let target = path.clone();
+                    tokio::task::spawn_blocking(move || replace_file(&target, &encoded))
+                        .await
+                        .map_err(|e| ConnectorError::unavailable("spool", e))??;
+                    self.spooled_bytes.fetch_sub(shrunk, Ordering::SeqCst);
+                }
+                return Err(e);
+            }
             tokio::fs::remove_file(&path).await.map_err(io_err)?;
             self.spooled_bytes
                 .fetch_sub(data.len() as u64, Ordering::SeqCst);
             delivered += count;
         }
         Ok(delivered)
+    }
+
+    /// Moves an unreadable spool file to `corrupt/`, out of the replay's way.
+    async fn set_aside(&self, path: &Path, len: u64) -> Result<()> {
+        let aside = self.dir.join(CORRUPT_DIR);
+        tokio::fs::create_dir_all(&aside).await.map_err(io_err)?;
+        let name = path.file_name().unwrap_or_default();
+        tokio::fs::rename(path, aside.join(name))
+            .await
+            .map_err(io_err)?;
+        self.spooled_bytes.fetch_sub(len, Ordering::SeqCst);
+        tracing::error!(
+            file = %path.display(),
+            moved_to = %aside.display(),
+            "spool file cannot be read back; set aside, the rest of the spool goes on"
+        );
+        Ok(())
     }
 
     /// Replays the spool every `interval` for as long as the returned task runs.
@@ -103,7 +145,10 @@ impl SpoolingSink {
                 match sink.replay().await {
                     Ok(n) if n > 0 => tracing::info!(records = n, "spooled records delivered"),
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(error = %e, "stream still unavailable; spool kept"),
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(error = %e, "stream still unavailable; spool kept")
+                    }
+                    Err(e) => tracing::error!(error = %e, "spool replay failed; spool kept"),
                 }
             }
         })
@@ -118,12 +163,7 @@ impl EventSink for SpoolingSink {
             Err(e) if e.is_retryable() => {
                 // What the stream stored already is not spooled (it would be written twice).
                 let stored = e.stored_positions();
-                let rest: Vec<StreamRecord> = records
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| !stored.contains(i))
-                    .map(|(_, r)| r)
-                    .collect();
+                let rest = not_stored(records, stored);
                 tracing::warn!(error = %e, records = rest.len(), "stream unavailable; spooling to disk");
                 self.spool(&rest).await.map_err(|_| e)
             }
@@ -134,6 +174,16 @@ impl EventSink for SpoolingSink {
     async fn ready(&self) -> Result<()> {
         self.inner.ready().await
     }
+}
+
+/// `records` but those at the positions an append `stored`.
+fn not_stored(records: Vec<StreamRecord>, stored: &[usize]) -> Vec<StreamRecord> {
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !stored.contains(i))
+        .map(|(_, r)| r)
+        .collect()
 }
 
 fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -148,14 +198,26 @@ fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Where unreadable spool files are moved, inside the spool's directory.
+const CORRUPT_DIR: &str = "corrupt";
+
 fn write_file(dir: &Path, encoded: &[u8]) -> Result<()> {
+    replace_file(
+        &dir.join(format!("{}.spool", uuid::Uuid::now_v7())),
+        encoded,
+    )
+}
+
+/// Writes `path` whole or not at all: a temporary file, fsynced, renamed over it.
+fn replace_file(path: &Path, encoded: &[u8]) -> Result<()> {
     use std::io::Write;
-    let name = format!("{}.spool", uuid::Uuid::now_v7());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
     file.write_all(encoded).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io_err)?;
+    std::fs::rename(&tmp, path).map_err(io_err)?;
     // The rename itself must reach the disk before the write counts as durable.
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())

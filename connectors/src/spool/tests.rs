@@ -111,3 +111,58 @@ async fn records_the_stream_stored_before_failing_are_not_spooled() {
     let stored = stream.stored.lock().unwrap();
     assert_eq!(stored[..], records("x", 3)[..], "each once, in order");
 }
+
+#[tokio::test]
+async fn a_replay_the_stream_takes_in_part_resends_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    stream.down.store(true, Ordering::SeqCst);
+    sink.append(records("x", 3)).await.unwrap();
+    let full = sink.spooled_bytes();
+
+    stream.partly.store(true, Ordering::SeqCst);
+    assert!(sink.replay().await.is_err());
+    assert!(
+        sink.spooled_bytes() < full,
+        "the stored record left the spool"
+    );
+    stream.partly.store(false, Ordering::SeqCst);
+    stream.down.store(false, Ordering::SeqCst);
+    assert_eq!(sink.replay().await.unwrap(), 2);
+    assert_eq!(sink.spooled_bytes(), 0);
+    let stored = stream.stored.lock().unwrap();
+    assert_eq!(stored[..], records("x", 3)[..], "each once");
+}
+
+#[tokio::test]
+async fn an_unreadable_spool_file_is_set_aside_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    stream.down.store(true, Ordering::SeqCst);
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    sink.append(records("damaged", 2)).await.unwrap();
+    sink.append(records("sound", 3)).await.unwrap();
+    let files = spool_files(dir.path()).unwrap();
+    assert_eq!(files.len(), 2);
+    let damaged = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &damaged[..damaged.len() - 3]).unwrap();
+    // A write a crash cut off before its rename: never acknowledged, so never replayed.
+    std::fs::write(dir.path().join(".0000.spool.tmp"), b"half").unwrap();
+
+    stream.down.store(false, Ordering::SeqCst);
+    let reopened = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    assert_eq!(reopened.replay().await.unwrap(), 3);
+    assert_eq!(reopened.spooled_bytes(), 0);
+    assert_eq!(stream.stored.lock().unwrap()[..], records("sound", 3)[..]);
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join(CORRUPT_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(aside, [files[0].file_name().unwrap()]);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [CORRUPT_DIR], "the temporary file is gone too");
+}
