@@ -25,6 +25,42 @@ pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
 pub use openapi::ApiDoc;
 pub use router::{router, AppState};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use retailmind_connectors::spool::SpoolingSink;
+use retailmind_connectors::EventSink;
+
+/// The stream and the dead letters, each behind a local spool of its own (replayed every
+/// second) when `config.spool_dir` is set. The dead letters are spooled too: a batch with one
+/// bad event whose good events were spooled would otherwise answer 503 for its letter alone,
+/// and its retry elsewhere (or past the dedup window) would spool those events again.
+pub fn spooled_edges(
+    sink: Arc<dyn EventSink>,
+    dead_letters: Arc<dyn EventSink>,
+    config: &CollectorConfig,
+) -> anyhow::Result<(Arc<dyn EventSink>, Arc<dyn EventSink>)> {
+    let Some(dir) = &config.spool_dir else {
+        return Ok((sink, dead_letters));
+    };
+    let spooled = |sink, dir: &std::path::Path| -> anyhow::Result<Arc<dyn EventSink>> {
+        let spooling = Arc::new(
+            SpoolingSink::new(sink, dir, config.spool_max_bytes)
+                .with_context(|| format!("opening the spool in {}", dir.display()))?,
+        );
+        spooling.spawn_replayer(Duration::from_secs(1));
+        Ok(spooling)
+    };
+    Ok((
+        spooled(sink, dir)?,
+        spooled(dead_letters, &dir.join(DEAD_LETTER_SPOOL))?,
+    ))
+}
+
+/// The dead letters' spool, inside `spool_dir`.
+pub const DEAD_LETTER_SPOOL: &str = "dead-letters";
+
 /// Binds `config.listen` and serves until `shutdown` completes.
 pub async fn serve(
     state: AppState,

@@ -2,11 +2,8 @@
 
 use anyhow::Context;
 use retailmind_collector::{serve, AppState, CollectorConfig};
-use std::sync::Arc;
-use std::time::Duration;
 
-use retailmind_connectors::spool::SpoolingSink;
-use retailmind_connectors::{service, settings, EventSink};
+use retailmind_connectors::{service, settings};
 
 /// Every event is decoded into a dozen small strings and encoded again: glibc's allocator was a
 /// tenth of the request path's CPU (see `cargo xtask bench collector`).
@@ -29,18 +26,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let backend = backend.context("opening the backend")?;
-    let sink: Arc<dyn EventSink> = match &config.spool_dir {
-        Some(dir) => {
-            let spooling = Arc::new(
-                SpoolingSink::new(backend.sink, dir, config.spool_max_bytes)
-                    .context("opening the spool")?,
-            );
-            spooling.spawn_replayer(Duration::from_secs(1));
-            spooling
-        }
-        None => backend.sink,
-    };
-    let state = AppState::new(sink, backend.dead_letters, &config)
+    let (sink, dead_letters) =
+        retailmind_collector::spooled_edges(backend.sink, backend.dead_letters, &config)?;
+    let state = AppState::new(sink, dead_letters, &config)
         .with_model_store(backend.models)
         .with_configured_commerce(&config, backend.sessions)
         .await

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use retailmind_collector::{router, AppState, CollectorConfig};
+use retailmind_collector::{router, spooled_edges, AppState, CollectorConfig, DEAD_LETTER_SPOOL};
 use retailmind_connectors::aws;
 use retailmind_connectors::clock::now_ms;
 use retailmind_connectors::AwsConfig;
@@ -32,12 +32,18 @@ async fn collector_on(fake: &FakeAws) -> String {
 }
 
 async fn collector_with(sdk: &aws_config::SdkConfig, aws_config: &AwsConfig) -> String {
+    collector_configured(sdk, aws_config, CollectorConfig::default()).await
+}
+
+/// The collector as its binary wires it (spools included when `config` has a `spool_dir`).
+async fn collector_configured(
+    sdk: &aws_config::SdkConfig,
+    aws_config: &AwsConfig,
+    config: CollectorConfig,
+) -> String {
     let backend = aws::backend(sdk, aws_config);
-    let config = CollectorConfig::default();
-    let app = router(
-        AppState::new(backend.sink, backend.dead_letters, &config),
-        &config,
-    );
+    let (sink, dead_letters) = spooled_edges(backend.sink, backend.dead_letters, &config).unwrap();
+    let app = router(AppState::new(sink, dead_letters, &config), &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -202,4 +208,47 @@ async fn a_stream_that_never_answers_times_out_into_a_503() {
     assert_eq!((answer.0, answer.1.as_deref()), (503, Some("5")));
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     held.abort();
+}
+
+/// With `spool_dir` set, a stream that is down is absorbed by the local spool, and so are the
+/// dead letters of the same request: its good events are acknowledged from the spool and its bad
+/// event is kept there too, so the answer is 200 with the rejection, not a 503 that would make
+/// the sender resend events already spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_bad_event_is_spooled_whole_while_the_stream_is_down() {
+    let mut kinesis = FakeAws::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        spool_dir: Some(dir.path().to_owned()),
+        ..CollectorConfig::default()
+    };
+    let collector =
+        collector_configured(&kinesis.sdk_config(), &AwsConfig::new("us-east-1"), config).await;
+    kinesis.go_down();
+    let (body, _) = batch(2);
+    let mut body: Value = serde_json::from_str(&body).unwrap();
+    body["events"][1]["anonymous_id"] = json!("");
+
+    let (status, _, answer) = post(&collector, &body.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
+    let spooled = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "spool")
+            })
+            .count()
+    };
+    assert_eq!(spooled(dir.path()), 1, "the good event");
+    assert_eq!(
+        spooled(&dir.path().join(DEAD_LETTER_SPOOL)),
+        1,
+        "the bad one"
+    );
 }
