@@ -1,6 +1,8 @@
 //! Refusing card numbers anywhere in a payload. The platform stores a payment method's type and
 //! last four digits only; a full number that slipped into any field (a note, a trait, a
-//! mis-mapped payment field) must never reach a table, a log or the lake.
+//! mis-mapped payment field) must never reach a table, a log or the lake. NUL characters are
+//! refused the same way: JSON may carry them, PostgreSQL text and jsonb cannot, and a write
+//! failing on one would fail on every retry.
 
 use serde_json::Value;
 
@@ -12,11 +14,32 @@ use crate::error::Problem;
 /// and phone numbers from being refused for passing Luhn by chance (one in ten does).
 pub fn find_card_numbers(value: &Value) -> Vec<Problem> {
     let mut found = Vec::new();
-    walk(value, &mut String::new(), &mut found);
+    walk(value, &mut String::new(), &mut found, check);
     found
 }
 
-fn walk(value: &Value, path: &mut String, found: &mut Vec<Problem>) {
+/// Every field of `value` whose text (or key) holds U+0000.
+pub fn find_nul_characters(value: &Value) -> Vec<Problem> {
+    let mut found = Vec::new();
+    walk(
+        value,
+        &mut String::new(),
+        &mut found,
+        |text, path, found| {
+            if text.contains('\0') && !found.iter().any(|p| p.field == path) {
+                found.push(Problem::new(
+                    if path.is_empty() { "(body)" } else { path },
+                    "must not contain the NUL character (U+0000)",
+                ));
+            }
+        },
+    );
+    found
+}
+
+type Check = fn(&str, &str, &mut Vec<Problem>);
+
+fn walk(value: &Value, path: &mut String, found: &mut Vec<Problem>, check: Check) {
     match value {
         Value::String(s) => check(s, path, found),
         Value::Number(n) => check(&n.to_string(), path, found),
@@ -24,7 +47,7 @@ fn walk(value: &Value, path: &mut String, found: &mut Vec<Problem>) {
             for (i, item) in items.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                walk(item, path, found);
+                walk(item, path, found, check);
                 path.truncate(len);
             }
         }
@@ -37,7 +60,7 @@ fn walk(value: &Value, path: &mut String, found: &mut Vec<Problem>) {
                 path.push_str(key);
                 // A key can carry a number too (`{"4111…": true}`).
                 check(key, path, found);
-                walk(item, path, found);
+                walk(item, path, found, check);
                 path.truncate(len);
             }
         }
@@ -167,5 +190,18 @@ mod tests {
             ["lines[1].name", "payment.card_number", "reference"],
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn every_field_or_key_with_a_nul_character_is_named_by_its_path() {
+        let body = json!({
+            "order_id": "A-1\u{0}",
+            "lines": [{"name": "gift"}, {"na\u{0}me": "x"}],
+        });
+        let fields: Vec<String> = find_nul_characters(&body)
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(fields, ["lines[1].na\u{0}me", "order_id"], "{fields:?}");
     }
 }

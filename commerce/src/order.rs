@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::card::find_card_numbers;
+use crate::card::{find_card_numbers, find_nul_characters};
 use crate::error::{CommerceError, Problem, Result};
 
 /// `POST /v1/transactions`: an order as placed.
@@ -271,14 +271,16 @@ pub(crate) fn parse_json(body: &[u8]) -> Result<Value> {
     })
 }
 
-/// A request body as JSON, refused naming every field that holds a card number.
+/// A request body as JSON, refused naming every field that holds a card number or a NUL
+/// character.
 fn swept_json(body: &[u8]) -> Result<Value> {
     let raw = parse_json(body)?;
-    let cards = find_card_numbers(&raw);
-    if cards.is_empty() {
+    let mut problems = find_card_numbers(&raw);
+    problems.extend(find_nul_characters(&raw));
+    if problems.is_empty() {
         Ok(raw)
     } else {
-        Err(CommerceError::Invalid(cards))
+        Err(CommerceError::Invalid(problems))
     }
 }
 

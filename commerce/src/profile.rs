@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::card::find_card_numbers;
+use crate::card::{find_card_numbers, find_nul_characters};
 use crate::error::{CommerceError, Problem, Result};
 use crate::order::hex;
 
@@ -130,7 +130,9 @@ const MAX_TRAIT_BYTES: usize = 1024;
 /// `email` never stays: it becomes `email_sha256`. Values must be scalars or short lists of
 /// scalars, so a profile stays a flat record the lake can carry.
 pub fn normalise_traits(mut values: Map<String, Value>) -> Result<Traits> {
-    let mut problems = find_card_numbers(&Value::Object(values.clone()));
+    let whole = Value::Object(values.clone());
+    let mut problems = find_card_numbers(&whole);
+    problems.extend(find_nul_characters(&whole));
     if values.len() > MAX_TRAITS {
         problems.push(Problem::new(
             "traits",
@@ -319,6 +321,17 @@ mod tests {
             fields.contains(&"note") && fields.contains(&"address"),
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn traits_with_a_nul_character_are_refused_by_name() {
+        let traits = json!({"city": "Ber\u{0}lin", "name": "Ada"});
+        let Err(CommerceError::Invalid(p)) = normalise_traits(traits.as_object().unwrap().clone())
+        else {
+            panic!("refused")
+        };
+        let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["city"]);
     }
 
     #[test]

@@ -41,17 +41,34 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
     Empty,
-    TooLong { max: usize, len: usize },
-    NotUuidV7 { version: usize },
+    TooLong {
+        max: usize,
+        len: usize,
+    },
+    NotUuidV7 {
+        version: usize,
+    },
     NotHttpUrl,
     NotCurrencyCode,
     Negative,
     ZeroQuantity,
-    TooManyItems { max: usize, len: usize },
-    TooDeep { max: usize },
-    InFuture { max_skew_ms: i64 },
-    TooOld { max_age_ms: i64 },
+    TooManyItems {
+        max: usize,
+        len: usize,
+    },
+    TooDeep {
+        max: usize,
+    },
+    InFuture {
+        max_skew_ms: i64,
+    },
+    TooOld {
+        max_age_ms: i64,
+    },
     BadName,
+    /// U+0000: valid JSON, but no PostgreSQL text or jsonb value can hold it, so a profile
+    /// write would fail on it for ever.
+    NulCharacter,
 }
 
 impl fmt::Display for Violation {
@@ -85,6 +102,7 @@ impl fmt::Display for Violation {
             Violation::TooOld { max_age_ms } => {
                 write!(f, "is more than {} days old", max_age_ms / 86_400_000)
             }
+            Violation::NulCharacter => write!(f, "must not contain the NUL character (U+0000)"),
             Violation::BadName => write!(
                 f,
                 "may hold only letters, digits, '_', '-', '.', ':' and spaces"
@@ -139,7 +157,15 @@ impl Checker<'_> {
             let len = value.chars().count();
             if len > max {
                 self.fail(field, Violation::TooLong { max, len });
+            } else {
+                self.no_nul(field, value);
             }
+        }
+    }
+
+    fn no_nul(&mut self, field: &str, value: &str) {
+        if value.contains('\0') {
+            self.fail(field, Violation::NulCharacter);
         }
     }
 
@@ -154,6 +180,8 @@ impl Checker<'_> {
         let len = value.map_or(0, |v| v.chars().count());
         if len > max {
             self.fail(field, Violation::TooLong { max, len });
+        } else if let Some(value) = value {
+            self.no_nul(field, value);
         }
     }
 
@@ -164,7 +192,7 @@ impl Checker<'_> {
     fn url(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.fail(field, Violation::Empty);
-        } else if !is_http_url(value) {
+        } else if !is_http_url(value) || value.contains('\0') {
             self.fail(field, Violation::NotHttpUrl);
         } else if value.len() > self.limits.max_url_len {
             self.fail(

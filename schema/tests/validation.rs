@@ -137,6 +137,24 @@ fn money_and_lists_are_checked_inside_orders() {
     );
 }
 
+/// JSON may carry U+0000, PostgreSQL text cannot: an id holding one would make the customer
+/// profile write fail on every retry of its batch, holding its shard back for good.
+#[test]
+fn nul_characters_are_refused_in_text_fields() {
+    let mut v = valid();
+    v["user_id"] = json!("customer\u{0}1");
+    v["context"]["utm"]["source"] = json!("news\u{0}letter");
+    v["context"]["page"]["url"] = json!("https://shop.example/\u{0}");
+    assert_eq!(
+        refusals(v),
+        [
+            "user_id must not contain the NUL character (U+0000)",
+            "context.page.url must be an absolute http:// or https:// URL",
+            "context.utm.source must not contain the NUL character (U+0000)",
+        ]
+    );
+}
+
 #[test]
 fn long_strings_and_deep_custom_props_are_refused() {
     let mut v = valid();
