@@ -1,10 +1,11 @@
 //! The processor as an AWS Lambda function behind a Kinesis event source mapping: the same
 //! [`Processor::apply`] as the polling loop, with Lambda keeping the stream position.
 //!
-//! With `ReportBatchItemFailures` enabled on the mapping, a failed batch answers the sequence
-//! number of its first record, so Lambda retries from exactly there (a batch is applied all or
-//! nothing, and applying it again is idempotent). Without it, any failure retries the whole
-//! batch anyway.
+//! A failed batch answers the sequence number of its first record, so Lambda retries from
+//! exactly there (a batch is applied all or nothing, and applying it again is idempotent). The
+//! mapping must list `ReportBatchItemFailures` in its `FunctionResponseTypes`: without it Lambda
+//! reads only whether the function returned, so it would count the failed batch as done and
+//! move past it. The README says so where it tells how to deploy.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
