@@ -134,8 +134,10 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
         }
     }
     join_bridged(&mut slots, rules);
-    // Only around a change: a replay that changes nothing writes nothing.
-    if slots.iter().any(|slot| slot.changed) {
+    // Around a change, and around a replay too: the replayed batch may have failed after some
+    // of its sessions were stored one by one and before the renumbered ones were. A replay of a
+    // batch stored whole finds every number right and writes nothing.
+    if slots.iter().any(|slot| slot.changed || slot.replayed) {
         renumber(&mut slots);
     }
 

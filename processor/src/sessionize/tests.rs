@@ -239,6 +239,36 @@ fn sessions_are_numbered_per_visitor_and_flagged() {
     );
 }
 
+/// DynamoDB writes a visitor's sessions one conditional PutItem each: a batch can fail after
+/// a late event's new session landed and before the later session's new number did. The retry
+/// finds every event stored already; it must still renumber, or both keep one number for good.
+#[test]
+fn a_retry_after_a_partial_write_finishes_the_renumbering() {
+    let out = run(vec![], &[page(1, 0), page(2, 60 * MIN), page(3, 200 * MIN)]);
+    let late = run(out.clone(), &[page(4, 130 * MIN)]);
+    let landed = late.iter().find(|s| s.start_ms == 130 * MIN).unwrap();
+    // Only the new session was written; the one at 200 min is still stored as number 3.
+    let stored = vec![
+        out[0].clone(),
+        out[1].clone(),
+        landed.clone(),
+        out[2].clone(),
+    ];
+    assert_eq!(
+        stored.iter().map(|s| s.session_number).collect::<Vec<_>>(),
+        [1, 2, 3, 3]
+    );
+
+    let retried = run(stored, &[page(4, 130 * MIN)]);
+    assert_eq!(
+        retried
+            .iter()
+            .map(|s| (s.start_ms, s.session_number, s.version))
+            .collect::<Vec<_>>(),
+        [(200 * MIN, 4, 2)]
+    );
+}
+
 /// The tracker's report of a page's engaged time, as it sends it when the page is left.
 fn engagement(n: u128, ts: i64, engaged_ms: serde_json::Value) -> Event {
     let props = serde_json::json!({ ENGAGED_MS: engaged_ms, "scroll_depth_pct": 40 });
