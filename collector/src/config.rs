@@ -182,6 +182,8 @@ pub enum ConfigError {
     OutOfRange(#[from] OutOfRange),
     #[error("keys[{index}] has an empty `{field}`")]
     EmptyKeyField { index: usize, field: &'static str },
+    #[error("keys[{index}] has a `name` over {max} characters: it keys the dead letters' stream records")]
+    KeyNameTooLong { index: usize, max: usize },
     #[error(
         "keys[{index}] repeats the `{field}` of keys[{first}]: each key and name must be unique"
     )]
@@ -216,6 +218,10 @@ const MAX_EVENTS_PER_BATCH: i64 = 10_000;
 /// Longest dedup window: a retry comes within minutes; beyond a week the id memory, not the
 /// window, decides what is remembered anyway.
 const MAX_DEDUP_WINDOW_SECS: i64 = 7 * 86_400;
+/// Longest key name: the dead letters' stream records are keyed by it, and a Kinesis partition
+/// key is at most 256 characters (a longer one would make every letter of the key fail, and
+/// its batches answer 503 for ever).
+const MAX_KEY_NAME_CHARS: usize = 256;
 /// Most event ids remembered (about 100 bytes each: 5 GB).
 const MAX_DEDUP_EVENTS: i64 = 50_000_000;
 /// Most live sessions remembered for recommendations (about 1 KB each: 10 GB).
@@ -339,6 +345,12 @@ impl CollectorConfig {
                 if value.trim().is_empty() {
                     return Err(ConfigError::EmptyKeyField { index, field });
                 }
+            }
+            if key.name.chars().count() > MAX_KEY_NAME_CHARS {
+                return Err(ConfigError::KeyNameTooLong {
+                    index,
+                    max: MAX_KEY_NAME_CHARS,
+                });
             }
             let earlier = &self.keys[..index];
             for (field, same) in [
@@ -491,6 +503,10 @@ mod tests {
                 index: 0,
                 field: "key"
             })
+        );
+        assert_eq!(
+            with(vec![key("sk_long", &"n".repeat(257), KeyKind::Secret, &[])]).check(),
+            Err(ConfigError::KeyNameTooLong { index: 0, max: 256 })
         );
         let error = with(vec![server, key("pk_2", "blog", KeyKind::Publishable, &[])])
             .check()

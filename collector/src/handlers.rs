@@ -47,13 +47,21 @@ pub struct Front {
 }
 
 impl FromRequestParts<AppState> for Front {
-    type Rejection = QueryRejection;
+    type Rejection = CollectorError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Query(query) = Query::from_request_parts(parts, state).await?;
+        // A query axum cannot read (`?key=a&key=b`) is answered in the collector's JSON, not
+        // with axum's plain-text 400.
+        let Query(query) =
+            Query::from_request_parts(parts, state)
+                .await
+                .map_err(|e: QueryRejection| CollectorError::InvalidParameter {
+                    field: "query",
+                    reason: e.body_text(),
+                })?;
         // The Lambda adapter's request context first, then the TCP connection.
         let peer = parts.extensions.get::<PeerIp>().copied().or_else(|| {
             parts

@@ -472,6 +472,23 @@ async fn client_ip_comes_from_the_trusted_hop_and_can_be_truncated() {
     );
 }
 
+/// A query axum cannot read is answered like every other refusal: JSON naming what is wrong.
+#[tokio::test]
+async fn an_unreadable_query_gets_a_json_error() {
+    let h = Harness::with_keys();
+    let req = post("/v1/batch?key=pk_live_shop&key=other")
+        .body(Body::from(batch(BATCH_ID, 1)))
+        .unwrap();
+    let answer = h.send(req).await;
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(answer).await;
+    assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
+    assert_eq!(body["error"]["field"], "query", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("duplicate field `key`"), "{message}");
+    assert!(h.stored().await.is_empty());
+}
+
 /// The User-Agent header goes into every event of its request without the body's validation:
 /// cut to the schema's text limit, a header of a few hundred kilobytes on a batch of hundreds of
 /// events neither multiplies in memory nor makes each event too large to store.
