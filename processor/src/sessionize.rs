@@ -136,8 +136,13 @@ pub fn sessionize(known: Vec<Session>, events: &[&Event], rules: &SessionRules) 
     join_bridged(&mut slots, rules);
     // Around a change, and around a replay too: the replayed batch may have failed after some
     // of its sessions were stored one by one and before the renumbered ones were. A replay of a
-    // batch stored whole finds every number right and writes nothing.
-    if slots.iter().any(|slot| slot.changed || slot.replayed) {
+    // batch stored whole finds every number right and writes nothing; so does one among
+    // sessions stored before they were numbered (0), which a real change numbers.
+    let numbered = slots.iter().all(|slot| slot.session.session_number > 0);
+    if slots
+        .iter()
+        .any(|slot| slot.changed || (slot.replayed && numbered))
+    {
         renumber(&mut slots);
     }
 
