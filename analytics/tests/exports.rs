@@ -54,6 +54,7 @@ fn session(anonymous_id: &str, start_ms: i64, minutes: i64, pages: u32) -> Sessi
         device: "desktop".into(),
         session_number: 1,
         event_ids: (0..=pages).map(|_| Uuid::now_v7()).collect(),
+        orders: Vec::new(),
         version: 1,
     }
 }

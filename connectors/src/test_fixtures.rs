@@ -1,6 +1,6 @@
 //! Values the unit tests of several stores share.
 
-use retailmind_schema::Session;
+use retailmind_schema::{Session, SessionOrder};
 use uuid::Uuid;
 
 /// A session with every field set (none left at its default).
@@ -25,6 +25,10 @@ pub fn full_session() -> Session {
         revenue_minor: 4_999,
         engaged_ms: Some(42_000),
         event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
+        orders: vec![SessionOrder {
+            order_id: "A-1001".into(),
+            revenue_minor: 4_999,
+        }],
         version: 3,
         engaged: true,
         bounce: false,

@@ -14,7 +14,8 @@
 
 use retailmind_connectors::{Merge, StoredAt, MAX_ABSORBED};
 use retailmind_schema::{
-    device_class, Event, Payload, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT,
+    device_class, Event, Payload, Session, SessionOrder, ENGAGED_MS, MAX_SESSION_EVENTS,
+    MAX_SESSION_ORDERS, PAGE_ENGAGEMENT,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +230,15 @@ fn absorb(s: &mut Session, later: Session) {
     s.cart_adds += later.cart_adds;
     s.purchases += later.purchases;
     s.revenue_minor += later.revenue_minor;
+    for order in later.orders {
+        // Counted in both: take the later one's count of it back out.
+        if s.orders.iter().any(|o| o.order_id == order.order_id) {
+            s.purchases = s.purchases.saturating_sub(1);
+            s.revenue_minor -= order.revenue_minor;
+        } else if s.orders.len() < MAX_SESSION_ORDERS {
+            s.orders.push(order);
+        }
+    }
     s.engaged_ms = match (s.engaged_ms, later.engaged_ms) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
@@ -348,7 +358,14 @@ fn count(s: &mut Session, event: &Event) {
         Payload::PageView(_) => s.page_views += 1,
         Payload::ProductView(_) => s.products_viewed += 1,
         Payload::AddToCart(_) => s.cart_adds += 1,
-        Payload::Purchase(p) => {
+        // One order is one purchase however many events report it.
+        Payload::Purchase(p) if !s.orders.iter().any(|o| o.order_id == p.order_id) => {
+            if s.orders.len() < MAX_SESSION_ORDERS {
+                s.orders.push(SessionOrder {
+                    order_id: p.order_id.clone(),
+                    revenue_minor: p.revenue_minor,
+                });
+            }
             s.purchases += 1;
             s.revenue_minor += p.revenue_minor;
         }

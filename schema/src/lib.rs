@@ -16,7 +16,8 @@ pub use event::{
     Purchase, Screen, Search, Utm,
 };
 pub use session::{
-    device_class, Session, ENGAGED_MS, MAX_SESSION_EVENTS, PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
+    device_class, Session, SessionOrder, ENGAGED_MS, MAX_SESSION_EVENTS, MAX_SESSION_ORDERS,
+    PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
 };
 pub use validate::{validate, FieldError, Limits, Violation};
 

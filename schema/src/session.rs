@@ -50,8 +50,25 @@ pub struct Session {
     pub session_number: u32,
     /// Ids of every event folded in, so a replayed event is counted once.
     pub event_ids: Vec<Uuid>,
+    /// The orders counted in `purchases` and `revenue_minor`, each once: the shop's server
+    /// (`/v1/transactions`) and the thank-you page (and its reloads) report one order under
+    /// different event ids. Sessions stored before this field have it empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orders: Vec<SessionOrder>,
     /// Bumped on every write; stores write only when the stored version is the one read.
     pub version: u64,
+}
+
+/// Most orders a session remembers: past them (a visitor placing dozens of orders in one visit
+/// is a script) purchases are counted without being told apart, which keeps a session's item
+/// within DynamoDB's 400 KB however long its order ids.
+pub const MAX_SESSION_ORDERS: usize = 64;
+
+/// One order a session counted, and the revenue it counted for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOrder {
+    pub order_id: String,
+    pub revenue_minor: i64,
 }
 
 /// Events a session holds by default before the next one starts, however active the visitor

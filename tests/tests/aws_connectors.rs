@@ -15,7 +15,7 @@ use retailmind_connectors::{
     AwsConfig, Backend, ConnectorError, LakeRecord, Merge, SessionScan, StoredAt, StreamEntry,
     StreamRecord, UndecodableRecord,
 };
-use retailmind_schema::Session;
+use retailmind_schema::{Session, SessionOrder};
 use retailmind_tests::moto::MotoServer;
 use uuid::Uuid;
 
@@ -252,6 +252,10 @@ fn session(anonymous_id: &str, start_ms: i64, version: u64) -> Session {
         revenue_minor: 12_990,
         engaged_ms: Some(48_500),
         event_ids: (0..5).map(|_| Uuid::now_v7()).collect(),
+        orders: vec![SessionOrder {
+            order_id: "A-1001".into(),
+            revenue_minor: 12_990,
+        }],
         version,
         engaged: true,
         bounce: false,

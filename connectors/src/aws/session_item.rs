@@ -1,13 +1,14 @@
 //! A [`Session`] as a DynamoDB item, one attribute per field, so the table can be queried and
 //! read by other tools: numbers as `N`, text as `S`, an optional field left out when `None`,
 //! and `event_ids` as a list (`L`) of UUID strings in the session's order (a string set
-//! could not hold an empty set nor keep the order).
+//! could not hold an empty set nor keep the order); `orders` as a list of maps
+//! (`{order_id: S, revenue_minor: N}`), left out when empty.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use retailmind_schema::Session;
+use retailmind_schema::{Session, SessionOrder};
 use uuid::Uuid;
 
 use crate::error::{ConnectorError, Result};
@@ -48,6 +49,9 @@ const DEVICE: &str = "device";
 const SESSION_NUMBER: &str = "session_number";
 /// Absent when the sender reports no engaged time (and in items written before it was kept).
 const ENGAGED_MS: &str = "engaged_ms";
+/// Absent when the session counted no order (and in items written before it was kept).
+const ORDERS: &str = "orders";
+const ORDER_ID: &str = "order_id";
 
 /// A DynamoDB number.
 pub(crate) fn number(n: impl ToString) -> AttributeValue {
@@ -91,6 +95,19 @@ pub(crate) fn to_item(session: &Session) -> Item {
         .map(|id| string(id.to_string()))
         .collect();
     put(EVENT_IDS, AttributeValue::L(event_ids));
+    if !session.orders.is_empty() {
+        let orders = session
+            .orders
+            .iter()
+            .map(|order| {
+                AttributeValue::M(HashMap::from([
+                    (ORDER_ID.to_owned(), string(&order.order_id)),
+                    (REVENUE_MINOR.to_owned(), number(order.revenue_minor)),
+                ]))
+            })
+            .collect();
+        put(ORDERS, AttributeValue::L(orders));
+    }
     for (name, value) in [
         (USER_ID, &session.user_id),
         (REFERRER, &session.referrer),
@@ -134,6 +151,7 @@ pub(crate) fn from_item(item: &Item) -> Result<Session> {
         purchases: reader.number(PURCHASES)?,
         revenue_minor: reader.number(REVENUE_MINOR)?,
         event_ids: reader.uuids(EVENT_IDS)?,
+        orders: reader.orders()?,
         version: reader.number(VERSION)?,
         engaged_ms: match reader.0.get(ENGAGED_MS) {
             None => None,
@@ -198,15 +216,34 @@ impl ItemReader<'_> {
         }
     }
 
+    /// The session's orders; absent is none.
+    fn orders(&self) -> Result<Vec<SessionOrder>> {
+        self.list(ORDERS)?
+            .iter()
+            .map(|value| {
+                let AttributeValue::M(order) = value else {
+                    return Err(self.corrupt(ORDERS, format!("expected a map, got {value:?}")));
+                };
+                let order = ItemReader(order);
+                Ok(SessionOrder {
+                    order_id: order.string(ORDER_ID)?,
+                    revenue_minor: order.number(REVENUE_MINOR)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A list attribute; absent is empty.
+    fn list(&self, name: &str) -> Result<&[AttributeValue]> {
+        match self.0.get(name) {
+            Some(AttributeValue::L(values)) => Ok(values),
+            None => Ok(&[]),
+            Some(other) => Err(self.corrupt(name, format!("expected a list, got {other:?}"))),
+        }
+    }
+
     fn uuids(&self, name: &str) -> Result<Vec<Uuid>> {
-        let values = match self.0.get(name) {
-            Some(AttributeValue::L(values)) => values,
-            None => return Ok(Vec::new()),
-            Some(other) => {
-                return Err(self.corrupt(name, format!("expected a list, got {other:?}")))
-            }
-        };
-        values
+        self.list(name)?
             .iter()
             .map(|value| match value {
                 AttributeValue::S(s) => Uuid::parse_str(s).map_err(|e| self.corrupt(name, e)),
@@ -237,6 +274,12 @@ mod tests {
             AttributeValue::N(n) => n.len().div_ceil(2) + 1,
             AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
             AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + size_of(v)).sum::<usize>(),
+            AttributeValue::M(entries) => {
+                3 + entries
+                    .iter()
+                    .map(|(k, v)| 1 + k.len() + size_of(v))
+                    .sum::<usize>()
+            }
             other => panic!("no size rule for {other:?}"),
         }
     }
@@ -261,6 +304,12 @@ mod tests {
             revenue_minor: i64::MIN,
             event_ids: (0..retailmind_schema::SESSION_EVENTS_LIMIT)
                 .map(|_| uuid::Uuid::now_v7())
+                .collect(),
+            orders: (0..retailmind_schema::MAX_SESSION_ORDERS)
+                .map(|n| SessionOrder {
+                    order_id: format!("{n:0>width$}", width = limits.max_id_len),
+                    revenue_minor: i64::MIN,
+                })
                 .collect(),
             ..full()
         };

@@ -11,18 +11,22 @@
 //! integers as (zig-zag for signed) LEB128 varints, flags as one byte, the event ids as a
 //! count and 16 bytes each; an optional number as 0 (none) or the number + 1. Rows written as
 //! JSON text by earlier versions still read: SQLite hands them back as TEXT, these as BLOB. So do
-//! rows of format 1, which predates `engaged_ms` (read as unknown).
+//! rows of format 1, which predates `engaged_ms` (read as unknown), and of format 2, which
+//! predates `orders` (read as none).
 
-use retailmind_schema::Session;
+use retailmind_schema::{Session, SessionOrder};
 use uuid::Uuid;
 
 use crate::error::{ConnectorError, Result};
 
 /// The first byte of this format. JSON text starts with `{`, so a reader can never mistake one
 /// for the other even without SQLite's value type.
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 
-/// The format before `engaged_ms`, still read.
+/// The format before `orders`, still read.
+const FORMAT_WITHOUT_ORDERS: u8 = 2;
+
+/// The format before `engaged_ms` (and `orders`), still read.
 const FORMAT_WITHOUT_ENGAGED_TIME: u8 = 1;
 
 pub fn encode(session: &Session) -> Vec<u8> {
@@ -52,6 +56,7 @@ pub fn encode(session: &Session) -> Vec<u8> {
         device,
         session_number,
         event_ids,
+        orders,
         version,
     } = session;
     let mut out = Writer(Vec::with_capacity(
@@ -88,6 +93,11 @@ pub fn encode(session: &Session) -> Vec<u8> {
     for id in event_ids {
         out.0.extend_from_slice(id.as_bytes());
     }
+    out.unsigned(orders.len() as u64);
+    for order in orders {
+        out.text(&order.order_id);
+        out.signed(order.revenue_minor);
+    }
     out.unsigned(*version);
     out.0
 }
@@ -95,7 +105,7 @@ pub fn encode(session: &Session) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Session> {
     let mut r = Reader { rest: bytes };
     let format = r.byte()?;
-    if format != FORMAT && format != FORMAT_WITHOUT_ENGAGED_TIME {
+    if ![FORMAT, FORMAT_WITHOUT_ORDERS, FORMAT_WITHOUT_ENGAGED_TIME].contains(&format) {
         return Err(corrupt(format!("unknown format byte {format}")));
     }
     let session = Session {
@@ -130,6 +140,25 @@ pub fn decode(bytes: &[u8]) -> Result<Session> {
             ids.chunks_exact(16)
                 .map(|id| Uuid::from_slice(id).map_err(|e| corrupt(e.to_string())))
                 .collect::<Result<_>>()?
+        },
+        orders: match format {
+            FORMAT_WITHOUT_ENGAGED_TIME | FORMAT_WITHOUT_ORDERS => Vec::new(),
+            _ => {
+                let count = r.length()?;
+                // Each order takes two bytes at least: a count past what is left is damage,
+                // not a reason to allocate.
+                if count > r.rest.len() / 2 {
+                    return Err(too_long());
+                }
+                (0..count)
+                    .map(|_| {
+                        Ok(SessionOrder {
+                            order_id: r.text()?,
+                            revenue_minor: r.signed()?,
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            }
         },
         version: r.unsigned()?,
     };
@@ -279,6 +308,16 @@ mod tests {
             revenue_minor: -4_990,
             event_count: 300,
             event_ids: vec![Uuid::from_u128(1), Uuid::from_u128(u128::MAX)],
+            orders: vec![
+                SessionOrder {
+                    order_id: "A-1".into(),
+                    revenue_minor: 12_990,
+                },
+                SessionOrder {
+                    order_id: "Ä-2".into(),
+                    revenue_minor: -4_990,
+                },
+            ],
             version: u64::MAX,
             ..crate::test_fixtures::full_session()
         }
@@ -291,20 +330,47 @@ mod tests {
         }
     }
 
+    /// `session` (which has no orders) in format 2: this format without the orders' count.
+    fn in_format_2(session: &Session) -> Vec<u8> {
+        assert!(session.orders.is_empty());
+        let (none, one) = (
+            encode(session),
+            encode(&Session {
+                orders: vec![SessionOrder::default()],
+                ..session.clone()
+            }),
+        );
+        let at = (0..none.len()).find(|&i| none[i] != one[i]).unwrap();
+        let mut old = none;
+        old.remove(at);
+        old[0] = FORMAT_WITHOUT_ORDERS;
+        old
+    }
+
+    #[test]
+    fn rows_of_the_format_before_orders_still_read() {
+        let session = Session {
+            orders: Vec::new(),
+            ..full()
+        };
+        assert_eq!(decode(&in_format_2(&session)).unwrap(), session);
+    }
+
     #[test]
     fn rows_of_the_format_before_engaged_time_still_read() {
         let session = Session {
             engaged_ms: None,
+            orders: Vec::new(),
             ..full()
         };
         let (unknown, zero) = (
-            encode(&session),
-            encode(&Session {
+            in_format_2(&session),
+            in_format_2(&Session {
                 engaged_ms: Some(0),
-                ..full()
+                ..session.clone()
             }),
         );
-        // Format 1 is this one without the engaged time's byte.
+        // Format 1 is format 2 without the engaged time's byte.
         let at = (0..unknown.len()).find(|&i| unknown[i] != zero[i]).unwrap();
         let mut old = unknown.clone();
         old.remove(at);

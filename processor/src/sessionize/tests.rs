@@ -213,6 +213,80 @@ fn shop_events_are_counted() {
     assert_eq!(s.event_count, 4);
 }
 
+fn purchase(n: u128, ts: i64, order_id: &str, revenue_minor: i64) -> Event {
+    event(
+        n,
+        "a",
+        ts,
+        Payload::Purchase(Purchase {
+            order_id: order_id.into(),
+            revenue_minor,
+            currency: "EUR".into(),
+            items: vec![],
+        }),
+    )
+}
+
+fn purchases_and_revenue(s: &Session) -> (u32, i64, Vec<&str>) {
+    let orders = s.orders.iter().map(|o| o.order_id.as_str()).collect();
+    (s.purchases, s.revenue_minor, orders)
+}
+
+/// The shop's server (`/v1/transactions`) and the thank-you page report one order under two
+/// event ids, and a reload of that page under a third: one purchase, its revenue once. Every
+/// report is still an event of the session.
+#[test]
+fn an_order_reported_several_times_is_one_purchase() {
+    let events = [
+        page(1, 0),
+        purchase(2, MIN, "o-1", 3998),
+        purchase(3, MIN + 500, "o-1", 3998),
+        purchase(4, 2 * MIN, "o-2", 1000),
+    ];
+    let s = &run(vec![], &events)[0];
+    assert_eq!(purchases_and_revenue(s), (2, 4998, vec!["o-1", "o-2"]));
+    assert_eq!(s.event_count, 4);
+
+    // A report arriving in a later batch, as the server's often does.
+    let later = run(vec![s.clone()], &[purchase(5, 3 * MIN, "o-1", 3998)]);
+    assert_eq!(
+        purchases_and_revenue(&later[0]),
+        (2, 4998, vec!["o-1", "o-2"])
+    );
+    assert_eq!(later[0].event_count, 5);
+}
+
+/// Two sessions that each counted the same order, joined by a late event between them: the
+/// order still counts once.
+#[test]
+fn sessions_joined_count_an_order_they_share_once() {
+    let mut stored = Vec::new();
+    store(
+        &mut stored,
+        &[
+            purchase(1, 0, "o-1", 3998),
+            purchase(2, 50 * MIN, "o-1", 3998),
+        ],
+    );
+    assert_eq!(stored.len(), 2);
+    store(&mut stored, &[page(3, 25 * MIN)]);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(purchases_and_revenue(&stored[0]), (1, 3998, vec!["o-1"]));
+    assert_eq!(stored[0].event_count, 3);
+}
+
+/// Past the orders a session remembers, purchases are still counted (not told apart).
+#[test]
+fn orders_past_the_remembered_ones_still_count() {
+    let events: Vec<Event> = (0..MAX_SESSION_ORDERS as u128 + 2)
+        .map(|n| purchase(n + 1, n as i64 * 1000, &format!("o-{n}"), 10))
+        .collect();
+    let s = &run(vec![], &events)[0];
+    assert_eq!(s.orders.len(), MAX_SESSION_ORDERS);
+    assert_eq!(s.purchases as usize, MAX_SESSION_ORDERS + 2);
+    assert_eq!(s.revenue_minor, 10 * (MAX_SESSION_ORDERS as i64 + 2));
+}
+
 #[test]
 fn sessions_are_numbered_per_visitor_and_flagged() {
     let mut first = page(1, 0);
