@@ -45,6 +45,10 @@ pub struct CollectorConfig {
     /// Event ids remembered for that at least, the newest (about 100 bytes each): older ones
     /// are forgotten in bulk, once twice as many were written.
     pub dedup_max_events: usize,
+    /// Batch answers remembered at most, the newest (and at most 64 MiB of them). Under load
+    /// this and `dedup_max_events`, not the window, decide how far back the memories reach:
+    /// `collector_dedup_memory_seconds` tells.
+    pub dedup_max_batches: usize,
     /// Requests handled at once; beyond, requests get 503 at once instead of queueing in memory.
     pub max_in_flight_requests: usize,
     /// When set, events the stream cannot take are fsynced here and acknowledged, then replayed
@@ -166,6 +170,7 @@ impl Default for CollectorConfig {
             truncate_ip: false,
             dedup_window_secs: 600,
             dedup_max_events: 250_000,
+            dedup_max_batches: 100_000,
             max_in_flight_requests: 4096,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
@@ -222,6 +227,9 @@ const MAX_DEDUP_WINDOW_SECS: i64 = 7 * 86_400;
 /// key is at most 256 characters (a longer one would make every letter of the key fail, and
 /// its batches answer 503 for ever).
 const MAX_KEY_NAME_CHARS: usize = 256;
+/// Most batch answers remembered (their ids and order about 100 bytes each besides the 64 MiB
+/// of answers: 500 MB).
+const MAX_DEDUP_BATCHES: i64 = 5_000_000;
 /// Most event ids remembered (about 100 bytes each: 5 GB).
 const MAX_DEDUP_EVENTS: i64 = 50_000_000;
 /// Most live sessions remembered for recommendations (about 1 KB each: 10 GB).
@@ -288,6 +296,12 @@ impl CollectorConfig {
                 count(self.dedup_max_events),
                 1,
                 MAX_DEDUP_EVENTS,
+            ),
+            (
+                "dedup_max_batches",
+                count(self.dedup_max_batches),
+                1,
+                MAX_DEDUP_BATCHES,
             ),
             (
                 "recommendations.reload_interval_ms",

@@ -23,8 +23,6 @@ use uuid::Uuid;
 
 use crate::ingest::BatchResponse;
 
-/// At most this many batch ids are remembered, whatever the window.
-const CAPACITY: usize = 100_000;
 /// At most about this many bytes of answers are remembered. Counting answers is not enough: one
 /// listing the problems of 500 rejected events, 20 each, is megabytes, and anyone with a
 /// publishable key (they are public) can send such batches.
@@ -32,6 +30,8 @@ const ANSWER_BYTES: usize = 64 << 20;
 
 pub struct RecentBatches {
     window: Duration,
+    /// Most batch ids remembered, whatever the window.
+    capacity: usize,
     budget: usize,
     inner: Mutex<Inner>,
 }
@@ -60,16 +60,29 @@ fn weight(answer: &BatchResponse) -> usize {
 }
 
 impl RecentBatches {
-    pub fn new(window: Duration) -> Self {
-        Self::with_budget(window, ANSWER_BYTES)
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        Self::with_budget(window, capacity, ANSWER_BYTES)
     }
 
-    fn with_budget(window: Duration, budget: usize) -> Self {
+    fn with_budget(window: Duration, capacity: usize, budget: usize) -> Self {
         RecentBatches {
             window,
+            capacity,
             budget,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// How far back the memory reaches now: the window, unless the capacity or the byte budget
+    /// forgot answers younger than that (under load they cut the window short).
+    pub fn remembered_for(&self) -> Duration {
+        let Ok(inner) = self.inner.lock() else {
+            return Duration::ZERO;
+        };
+        inner
+            .order
+            .front()
+            .map_or(Duration::ZERO, |(at, _)| at.elapsed().min(self.window))
     }
 
     /// The answer given to this sender's batch within the window, if any.
@@ -106,7 +119,7 @@ impl RecentBatches {
             inner.bytes = inner.bytes - replaced + weight;
             return;
         }
-        while inner.order.len() >= CAPACITY || inner.bytes + weight > self.budget {
+        while inner.order.len() >= self.capacity || inner.bytes + weight > self.budget {
             if !inner.forget_oldest() {
                 break;
             }
@@ -212,6 +225,22 @@ impl RecentEvents {
                 next_claim: 0,
             }),
         }
+    }
+
+    /// How far back the memory of written ids reaches now: the window, unless `capacity` ids
+    /// were written sooner than that (under load the capacity cuts the window short).
+    pub fn remembered_for(&self) -> Duration {
+        let Ok(inner) = self.inner.lock() else {
+            return Duration::ZERO;
+        };
+        let now = inner.started.elapsed().as_millis() as u64;
+        let oldest = [&inner.previous, &inner.current]
+            .into_iter()
+            .find(|generation| !generation.ids.is_empty())
+            .map(|generation| generation.first_ms);
+        oldest.map_or(Duration::ZERO, |first_ms| {
+            Duration::from_millis(now.saturating_sub(first_ms)).min(self.window)
+        })
     }
 
     /// Claims `ids` for `sender`: which of them this request should write. Waits (at most
@@ -400,7 +429,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_remembered_per_sender_within_the_window() {
-        let recent = RecentBatches::new(Duration::from_secs(60));
+        let recent = RecentBatches::new(Duration::from_secs(60), 100_000);
         let id = Uuid::from_u128(7);
         assert_eq!(recent.answer_for("shop", id), None);
         recent.remember("shop", id, &answer(3));
@@ -410,7 +439,7 @@ mod tests {
 
     #[test]
     fn answers_expire_after_the_window() {
-        let recent = RecentBatches::new(Duration::from_millis(1));
+        let recent = RecentBatches::new(Duration::from_millis(1), 100_000);
         recent.remember("shop", Uuid::from_u128(1), &answer(1));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(recent.answer_for("shop", Uuid::from_u128(1)), None);
@@ -432,7 +461,7 @@ mod tests {
         };
         let one = weight(&big(0));
         assert!(one > 100 * 900, "{one}");
-        let recent = RecentBatches::with_budget(Duration::from_secs(60), 3 * one);
+        let recent = RecentBatches::with_budget(Duration::from_secs(60), 100_000, 3 * one);
         for n in 1..=10 {
             recent.remember("shop", Uuid::from_u128(n), &big(n));
             let inner = recent.inner.lock().unwrap();
@@ -446,7 +475,7 @@ mod tests {
         recent.remember("shop", Uuid::from_u128(10), &big(10));
         assert_eq!(recent.inner.lock().unwrap().bytes, 3 * one);
         // One larger than the whole budget is not kept, and forgets nothing.
-        let tiny = RecentBatches::with_budget(Duration::from_secs(60), one - 1);
+        let tiny = RecentBatches::with_budget(Duration::from_secs(60), 100_000, one - 1);
         tiny.remember("shop", Uuid::from_u128(1), &answer(1));
         tiny.remember("shop", Uuid::from_u128(2), &big(2));
         assert!(tiny.answer_for("shop", Uuid::from_u128(1)).is_some());
@@ -600,5 +629,40 @@ mod tests {
         claim.commit_positions(&[0, 2]);
         let again = recent.claim("k", &ids, Duration::ZERO).await.unwrap();
         assert_eq!(again.fresh, [false, true, false]);
+    }
+
+    /// Under load the capacities, not the window, decide how far back the memories reach; they
+    /// say so, for the operators' gauge.
+    #[tokio::test]
+    async fn the_memories_tell_how_far_back_they_reach() {
+        let gap = Duration::from_millis(30);
+        let batches = RecentBatches::new(Duration::from_secs(60), 2);
+        assert_eq!(batches.remembered_for(), Duration::ZERO);
+        batches.remember("shop", Uuid::from_u128(1), &answer(1));
+        tokio::time::sleep(gap).await;
+        let before_second = Instant::now();
+        batches.remember("shop", Uuid::from_u128(2), &answer(1));
+        assert!(batches.remembered_for() >= gap);
+        batches.remember("shop", Uuid::from_u128(3), &answer(1));
+        assert!(batches.remembered_for() <= before_second.elapsed());
+        let short = RecentBatches::new(Duration::from_millis(5), 2);
+        short.remember("shop", Uuid::from_u128(1), &answer(1));
+        tokio::time::sleep(gap).await;
+        assert_eq!(
+            short.remembered_for(),
+            Duration::from_millis(5),
+            "the window at most"
+        );
+
+        let events = RecentEvents::new(Duration::from_secs(60), 1);
+        assert_eq!(events.remembered_for(), Duration::ZERO);
+        write(&events, &[1]).await;
+        tokio::time::sleep(gap).await;
+        let before_second = Instant::now();
+        write(&events, &[2]).await;
+        assert!(events.remembered_for() >= gap);
+        write(&events, &[3]).await;
+        // The memory counts whole milliseconds.
+        assert!(events.remembered_for() <= before_second.elapsed() + Duration::from_millis(1));
     }
 }

@@ -407,7 +407,14 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus metrics")))]
-pub async fn metrics() -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read at the scrape: nothing on the request path, and always current.
+    for (of, reach) in [
+        ("batches", state.recent_batches.remembered_for()),
+        ("events", state.recent_events.remembered_for()),
+    ] {
+        metrics::gauge!(crate::metrics::DEDUP_MEMORY_SECONDS, "of" => of).set(reach.as_secs_f64());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),

@@ -8,6 +8,9 @@ pub const EVENTS_DUPLICATE: &str = "collector_events_duplicate_total";
 /// Request bodies refused as a whole (not a batch, too many events) and kept in the dead letters.
 pub const BODIES_DEAD_LETTERED: &str = "collector_bodies_dead_lettered_total";
 pub const REQUESTS_REFUSED: &str = "collector_requests_refused_total";
+/// How far back the dedup memories reach now (label `of`: `batches` or `events`); below
+/// `dedup_window_secs` their capacity cuts the window short at this load.
+pub const DEDUP_MEMORY_SECONDS: &str = "collector_dedup_memory_seconds";
 pub const SINK_APPEND_SECONDS: &str = "collector_sink_append_seconds";
 pub const SINK_FAILURES: &str = "collector_sink_failures_total";
 /// Time to answer one recommendation request inside the server (label `placement`).

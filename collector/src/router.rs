@@ -64,9 +64,10 @@ impl AppState {
             sink,
             dead_letters,
             access: Arc::new(Access::new(config)),
-            recent_batches: Arc::new(RecentBatches::new(Duration::from_secs(
-                config.dedup_window_secs,
-            ))),
+            recent_batches: Arc::new(RecentBatches::new(
+                Duration::from_secs(config.dedup_window_secs),
+                config.dedup_max_batches,
+            )),
             recent_events: Arc::new(RecentEvents::new(
                 Duration::from_secs(config.dedup_window_secs),
                 config.dedup_max_events,

@@ -613,6 +613,10 @@ async fn readiness_and_metrics_are_served() {
     .unwrap();
     assert!(text.contains("collector_events_accepted_total"), "{text}");
     assert!(text.contains("collector_sink_append_seconds"), "{text}");
+    for of in ["batches", "events"] {
+        let gauge = format!("collector_dedup_memory_seconds{{of=\"{of}\"}}");
+        assert!(text.contains(&gauge), "{gauge} in {text}");
+    }
 }
 
 #[tokio::test]
