@@ -51,11 +51,19 @@ pub struct CollectorConfig {
     pub dedup_max_batches: usize,
     /// Requests handled at once; beyond, requests get 503 at once instead of queueing in memory.
     pub max_in_flight_requests: usize,
+    /// Longest a request waits for the stream (and the dead letters) to acknowledge its events;
+    /// then it answers 503 with Retry-After while the write goes on, its events still held so
+    /// that a retry does not write them again. Below API Gateway's 29 s, so the sender gets the
+    /// collector's answer rather than a gateway timeout.
+    pub write_timeout_secs: u64,
     /// When set, events the stream cannot take are fsynced here and acknowledged, then replayed
     /// once the stream recovers (meant for the AWS backend; the embedded one is local already).
     pub spool_dir: Option<std::path::PathBuf>,
     /// Most bytes the spool holds; beyond, the outage is answered with 503.
     pub spool_max_bytes: u64,
+    /// With a spool, how long a write waits for the stream before spooling (below
+    /// `write_timeout_secs`): a slow stream is absorbed like one that is down.
+    pub spool_after_secs: u64,
     /// `GET /v1/recommendations`: strategies per placement, model reloads, session memory.
     pub recommendations: RecommendationsConfig,
     /// Orders and customer profiles (`/v1/transactions`, `/v1/customers`).
@@ -172,8 +180,10 @@ impl Default for CollectorConfig {
             dedup_max_events: 250_000,
             dedup_max_batches: 100_000,
             max_in_flight_requests: 4096,
+            write_timeout_secs: 20,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            spool_after_secs: 5,
             recommendations: RecommendationsConfig::default(),
             commerce: CommerceConfig::default(),
         }
@@ -266,6 +276,12 @@ impl CollectorConfig {
                 1,
                 i64::MAX,
             ),
+            (
+                "write_timeout_secs",
+                count(self.write_timeout_secs),
+                1,
+                3_600,
+            ),
             // Ids are Kinesis partition keys, at most 256 characters: a longer one fails the
             // whole request's PutRecords, every time it is retried.
             ("validation.max_id_len", count(v.max_id_len), 1, 256),
@@ -329,13 +345,22 @@ impl CollectorConfig {
             ),
         ])?;
         if self.spool_dir.is_some() {
-            // A spool that cannot hold one request's events never spools any.
-            check_ranges(&[(
-                "spool_max_bytes",
-                count(self.spool_max_bytes),
-                count(self.max_body_bytes),
-                i64::MAX,
-            )])?;
+            // A spool that cannot hold one request's events never spools any, and one that
+            // waits longer than the request never answers from it.
+            check_ranges(&[
+                (
+                    "spool_max_bytes",
+                    count(self.spool_max_bytes),
+                    count(self.max_body_bytes),
+                    i64::MAX,
+                ),
+                (
+                    "spool_after_secs",
+                    count(self.spool_after_secs),
+                    1,
+                    count(self.write_timeout_secs) - 1,
+                ),
+            ])?;
         }
         let s = &r.strategies;
         for (placement, names) in [

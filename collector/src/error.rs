@@ -58,6 +58,8 @@ pub enum CollectorError {
     Overloaded,
     #[error("another request is still writing some of these events; retry")]
     EventsInFlight,
+    #[error("the event stream did not acknowledge within {secs} s; retry with the same batch")]
+    WriteTimedOut { secs: u64 },
     #[error("the event stream cannot take events right now: {0}")]
     SinkUnavailable(#[source] ConnectorError),
     #[error("header {field}: {reason}")]
@@ -86,9 +88,11 @@ impl CollectorError {
             MissingKey | UnknownKey => StatusCode::UNAUTHORIZED,
             SecretKeyRequired | OriginNotAllowed { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Overloaded | EventsInFlight | SinkUnavailable(_) | CommerceNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Overloaded
+            | EventsInFlight
+            | WriteTimedOut { .. }
+            | SinkUnavailable(_)
+            | CommerceNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             Commerce(e) => match e {
                 CommerceError::Invalid(_) | CommerceError::IdempotencyKeyReused { .. } => {
@@ -121,6 +125,7 @@ impl CollectorError {
             RateLimited { .. } => "rate_limited",
             Overloaded => "overloaded",
             EventsInFlight => "events_in_flight",
+            WriteTimedOut { .. } => "write_timed_out",
             SinkUnavailable(_) => "unavailable",
             InvalidHeader { .. } => "invalid_header",
             CommerceNotConfigured => "commerce_not_configured",
@@ -140,6 +145,7 @@ impl CollectorError {
             CollectorError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             CollectorError::Overloaded
             | CollectorError::EventsInFlight
+            | CollectorError::WriteTimedOut { .. }
             | CollectorError::SinkUnavailable(_)
             | CollectorError::Commerce(CommerceError::Database(_)) => Some(RETRY_AFTER_SECS),
             _ => None,

@@ -256,16 +256,23 @@ pub async fn ingest(
         .try_acquire_owned()
         .map_err(|_| CollectorError::Overloaded)?;
     let write = write(state.clone(), judged).in_current_span();
-    match tokio::spawn(async move {
+    let written = tokio::spawn(async move {
         let _permit = permit;
         write.await
-    })
-    .await
-    {
-        Ok(answer) => answer,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+    });
+    // A write the stream does not acknowledge in time goes on on its own; its answer is
+    // remembered for the batch id, so the retry gets it once it is there.
+    match tokio::time::timeout(state.write_timeout, written).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only at the runtime's shutdown.
-        Err(_) => Err(CollectorError::Overloaded),
+        Ok(Err(_)) => Err(CollectorError::Overloaded),
+        Err(_) => {
+            tracing::warn!(%batch_id, timeout = ?state.write_timeout, "write not acknowledged in time; answering 503 while it goes on");
+            Err(CollectorError::WriteTimedOut {
+                secs: state.write_timeout.as_secs(),
+            })
+        }
     }
 }
 

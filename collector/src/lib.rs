@@ -47,7 +47,8 @@ pub fn spooled_edges(
     let spooled = |sink, dir: &std::path::Path| -> anyhow::Result<Arc<dyn EventSink>> {
         let spooling = Arc::new(
             SpoolingSink::new(sink, dir, config.spool_max_bytes)
-                .with_context(|| format!("opening the spool in {}", dir.display()))?,
+                .with_context(|| format!("opening the spool in {}", dir.display()))?
+                .spooling_after(Duration::from_secs(config.spool_after_secs)),
         );
         spooling.spawn_replayer(Duration::from_secs(1));
         Ok(spooling)

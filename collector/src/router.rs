@@ -38,6 +38,8 @@ pub struct AppState {
     /// Writes under way, bounded like the requests: a write goes on after its client left (see
     /// `ingest`), and the request's own permit goes with the request.
     pub writes_in_flight: Arc<tokio::sync::Semaphore>,
+    /// How long a request waits for its write ([`CollectorConfig::write_timeout_secs`]).
+    pub write_timeout: Duration,
     pub max_event_bytes: usize,
     pub trusted_proxy_hops: usize,
     pub truncate_ip: bool,
@@ -78,6 +80,7 @@ impl AppState {
             writes_in_flight: Arc::new(tokio::sync::Semaphore::new(
                 config.max_in_flight_requests.max(1),
             )),
+            write_timeout: Duration::from_secs(config.write_timeout_secs.max(1)),
             max_event_bytes: config.max_event_bytes,
             trusted_proxy_hops: config.trusted_proxy_hops,
             truncate_ip: config.truncate_ip,

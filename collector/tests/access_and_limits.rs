@@ -519,11 +519,14 @@ async fn a_huge_user_agent_is_cut_to_the_text_limit() {
 struct StuckSink {
     entered: tokio::sync::Notify,
     release: tokio::sync::Notify,
+    appends: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl EventSink for StuckSink {
     async fn append(&self, _: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entered.notify_one();
         self.release.notified().await;
         Ok(())
@@ -533,17 +536,54 @@ impl EventSink for StuckSink {
     }
 }
 
+/// The collector on a [`StuckSink`] (its stream and its dead letters).
+fn stuck_collector(config: &CollectorConfig) -> (Arc<StuckSink>, Router) {
+    let stuck = Arc::new(StuckSink::default());
+    let app = router(AppState::new(stuck.clone(), stuck.clone(), config), config);
+    (stuck, app)
+}
+
+/// Behind API Gateway a request has 29 s: a stream that does not acknowledge within
+/// `write_timeout_secs` gets the sender a 503 from the collector, not a gateway timeout. The
+/// write goes on, its events still held, so the sender's retry does not write them again.
+#[tokio::test]
+async fn a_write_not_acknowledged_in_time_answers_503_and_its_retry_writes_nothing_again() {
+    let config = CollectorConfig {
+        write_timeout_secs: 1,
+        ..CollectorConfig::default()
+    };
+    let (stuck, app) = stuck_collector(&config);
+    let send = || {
+        app.clone().oneshot(
+            post("/v1/batch")
+                .body(Body::from(batch(BATCH_ID, 2)))
+                .unwrap(),
+        )
+    };
+    let late = send().await.unwrap();
+    assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(late.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(json_of(late).await["error"]["code"], "write_timed_out");
+
+    stuck.release.notify_one();
+    let retried = send().await.unwrap();
+    assert_eq!(retried.status(), StatusCode::OK);
+    let answer = json_of(retried).await;
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(
+        stuck.appends.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "written once: {answer}"
+    );
+}
+
 #[tokio::test]
 async fn at_capacity_new_requests_are_refused_not_queued() {
     let config = CollectorConfig {
         max_in_flight_requests: 1,
         ..CollectorConfig::default()
     };
-    let stuck = Arc::new(StuckSink::default());
-    let app = router(
-        AppState::new(stuck.clone(), stuck.clone(), &config),
-        &config,
-    );
+    let (stuck, app) = stuck_collector(&config);
     let first = tokio::spawn(
         app.clone().oneshot(
             post("/v1/batch")

@@ -22,6 +22,8 @@ pub struct SpoolingSink {
     dir: PathBuf,
     max_bytes: u64,
     spooled_bytes: AtomicU64,
+    /// How long an append waits for the stream before spooling; `None`: for its verdict.
+    patience: Option<Duration>,
 }
 
 fn io_err(e: std::io::Error) -> ConnectorError {
@@ -51,7 +53,17 @@ impl SpoolingSink {
             dir,
             max_bytes,
             spooled_bytes: AtomicU64::new(existing),
+            patience: None,
         })
+    }
+
+    /// Spools what the stream has not acknowledged within `patience` instead of waiting for its
+    /// retries to end: a sender's request cannot wait that long (API Gateway gives it 29 s). The
+    /// append given up on may have stored some records, which are then spooled as well and
+    /// replayed twice; consumers drop repeated event ids.
+    pub fn spooling_after(mut self, patience: Duration) -> Self {
+        self.patience = Some(patience);
+        self
     }
 
     /// Bytes waiting in the spool.
@@ -158,7 +170,19 @@ impl SpoolingSink {
 #[async_trait]
 impl EventSink for SpoolingSink {
     async fn append(&self, records: Vec<StreamRecord>) -> Result<()> {
-        match self.inner.append(records.clone()).await {
+        let appended = self.inner.append(records.clone());
+        let appended = match self.patience {
+            None => appended.await,
+            Some(patience) => tokio::time::timeout(patience, appended)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ConnectorError::unavailable(
+                        "stream",
+                        format!("no answer within {patience:?}"),
+                    ))
+                }),
+        };
+        match appended {
             Ok(()) => Ok(()),
             Err(e) if e.is_retryable() => {
                 // What the stream stored already is not spooled (it would be written twice).

@@ -166,3 +166,30 @@ async fn an_unreadable_spool_file_is_set_aside_and_the_rest_replayed() {
         .collect();
     assert_eq!(left, [CORRUPT_DIR], "the temporary file is gone too");
 }
+
+/// A stream that accepts the call and never answers.
+struct SilentStream;
+
+#[async_trait]
+impl EventSink for SilentStream {
+    async fn append(&self, _: Vec<StreamRecord>) -> Result<()> {
+        std::future::pending().await
+    }
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn records_the_stream_does_not_answer_for_in_time_are_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SpoolingSink::new(Arc::new(SilentStream), dir.path(), 1 << 20)
+        .unwrap()
+        .spooling_after(Duration::from_millis(50));
+    tokio::time::timeout(Duration::from_secs(10), sink.append(records("slow", 2)))
+        .await
+        .expect("spooled, not waiting for the stream")
+        .unwrap();
+    assert_eq!(spool_files(dir.path()).unwrap().len(), 1);
+    assert!(sink.spooled_bytes() > 0);
+}
