@@ -21,7 +21,7 @@ impl LakeRecord {
     /// breaks (pretty-printed, by a producer other than the collector) keeps its meaning with a
     /// space for each; left in, it would split the event over lines of a newline-delimited file.
     pub fn new(event_time_ms: i64, json: Bytes) -> LakeRecord {
-        let json = if json.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        let json = if memchr::memchr2(b'\n', b'\r', &json).is_some() {
             let flat: Vec<u8> = json
                 .iter()
                 .map(|&b| if matches!(b, b'\n' | b'\r') { b' ' } else { b })
