@@ -107,12 +107,14 @@ impl ItemTable {
     pub(crate) fn observe_click(&mut self, id: &str, time: f64) -> ItemIx {
         let ix = self.intern(id);
         let i = ix as usize;
+        let previous = f64::from(self.clicks[i]);
         self.clicks[i] = self.clicks[i].saturating_add(1);
-        self.popular.raise(ix, f64::from(self.clicks[i]));
+        self.popular.raise(ix, previous, f64::from(self.clicks[i]));
         let epoch = *self.epoch.get_or_insert(time);
         let exponent = (time - epoch) / self.half_life_secs * std::f64::consts::LN_2;
-        self.trend_log[i] = log_add_exp(self.trend_log[i], exponent);
-        self.trending.raise(ix, self.trend_log[i]);
+        let previous = self.trend_log[i];
+        self.trend_log[i] = log_add_exp(previous, exponent);
+        self.trending.raise(ix, previous, self.trend_log[i]);
         ix
     }
 
