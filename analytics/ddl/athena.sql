@@ -133,7 +133,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `${database}`.`sessions` (
   `utm_campaign` string COMMENT 'campaign name',
   `products_viewed` int COMMENT 'product views',
   `cart_adds` int COMMENT 'add-to-cart events',
-  `purchases` int COMMENT 'purchase events',
+  `purchases` int COMMENT 'orders (each counted once, however many purchase events report it)',
   `revenue_minor` bigint COMMENT 'revenue of the purchases in minor units',
   `engaged` boolean COMMENT 'over 10 s of engaged time (of the span when none is reported), 2+ pages or a purchase',
   `bounce` boolean COMMENT 'one page and not engaged',

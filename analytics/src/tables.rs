@@ -330,7 +330,11 @@ pub static SESSIONS: TableDef = TableDef {
         col("utm_campaign", Text, "campaign name"),
         req("products_viewed", Int32, "product views"),
         req("cart_adds", Int32, "add-to-cart events"),
-        req("purchases", Int32, "purchase events"),
+        req(
+            "purchases",
+            Int32,
+            "orders (each counted once, however many purchase events report it)",
+        ),
         req(
             "revenue_minor",
             Int64,

@@ -231,12 +231,18 @@ fn absorb(s: &mut Session, later: Session) {
     s.purchases += later.purchases;
     s.revenue_minor += later.revenue_minor;
     for order in later.orders {
-        // Counted in both: take the later one's count of it back out.
-        if s.orders.iter().any(|o| o.order_id == order.order_id) {
-            s.purchases = s.purchases.saturating_sub(1);
-            s.revenue_minor -= order.revenue_minor;
-        } else if s.orders.len() < MAX_SESSION_ORDERS {
-            s.orders.push(order);
+        // Counted in both: once, at the larger revenue of the two.
+        match s.orders.iter_mut().find(|o| o.order_id == order.order_id) {
+            Some(counted) => {
+                s.purchases = s.purchases.saturating_sub(1);
+                s.revenue_minor -= counted.revenue_minor.min(order.revenue_minor);
+                counted.revenue_minor = counted.revenue_minor.max(order.revenue_minor);
+            }
+            None => {
+                if s.orders.len() < MAX_SESSION_ORDERS {
+                    s.orders.push(order);
+                }
+            }
         }
     }
     s.engaged_ms = match (s.engaged_ms, later.engaged_ms) {
@@ -358,17 +364,27 @@ fn count(s: &mut Session, event: &Event) {
         Payload::PageView(_) => s.page_views += 1,
         Payload::ProductView(_) => s.products_viewed += 1,
         Payload::AddToCart(_) => s.cart_adds += 1,
-        // One order is one purchase however many events report it.
-        Payload::Purchase(p) if !s.orders.iter().any(|o| o.order_id == p.order_id) => {
-            if s.orders.len() < MAX_SESSION_ORDERS {
-                s.orders.push(SessionOrder {
-                    order_id: p.order_id.clone(),
-                    revenue_minor: p.revenue_minor,
-                });
+        // One order is one purchase however many events report it, counted at the largest
+        // revenue reported (the server's total, with tax and shipping, where a page may send
+        // less): the same whichever report comes first, or in which batch.
+        Payload::Purchase(p) => match s.orders.iter_mut().find(|o| o.order_id == p.order_id) {
+            Some(counted) => {
+                if p.revenue_minor > counted.revenue_minor {
+                    s.revenue_minor += p.revenue_minor - counted.revenue_minor;
+                    counted.revenue_minor = p.revenue_minor;
+                }
             }
-            s.purchases += 1;
-            s.revenue_minor += p.revenue_minor;
-        }
+            None => {
+                if s.orders.len() < MAX_SESSION_ORDERS {
+                    s.orders.push(SessionOrder {
+                        order_id: p.order_id.clone(),
+                        revenue_minor: p.revenue_minor,
+                    });
+                }
+                s.purchases += 1;
+                s.revenue_minor += p.revenue_minor;
+            }
+        },
         Payload::Custom(c) if c.name == PAGE_ENGAGEMENT => {
             // A report without a usable figure still says the sender measures engaged time.
             let ms = c

@@ -256,23 +256,48 @@ fn an_order_reported_several_times_is_one_purchase() {
     assert_eq!(later[0].event_count, 5);
 }
 
+/// The thank-you page may report less than the server's total (no shipping): the order counts
+/// at the larger, whichever report comes first and in whichever batch.
+#[test]
+fn an_order_counts_at_its_largest_report_in_any_order_of_arrival() {
+    let (page_report, server_report) = (purchase(1, MIN, "o-1", 3990), purchase(2, 0, "o-1", 4990));
+    for batches in [
+        vec![vec![page_report.clone()], vec![server_report.clone()]],
+        vec![vec![server_report.clone()], vec![page_report.clone()]],
+        vec![vec![page_report.clone(), server_report.clone()]],
+    ] {
+        let mut stored = Vec::new();
+        for batch in &batches {
+            store(&mut stored, batch);
+        }
+        assert_eq!(stored.len(), 1);
+        assert_eq!(purchases_and_revenue(&stored[0]), (1, 4990, vec!["o-1"]));
+    }
+}
+
 /// Two sessions that each counted the same order, joined by a late event between them: the
-/// order still counts once.
+/// order still counts once, at the larger revenue either counted.
 #[test]
 fn sessions_joined_count_an_order_they_share_once() {
-    let mut stored = Vec::new();
-    store(
-        &mut stored,
-        &[
-            purchase(1, 0, "o-1", 3998),
-            purchase(2, 50 * MIN, "o-1", 3998),
-        ],
-    );
-    assert_eq!(stored.len(), 2);
-    store(&mut stored, &[page(3, 25 * MIN)]);
-    assert_eq!(stored.len(), 1);
-    assert_eq!(purchases_and_revenue(&stored[0]), (1, 3998, vec!["o-1"]));
-    assert_eq!(stored[0].event_count, 3);
+    for (first, second) in [(3990, 4990), (4990, 3990)] {
+        let mut stored = Vec::new();
+        store(
+            &mut stored,
+            &[
+                purchase(1, 0, "o-1", first),
+                purchase(2, 50 * MIN, "o-1", second),
+                purchase(3, 50 * MIN + 1, "o-2", 100),
+            ],
+        );
+        assert_eq!(stored.len(), 2);
+        store(&mut stored, &[page(4, 25 * MIN)]);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            purchases_and_revenue(&stored[0]),
+            (2, 5090, vec!["o-1", "o-2"])
+        );
+        assert_eq!(stored[0].event_count, 4);
+    }
 }
 
 /// Past the orders a session remembers, purchases are still counted (not told apart).
