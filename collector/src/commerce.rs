@@ -117,14 +117,21 @@ async fn emit(front: &Front, order: &Order) -> Result<(), CollectorError> {
     let mut event = purchase_event(&order.order, placed_at, &state.commerce_page_url);
     event.received_at = Some(now_ms());
     let data = serde_json::to_vec(&event).expect("an event serializes");
+    let record = StreamRecord {
+        partition_key: event.anonymous_id.clone(),
+        data: data.into(),
+    };
+    // Given up on, the event is not marked as sent: the retry with the same key sends it again,
+    // under the same id.
     state
-        .sink
-        .append(vec![StreamRecord {
-            partition_key: event.anonymous_id.clone(),
-            data: data.into(),
-        }])
-        .await
-        .map_err(CollectorError::SinkUnavailable)?;
+        .in_time(async {
+            state
+                .sink
+                .append(vec![record])
+                .await
+                .map_err(CollectorError::SinkUnavailable)
+        })
+        .await?;
     state.recommender.memory.observe([&event]);
     Ok(())
 }

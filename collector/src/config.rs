@@ -345,8 +345,10 @@ impl CollectorConfig {
             ),
         ])?;
         if self.spool_dir.is_some() {
-            // A spool that cannot hold one request's events never spools any, and one that
-            // waits longer than the request never answers from it.
+            // A spool that cannot hold one request's events never spools any. A request may wait
+            // for another's claim on its events, then for the stream and the dead letters, each
+            // up to spool_after_secs before spooling: all within write_timeout_secs, or a write
+            // the spools took would still answer 503.
             check_ranges(&[
                 (
                     "spool_max_bytes",
@@ -358,7 +360,10 @@ impl CollectorConfig {
                     "spool_after_secs",
                     count(self.spool_after_secs),
                     1,
-                    count(self.write_timeout_secs) - 1,
+                    (count(self.write_timeout_secs)
+                        - count(crate::ingest::IN_FLIGHT_PATIENCE.as_secs())
+                        - 1)
+                        / 2,
                 ),
             ])?;
         }
@@ -486,6 +491,15 @@ mod tests {
         assert_eq!(
             config.check().unwrap_err().to_string(),
             "spool_max_bytes is 1000: it must be between 1048576 and 9223372036854775807"
+        );
+        let config = CollectorConfig {
+            spool_dir: Some("/var/spool/retailmind".into()),
+            spool_after_secs: 8,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "spool_after_secs is 8: it must be between 1 and 7"
         );
         let mut config = CollectorConfig::default();
         config.recommendations.reload_interval_ms = 0;

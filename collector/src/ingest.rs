@@ -161,7 +161,7 @@ fn capped(mut errors: Vec<RejectedField>) -> Vec<RejectedField> {
 
 /// How long a request waits for another one writing some of the same events before it answers
 /// 503 (the sender keeps them and retries).
-const IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const IN_FLIGHT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// At most `max_events_per_batch` events per request.
 pub fn within_batch_limit(state: &AppState, events: usize) -> Result<(), CollectorError> {
@@ -269,9 +269,7 @@ pub async fn ingest(
         Ok(Err(_)) => Err(CollectorError::Overloaded),
         Err(_) => {
             tracing::warn!(%batch_id, timeout = ?state.write_timeout, "write not acknowledged in time; answering 503 while it goes on");
-            Err(CollectorError::WriteTimedOut {
-                secs: state.write_timeout.as_secs(),
-            })
+            Err(state.write_timed_out())
         }
     }
 }
@@ -388,14 +386,19 @@ pub async fn keep_refused_body(
         truncated_from_bytes: truncated.map(|_| body.len()),
     };
     tracing::info!(sender = %caller.key_name, code = error.code(), "request body refused");
+    let letter = StreamRecord {
+        partition_key: caller.key_name.clone(),
+        data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+    };
     state
-        .dead_letters
-        .append(vec![StreamRecord {
-            partition_key: caller.key_name.clone(),
-            data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
-        }])
-        .await
-        .map_err(CollectorError::SinkUnavailable)?;
+        .in_time(async {
+            state
+                .dead_letters
+                .append(vec![letter])
+                .await
+                .map_err(CollectorError::SinkUnavailable)
+        })
+        .await?;
     metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);
     Ok(())
 }

@@ -55,6 +55,25 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `write` if it ends within the write timeout, else [`CollectorError::WriteTimedOut`]: the
+    /// write is dropped (what it stored stays stored; the sender's retry writes it again under
+    /// the same ids, which consumers drop as repeats). For writes a request can leave undone;
+    /// a batch's write, which holds claims, runs to its end in a task of its own instead.
+    pub(crate) async fn in_time<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, CollectorError>>,
+    ) -> Result<T, CollectorError> {
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .unwrap_or_else(|_| Err(self.write_timed_out()))
+    }
+
+    pub(crate) fn write_timed_out(&self) -> CollectorError {
+        CollectorError::WriteTimedOut {
+            secs: self.write_timeout.as_secs(),
+        }
+    }
+
     pub fn new(
         sink: Arc<dyn EventSink>,
         dead_letters: Arc<dyn EventSink>,

@@ -20,15 +20,19 @@ use tower::ServiceExt;
 
 const SECRET: &str = "sk_test_shop";
 
-/// A stream that refuses writes while `down` is set.
+/// A stream that refuses writes while `down` is set, and never answers while `silent` is.
 struct Flaky {
     inner: Arc<dyn EventSink>,
     down: AtomicBool,
+    silent: AtomicBool,
 }
 
 #[async_trait]
 impl EventSink for Flaky {
     async fn append(&self, records: Vec<StreamRecord>) -> retailmind_connectors::Result<()> {
+        if self.silent.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.down.load(Ordering::SeqCst) {
             return Err(ConnectorError::Unavailable {
                 service: "stream",
@@ -70,14 +74,18 @@ fn config() -> CollectorConfig {
 
 impl Shop {
     async fn open() -> Shop {
+        Shop::with(config()).await
+    }
+
+    async fn with(config: CollectorConfig) -> Shop {
         let embedded = Embedded::new();
         let sink = Arc::new(Flaky {
             inner: embedded.backend.sink.clone(),
             down: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
         });
         let url = format!("sqlite://{}/commerce.db", embedded.dir.path().display());
         let store = Arc::new(SqlCommerce::connect(&url, 4).await.unwrap());
-        let config = config();
         let state = AppState::new(sink.clone(), embedded.backend.dead_letters.clone(), &config)
             .with_commerce(store, embedded.backend.sessions.clone());
         let app = router(state, &config);
@@ -204,6 +212,28 @@ async fn a_stream_outage_is_503_and_the_retry_sends_the_event() {
         1,
         "sent by the first retry, not again"
     );
+}
+
+/// A stream that takes the call and never answers: the order answers 503 within
+/// `write_timeout_secs` (API Gateway gives it 29 s), and the retry with the same key sends the
+/// event once the stream answers again.
+#[tokio::test]
+async fn a_stream_that_does_not_answer_gets_a_503_in_time_and_the_retry_sends_the_event() {
+    let shop = Shop::with(CollectorConfig {
+        write_timeout_secs: 1,
+        ..config()
+    })
+    .await;
+    shop.sink.silent.store(true, Ordering::SeqCst);
+    let (status, body, headers) = shop.place(&order("A-300"), Some("idem-3")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "write_timed_out", "{body}");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+
+    shop.sink.silent.store(false, Ordering::SeqCst);
+    let (status, body, _) = shop.place(&order("A-300"), Some("idem-3")).await;
+    assert_eq!(status, StatusCode::OK, "stored the first time: {body}");
+    assert_eq!(shop.embedded.stored().await.len(), 1);
 }
 
 #[tokio::test]
