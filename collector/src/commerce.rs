@@ -123,15 +123,7 @@ async fn emit(front: &Front, order: &Order) -> Result<(), CollectorError> {
     };
     // Given up on, the event is not marked as sent: the retry with the same key sends it again,
     // under the same id.
-    state
-        .in_time(async {
-            state
-                .sink
-                .append(vec![record])
-                .await
-                .map_err(CollectorError::SinkUnavailable)
-        })
-        .await?;
+    state.append_in_time(&state.sink, record).await?;
     state.recommender.memory.observe([&event]);
     Ok(())
 }

@@ -390,15 +390,7 @@ pub async fn keep_refused_body(
         partition_key: caller.key_name.clone(),
         data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
     };
-    state
-        .in_time(async {
-            state
-                .dead_letters
-                .append(vec![letter])
-                .await
-                .map_err(CollectorError::SinkUnavailable)
-        })
-        .await?;
+    state.append_in_time(&state.dead_letters, letter).await?;
     metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);
     Ok(())
 }

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use retailmind_commerce::CommerceStore;
-use retailmind_connectors::{EventSink, ModelStore, SessionStore};
+use retailmind_connectors::{EventSink, ModelStore, SessionStore, StreamRecord};
 use retailmind_schema::Limits;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
@@ -55,17 +55,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `write` if it ends within the write timeout, else [`CollectorError::WriteTimedOut`]: the
-    /// write is dropped (what it stored stays stored; the sender's retry writes it again under
-    /// the same ids, which consumers drop as repeats). For writes a request can leave undone;
-    /// a batch's write, which holds claims, runs to its end in a task of its own instead.
-    pub(crate) async fn in_time<T>(
+    /// Appends `record` to `sink` if it is acknowledged within the write timeout, else
+    /// [`CollectorError::WriteTimedOut`]: the append is dropped (what it stored stays stored;
+    /// the sender's retry writes it again under the same id, which consumers drop as a repeat).
+    /// For writes a request can leave undone; a batch's write, which holds claims, runs to its
+    /// end in a task of its own instead.
+    pub(crate) async fn append_in_time(
         &self,
-        write: impl std::future::Future<Output = Result<T, CollectorError>>,
-    ) -> Result<T, CollectorError> {
-        tokio::time::timeout(self.write_timeout, write)
-            .await
-            .unwrap_or_else(|_| Err(self.write_timed_out()))
+        sink: &Arc<dyn EventSink>,
+        record: StreamRecord,
+    ) -> Result<(), CollectorError> {
+        match tokio::time::timeout(self.write_timeout, sink.append(vec![record])).await {
+            Ok(appended) => appended.map_err(CollectorError::SinkUnavailable),
+            Err(_) => Err(self.write_timed_out()),
+        }
     }
 
     pub(crate) fn write_timed_out(&self) -> CollectorError {
