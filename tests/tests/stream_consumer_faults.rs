@@ -27,16 +27,19 @@ use tokio::sync::oneshot;
 
 const CONSUMER: &str = "faults";
 
+/// Appends `events` to the fake stream, as the collector would.
+fn append(stream: &mut FakeStream, events: &[TestEvent]) {
+    for event in events {
+        let record = event.record();
+        stream.append(&record.partition_key, &record.data);
+    }
+}
+
 /// The fake with `events` in its stream of `shards` shards, and a backend that reads that
 /// stream and writes the lake through the fake's Firehose, everything else embedded in `dir`.
 async fn consumer_of(shards: usize, events: &[TestEvent], dir: &Path) -> (FakeAws, Backend) {
     let fake = FakeAws::start(shards).await;
-    fake.with(|s| {
-        for event in events {
-            let record = event.record();
-            s.kinesis.append(&record.partition_key, &record.data);
-        }
-    });
+    fake.with(|s| append(&mut s.kinesis, events));
     let on_aws = aws::backend(&fake.sdk_config(), &AwsConfig::new("us-east-1"));
     let backend = Backend {
         reader: on_aws.reader,
@@ -413,18 +416,10 @@ async fn after_a_split_and_a_merge_children_are_read_after_their_parents_end() {
     let all = events(36, 4);
     let (fake, backend) = consumer_of(1, &all[..12], dir.path()).await;
     let parent = FakeStream::shard_id(0);
-    let append = |events: &[TestEvent]| {
-        fake.with(|s| {
-            for event in events {
-                let record = event.record();
-                s.kinesis.append(&record.partition_key, &record.data);
-            }
-        })
-    };
     let children = fake.with(|s| s.kinesis.split(&parent));
-    append(&all[12..24]);
+    fake.with(|s| append(&mut s.kinesis, &all[12..24]));
     let merged = fake.with(|s| s.kinesis.merge(&children[0], &children[1]));
-    append(&all[24..]);
+    fake.with(|s| append(&mut s.kinesis, &all[24..]));
     let ends = stream_ends(&fake);
     for shard in children.iter().chain([&parent, &merged]) {
         assert!(ends.contains_key(shard), "no events on {shard}: {ends:?}");
@@ -476,10 +471,7 @@ async fn a_shard_aged_out_since_it_was_listed_is_taken_as_ended() {
     let parent = FakeStream::shard_id(0);
     let children = fake.with(|s| {
         let children = s.kinesis.split(&parent);
-        for event in &all[12..] {
-            let record = event.record();
-            s.kinesis.append(&record.partition_key, &record.data);
-        }
+        append(&mut s.kinesis, &all[12..]);
         s.kinesis.age_out_after_listing.insert(parent.clone());
         children
     });
