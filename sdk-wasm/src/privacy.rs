@@ -11,8 +11,12 @@ pub enum Permission {
     /// Consent mode and no answer yet: keep it in this page's memory only, to be queued if
     /// consent comes and forgotten if it does not.
     AwaitConsent,
-    /// Drop it: opted out, consent refused, a privacy signal, or sampled out.
+    /// Drop it: opted out, consent refused or a privacy signal.
     Off,
+    /// Drop it, as this browser is outside the sample. Its anonymous id is stored all the
+    /// same (storage is allowed): the sample is decided on that id, and a browser that got a
+    /// new one on every page would roll again each time, and end up in.
+    SampledOut,
 }
 
 /// What the browser and the shopper said.
@@ -30,12 +34,14 @@ pub fn permission(config: &Config, signals: Signals, sampled_in: bool) -> Permis
     if signals.opted_out
         || signals.consent == Some(false)
         || (config.respect_do_not_track && signals.do_not_track)
-        || !sampled_in
     {
         return Permission::Off;
     }
     if config.require_consent && signals.consent != Some(true) {
         return Permission::AwaitConsent;
+    }
+    if !sampled_in {
+        return Permission::SampledOut;
     }
     Permission::Track
 }
@@ -113,7 +119,13 @@ mod tests {
             permission(&config(false, false), dnt, true),
             Permission::Track
         );
-        assert_eq!(permission(&c, yes, false), Permission::Off);
+        assert_eq!(permission(&c, yes, false), Permission::SampledOut);
+        // Nothing is stored before consent, sampled out or not.
+        assert_eq!(
+            permission(&config(true, false), Signals::default(), false),
+            Permission::AwaitConsent
+        );
+        assert_eq!(permission(&c, out, false), Permission::Off);
     }
 
     #[test]

@@ -254,10 +254,11 @@ pub fn anonymous_id() -> Result<String, TrackerError> {
 
 /// The URL of a recommendations request with `params`, for this shopper and the session now
 /// (the stored one while it runs; the anonymous id stands in before the first event). `None`
-/// while tracking is off: the request would identify the shopper.
+/// while tracking is off or awaits consent: the request would identify the shopper. A browser
+/// outside the sample still gets them: sampling thins the data, not the shop.
 pub fn recommendations_url(params: &[(&str, String)]) -> Result<Option<String>, TrackerError> {
     with(|t| {
-        if t.permission != Permission::Track {
+        if !matches!(t.permission, Permission::Track | Permission::SampledOut) {
             return None;
         }
         let session = t
@@ -305,6 +306,10 @@ impl Tracker {
                 }
             }
             Permission::AwaitConsent => self.store.hold(),
+            Permission::SampledOut => {
+                self.store.persist();
+                self.held.clear();
+            }
             Permission::Off => {
                 self.store.hold();
                 self.held.clear();
@@ -346,7 +351,7 @@ impl Tracker {
     }
 
     fn record(&mut self, kind: &str, properties: &str) -> Result<bool, TrackerError> {
-        if self.permission == Permission::Off {
+        if matches!(self.permission, Permission::Off | Permission::SampledOut) {
             return Ok(false);
         }
         let id = new_event_id();

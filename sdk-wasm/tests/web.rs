@@ -110,6 +110,54 @@ fn page_builds_a_complete_valid_event_from_the_window() {
     assert_eq!(next.session_id, event.session_id, "the session carries on");
 }
 
+#[wasm_bindgen_test]
+fn a_browser_outside_the_sample_keeps_its_id_and_stays_out() {
+    let storage = web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .expect("localStorage");
+    storage
+        .remove_item(storage::ANONYMOUS_ID_KEY)
+        .expect("remove");
+    let out = || {
+        let c = config(UNREACHABLE);
+        set(&c, "sampleRate", JsValue::from_f64(0.0));
+        ok(init(c));
+    };
+    out();
+    let id = tracker::anonymous_id().expect("id");
+    // Kept, or the next page would draw a new id and roll the sample again.
+    assert_eq!(
+        storage.get_item(storage::ANONYMOUS_ID_KEY).ok().flatten(),
+        Some(id.clone())
+    );
+    let before = api::queued();
+    ok(api::page(None));
+    ok(api::track("wishlist_add", None));
+    assert_eq!(
+        api::queued(),
+        before,
+        "nothing is queued outside the sample"
+    );
+    out();
+    assert_eq!(tracker::anonymous_id().expect("id"), id);
+}
+
+/// The page's address with `query` instead of its own, for one event.
+fn event_at_query(query: &str) -> retailmind_schema::Event {
+    let window = web_sys::window().expect("window");
+    let history = window.history().expect("history");
+    let before = window.location().href().expect("href");
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(query))
+        .expect("replaceState");
+    let recorded = api::page(None);
+    history
+        .replace_state_with_url(&JsValue::NULL, "", Some(&before))
+        .expect("replaceState back");
+    ok(recorded);
+    decode(&last_event_json())
+}
+
 /// The page's address with `query` instead of its own, for one event.
 fn event_at_query(query: &str) -> retailmind_schema::Event {
     let window = web_sys::window().expect("window");
