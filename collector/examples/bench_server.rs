@@ -271,6 +271,7 @@ fn realistic_batch(now: i64, ids: &mut UuidV7Source) -> Batch {
             let payload = match i % 4 {
                 0 => Payload::PageView(PageView {
                     category: Some("product".into()),
+                    ..PageView::default()
                 }),
                 1 => Payload::ProductView(product(product_id, name, category, price)),
                 2 => Payload::Click(Click {

@@ -137,6 +137,14 @@ pub struct PageView {
     /// Page category as the shop names it (`home`, `product`, `cart`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// Which page of the tracker's session this is: 1 for the landing page. Counted in the
+    /// browser across its tabs, so it is known before the processor sessionizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_page: Option<u32>,
+    /// When the tracker's session began (its first event), in milliseconds since the Unix
+    /// epoch, by the sender's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_start: Option<i64>,
 }
 
 /// A click on a link or button (autocaptured or sent by hand).

@@ -69,6 +69,8 @@ pub enum Violation {
     /// U+0000: valid JSON, but no PostgreSQL text or jsonb value can hold it, so a profile
     /// write would fail on it for ever.
     NulCharacter,
+    /// A time that must come before the event's own `timestamp` (same clock) comes after it.
+    AfterTimestamp,
 }
 
 impl fmt::Display for Violation {
@@ -103,6 +105,7 @@ impl fmt::Display for Violation {
                 write!(f, "is more than {} days old", max_age_ms / 86_400_000)
             }
             Violation::NulCharacter => write!(f, "must not contain the NUL character (U+0000)"),
+            Violation::AfterTimestamp => write!(f, "must not be later than the event's timestamp"),
             Violation::BadName => write!(
                 f,
                 "may hold only letters, digits, '_', '-', '.', ':' and spaces"
@@ -311,7 +314,15 @@ pub fn validate(event: &Event, limits: &Limits, now_ms: i64) -> Result<(), Vec<F
     }
 
     match &event.payload {
-        Payload::PageView(p) => c.opt_text("properties.category", &p.category, max),
+        Payload::PageView(p) => {
+            c.opt_text("properties.category", &p.category, max);
+            if p.session_page == Some(0) {
+                c.fail("properties.session_page", Violation::ZeroQuantity);
+            }
+            if p.session_start.is_some_and(|start| start > event.timestamp) {
+                c.fail("properties.session_start", Violation::AfterTimestamp);
+            }
+        }
         Payload::Click(click) => {
             c.text("properties.element", &click.element, 32);
             // Button text may legitimately be empty (icon buttons), as may an element's id or

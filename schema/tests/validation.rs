@@ -156,6 +156,23 @@ fn nul_characters_are_refused_in_text_fields() {
 }
 
 #[test]
+fn a_page_views_session_facts_must_be_possible() {
+    let mut v = valid();
+    v["type"] = json!("page_view");
+    let at = v["timestamp"].as_i64().expect("a timestamp");
+    v["properties"] = json!({"session_page": 3, "session_start": at});
+    assert_eq!(refusals(v.clone()), Vec::<String>::new());
+    v["properties"] = json!({"session_page": 0, "session_start": at + 1});
+    assert_eq!(
+        refusals(v),
+        [
+            "properties.session_page must be at least 1",
+            "properties.session_start must not be later than the event's timestamp",
+        ]
+    );
+}
+
+#[test]
 fn long_strings_and_deep_custom_props_are_refused() {
     let mut v = valid();
     v["type"] = json!("custom");

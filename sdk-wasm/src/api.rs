@@ -166,7 +166,7 @@ pub fn init(config: ConfigArg) -> Result<(), JsError> {
 /// A page view, optionally with the shop's page category (`home`, `product`, …).
 #[wasm_bindgen]
 pub fn page(category: Option<String>) -> Result<(), JsError> {
-    record("page_view", &wire::page_view(category.as_deref()))
+    record("page_view", category.as_deref().unwrap_or_default())
 }
 
 /// A custom event named by the shop, with JSON-like properties.

@@ -205,7 +205,7 @@ pub fn check_page() {
         }
         t.page.engagement = crate::engagement::Engagement::new(js_sys::Date::now(), engaged_now());
     });
-    let _ = tracker::record("page_view", &wire::page_view(None));
+    let _ = tracker::record("page_view", "");
 }
 
 fn on_click(event: JsValue) {

@@ -395,21 +395,28 @@ impl Tracker {
             .get(SESSION_KEY)
             .and_then(|s| SessionState::parse(&s));
         let previous = stored.as_ref().map(|s| s.id.clone());
+        // Only page views say `page_view`: custom events are `custom`.
+        let page = kind == "page_view";
         // A new session is named after its first event, as the processor names its sessions.
         let session = session::touch(
             stored,
             now,
             i64::from(self.config.session_timeout_ms),
+            page,
             || id.to_owned(),
         );
         // Written when it changes or once a second: enough for a 30-minute timeout, and
-        // cheaper than a storage write per event.
-        if previous.as_deref() != Some(session.id.as_str()) || now - self.session_written_ms >= 1000
+        // cheaper than a storage write per event. A page count is written at once, for the
+        // next page (or tab) to count on.
+        if page
+            || previous.as_deref() != Some(session.id.as_str())
+            || now - self.session_written_ms >= 1000
         {
             self.store.set(SESSION_KEY, &session.to_stored());
             self.session_written_ms = now;
         }
         let context = self.context();
+        let page_view;
         wire::event(&wire::Envelope {
             event_id: id,
             anonymous_id: &self.anonymous_id,
@@ -418,7 +425,13 @@ impl Tracker {
             timestamp: now,
             context: &context,
             kind,
-            properties,
+            properties: if page {
+                let category = Some(properties).filter(|c| !c.is_empty());
+                page_view = wire::page_view(category, session.pages, session.start_ms);
+                &page_view
+            } else {
+                properties
+            },
         })
     }
 

@@ -69,10 +69,15 @@ pub fn context(c: &Context) -> String {
     out
 }
 
-/// `{"category":…}` of a page view.
-pub fn page_view(category: Option<&str>) -> String {
+/// `{"category":…,"session_page":…,"session_start":…}` of a page view: which page of the
+/// tracker's session it is, and when that session began.
+pub fn page_view(category: Option<&str>, session_page: u32, session_start: i64) -> String {
     let mut out = String::new();
-    Obj::new(&mut out).opt_str("category", category).end();
+    Obj::new(&mut out)
+        .opt_str("category", category)
+        .int("session_page", session_page.into())
+        .int("session_start", session_start)
+        .end();
     out
 }
 
@@ -264,7 +269,14 @@ mod tests {
     /// Writes `payload` the tracker's way and decodes it the collector's way.
     fn round_trip(context: Context, payload: Payload) {
         let (kind, props) = match &payload {
-            Payload::PageView(p) => ("page_view", page_view(p.category.as_deref())),
+            Payload::PageView(p) => (
+                "page_view",
+                page_view(
+                    p.category.as_deref(),
+                    p.session_page.unwrap_or(1),
+                    p.session_start.unwrap_or(0),
+                ),
+            ),
             Payload::Click(c) => (
                 "click",
                 click(
@@ -321,9 +333,15 @@ mod tests {
     fn every_payload_kind_decodes_to_the_schema_event() {
         let lines = vec![line("P1", 2), line("P2", 1)];
         for payload in [
-            Payload::PageView(PageView::default()),
             Payload::PageView(PageView {
-                category: Some("home".into()),
+                category: Some("cart".into()),
+                session_page: Some(3),
+                session_start: Some(1_732_529_000_000),
+            }),
+            Payload::PageView(PageView {
+                category: None,
+                session_page: Some(1),
+                session_start: Some(1_732_530_000_000),
             }),
             Payload::Click(Click {
                 element: "a".into(),
@@ -364,7 +382,14 @@ mod tests {
         ] {
             round_trip(full_context(), payload);
         }
-        round_trip(Context::default(), Payload::PageView(PageView::default()));
+        round_trip(
+            Context::default(),
+            Payload::PageView(PageView {
+                session_page: Some(1),
+                session_start: Some(0),
+                ..PageView::default()
+            }),
+        );
     }
 
     #[test]

@@ -108,6 +108,21 @@ fn page_builds_a_complete_valid_event_from_the_window() {
     ok(api::track("wishlist_add", None));
     let next = decode(&last_event_json());
     assert_eq!(next.session_id, event.session_id, "the session carries on");
+
+    // Page views count the session's pages, in storage, so a new start of the tracker (the
+    // next page) goes on counting.
+    let facts = |e: &retailmind_schema::Event| match &e.payload {
+        Payload::PageView(p) => (p.session_page.expect("a page"), p.session_start),
+        other => panic!("not a page view: {other:?}"),
+    };
+    let (first_page, began) = facts(&event);
+    assert!(began.is_some_and(|s| s <= event.timestamp), "{began:?}");
+    start(UNREACHABLE);
+    ok(api::page(None));
+    let later = decode(&last_event_json());
+    assert_eq!(later.session_id, event.session_id);
+    assert_eq!(facts(&later), (first_page + 1, began));
+    assert_eq!(validate(&later, &Limits::default(), now), Ok(()));
 }
 
 #[wasm_bindgen_test]
@@ -140,22 +155,6 @@ fn a_browser_outside_the_sample_keeps_its_id_and_stays_out() {
     );
     out();
     assert_eq!(tracker::anonymous_id().expect("id"), id);
-}
-
-/// The page's address with `query` instead of its own, for one event.
-fn event_at_query(query: &str) -> retailmind_schema::Event {
-    let window = web_sys::window().expect("window");
-    let history = window.history().expect("history");
-    let before = window.location().href().expect("href");
-    history
-        .replace_state_with_url(&JsValue::NULL, "", Some(query))
-        .expect("replaceState");
-    let recorded = api::page(None);
-    history
-        .replace_state_with_url(&JsValue::NULL, "", Some(&before))
-        .expect("replaceState back");
-    ok(recorded);
-    decode(&last_event_json())
 }
 
 /// The page's address with `query` instead of its own, for one event.

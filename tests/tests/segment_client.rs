@@ -214,6 +214,7 @@ fn expected(base_ms: i64) -> Vec<Event> {
             &context("https://shop.example/p/mug-42", "Mug".into(), None),
             Payload::PageView(PageView {
                 category: Some("product".into()),
+                ..PageView::default()
             }),
         ),
         event(

@@ -219,6 +219,7 @@ fn one_session(visit: &mut Visit<'_>, products: usize, order_id: &str) {
         format!("{SHOP}/"),
         Payload::PageView(PageView {
             category: Some("home".into()),
+            ..PageView::default()
         }),
     );
     let mut cart: Vec<CartLine> = Vec::new();

@@ -304,7 +304,10 @@ fn payload(
             let category = p
                 .text(msg, "category", "category")
                 .or_else(|| p.text(props, "category", "properties.category"));
-            Payload::PageView(PageView { category })
+            Payload::PageView(PageView {
+                category,
+                ..PageView::default()
+            })
         }
         Kind::Track => {
             let Some(event) = p.text(msg, "event", "event") else {

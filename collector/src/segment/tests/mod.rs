@@ -76,7 +76,8 @@ fn page_takes_context_from_context_or_properties() {
     assert_eq!(
         e.payload,
         Payload::PageView(PageView {
-            category: Some("product".into())
+            category: Some("product".into()),
+            ..PageView::default()
         })
     );
     let c = &e.context;
@@ -117,7 +118,8 @@ fn page_category_may_come_from_properties_and_url_is_required() {
     assert_eq!(
         e.payload,
         Payload::PageView(PageView {
-            category: Some("home".into())
+            category: Some("home".into()),
+            ..PageView::default()
         })
     );
     // A track call does not take its page from properties.url (that is the product's URL).
