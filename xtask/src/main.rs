@@ -53,9 +53,13 @@ fn main() -> Result<()> {
         }
         Some("build-wasm") => wasm::build_demo_package(&setup::wasm_toolchain()?).map(|_| ()),
         Some("build-npm") => wasm::build_demo_bundle(&setup::wasm_toolchain()?).map(|_| ()),
+        // The tracker's in-browser tests alone, as the last step of `test` runs them.
+        Some("test-wasm") => {
+            wasm::test_in_browser(&setup::wasm_toolchain()?, &setup::browser()?.chromedriver)
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <demo|test|setup|build-wasm|build-npm|bench|etl|fuzz|eval-recs>"
+                "usage: cargo xtask <demo|test|test-wasm|setup|build-wasm|build-npm|bench|etl|fuzz|eval-recs>"
             );
             bail!("unknown or missing command")
         }
