@@ -1,6 +1,7 @@
 //! Every analysis on a generated shop, against answers computed here with plain loops over the
 //! generated events (not SQL). The raw lake also holds replayed copies and a bad line, so the
-//! answers only match if the ETL dropped them.
+//! answers only match if the ETL dropped them. The sales and RFM shops also report some orders
+//! twice (new event, same order id) and take some in pounds, which must count once and apart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,17 +18,27 @@ const TO: &str = "2024-11-05";
 struct Lab {
     _lake: tempfile::TempDir,
     analytics: LocalAnalytics,
+    range: DayRange,
     /// The generated events within the range, once each.
     events: Vec<Event>,
 }
 
-async fn lab() -> Lab {
-    let all = generate::shop(&ShopOptions {
+fn week_shop() -> ShopOptions {
+    ShopOptions {
         seed: 7,
         visitors: 500,
         days: 7,
         ..ShopOptions::default()
-    });
+    }
+}
+
+async fn lab() -> Lab {
+    lab_of(&week_shop(), range()).await
+}
+
+/// The lake of the shop `options` after the ETL, and its events within `range`.
+async fn lab_of(options: &ShopOptions, range: DayRange) -> Lab {
+    let all = generate::shop(options);
     let lake = tempfile::tempdir().unwrap();
     let mut objects = generate::raw_objects(&all, 40);
     // A replay of every fifth event and a line that is not an event at all.
@@ -50,12 +61,13 @@ async fn lab() -> Lab {
         .into_iter()
         .filter(|e| {
             let dt = day_of(e.timestamp);
-            dt.as_str() >= FROM && dt.as_str() <= TO
+            dt.as_str() >= range.from() && dt.as_str() <= range.to()
         })
         .collect();
     Lab {
         _lake: lake,
         analytics,
+        range,
         events,
     }
 }
@@ -77,29 +89,59 @@ fn close_opt(a: Option<f64>, b: Option<f64>) -> bool {
 }
 
 #[tokio::test]
-async fn sales_trend_counts_orders_and_revenue_per_day() {
-    let lab = lab().await;
-    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+async fn sales_trend_counts_each_order_once_per_day_and_currency() {
+    let lab = lab_of(
+        &ShopOptions {
+            reported_twice: 0.3,
+            pound_shoppers: 0.3,
+            ..week_shop()
+        },
+        range(),
+    )
+    .await;
+    // order id -> (first report, currency, revenue): a second report of an order adds nothing.
+    let mut orders: HashMap<&str, (i64, &str, i64)> = HashMap::new();
+    let mut reports = 0;
     for e in &lab.events {
         if let Payload::Purchase(p) = &e.payload {
-            let day = expected.entry(day_of(e.timestamp)).or_default();
-            day.0 += 1;
-            day.1 += p.revenue_minor;
+            reports += 1;
+            let order =
+                orders
+                    .entry(&p.order_id)
+                    .or_insert((e.timestamp, &p.currency, p.revenue_minor));
+            order.0 = order.0.min(e.timestamp);
         }
     }
-    let got = lab.analytics.sales_trend(&range()).await.unwrap();
+    assert!(reports > orders.len(), "some orders were reported twice");
+    // (day, currency) -> (orders, revenue)
+    let mut expected: BTreeMap<(String, &str), (i64, i64)> = BTreeMap::new();
+    for (at, currency, revenue) in orders.values() {
+        let day = expected.entry((day_of(*at), currency)).or_default();
+        day.0 += 1;
+        day.1 += revenue;
+    }
+    let currencies: BTreeSet<&str> = expected.keys().map(|(_, c)| *c).collect();
+    assert_eq!(currencies, BTreeSet::from(["EUR", "GBP"]));
+    let got = lab.analytics.sales_trend(&lab.range).await.unwrap();
     assert!(
-        expected.len() >= 3,
+        expected.len() >= 6,
         "the shop sold on most days: {expected:?}"
     );
-    assert_eq!(got.len(), expected.len());
-    for (row, (dt, (orders, revenue))) in got.iter().zip(&expected) {
-        assert_eq!(&row.dt, dt, "ordered by day");
-        assert_eq!(row.currency.as_deref(), Some("EUR"));
-        assert_eq!((row.orders, row.revenue_minor), (*orders, *revenue), "{dt}");
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    for (row, ((dt, currency), (orders, revenue))) in got.iter().zip(&expected) {
+        assert_eq!(
+            (row.dt.as_str(), row.currency.as_deref()),
+            (dt.as_str(), Some(*currency)),
+            "ordered by day, then currency"
+        );
+        assert_eq!(
+            (row.orders, row.revenue_minor),
+            (*orders, *revenue),
+            "{dt} {currency}"
+        );
         assert!(
             close(row.aov_minor, *revenue as f64 / *orders as f64),
-            "{dt}"
+            "{dt} {currency}"
         );
     }
 }
@@ -135,7 +177,7 @@ async fn funnel_counts_visitors_reaching_each_step_in_order() {
             }
         }
     }
-    let got = lab.analytics.conversion_funnel(&range()).await.unwrap();
+    let got = lab.analytics.conversion_funnel(&lab.range).await.unwrap();
     assert_eq!(got.len(), 4);
     for (i, row) in got.iter().enumerate() {
         assert_eq!(row.step, i as i64 + 1);
@@ -190,7 +232,7 @@ async fn product_performance_matches_views_carts_and_sales() {
             _ => {}
         }
     }
-    let got = lab.analytics.product_performance(&range()).await.unwrap();
+    let got = lab.analytics.product_performance(&lab.range).await.unwrap();
     assert_eq!(got.len(), facts.len());
     assert!(
         got.windows(2)
@@ -289,7 +331,7 @@ async fn traffic_sources_attribute_sessions_by_their_first_event() {
         }
         entry.4 += i64::from(bought);
     }
-    let got = lab.analytics.traffic_sources(&range()).await.unwrap();
+    let got = lab.analytics.traffic_sources(&lab.range).await.unwrap();
     assert_eq!(got.len(), expected.len(), "{got:?}");
     assert!(expected.contains_key(&("www.facebook.com".into(), "referral".into())));
     assert!(expected.contains_key(&("(direct)".into(), "(none)".into())));
@@ -306,46 +348,67 @@ async fn traffic_sources_attribute_sessions_by_their_first_event() {
     }
 }
 
+/// 3, 2 or 1: whether `value` reaches the first threshold, the second, or neither.
+fn score(value: i64, thresholds: [i64; 2], higher_is_better: bool) -> i64 {
+    let reaches = |t: i64| {
+        if higher_is_better {
+            value >= t
+        } else {
+            value <= t
+        }
+    };
+    if reaches(thresholds[0]) {
+        3
+    } else if reaches(thresholds[1]) {
+        2
+    } else {
+        1
+    }
+}
+
 #[tokio::test]
 async fn rfm_segments_follow_the_thresholds() {
-    let lab = lab().await;
-    let end = day_end_ms(TO).unwrap();
-    // customer -> (last purchase, orders, revenue)
-    let mut customers: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+    // Five months of a shop whose customers come back often, so that recency reaches past 30
+    // and 90 days, frequency 2 and 5 orders; some orders are reported twice and count once.
+    let lab = lab_of(
+        &ShopOptions {
+            seed: 11,
+            start_day: "2024-06-01".into(),
+            days: 150,
+            visitors: 600,
+            sessions_per_visitor: 12,
+            reported_twice: 0.3,
+            ..ShopOptions::default()
+        },
+        DayRange::new("2024-06-01", "2024-10-28").unwrap(),
+    )
+    .await;
+    let end = day_end_ms(lab.range.to()).unwrap();
+    // customer -> order id -> (first report, revenue)
+    let mut customers: BTreeMap<String, BTreeMap<&str, (i64, i64)>> = BTreeMap::new();
     for e in &lab.events {
         if let Payload::Purchase(p) = &e.payload {
             let who = e.user_id.clone().unwrap_or_else(|| e.anonymous_id.clone());
-            let c = customers.entry(who).or_insert((i64::MIN, 0, 0));
-            c.0 = c.0.max(e.timestamp);
-            c.1 += 1;
-            c.2 += p.revenue_minor;
+            let order = customers
+                .entry(who)
+                .or_default()
+                .entry(&p.order_id)
+                .or_insert((e.timestamp, p.revenue_minor));
+            order.0 = order.0.min(e.timestamp);
         }
     }
     // segment -> (customers, orders, revenue, sum of recency days)
     let mut expected: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
-    for (last, orders, revenue) in customers.values() {
+    let mut scores_seen = BTreeSet::new();
+    for orders in customers.values() {
+        let last = orders.values().map(|o| o.0).max().unwrap();
+        let frequency = orders.len() as i64;
+        let revenue: i64 = orders.values().map(|o| o.1).sum();
         let recency = (end - last) / 86_400_000;
-        let r = if recency <= 30 {
-            3
-        } else if recency <= 90 {
-            2
-        } else {
-            1
-        };
-        let f = if *orders >= 5 {
-            3
-        } else if *orders >= 2 {
-            2
-        } else {
-            1
-        };
-        let m = if *revenue >= 50_000 {
-            3
-        } else if *revenue >= 10_000 {
-            2
-        } else {
-            1
-        };
+        let r = score(recency, [30, 90], false);
+        let f = score(frequency, [5, 2], true);
+        let m = score(revenue, [50_000, 10_000], true);
+        scores_seen.extend([("r", r), ("f", f), ("m", m)]);
         let segment = if r == 3 && f == 3 && m >= 2 {
             "champions"
         } else if r >= 2 && f >= 2 {
@@ -359,13 +422,22 @@ async fn rfm_segments_follow_the_thresholds() {
         };
         let s = expected.entry(segment).or_default();
         s.0 += 1;
-        s.1 += orders;
+        s.1 += frequency;
         s.2 += revenue;
         s.3 += recency;
     }
-    let got = lab.analytics.rfm_segments(&range()).await.unwrap();
-    assert!(expected.len() >= 2, "{expected:?}");
-    assert_eq!(got.len(), expected.len());
+    assert_eq!(
+        scores_seen.len(),
+        9,
+        "every score is reached: {scores_seen:?}"
+    );
+    assert_eq!(
+        expected.keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["at_risk", "champions", "hibernating", "loyal", "new"]),
+        "every segment is reached"
+    );
+    let got = lab.analytics.rfm_segments(&lab.range).await.unwrap();
+    assert_eq!(got.len(), expected.len(), "{got:?}");
     for row in &got {
         let s = expected[row.segment.as_str()];
         assert_eq!(
@@ -374,8 +446,17 @@ async fn rfm_segments_follow_the_thresholds() {
             "{}",
             row.segment
         );
-        assert!(close(row.avg_recency_days, s.3 as f64 / s.0 as f64));
+        assert!(
+            close(row.avg_recency_days, s.3 as f64 / s.0 as f64),
+            "{}",
+            row.segment
+        );
     }
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].revenue_minor >= w[1].revenue_minor),
+        "most revenue first"
+    );
 }
 
 #[tokio::test]
@@ -459,7 +540,7 @@ async fn recommendation_attribution_credits_the_latest_click_before_a_purchase()
         x.2 += lines;
         x.3 += revenue;
     }
-    let got = lab.analytics.rec_attribution(&range()).await.unwrap();
+    let got = lab.analytics.rec_attribution(&lab.range).await.unwrap();
     assert_eq!(got.len(), expected.len(), "{got:?}");
     assert!(
         expected.values().any(|x| x.2 > 0),

@@ -1,6 +1,7 @@
 //! A deterministic shop (same seed, same events) for the tests and the benchmark: visitors with
 //! sessions from several traffic sources who view products, follow recommendations, fill carts,
-//! check out and buy; and the raw lake objects the processor would have written for them, built
+//! check out and buy (optionally some in a second currency, and some orders reported twice, as
+//! shops do); and the raw lake objects the processor would have written for them, built
 //! in memory or, for a large shop, streamed to disk ([`RawLakeWriter`]).
 
 mod raw;
@@ -41,6 +42,12 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
+
+    /// As [`Rng::chance`], but draws nothing when `p` is zero: a shop option left at zero
+    /// leaves the rest of the shop as it was.
+    fn chance_if(&mut self, p: f64) -> bool {
+        p > 0.0 && self.chance(p)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +58,13 @@ pub struct ShopOptions {
     pub days: u32,
     pub visitors: usize,
     pub products: usize,
+    /// Each visitor comes back for 1 to this many sessions.
+    pub sessions_per_visitor: u32,
+    /// Share of orders the shop reports twice: the thank-you page reloaded a little later
+    /// sends a second purchase event (a new event id) for the same order.
+    pub reported_twice: f64,
+    /// Share of visitors who shop in pounds (`GBP`) rather than euros.
+    pub pound_shoppers: f64,
 }
 
 impl Default for ShopOptions {
@@ -61,6 +75,9 @@ impl Default for ShopOptions {
             days: 7,
             visitors: 300,
             products: 40,
+            sessions_per_visitor: 3,
+            reported_twice: 0.0,
+            pound_shoppers: 0.0,
         }
     }
 }
@@ -82,6 +99,8 @@ struct Visit<'a> {
     utm: Option<Utm>,
     referrer: Option<String>,
     agent: &'static str,
+    currency: &'static str,
+    reported_twice: f64,
     events: Vec<Event>,
 }
 
@@ -121,13 +140,13 @@ impl Visit<'_> {
     }
 }
 
-fn product(i: usize) -> Product {
+fn product(i: usize, currency: &str) -> Product {
     Product {
         product_id: format!("P{:04}", 1000 + i),
         name: Some(format!("Product {i}")),
         category: Some(CATEGORIES[i % CATEGORIES.len()].into()),
         price_minor: Some(500 + (i as i64 * 731) % 9_500),
-        currency: Some("EUR".into()),
+        currency: Some(currency.into()),
     }
 }
 
@@ -144,6 +163,9 @@ pub fn visitors(options: &ShopOptions) -> Visitors {
         start: day_start_ms(&options.start_day).unwrap_or(0),
         days: u64::from(options.days.max(1)),
         products: options.products.max(4),
+        sessions_per_visitor: u64::from(options.sessions_per_visitor.max(1)),
+        reported_twice: options.reported_twice,
+        pound_shoppers: options.pound_shoppers,
         next: 0,
         visitors: options.visitors,
     }
@@ -156,6 +178,9 @@ pub struct Visitors {
     start: i64,
     days: u64,
     products: usize,
+    sessions_per_visitor: u64,
+    reported_twice: f64,
+    pound_shoppers: f64,
     next: usize,
     visitors: usize,
 }
@@ -174,7 +199,12 @@ impl Iterator for Visitors {
         let anonymous_id = format!("a-{v:06}");
         let user_id = rng.chance(0.4).then(|| format!("c-{v:06}"));
         let agent = AGENTS[rng.below(AGENTS.len() as u64) as usize];
-        let sessions = 1 + rng.below(3);
+        let currency = if rng.chance_if(self.pound_shoppers) {
+            "GBP"
+        } else {
+            "EUR"
+        };
+        let sessions = 1 + rng.below(self.sessions_per_visitor);
         for k in 0..sessions {
             let day = rng.below(self.days) as i64;
             let (utm, referrer) = match rng.below(4) {
@@ -199,6 +229,8 @@ impl Iterator for Visitors {
                 }),
                 referrer,
                 agent,
+                currency,
+                reported_twice: self.reported_twice,
                 events: Vec::new(),
                 rng: &mut *rng,
             };
@@ -225,7 +257,7 @@ fn one_session(visit: &mut Visit<'_>, products: usize, order_id: &str) {
     let mut cart: Vec<CartLine> = Vec::new();
     if visit.rng.chance(0.05) {
         // Straight into the cart from a listing, without a product view first.
-        let p = product(visit.rng.below(products as u64) as usize);
+        let p = product(visit.rng.below(products as u64) as usize, visit.currency);
         let line = CartLine {
             product: p,
             quantity: 1,
@@ -244,13 +276,13 @@ fn one_session(visit: &mut Visit<'_>, products: usize, order_id: &str) {
     }
     let views = 1 + visit.rng.below(4);
     for _ in 0..views {
-        let p = product(visit.rng.below(products as u64) as usize);
+        let p = product(visit.rng.below(products as u64) as usize, visit.currency);
         view_and_maybe_add(visit, p, &mut cart);
         if visit.rng.chance(0.3) {
             let recommendation_id =
                 uuid::Uuid::from_u64_pair(visit.rng.next_u64(), visit.rng.next_u64()).to_string();
             let shown: Vec<Product> = (0..4)
-                .map(|_| product(visit.rng.below(products as u64) as usize))
+                .map(|_| product(visit.rng.below(products as u64) as usize, visit.currency))
                 .collect();
             let placement = if visit.rng.chance(0.5) {
                 "product"
@@ -298,20 +330,21 @@ fn one_session(visit: &mut Visit<'_>, products: usize, order_id: &str) {
         Payload::CheckoutStarted(Checkout {
             cart_id: Some(format!("cart-{order_id}")),
             value_minor: value,
-            currency: "EUR".into(),
+            currency: visit.currency.into(),
             items: cart.clone(),
         }),
     );
     if visit.rng.chance(0.6) {
-        visit.emit(
-            format!("{SHOP}/thanks"),
-            Payload::Purchase(Purchase {
-                order_id: order_id.into(),
-                revenue_minor: value,
-                currency: "EUR".into(),
-                items: cart,
-            }),
-        );
+        let purchase = Payload::Purchase(Purchase {
+            order_id: order_id.into(),
+            revenue_minor: value,
+            currency: visit.currency.into(),
+            items: cart,
+        });
+        visit.emit(format!("{SHOP}/thanks"), purchase.clone());
+        if visit.rng.chance_if(visit.reported_twice) {
+            visit.emit(format!("{SHOP}/thanks"), purchase);
+        }
     }
 }
 
