@@ -3,10 +3,10 @@
 "use strict";
 
 (function () {
-  const REFRESH_MS = 10000;
   const ANALYSES = ["sales_trend", "conversion_funnel", "traffic_sources", "product_performance", "rfm_segments", "rec_attribution"];
   const charts = {};
   let loads = 0;
+  let started = 0;
   let timer = null;
 
   // The token travels in the fragment, which the browser never sends; kept for this tab only.
@@ -16,6 +16,8 @@
 
   const day = (d) => d.toISOString().slice(0, 10);
   const params = new URLSearchParams(location.search);
+  // Seconds between refreshes; `?refresh=` lets a wall screen (or a test) pick its own pace.
+  const REFRESH_MS = Math.max(1, Number(params.get("refresh")) || 10) * 1000;
   const form = document.getElementById("range");
   const today = new Date();
   form.from.value = params.get("from") || day(new Date(today.getTime() - 29 * 86400000));
@@ -49,9 +51,12 @@
     body.replaceChildren(
       ...rows.map((cells) => {
         const tr = document.createElement("tr");
+        // A cell is its text, or [text, value] to keep the unformatted figure in data-value.
         for (const c of cells) {
           const td = document.createElement("td");
-          td.textContent = c;
+          const [text, value] = Array.isArray(c) ? c : [c, c];
+          td.textContent = text;
+          td.dataset.value = value;
           tr.append(td);
         }
         return tr;
@@ -137,7 +142,17 @@
       options: { plugins: { legend: { display: false } } },
     });
 
-    fillTable("table-recs", data.rec_attribution.map((r) => [r.placement, r.strategy, number.format(r.impressions), number.format(r.clicks), percent(r.ctr), money(r.revenue_minor, lead.currency)]));
+    fillTable(
+      "table-recs",
+      data.rec_attribution.map((r) => [
+        r.placement,
+        r.strategy,
+        [number.format(r.impressions), r.impressions],
+        [number.format(r.clicks), r.clicks],
+        [percent(r.ctr), r.ctr],
+        [money(r.revenue_minor, lead.currency), r.revenue_minor],
+      ]),
+    );
   }
 
   function renderLive(live) {
@@ -146,24 +161,29 @@
 
   async function load() {
     const status = document.getElementById("status");
+    const range = form.from.value + ".." + form.to.value;
     const q = "?from=" + form.from.value + "&to=" + form.to.value;
+    // A slow refresh must not paint over the answer to a newer request (a range just submitted).
+    const ticket = ++started;
     try {
       const [live, job, ...results] = await Promise.all([
         getJson("/api/live"),
         getJson("/api/status"),
         ...ANALYSES.map((a) => getJson("/api/analyses/" + a + q)),
       ]);
+      if (ticket !== started) return;
       const data = {};
       ANALYSES.forEach((a, i) => (data[a] = results[i].rows));
       render(data);
       renderLive(live);
       loads += 1;
       document.body.dataset.loads = String(loads);
-      document.body.dataset.range = form.from.value + ".." + form.to.value;
+      document.body.dataset.range = range;
       const ran = job.last_run_ms ? new Date(job.last_run_ms).toLocaleTimeString() : "not yet";
       status.textContent = "Lake updated " + ran + (job.last_error ? " (last run failed: " + job.last_error + ")" : "") + " · shown " + new Date().toLocaleTimeString();
       status.classList.toggle("error", Boolean(job.last_error));
     } catch (e) {
+      if (ticket !== started) return;
       status.textContent = String(e.message || e);
       status.classList.add("error");
     }
