@@ -3,8 +3,11 @@
 //! click of its session and every purchase's lines an order, day after day in event-time order,
 //! as the processor folds them from the stream (see `retailmind_processor::model`). The result
 //! is saved as the next version of the stored model, which the collector picks up on its next
-//! poll. Run it with the processors stopped: a running processor keeps its own copy in memory
-//! and would overwrite the rebuilt one at its next save.
+//! poll. A running processor keeps the rebuilt model: its next save finds a newer version
+//! stored, so it loads the rebuilt one, folds in what it observed since its own last save and
+//! saves that, as when another processor instance saved first (see `retailmind_processor::model`).
+//! Those few observations (up to one save interval's) may already be in the lake the rebuild
+//! read, and are then counted twice; stop the processors first to rule that out.
 
 use std::collections::BTreeSet;
 
