@@ -63,6 +63,34 @@ async fn collector_failing_then_recovering_loses_and_doubles_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waits_as_long_as_the_collectors_retry_after_asks() {
+    let lab = Lab::start().await;
+    lab.open_lab(QUIET_PAGE).await;
+    // Longer than the first backoff (1-2 s) and than the quiet time of a batch just sent
+    // (5 s): only the header explains a wait that long.
+    lab.gate.fail_next_asking(1, 8);
+    track(&lab, 1, 0).await;
+    let events = lab
+        .wait_events("the event after a 500 asking for 8 s", 1, |e| {
+            e.payload.kind() == "custom"
+        })
+        .await;
+    assert_eq!(numbers(&events), BTreeSet::from([0]));
+    let (seen, at) = (lab.gate.seen(), lab.gate.seen_at());
+    assert_eq!(seen[0].1, 500);
+    let retry = seen
+        .iter()
+        .position(|(id, status)| id == &seen[0].0 && *status == 200)
+        .expect("the batch was sent again");
+    let waited = at[retry] - at[0];
+    assert!(
+        waited >= std::time::Duration::from_millis(7_900),
+        "sent again after {waited:?}: {seen:?}"
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_offline_then_online_delivers_everything_once() {
     let mut lab = Lab::start().await;
     lab.open_lab(QUIET_PAGE).await;

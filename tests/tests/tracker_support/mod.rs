@@ -7,9 +7,9 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,8 +37,12 @@ pub struct Gate {
 struct GateState {
     upstream: String,
     fail_next: AtomicUsize,
+    /// The `Retry-After` (seconds) of an injected failure.
+    retry_after: AtomicU64,
     /// `(batch_id, status answered)` of every batch POST, in arrival order.
     seen: Mutex<Vec<(String, u16)>>,
+    /// When each of those arrived.
+    seen_at: Mutex<Vec<Instant>>,
     client: reqwest::Client,
 }
 
@@ -52,7 +56,9 @@ impl Gate {
             state: Arc::new(GateState {
                 upstream: upstream.to_owned(),
                 fail_next: AtomicUsize::new(0),
+                retry_after: AtomicU64::new(1),
                 seen: Mutex::new(Vec::new()),
+                seen_at: Mutex::new(Vec::new()),
                 client: reqwest::Client::new(),
             }),
             server: None,
@@ -79,6 +85,14 @@ impl Gate {
 
     /// The next `n` batch POSTs are answered 500 without reaching the collector.
     pub fn fail_next(&self, n: usize) {
+        self.fail_next_asking(n, 1);
+    }
+
+    /// As [`Gate::fail_next`], each failure asking to wait `retry_after_secs` (`Retry-After`).
+    pub fn fail_next_asking(&self, n: usize, retry_after_secs: u64) {
+        self.state
+            .retry_after
+            .store(retry_after_secs, Ordering::SeqCst);
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
@@ -101,6 +115,18 @@ impl Gate {
     pub fn seen(&self) -> Vec<(String, u16)> {
         self.state.seen.lock().unwrap().clone()
     }
+
+    /// When each batch POST of [`Gate::seen`] arrived.
+    pub fn seen_at(&self) -> Vec<Instant> {
+        self.state.seen_at.lock().unwrap().clone()
+    }
+}
+
+impl GateState {
+    fn note(&self, batch_id: String, status: u16) {
+        self.seen.lock().unwrap().push((batch_id, status));
+        self.seen_at.lock().unwrap().push(Instant::now());
+    }
 }
 
 async fn forward(
@@ -120,21 +146,23 @@ async fn forward(
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     {
-        state
-            .seen
-            .lock()
-            .unwrap()
-            .push((batch_id.unwrap_or_default(), 500));
-        // Readable by the page, so the tracker sees the 500 rather than a CORS failure.
+        state.note(batch_id.unwrap_or_default(), 500);
+        // Readable by the page, so the tracker sees the 500 and its Retry-After (as the
+        // collector exposes it) rather than a CORS failure.
         let origin = headers
             .get("origin")
             .cloned()
             .unwrap_or(HeaderValue::from_static("*"));
+        let wait = state.retry_after.load(Ordering::SeqCst);
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             [
                 ("access-control-allow-origin", origin),
-                ("retry-after", HeaderValue::from_static("1")),
+                (
+                    "access-control-expose-headers",
+                    HeaderValue::from_static("retry-after"),
+                ),
+                ("retry-after", HeaderValue::from(wait)),
             ],
             "injected failure",
         )
@@ -156,11 +184,7 @@ async fn forward(
     };
     let status = answer.status();
     if method == Method::POST {
-        state
-            .seen
-            .lock()
-            .unwrap()
-            .push((batch_id.unwrap_or_default(), status.as_u16()));
+        state.note(batch_id.unwrap_or_default(), status.as_u16());
     }
     let mut response = Response::builder().status(status);
     for (name, value) in answer.headers() {
