@@ -11,6 +11,23 @@ try {
   console.warn('lab: bad cfg', e);
 }
 
+// `?exit=keepalive` takes fetchLater away, as in browsers without it, so a leaving page sends
+// with keepalive fetch; `?exit=beacon` also makes keepalive fetch throw once the page is
+// leaving, so only sendBeacon is left. This listener comes before the tracker's.
+const exit = params.get('exit');
+if (exit === 'keepalive' || exit === 'beacon') window.fetchLater = undefined;
+if (exit === 'beacon') {
+  const fetch = window.fetch;
+  let leaving = false;
+  const leave = () => { leaving = leaving || document.visibilityState === 'hidden'; };
+  addEventListener('pagehide', () => { leaving = true; });
+  document.addEventListener('visibilitychange', leave);
+  window.fetch = (url, init) => {
+    if (leaving && init && init.keepalive) throw new TypeError('lab: no keepalive fetch');
+    return fetch(url, init);
+  };
+}
+
 /** The URL of `view` keeping the other query parameters (the lab's config). */
 window.labUrl = (view) => {
   const p = new URLSearchParams(location.search);

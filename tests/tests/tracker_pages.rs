@@ -84,32 +84,68 @@ async fn single_page_app_navigations_count_once_each() {
     lab.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_tracked_just_before_leaving_arrive() {
-    let lab = Lab::start().await;
-    // Nothing would be sent by batch size or timer before the page is gone.
-    lab.open_lab(r#"{"batchSize":500,"flushIntervalMs":3600000,"autocapture":{"clicks":false}}"#)
+/// Nothing is sent by batch size or timer before the page is gone.
+const HOLDING: &str =
+    r#"{"batchSize":500,"flushIntervalMs":3600000,"autocapture":{"clicks":false}}"#;
+
+/// Waits until the send cycle the tracker starts with (its page view) has ended: an event
+/// tracked while a cycle runs goes with it, before its time.
+async fn settle(lab: &Lab) {
+    lab.wait_events("the page view", 1, |e| e.payload.kind() == "page_view")
         .await;
+    wait_for("the queue to empty", Duration::from_secs(10), || async {
+        (lab.js("return window.retailmind.queued();").await == 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Events tracked just before the page goes, sent by `exit` (see
+/// [`Lab::open_lab_leaving_by`]), arrive.
+async fn events_tracked_just_before_leaving_arrive_by(exit: &str) {
+    let lab = Lab::start().await;
+    lab.open_lab_leaving_by(HOLDING, exit).await;
+    settle(&lab).await;
     lab.js("for (let i = 0; i < 3; i++) retailmind.track('last_words', {i}); return 1;")
         .await;
+    // Still here, so whatever delivers them below is the leaving page's own send.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(named(&lab.events().await, "last_words").len(), 0);
     // A page without the tracker: only the leaving page's own send can deliver them.
     lab.browser.client.goto("about:blank").await.unwrap();
     let events = lab
         .wait_events("the events sent on leaving", 4, |_| true)
         .await;
-    assert_eq!(named(&events, "last_words").len(), 3);
+    assert_eq!(named(&events, "last_words").len(), 3, "{exit}");
     assert_eq!(kind_count(&events, "page_view"), 1);
     assert_no_doubles(&events);
     lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tracked_just_before_leaving_arrive() {
+    events_tracked_just_before_leaving_arrive_by("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fetch_later_a_leaving_page_sends_by_keepalive_fetch() {
+    events_tracked_just_before_leaving_arrive_by("keepalive").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fetch_later_or_keepalive_fetch_a_leaving_page_sends_by_beacon() {
+    events_tracked_just_before_leaving_arrive_by("beacon").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_tracked_before_the_page_is_hidden_arrive_while_it_lives_on() {
     let lab = Lab::start().await;
-    lab.open_lab(r#"{"batchSize":500,"flushIntervalMs":3600000,"autocapture":{"clicks":false}}"#)
-        .await;
+    lab.open_lab(HOLDING).await;
+    settle(&lab).await;
     lab.js("for (let i = 0; i < 3; i++) retailmind.track('before_hiding', {i}); return 1;")
         .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(named(&lab.events().await, "before_hiding").len(), 0);
     // Another tab in front hides this one (visibilitychange), which is not unloaded: on a phone
     // this is the last moment a page is sure to run, so its events must leave now.
     let client = &lab.browser.client;

@@ -227,7 +227,14 @@ impl Lab {
 
     /// Opens the lab page with config overrides (JSON object text) and waits for the tracker.
     pub async fn open_lab(&self, cfg: &str) {
-        let url = format!("{}/lab.html?cfg={}", self.site, urlencode(cfg));
+        self.open_lab_leaving_by(cfg, "").await;
+    }
+
+    /// As [`Lab::open_lab`], with the ways a leaving page can send cut down by the lab page's
+    /// `exit` switch: `""` (all the browser has), `"keepalive"` (no fetchLater) or `"beacon"`
+    /// (no fetchLater, and keepalive fetch throws while leaving).
+    pub async fn open_lab_leaving_by(&self, cfg: &str, exit: &str) {
+        let url = format!("{}/lab.html?exit={exit}&cfg={}", self.site, urlencode(cfg));
         self.browser.client.goto(&url).await.unwrap();
         self.wait_ready().await;
     }
@@ -328,10 +335,12 @@ pub fn assert_no_doubles(events: &[Event]) {
 
 /// Custom events named `name`.
 pub fn named<'a>(events: &'a [Event], name: &str) -> Vec<&'a Event> {
-    events
-        .iter()
-        .filter(|e| matches!(&e.payload, retailmind_schema::Payload::Custom(c) if c.name == name))
-        .collect()
+    events.iter().filter(|e| is_named(e, name)).collect()
+}
+
+/// A custom event called `name`.
+pub fn is_named(e: &Event, name: &str) -> bool {
+    matches!(&e.payload, retailmind_schema::Payload::Custom(c) if c.name == name)
 }
 
 pub fn kind_count(events: &[Event], kind: &str) -> usize {
