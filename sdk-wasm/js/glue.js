@@ -248,11 +248,16 @@ function post(url, body) {
   const signal = AbortSignal.timeout ? AbortSignal.timeout(30000) : undefined;
   return fetch(url, { method: 'POST', body, headers: TYPE, keepalive, credentials: 'omit', signal }).then(
     (r) => {
-      done();
-      const after = r.headers.get('Retry-After');
-      let secs = after == null ? NaN : +after;
-      if (after && isNaN(secs)) secs = (Date.parse(after) - Date.now()) / 1000;
-      return [r.status, secs > 0 ? secs : 0];
+      const answer = () => {
+        done();
+        const after = r.headers.get('Retry-After');
+        let secs = after == null ? NaN : +after;
+        if (after && isNaN(secs)) secs = (Date.parse(after) - Date.now()) / 1000;
+        return [r.status, secs > 0 ? secs : 0];
+      };
+      // Read to its end: until then Chromium counts a keepalive request against the page's
+      // 64 KiB budget, and once that is full every keepalive fetch fails.
+      return r.arrayBuffer().then(answer, answer);
     },
     (e) => {
       done();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use retailmind_schema::{Event, Payload};
 use retailmind_tests::wait_for;
 use serde_json::Value;
-use tracker_support::{assert_no_doubles, kind_count, named, Lab};
+use tracker_support::{assert_no_doubles, is_named, kind_count, named, Lab};
 
 fn page_views(events: &[Event]) -> Vec<&Event> {
     events
@@ -135,6 +135,43 @@ async fn without_fetch_later_a_leaving_page_sends_by_keepalive_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fetch_later_or_keepalive_fetch_a_leaving_page_sends_by_beacon() {
     events_tracked_just_before_leaving_arrive_by("beacon").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_the_keepalive_budget_leaves_in_pieces_and_the_rest_comes_next_visit() {
+    let lab = Lab::start().await;
+    lab.open_lab_leaving_by(HOLDING, "keepalive").await;
+    settle(&lab).await;
+    // About 250 KB of events: one body that size would be refused whole by the browser's
+    // 64 KiB keepalive budget, and nothing would leave.
+    lab.js("for (let i = 0; i < 150; i++) retailmind.track('heavy', {i, pad: 'x'.repeat(1000)}); return 1;")
+        .await;
+    lab.browser.client.goto("about:blank").await.unwrap();
+    let first = lab
+        .wait_events("the part sent on leaving", 1, |e| is_named(e, "heavy"))
+        .await;
+    assert!(
+        first.len() < 150,
+        "more than the budget left: {}",
+        first.len()
+    );
+    // The shopper comes back: the queue its last page left delivers the rest.
+    lab.open_lab_leaving_by(HOLDING, "keepalive").await;
+    // Past the first 64 KiB of keepalive fetches, too: their answers are read to the end,
+    // which is what frees the browser's budget.
+    assert_eq!(lab.flush().await, "ok");
+    let events = lab.events().await;
+    let mut heavy: Vec<i64> = named(&events, "heavy")
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Custom(c) => c.props["i"].as_i64(),
+            _ => None,
+        })
+        .collect();
+    heavy.sort_unstable();
+    assert_eq!(heavy, (0..150).collect::<Vec<_>>());
+    assert_no_doubles(&events);
+    lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
