@@ -124,7 +124,9 @@
     });
     fillTable("table-traffic", traffic.map((t) => [t.source + " / " + t.medium, number.format(t.sessions), number.format(t.orders), percent(t.conversion_rate)]));
 
-    const products = [...data.product_performance].sort((a, b) => b.revenue_minor - a.revenue_minor || b.views - a.views).slice(0, 10);
+    // Rows are per currency: the charts show the leading one's (and views without a price).
+    const inLead = (r) => !r.currency || r.currency === lead.currency;
+    const products = data.product_performance.filter(inLead).sort((a, b) => b.revenue_minor - a.revenue_minor || b.views - a.views).slice(0, 10);
     draw("chart-products", {
       type: "bar",
       data: {
@@ -135,7 +137,7 @@
     });
     fillTable("table-products", products.map((p) => [p.product_id, number.format(p.views), percent(p.add_to_cart_rate), number.format(p.orders), percent(p.conversion_rate), money(p.revenue_minor, lead.currency)]));
 
-    const rfm = data.rfm_segments;
+    const rfm = data.rfm_segments.filter(inLead);
     draw("chart-rfm", {
       type: "bar",
       data: { labels: rfm.map((s) => s.segment), datasets: [{ label: "Customers", data: rfm.map((s) => s.customers), backgroundColor: "#d9822b" }] },

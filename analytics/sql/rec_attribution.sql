@@ -1,6 +1,10 @@
 -- Recommendation attribution per placement and strategy: products shown, clicks, click-through
 -- rate, and the purchase lines (and their revenue) of a product the same visitor followed from
 -- a recommendation before buying it; a line is credited to the latest such click only.
+-- An order's lines count once, from its first purchase event, even if the shop reported it
+-- again. Revenue adds minor units whatever their currency: impressions and clicks have none,
+-- and a row per currency would split a placement's impressions, so a shop selling in several
+-- currencies compares placements by purchased lines.
 WITH shown AS (
     SELECT recommendation_id,
            MIN(placement) AS placement,
@@ -17,12 +21,19 @@ clicks AS (
     WHERE action = 'click'
       AND dt BETWEEN '{{from}}' AND '{{to}}'
 ),
-bought AS (
+purchase_lines AS (
     SELECT event_id, line_no, anonymous_id, product_id, timestamp_ms,
-           price_minor * quantity AS revenue_minor
+           price_minor * quantity AS revenue_minor,
+           -- Every line of an order's first report ranks 1.
+           RANK() OVER (PARTITION BY order_id ORDER BY timestamp_ms, event_id) AS report
     FROM event_items
     WHERE event_type = 'purchase'
       AND dt BETWEEN '{{from}}' AND '{{to}}'
+),
+bought AS (
+    SELECT event_id, line_no, anonymous_id, product_id, timestamp_ms, revenue_minor
+    FROM purchase_lines
+    WHERE report = 1
 ),
 credited AS (
     SELECT b.event_id,

@@ -2,10 +2,15 @@
 -- order to the end of {{to}}, {{to_end_ms}} in ms), frequency (orders) and monetary value
 -- (revenue), each scored 1-3 by fixed thresholds, then named segments. A customer is the
 -- shop's user id, else the browser's anonymous id.
+-- An order counts once even if the shop sent its purchase event twice, placed at its first
+-- report (as in sales_trend.sql: a reloaded thank-you page is not a newer order). Customers
+-- are scored per currency, as the monetary thresholds are minor units of one currency: one
+-- who bought in two currencies is a customer of each.
 WITH purchases AS (
     SELECT COALESCE(user_id, anonymous_id) AS customer,
            order_id,
-           MAX(timestamp_ms) AS at,
+           MIN(currency) AS currency,
+           MIN(timestamp_ms) AS at,
            MAX(value_minor) AS revenue_minor
     FROM events
     WHERE event_type = 'purchase'
@@ -14,14 +19,16 @@ WITH purchases AS (
 ),
 customers AS (
     SELECT customer,
+           currency,
            ({{to_end_ms}} - MAX(at)) / 86400000 AS recency_days,
            COUNT(*) AS frequency,
            SUM(revenue_minor) AS monetary_minor
     FROM purchases
-    GROUP BY customer
+    GROUP BY customer, currency
 ),
 scored AS (
     SELECT customer,
+           currency,
            recency_days,
            frequency,
            monetary_minor,
@@ -32,6 +39,7 @@ scored AS (
 ),
 segmented AS (
     SELECT customer,
+           currency,
            recency_days,
            frequency,
            monetary_minor,
@@ -45,10 +53,11 @@ segmented AS (
     FROM scored
 )
 SELECT segment,
+       currency,
        COUNT(*) AS customers,
        SUM(frequency) AS orders,
        SUM(monetary_minor) AS revenue_minor,
        CAST(SUM(recency_days) AS DOUBLE) / COUNT(*) AS avg_recency_days
 FROM segmented
-GROUP BY segment
-ORDER BY revenue_minor DESC, segment
+GROUP BY segment, currency
+ORDER BY currency, revenue_minor DESC, segment

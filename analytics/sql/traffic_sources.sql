@@ -1,6 +1,11 @@
 -- Traffic sources: sessions (the tracker's session id) by where their first event came from:
 -- the UTM source and medium, else the referrer's host ('referral'), else '(direct)'; with
 -- visitors, orders, revenue and the share of sessions that bought.
+-- An order counts once, in the session of its first purchase event, even if the shop reported
+-- it again; its revenue is the largest reported, as in sales_trend.sql, so the totals agree.
+-- Revenue adds minor units whatever their currency: sessions and visitors have none, and a row
+-- per currency would split a source's sessions, so a shop selling in several currencies reads
+-- its revenue per currency from sales_trend.sql.
 WITH ranked AS (
     SELECT session_id,
            anonymous_id,
@@ -23,14 +28,21 @@ entries AS (
     FROM ranked
     WHERE n = 1
 ),
-sales AS (
+reports AS (
     SELECT session_id,
-           COUNT(DISTINCT order_id) AS orders,
-           SUM(value_minor) AS revenue_minor
+           MAX(value_minor) OVER (PARTITION BY order_id) AS revenue_minor,
+           ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY timestamp_ms, event_id) AS report
     FROM events
     WHERE event_type = 'purchase'
-      AND session_id IS NOT NULL
       AND dt BETWEEN '{{from}}' AND '{{to}}'
+),
+sales AS (
+    SELECT session_id,
+           COUNT(*) AS orders,
+           SUM(revenue_minor) AS revenue_minor
+    FROM reports
+    WHERE report = 1
+      AND session_id IS NOT NULL
     GROUP BY session_id
 )
 SELECT e.source,

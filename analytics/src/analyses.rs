@@ -159,6 +159,8 @@ pub struct FunnelStep {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProductPerformance {
     pub product_id: String,
+    /// The currency the product was priced in; none for views and cart adds that gave none.
+    pub currency: Option<String>,
     pub views: i64,
     pub viewers: i64,
     pub cart_adds: i64,
@@ -183,6 +185,7 @@ pub struct TrafficSource {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RfmSegment {
     pub segment: String,
+    pub currency: Option<String>,
     pub customers: i64,
     pub orders: i64,
     pub revenue_minor: i64,
@@ -287,6 +290,7 @@ impl LocalAnalytics {
         rows(a, &self.batches(a, range).await?, |c, i| {
             Ok(ProductPerformance {
                 product_id: c.text("product_id", i)?.unwrap_or_default(),
+                currency: c.text("currency", i)?,
                 views: c.int("views", i)?.unwrap_or(0),
                 viewers: c.int("viewers", i)?.unwrap_or(0),
                 cart_adds: c.int("cart_adds", i)?.unwrap_or(0),
@@ -322,6 +326,7 @@ impl LocalAnalytics {
         rows(a, &self.batches(a, range).await?, |c, i| {
             Ok(RfmSegment {
                 segment: c.text("segment", i)?.unwrap_or_default(),
+                currency: c.text("currency", i)?,
                 customers: c.int("customers", i)?.unwrap_or(0),
                 orders: c.int("orders", i)?.unwrap_or(0),
                 revenue_minor: c.int("revenue_minor", i)?.unwrap_or(0),

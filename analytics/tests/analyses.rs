@@ -1,11 +1,13 @@
 //! Every analysis on a generated shop, against answers computed here with plain loops over the
 //! generated events (not SQL). The raw lake also holds replayed copies and a bad line, so the
-//! answers only match if the ETL dropped them. The sales and RFM shops also report some orders
-//! twice (new event, same order id) and take some in pounds, which must count once and apart.
+//! answers only match if the ETL dropped them. The shops of the analyses that count orders also
+//! report some orders twice (new event, same order id) and take some in pounds: an order counts
+//! once, at its first report, and amounts in two currencies are not added up where a row can say
+//! its currency.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use retailmind_analytics::analyses::{DayRange, LocalAnalytics};
+use retailmind_analytics::analyses::{DayRange, LocalAnalytics, RfmSegment};
 use retailmind_analytics::day::{day_end_ms, day_of};
 use retailmind_analytics::etl::{self, EtlOptions};
 use retailmind_analytics::generate::{self, ShopOptions};
@@ -32,8 +34,37 @@ fn week_shop() -> ShopOptions {
     }
 }
 
+/// The week's shop, reporting some orders twice and selling to some shoppers in pounds.
+fn repeat_shop() -> ShopOptions {
+    ShopOptions {
+        reported_twice: 0.3,
+        pound_shoppers: 0.3,
+        ..week_shop()
+    }
+}
+
 async fn lab() -> Lab {
     lab_of(&week_shop(), range()).await
+}
+
+/// The event ids of each order's first report, as the SQL orders reports (by time, then event
+/// id as text); the shop must have reported some orders more than once.
+fn first_reports(events: &[Event]) -> HashSet<uuid::Uuid> {
+    let mut first: HashMap<&str, (i64, String)> = HashMap::new();
+    let mut reports = 0;
+    for e in events {
+        if let Payload::Purchase(p) = &e.payload {
+            reports += 1;
+            let report = (e.timestamp, e.event_id.to_string());
+            let f = first.entry(&p.order_id).or_insert_with(|| report.clone());
+            *f = report.min(f.clone());
+        }
+    }
+    assert!(reports > first.len(), "some orders were reported twice");
+    first
+        .into_values()
+        .map(|(_, id)| id.parse().unwrap())
+        .collect()
 }
 
 /// The lake of the shop `options` after the ETL, and its events within `range`.
@@ -90,15 +121,7 @@ fn close_opt(a: Option<f64>, b: Option<f64>) -> bool {
 
 #[tokio::test]
 async fn sales_trend_counts_each_order_once_per_day_and_currency() {
-    let lab = lab_of(
-        &ShopOptions {
-            reported_twice: 0.3,
-            pound_shoppers: 0.3,
-            ..week_shop()
-        },
-        range(),
-    )
-    .await;
+    let lab = lab_of(&repeat_shop(), range()).await;
     // order id -> (first report, currency, revenue): a second report of an order adds nothing.
     let mut orders: HashMap<&str, (i64, &str, i64)> = HashMap::new();
     let mut reports = 0;
@@ -205,25 +228,29 @@ struct ProductFacts {
 }
 
 #[tokio::test]
-async fn product_performance_matches_views_carts_and_sales() {
-    let lab = lab().await;
-    let mut facts: BTreeMap<String, ProductFacts> = BTreeMap::new();
+async fn product_performance_matches_views_carts_and_sales_per_currency() {
+    let lab = lab_of(&repeat_shop(), range()).await;
+    let counted = first_reports(&lab.events);
+    // (product, currency) -> facts
+    let mut facts: BTreeMap<(String, Option<String>), ProductFacts> = BTreeMap::new();
     for e in &lab.events {
         match &e.payload {
             Payload::ProductView(p) => {
-                let f = facts.entry(p.product_id.clone()).or_default();
+                let f = facts
+                    .entry((p.product_id.clone(), p.currency.clone()))
+                    .or_default();
                 f.views += 1;
                 f.viewers.insert(e.anonymous_id.clone());
             }
             Payload::AddToCart(l) => {
-                facts
-                    .entry(l.product.product_id.clone())
-                    .or_default()
-                    .cart_adds += 1
+                let key = (l.product.product_id.clone(), l.product.currency.clone());
+                facts.entry(key).or_default().cart_adds += 1
             }
-            Payload::Purchase(p) => {
+            Payload::Purchase(p) if counted.contains(&e.event_id) => {
                 for l in &p.items {
-                    let f = facts.entry(l.product.product_id.clone()).or_default();
+                    let currency = l.product.currency.clone().unwrap_or(p.currency.clone());
+                    let key = (l.product.product_id.clone(), Some(currency));
+                    let f = facts.entry(key).or_default();
                     f.orders.insert(p.order_id.clone());
                     f.units += i64::from(l.quantity);
                     f.revenue += l.product.price_minor.unwrap() * i64::from(l.quantity);
@@ -232,6 +259,12 @@ async fn product_performance_matches_views_carts_and_sales() {
             _ => {}
         }
     }
+    let sold_in: BTreeSet<&str> = facts
+        .iter()
+        .filter(|(_, f)| f.revenue > 0)
+        .filter_map(|((_, c), _)| c.as_deref())
+        .collect();
+    assert_eq!(sold_in, BTreeSet::from(["EUR", "GBP"]));
     let got = lab.analytics.product_performance(&lab.range).await.unwrap();
     assert_eq!(got.len(), facts.len());
     assert!(
@@ -240,7 +273,8 @@ async fn product_performance_matches_views_carts_and_sales() {
         "best sellers first"
     );
     for row in &got {
-        let f = &facts[&row.product_id];
+        let key = (row.product_id.clone(), row.currency.clone());
+        let f = &facts[&key];
         assert_eq!(
             (
                 row.views,
@@ -258,26 +292,24 @@ async fn product_performance_matches_views_carts_and_sales() {
                 f.units,
                 f.revenue
             ),
-            "{}",
-            row.product_id
+            "{key:?}"
         );
         let rate = |n: i64| (f.views > 0).then(|| n as f64 / f.views as f64);
         assert!(
             close_opt(row.add_to_cart_rate, rate(f.cart_adds)),
-            "{}",
-            row.product_id
+            "{key:?}"
         );
         assert!(
             close_opt(row.conversion_rate, rate(f.orders.len() as i64)),
-            "{}",
-            row.product_id
+            "{key:?}"
         );
     }
 }
 
 #[tokio::test]
 async fn traffic_sources_attribute_sessions_by_their_first_event() {
-    let lab = lab().await;
+    let lab = lab_of(&repeat_shop(), range()).await;
+    let counted = first_reports(&lab.events);
     let mut sessions: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in &lab.events {
         sessions
@@ -323,10 +355,13 @@ async fn traffic_sources_attribute_sessions_by_their_first_event() {
         entry.1.insert(&first.anonymous_id);
         let mut bought = false;
         for e in events {
-            if let Payload::Purchase(p) = &e.payload {
-                entry.2 += 1;
-                entry.3 += p.revenue_minor;
-                bought = true;
+            match &e.payload {
+                Payload::Purchase(p) if counted.contains(&e.event_id) => {
+                    entry.2 += 1;
+                    entry.3 += p.revenue_minor;
+                    bought = true;
+                }
+                _ => {}
             }
         }
         entry.4 += i64::from(bought);
@@ -367,9 +402,10 @@ fn score(value: i64, thresholds: [i64; 2], higher_is_better: bool) -> i64 {
 }
 
 #[tokio::test]
-async fn rfm_segments_follow_the_thresholds() {
+async fn rfm_segments_follow_the_thresholds_per_currency() {
     // Five months of a shop whose customers come back often, so that recency reaches past 30
-    // and 90 days, frequency 2 and 5 orders; some orders are reported twice and count once.
+    // and 90 days, frequency 2 and 5 orders; some orders are reported twice and count once,
+    // and customers who pay in pounds are scored apart.
     let lab = lab_of(
         &ShopOptions {
             seed: 11,
@@ -378,29 +414,32 @@ async fn rfm_segments_follow_the_thresholds() {
             visitors: 600,
             sessions_per_visitor: 12,
             reported_twice: 0.3,
+            pound_shoppers: 0.3,
             ..ShopOptions::default()
         },
         DayRange::new("2024-06-01", "2024-10-28").unwrap(),
     )
     .await;
     let end = day_end_ms(lab.range.to()).unwrap();
-    // customer -> order id -> (first report, revenue)
-    let mut customers: BTreeMap<String, BTreeMap<&str, (i64, i64)>> = BTreeMap::new();
+    /// Order id -> (first report, revenue).
+    type Orders<'a> = BTreeMap<&'a str, (i64, i64)>;
+    // (customer, currency) -> its orders
+    let mut customers: BTreeMap<(String, &str), Orders> = BTreeMap::new();
     for e in &lab.events {
         if let Payload::Purchase(p) = &e.payload {
             let who = e.user_id.clone().unwrap_or_else(|| e.anonymous_id.clone());
             let order = customers
-                .entry(who)
+                .entry((who, &p.currency))
                 .or_default()
                 .entry(&p.order_id)
                 .or_insert((e.timestamp, p.revenue_minor));
             order.0 = order.0.min(e.timestamp);
         }
     }
-    // segment -> (customers, orders, revenue, sum of recency days)
-    let mut expected: BTreeMap<&str, (i64, i64, i64, i64)> = BTreeMap::new();
+    // (segment, currency) -> (customers, orders, revenue, sum of recency days)
+    let mut expected: BTreeMap<(&str, &str), (i64, i64, i64, i64)> = BTreeMap::new();
     let mut scores_seen = BTreeSet::new();
-    for orders in customers.values() {
+    for ((_, currency), orders) in &customers {
         let last = orders.values().map(|o| o.0).max().unwrap();
         let frequency = orders.len() as i64;
         let revenue: i64 = orders.values().map(|o| o.1).sum();
@@ -420,7 +459,7 @@ async fn rfm_segments_follow_the_thresholds() {
         } else {
             "hibernating"
         };
-        let s = expected.entry(segment).or_default();
+        let s = expected.entry((segment, currency)).or_default();
         s.0 += 1;
         s.1 += frequency;
         s.2 += revenue;
@@ -431,37 +470,43 @@ async fn rfm_segments_follow_the_thresholds() {
         9,
         "every score is reached: {scores_seen:?}"
     );
-    assert_eq!(
-        expected.keys().copied().collect::<BTreeSet<_>>(),
-        BTreeSet::from(["at_risk", "champions", "hibernating", "loyal", "new"]),
-        "every segment is reached"
-    );
+    for currency in ["EUR", "GBP"] {
+        assert_eq!(
+            expected
+                .keys()
+                .filter(|k| k.1 == currency)
+                .map(|k| k.0)
+                .collect::<BTreeSet<_>>(),
+            BTreeSet::from(["at_risk", "champions", "hibernating", "loyal", "new"]),
+            "every segment is reached in {currency}"
+        );
+    }
     let got = lab.analytics.rfm_segments(&lab.range).await.unwrap();
     assert_eq!(got.len(), expected.len(), "{got:?}");
     for row in &got {
-        let s = expected[row.segment.as_str()];
+        let key = (row.segment.as_str(), row.currency.as_deref().unwrap());
+        let s = expected[&key];
         assert_eq!(
             (row.customers, row.orders, row.revenue_minor),
             (s.0, s.1, s.2),
-            "{}",
-            row.segment
+            "{key:?}"
         );
         assert!(
             close(row.avg_recency_days, s.3 as f64 / s.0 as f64),
-            "{}",
-            row.segment
+            "{key:?}"
         );
     }
     assert!(
-        got.windows(2)
-            .all(|w| w[0].revenue_minor >= w[1].revenue_minor),
-        "most revenue first"
+        got.windows(2).all(|w| (&w[0].currency, -w[0].revenue_minor)
+            <= (&w[1].currency, -w[1].revenue_minor)),
+        "by currency, most revenue first"
     );
 }
 
 #[tokio::test]
 async fn recommendation_attribution_credits_the_latest_click_before_a_purchase() {
-    let lab = lab().await;
+    let lab = lab_of(&repeat_shop(), range()).await;
+    let counted = first_reports(&lab.events);
     struct Rec {
         placement: String,
         strategy: String,
@@ -512,6 +557,9 @@ async fn recommendation_attribution_credits_the_latest_click_before_a_purchase()
     let mut credited: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for e in &lab.events {
         if let Payload::Purchase(p) = &e.payload {
+            if !counted.contains(&e.event_id) {
+                continue;
+            }
             for l in &p.items {
                 let key = (e.anonymous_id.clone(), l.product.product_id.clone());
                 let latest = clicks
@@ -590,6 +638,32 @@ fn line(seq: u8, ts: i64, kind: &str, properties: serde_json::Value) -> String {
     .to_string()
 }
 
+/// The purchase of `order` (two of P1 at 3.50 of `currency`) as a hand-made event line.
+fn purchase(seq: u8, ts: i64, order: &str, currency: &str) -> String {
+    line(
+        seq,
+        ts,
+        "purchase",
+        serde_json::json!({"order_id": order, "revenue_minor": 700,
+        "currency": currency, "items": [{"product_id": "P1", "price_minor": 350, "quantity": 2}]}),
+    )
+}
+
+/// A lake holding `lines` after the ETL, every line valid.
+async fn lake_of(lines: &[String]) -> (tempfile::TempDir, LocalAnalytics) {
+    use retailmind_analytics::store::LakeStore;
+    let lake = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(lake.path());
+    store
+        .put("events/x.json", lines.join("\n").into_bytes().into())
+        .await
+        .unwrap();
+    let report = etl::run(&store, &EtlOptions::default()).await.unwrap();
+    assert_eq!(report.events_valid, lines.len());
+    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    (lake, analytics)
+}
+
 #[tokio::test]
 async fn a_purchase_is_credited_to_the_latest_recommendation_click_before_it() {
     let t = retailmind_analytics::day::day_start_ms("2024-11-03").unwrap() + 3_600_000;
@@ -612,34 +686,16 @@ async fn a_purchase_is_credited_to_the_latest_recommendation_click_before_it() {
             "recommendation_id": rec, "product_id": "P1", "position": 0}}),
         )
     };
-    let bought = |seq, ts, order: &str| {
-        line(
-            seq,
-            ts,
-            "purchase",
-            serde_json::json!({"order_id": order, "revenue_minor": 700,
-            "currency": "EUR", "items": [{"product_id": "P1", "price_minor": 350, "quantity": 2}]}),
-        )
-    };
     let lines = [
         shown(1, t, "rec-a", "home", "popular"),
         clicked(2, t + 1_000, "rec-a"),
         shown(3, t + 2_000, "rec-b", "product", "co_view"),
         clicked(4, t + 3_000, "rec-b"),
-        bought(5, t + 4_000, "o-1"),
+        purchase(5, t + 4_000, "o-1", "EUR"),
         // A click after the purchase earns nothing for that purchase.
         clicked(6, t + 5_000, "rec-a"),
     ];
-    let lake = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(lake.path());
-    use retailmind_analytics::store::LakeStore;
-    store
-        .put("events/x.json", lines.join("\n").into_bytes().into())
-        .await
-        .unwrap();
-    let report = etl::run(&store, &EtlOptions::default()).await.unwrap();
-    assert_eq!(report.events_valid, lines.len());
-    let analytics = LocalAnalytics::open(lake.path()).await.unwrap();
+    let (_lake, analytics) = lake_of(&lines).await;
     let got = analytics.rec_attribution(&range()).await.unwrap();
     let summary: Vec<(&str, &str, i64, i64, i64, i64)> = got
         .iter()
@@ -668,4 +724,54 @@ async fn a_purchase_is_credited_to_the_latest_recommendation_click_before_it() {
         ]
     );
     assert!(close(got[0].ctr, 1.0) && close(got[1].ctr, 0.5));
+}
+
+/// Each segment's name, currency, customers and orders.
+fn segments(rows: &[RfmSegment]) -> Vec<(&str, Option<&str>, i64, i64)> {
+    rows.iter()
+        .map(|s| {
+            let currency = s.currency.as_deref();
+            (s.segment.as_str(), currency, s.customers, s.orders)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_order_reported_again_days_later_was_placed_at_its_first_report() {
+    let placed = retailmind_analytics::day::day_start_ms(FROM).unwrap() + 10 * 3_600_000;
+    // The thank-you page reloaded from the browser's history two days later.
+    let lines = [
+        purchase(1, placed, "o-1", "EUR"),
+        purchase(2, placed + 2 * 86_400_000, "o-1", "EUR"),
+    ];
+    let (_lake, analytics) = lake_of(&lines).await;
+    let sales = analytics.sales_trend(&range()).await.unwrap();
+    assert_eq!(
+        sales
+            .iter()
+            .map(|d| (d.dt.as_str(), d.orders, d.revenue_minor))
+            .collect::<Vec<_>>(),
+        [(FROM, 1, 700)]
+    );
+    let rfm = analytics.rfm_segments(&range()).await.unwrap();
+    let recency = (day_end_ms(TO).unwrap() - placed) / 86_400_000;
+    assert_eq!(recency, 3);
+    assert_eq!(segments(&rfm), [("new", Some("EUR"), 1, 1)]);
+    assert!(close(rfm[0].avg_recency_days, recency as f64), "{rfm:?}");
+}
+
+#[tokio::test]
+async fn a_customer_paying_in_two_currencies_is_scored_in_each() {
+    let t = retailmind_analytics::day::day_start_ms(TO).unwrap();
+    let lines = [
+        purchase(1, t, "o-1", "EUR"),
+        purchase(2, t + 1_000, "o-2", "GBP"),
+    ];
+    let (_lake, analytics) = lake_of(&lines).await;
+    let rfm = analytics.rfm_segments(&range()).await.unwrap();
+    // Taken together, the two orders would make one loyal customer.
+    assert_eq!(
+        segments(&rfm),
+        [("new", Some("EUR"), 1, 1), ("new", Some("GBP"), 1, 1)]
+    );
 }
