@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use retailmind_commerce::order::{decode_order, StatusChange};
 use retailmind_commerce::profile::{normalise_traits, LoyaltyTier, SessionSummary, VisitFacts};
-use retailmind_commerce::{CommerceError, CommerceStore, NewOrder, OrderStatus, SqlCommerce};
+use retailmind_commerce::{
+    CommerceError, CommerceStore, CustomerSummary, NewOrder, OrderStatus, SqlCommerce,
+};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_764_500_000_000;
@@ -456,3 +458,110 @@ async fn consistent_reads(store: Arc<SqlCommerce>) {
     assert!(seen > 0, "the reader saw profiles while they were written");
 }
 on_both!(a_profile_is_read_from_one_snapshot, consistent_reads);
+
+/// What the lake export reads: the orders placed in a span (its start in, its end out), when
+/// the orders changed since a time were placed (the days to rewrite, each once) and every
+/// customer with the hash of their email but no traits, a forgotten one gone.
+async fn exports(store: Arc<SqlCommerce>) {
+    const DAY: i64 = 86_400_000;
+    let placed = [
+        ("E-1", NOW - 3 * DAY),
+        ("E-2", NOW - 2 * DAY),
+        ("E-3", NOW - 2 * DAY),
+        ("E-4", NOW - DAY),
+    ];
+    for (id, at) in placed {
+        let mut v = order_json(id, "u-4", 1_000, 1);
+        v["placed_at"] = json!(at);
+        // Stored when placed, so that its last change is then.
+        store.place_order(id, &order(&v), at).await.unwrap();
+    }
+    let between = store
+        .orders_placed_between(NOW - 3 * DAY, NOW - DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        between
+            .iter()
+            .map(|o| (o.order.order_id.as_str(), o.order.placed_at))
+            .collect::<Vec<_>>(),
+        placed[..3]
+            .iter()
+            .map(|(id, at)| (*id, Some(*at)))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        between
+            .iter()
+            .all(|o| o.order.lines.len() == 1 && o.history.len() == 1),
+        "{between:?}"
+    );
+
+    let changed_since = |since| {
+        let store = store.clone();
+        async move {
+            store
+                .placed_at_of_orders_changed_since(since)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        changed_since(NOW - 2 * DAY).await,
+        [NOW - 2 * DAY, NOW - DAY]
+    );
+    let paid = StatusChange {
+        status: OrderStatus::Paid,
+        at: None,
+        note: None,
+    };
+    store.change_status("E-4", &paid, NOW).await.unwrap();
+    store.change_status("E-1", &paid, NOW + 1).await.unwrap();
+    assert_eq!(changed_since(NOW).await, [NOW - 3 * DAY, NOW - DAY]);
+    assert_eq!(changed_since(NOW + 1).await, [NOW - 3 * DAY]);
+    assert!(changed_since(NOW + 2).await.is_empty());
+
+    let traits = |v: Value| normalise_traits(v.as_object().unwrap().clone()).unwrap();
+    store
+        .put_traits("u-b", traits(json!({"plan": "basic"})), NOW)
+        .await
+        .unwrap();
+    store
+        .put_traits("u-c", traits(json!({"plan": "gold"})), NOW)
+        .await
+        .unwrap();
+    let identify = |v: Value, at: i64| VisitFacts {
+        traits: vec![("u-a".into(), traits(v), at)],
+        ..VisitFacts::default()
+    };
+    store
+        .observe(
+            &identify(json!({"email": "Ada@Example.com"}), NOW - 5),
+            NOW - 5,
+        )
+        .await
+        .unwrap();
+    store
+        .observe(&identify(json!({"city": "Berlin"}), NOW + 5), NOW + 5)
+        .await
+        .unwrap();
+    store.forget("u-c", NOW + 10).await.unwrap();
+    assert_eq!(
+        store.customer_summaries().await.unwrap(),
+        [
+            CustomerSummary {
+                customer_id: "u-a".into(),
+                email_sha256: Some(retailmind_commerce::profile::email_hash("ada@example.com")),
+                created_at: NOW - 5,
+                updated_at: NOW + 5,
+            },
+            CustomerSummary {
+                customer_id: "u-b".into(),
+                email_sha256: None,
+                created_at: NOW,
+                updated_at: NOW,
+            },
+        ]
+    );
+}
+on_both!(what_the_lake_export_reads, exports);
