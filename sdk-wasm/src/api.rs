@@ -38,7 +38,8 @@ export interface RetailMindConfig {
   autocapture?: {
     /** Page views at init, on SPA navigations and on back/forward-cache restores (default true). */
     pageViews?: boolean;
-    /** Clicks on links and buttons, and `data-rm-event` tagged elements (default true). */
+    /** Clicks on links and buttons (default true). Elements tagged `data-rm-event` are
+     * recorded either way: the shop asked for those events. */
     clicks?: boolean;
     /** A `page_engagement` event with engaged time and scroll depth per page (default false). */
     engagement?: boolean;

@@ -61,7 +61,8 @@ pub struct Autocapture {
     /// A `page_view` at `init`, on every single-page-app navigation and on a back/forward
     /// cache restore.
     pub page_views: bool,
-    /// Clicks on links and buttons, and clicks on elements tagged `data-rm-event`.
+    /// Clicks on links and buttons. Elements tagged `data-rm-event` are recorded either way:
+    /// the shop asked for those events, autocapture or not.
     pub clicks: bool,
     /// A `page_engagement` custom event (engaged time, scroll depth) when a page is left or
     /// hidden. Off by default: it is one more event per page.

@@ -232,6 +232,28 @@ async fn a_tagged_element_click_and_a_link_click_are_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocapture_switched_off_records_no_page_views_or_clicks_but_tagged_events() {
+    let lab = Lab::start().await;
+    lab.open_lab(r#"{"autocapture":{"pageViews":false,"clicks":false}}"#)
+        .await;
+    lab.js("document.getElementById('tagged').click(); return 1;")
+        .await;
+    // An SPA route, a button and a link: nothing of it is recorded by itself.
+    lab.js("document.getElementById('to-a').click(); return 1;")
+        .await;
+    lab.js("retailmind.track('marker', {}); return 1;").await;
+    assert_eq!(lab.flush().await, "ok");
+    let events = lab.events().await;
+    assert_eq!(named(&events, "marker").len(), 1);
+    // The shop's own tagging is not autocapture: it asked for that event.
+    assert_eq!(named(&events, "lab_tagged").len(), 1);
+    assert_eq!(kind_count(&events, "click"), 0);
+    assert_eq!(kind_count(&events, "page_view"), 0);
+    assert_eq!(events.len(), 2, "{events:?}");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_forward_cache_restore_is_a_page_view() {
     let lab = Lab::start().await;
     lab.open_lab(r#"{"autocapture":{"clicks":false}}"#).await;
