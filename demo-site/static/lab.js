@@ -28,6 +28,19 @@ if (exit === 'beacon') {
   };
 }
 
+// `?storage=local` takes IndexedDB away, so the queue lives in localStorage; `?storage=memory`
+// blocks localStorage too, as some private modes and cookie settings do.
+const storage = params.get('storage');
+if (storage === 'local' || storage === 'memory') {
+  Object.defineProperty(window, 'indexedDB', { value: undefined, configurable: true });
+}
+if (storage === 'memory') {
+  Object.defineProperty(window, 'localStorage', {
+    get() { throw new DOMException('lab: storage blocked', 'SecurityError'); },
+    configurable: true,
+  });
+}
+
 /** The URL of `view` keeping the other query parameters (the lab's config). */
 window.labUrl = (view) => {
   const p = new URLSearchParams(location.search);

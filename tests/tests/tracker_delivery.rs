@@ -92,8 +92,17 @@ async fn a_retry_waits_as_long_as_the_collectors_retry_after_asks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_offline_then_online_delivers_everything_once() {
+    offline_then_online_delivers_everything_once("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_any_storage_the_page_still_delivers_from_memory() {
+    offline_then_online_delivers_everything_once("storage=memory").await;
+}
+
+async fn offline_then_online_delivers_everything_once(switches: &str) {
     let mut lab = Lab::start().await;
-    lab.open_lab(QUIET_PAGE).await;
+    lab.open_lab_with(QUIET_PAGE, switches).await;
     lab.gate.offline().await;
     track(&lab, 3, 0).await;
     let failed = lab.flush().await;
@@ -111,8 +120,17 @@ async fn collector_offline_then_online_delivers_everything_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_with_a_full_queue_delivers_it() {
+    reload_with_a_full_queue_delivers_it_from("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_indexeddb_a_reloaded_page_delivers_the_queue_from_local_storage() {
+    reload_with_a_full_queue_delivers_it_from("storage=local").await;
+}
+
+async fn reload_with_a_full_queue_delivers_it_from(switches: &str) {
     let mut lab = Lab::start().await;
-    lab.open_lab(QUIET_PAGE).await;
+    lab.open_lab_with(QUIET_PAGE, switches).await;
     lab.gate.offline().await;
     // More than a batch (20), so sends were tried and failed before the reload.
     track(&lab, 45, 0).await;

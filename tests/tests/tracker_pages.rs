@@ -100,11 +100,11 @@ async fn settle(lab: &Lab) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-/// Events tracked just before the page goes, sent by `exit` (see
-/// [`Lab::open_lab_leaving_by`]), arrive.
+/// Events tracked just before the page goes, sent by `exit` (see [`Lab::open_lab_with`]),
+/// arrive.
 async fn events_tracked_just_before_leaving_arrive_by(exit: &str) {
     let lab = Lab::start().await;
-    lab.open_lab_leaving_by(HOLDING, exit).await;
+    lab.open_lab_with(HOLDING, &format!("exit={exit}")).await;
     settle(&lab).await;
     lab.js("for (let i = 0; i < 3; i++) retailmind.track('last_words', {i}); return 1;")
         .await;
@@ -140,7 +140,7 @@ async fn without_fetch_later_or_keepalive_fetch_a_leaving_page_sends_by_beacon()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_the_keepalive_budget_leaves_in_pieces_and_the_rest_comes_next_visit() {
     let lab = Lab::start().await;
-    lab.open_lab_leaving_by(HOLDING, "keepalive").await;
+    lab.open_lab_with(HOLDING, "exit=keepalive").await;
     settle(&lab).await;
     // About 250 KB of events: one body that size would be refused whole by the browser's
     // 64 KiB keepalive budget, and nothing would leave.
@@ -156,7 +156,7 @@ async fn more_than_the_keepalive_budget_leaves_in_pieces_and_the_rest_comes_next
         first.len()
     );
     // The shopper comes back: the queue its last page left delivers the rest.
-    lab.open_lab_leaving_by(HOLDING, "keepalive").await;
+    lab.open_lab_with(HOLDING, "exit=keepalive").await;
     // Past the first 64 KiB of keepalive fetches, too: their answers are read to the end,
     // which is what frees the browser's budget.
     assert_eq!(lab.flush().await, "ok");

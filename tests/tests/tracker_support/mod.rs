@@ -227,14 +227,17 @@ impl Lab {
 
     /// Opens the lab page with config overrides (JSON object text) and waits for the tracker.
     pub async fn open_lab(&self, cfg: &str) {
-        self.open_lab_leaving_by(cfg, "").await;
+        self.open_lab_with(cfg, "").await;
     }
 
-    /// As [`Lab::open_lab`], with the ways a leaving page can send cut down by the lab page's
-    /// `exit` switch: `""` (all the browser has), `"keepalive"` (no fetchLater) or `"beacon"`
-    /// (no fetchLater, and keepalive fetch throws while leaving).
-    pub async fn open_lab_leaving_by(&self, cfg: &str, exit: &str) {
-        let url = format!("{}/lab.html?exit={exit}&cfg={}", self.site, urlencode(cfg));
+    /// As [`Lab::open_lab`], with the lab page's switches (`name=value&…`) taking away what
+    /// some browsers lack:
+    /// - `exit=keepalive`: no fetchLater, so a leaving page sends by keepalive fetch;
+    /// - `exit=beacon`: no keepalive fetch while leaving either, so sendBeacon is left;
+    /// - `storage=local`: no IndexedDB, so the queue lives in localStorage;
+    /// - `storage=memory`: no localStorage either, so it lives in the page's memory.
+    pub async fn open_lab_with(&self, cfg: &str, switches: &str) {
+        let url = format!("{}/lab.html?{switches}&cfg={}", self.site, urlencode(cfg));
         self.browser.client.goto(&url).await.unwrap();
         self.wait_ready().await;
     }
