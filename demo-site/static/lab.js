@@ -41,6 +41,14 @@ if (storage === 'memory') {
   });
 }
 
+// What the page warned about, for the tests to read.
+window.labWarnings = [];
+const warn = console.warn;
+console.warn = (...args) => {
+  window.labWarnings.push(args.map(String).join(' '));
+  warn.apply(console, args);
+};
+
 /** The URL of `view` keeping the other query parameters (the lab's config). */
 window.labUrl = (view) => {
   const p = new URLSearchParams(location.search);

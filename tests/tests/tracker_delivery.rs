@@ -91,6 +91,32 @@ async fn a_retry_waits_as_long_as_the_collectors_retry_after_asks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_as_malformed_is_dropped_with_a_warning_and_the_rest_delivered() {
+    let lab = Lab::start().await;
+    lab.open_lab(QUIET_PAGE).await;
+    lab.gate.refuse_next(1);
+    track(&lab, 2, 0).await;
+    // The page's timer or the flush sends it; either way it is refused once and not retried.
+    let _ = lab.flush().await;
+    // Dropped, not retried: the queue is empty and nothing of it reached the stream.
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 0);
+    let warnings = lab.js("return window.labWarnings;").await;
+    assert!(
+        warnings.as_array().is_some_and(|w| w
+            .iter()
+            .any(|m| m.as_str().is_some_and(|m| m.contains("HTTP 400")))),
+        "{warnings}"
+    );
+    // What follows goes as usual.
+    track(&lab, 3, 2).await;
+    assert_eq!(lab.flush().await, "ok");
+    let events = lab.events().await;
+    assert_eq!(numbers(&events), (2..5).collect());
+    assert_eq!(lab.gate.seen().iter().filter(|(_, s)| *s == 400).count(), 1);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_offline_then_online_delivers_everything_once() {
     offline_then_online_delivers_everything_once("").await;
 }

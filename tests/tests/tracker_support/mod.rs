@@ -7,7 +7,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 
 use crate::common::{stream_events, Pipeline};
 
-/// A stand-in between browser and collector: passes requests on, fails the next N with 500, or
-/// is offline (nothing listens on its port).
+/// A stand-in between browser and collector: passes requests on, fails (500) or refuses (400)
+/// the next N, or is offline (nothing listens on its port).
 pub struct Gate {
     pub url: String,
     port: u16,
@@ -37,7 +37,8 @@ pub struct Gate {
 struct GateState {
     upstream: String,
     fail_next: AtomicUsize,
-    /// The `Retry-After` (seconds) of an injected failure.
+    /// The status and `Retry-After` (seconds) of an injected failure.
+    fail_status: AtomicU16,
     retry_after: AtomicU64,
     /// `(batch_id, status answered)` of every batch POST, in arrival order.
     seen: Mutex<Vec<(String, u16)>>,
@@ -56,6 +57,7 @@ impl Gate {
             state: Arc::new(GateState {
                 upstream: upstream.to_owned(),
                 fail_next: AtomicUsize::new(0),
+                fail_status: AtomicU16::new(500),
                 retry_after: AtomicU64::new(1),
                 seen: Mutex::new(Vec::new()),
                 seen_at: Mutex::new(Vec::new()),
@@ -90,6 +92,16 @@ impl Gate {
 
     /// As [`Gate::fail_next`], each failure asking to wait `retry_after_secs` (`Retry-After`).
     pub fn fail_next_asking(&self, n: usize, retry_after_secs: u64) {
+        self.answer_next(n, 500, retry_after_secs);
+    }
+
+    /// The next `n` batch POSTs are refused with 400, as a malformed batch is.
+    pub fn refuse_next(&self, n: usize) {
+        self.answer_next(n, 400, 1);
+    }
+
+    fn answer_next(&self, n: usize, status: u16, retry_after_secs: u64) {
+        self.state.fail_status.store(status, Ordering::SeqCst);
         self.state
             .retry_after
             .store(retry_after_secs, Ordering::SeqCst);
@@ -146,7 +158,8 @@ async fn forward(
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     {
-        state.note(batch_id.unwrap_or_default(), 500);
+        let status = state.fail_status.load(Ordering::SeqCst);
+        state.note(batch_id.unwrap_or_default(), status);
         // Readable by the page, so the tracker sees the 500 and its Retry-After (as the
         // collector exposes it) rather than a CORS failure.
         let origin = headers
@@ -155,7 +168,7 @@ async fn forward(
             .unwrap_or(HeaderValue::from_static("*"));
         let wait = state.retry_after.load(Ordering::SeqCst);
         return (
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::from_u16(status).expect("a status"),
             [
                 ("access-control-allow-origin", origin),
                 (
