@@ -63,7 +63,7 @@ pub fn touch(
         // A clock that went backwards (an NTP correction) must not split a visit.
         Some(s) if now_ms.saturating_sub(s.last_activity_ms) <= timeout_ms => SessionState {
             last_activity_ms: now_ms.max(s.last_activity_ms),
-            pages: s.pages.saturating_add(page),
+            pages: s.pages + page,
             ..s
         },
         _ => SessionState {
