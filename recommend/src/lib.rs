@@ -47,7 +47,7 @@ pub mod strategy;
 
 pub use items::ItemTable;
 pub use model::{Click, ModelConfig, ModelState};
-pub use query::{Query, QueryContext, Scored};
+pub use query::{PageContext, Query, QueryContext, Scored};
 pub use sessions::{SessionLimits, SessionRecord, SessionSeq, SessionStore};
 pub use snapshot::SnapshotError;
 pub use sparse::SparseRows;

@@ -45,6 +45,45 @@ impl std::fmt::Debug for Query<'_> {
     }
 }
 
+/// What a placement shows beside: the session's clicks as a query reads them, and the product on
+/// screen.
+///
+/// The collector builds every query from this and `cargo xtask eval-recs` scores the product
+/// placement through it, so the offline figures exclude what the product page excludes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageContext<'a> {
+    /// The session's clicks, most recent last, ending with the product the page named.
+    pub clicks: Vec<&'a str>,
+    /// The product on screen: a seed for "bought together", never recommended.
+    pub context_item: Option<&'a str>,
+}
+
+impl<'a> PageContext<'a> {
+    /// The context of a request from the session's clicks (most recent last), the product the
+    /// page named, if any, and whether the placement is a product page.
+    ///
+    /// The named product counts as the latest click even before its product view has reached
+    /// the session. On a product page that names nothing, the latest click is the product on
+    /// screen: a product page is reached by clicking the product.
+    pub fn new(
+        session_clicks: impl IntoIterator<Item = &'a str>,
+        named_item: Option<&'a str>,
+        product_page: bool,
+    ) -> Self {
+        let mut clicks: Vec<&'a str> = session_clicks.into_iter().collect();
+        if let Some(item) = named_item {
+            if clicks.last() != Some(&item) {
+                clicks.push(item);
+            }
+        }
+        let context_item = named_item.or_else(|| clicks.last().copied().filter(|_| product_page));
+        PageContext {
+            clicks,
+            context_item,
+        }
+    }
+}
+
 /// One recommended item.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scored<'m> {
@@ -147,5 +186,38 @@ mod tests {
         assert_eq!(ctx.seeds, vec![2, 1]);
         assert_eq!(ctx.excluded, HashSet::from([1, 2]));
         assert_eq!(ctx.latest_positions(), vec![(0, 3), (1, 2)]);
+    }
+
+    #[test]
+    fn on_a_product_page_the_latest_click_is_the_product_on_screen() {
+        let page = PageContext::new(["a", "b"], None, true);
+        assert_eq!(page.clicks, ["a", "b"]);
+        assert_eq!(page.context_item, Some("b"));
+        // Elsewhere the latest click is only history.
+        let home = PageContext::new(["a", "b"], None, false);
+        assert_eq!(
+            (home.clicks.as_slice(), home.context_item),
+            (&["a", "b"][..], None)
+        );
+        assert_eq!(PageContext::new([], None, true), PageContext::default());
+    }
+
+    #[test]
+    fn a_named_product_is_the_context_and_the_latest_click_once() {
+        // Its product view has not reached the session yet.
+        let page = PageContext::new(["a", "b"], Some("c"), true);
+        assert_eq!(
+            (page.clicks.as_slice(), page.context_item),
+            (&["a", "b", "c"][..], Some("c"))
+        );
+        // It has: not counted twice.
+        let page = PageContext::new(["a", "c"], Some("c"), true);
+        assert_eq!(page.clicks, ["a", "c"]);
+        // A named product is the context on any placement.
+        let cart = PageContext::new(["a"], Some("c"), false);
+        assert_eq!(
+            (cart.clicks.as_slice(), cart.context_item),
+            (&["a", "c"][..], Some("c"))
+        );
     }
 }

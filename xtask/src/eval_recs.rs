@@ -9,6 +9,11 @@
 //! predictions: HR@n, MRR@n, catalogue coverage, popularity bias, training time, prediction
 //! latency and model memory.
 //!
+//! Each prediction is asked twice. Once with nothing excluded, the standard protocol that
+//! published figures use. Once as the product page serves it: the query is built by
+//! [`PageContext`], as the collector builds it, with the latest click as the product on screen,
+//! which is never recommended; a target that repeats the latest click is a miss there.
+//!
 //! The models are built and queried through `retailmind-recommend`'s public API
 //! (`ModelState::from_clicks`, `observe_click`, `recommend`): the code the collector serves, not a
 //! copy. Each strategy gets a model with only the parts it reads, so its training time and memory
@@ -25,7 +30,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use retailmind_recommend::{strategy, Click, ModelConfig, ModelState, Query, Strategy};
+use retailmind_recommend::{
+    strategy, Click, ModelConfig, ModelState, PageContext, Query, Strategy,
+};
 
 use crate::util::{run, workspace_root};
 
@@ -212,20 +219,128 @@ impl<'a> TestSet<'a> {
     fn predictions(&self) -> usize {
         self.sessions.iter().map(|(_, c)| c.len() - 1).sum()
     }
+
+    /// Predictions whose target repeats the click before it: the product on screen, which the
+    /// product page never shows.
+    fn repeats(&self) -> usize {
+        self.sessions
+            .iter()
+            .map(|(_, c)| c.windows(2).filter(|w| w[0].item == w[1].item).count())
+            .sum()
+    }
 }
 
-/// One strategy under evaluation: its own model and its tallies.
+/// One strategy under evaluation: its own model and its tallies, one per way of asking.
 struct Arm {
     strategy: Box<dyn Strategy>,
     model: ModelState,
     train_time: Duration,
+    next_click: Tally,
+    product_page: Tally,
+}
+
+/// The scores of one strategy asked one way.
+struct Tally {
     hits: usize,
     reciprocal_ranks: f64,
     predictions: usize,
+    /// Per catalogue item: recommended at least once.
     recommended: Vec<bool>,
     popularity_sum: f64,
     slots: usize,
     latencies_ns: Vec<u64>,
+}
+
+/// What a [`Tally`] comes to.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    hit_rate: f64,
+    mrr: f64,
+    /// Share of catalogue items recommended at least once.
+    coverage: f64,
+    /// Mean popularity percentile of the recommended items.
+    popularity: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Summary {
+    /// The titles of [`Summary::columns`] for lists of `n`.
+    fn header(n: usize) -> String {
+        format!(
+            "{:>7} {:>7} {:>9} {:>9} {:>8} {:>8}",
+            format!("HR@{n}"),
+            format!("MRR@{n}"),
+            "coverage",
+            "pop.pct",
+            "p50 µs",
+            "p99 µs"
+        )
+    }
+
+    fn columns(&self) -> String {
+        format!(
+            "{:>7.4} {:>7.4} {:>8.1}% {:>8.1}% {:>8.1} {:>8.1}",
+            self.hit_rate,
+            self.mrr,
+            100.0 * self.coverage,
+            100.0 * self.popularity,
+            self.p50_us,
+            self.p99_us
+        )
+    }
+}
+
+impl Tally {
+    fn new(catalogue_len: usize) -> Self {
+        Tally {
+            hits: 0,
+            reciprocal_ranks: 0.0,
+            predictions: 0,
+            recommended: vec![false; catalogue_len],
+            popularity_sum: 0.0,
+            slots: 0,
+            latencies_ns: Vec::new(),
+        }
+    }
+
+    /// Scores one answer, best first, against `target`.
+    fn record<'r>(
+        &mut self,
+        catalogue: &Catalogue<'_>,
+        answer: impl IntoIterator<Item = &'r str>,
+        target: &str,
+        took: Duration,
+    ) {
+        self.latencies_ns.push(took.as_nanos() as u64);
+        self.predictions += 1;
+        for (rank, item) in answer.into_iter().enumerate() {
+            if item == target {
+                self.hits += 1;
+                self.reciprocal_ranks += 1.0 / (rank + 1) as f64;
+            }
+            if let Some(&ix) = catalogue.index.get(item) {
+                self.recommended[ix] = true;
+                self.popularity_sum += catalogue.percentile[ix];
+            }
+            self.slots += 1;
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let mut latencies = self.latencies_ns.clone();
+        latencies.sort_unstable();
+        let predictions = self.predictions.max(1) as f64;
+        let covered = self.recommended.iter().filter(|&&r| r).count();
+        Summary {
+            hit_rate: self.hits as f64 / predictions,
+            mrr: self.reciprocal_ranks / predictions,
+            coverage: covered as f64 / self.recommended.len().max(1) as f64,
+            popularity: self.popularity_sum / self.slots.max(1) as f64,
+            p50_us: percentile_us(&latencies, 0.5),
+            p99_us: percentile_us(&latencies, 0.99),
+        }
+    }
 }
 
 /// Training items: their index in `recommended` and popularity percentile (the share of training
@@ -266,34 +381,54 @@ impl Arm {
             strategy,
             model,
             train_time: started.elapsed(),
-            hits: 0,
-            reciprocal_ranks: 0.0,
-            predictions: 0,
-            recommended: vec![false; catalogue_len],
-            popularity_sum: 0.0,
-            slots: 0,
-            latencies_ns: Vec::new(),
+            next_click: Tally::new(catalogue_len),
+            product_page: Tally::new(catalogue_len),
         }
     }
 
-    /// Asks for `n` items for `query` and scores the answer against `target`, the next click.
-    fn predict(&mut self, catalogue: &Catalogue<'_>, query: &Query<'_>, target: &str, n: usize) {
-        let started = Instant::now();
-        let recs = self.model.recommend(self.strategy.as_ref(), query, n);
-        self.latencies_ns.push(started.elapsed().as_nanos() as u64);
-        self.predictions += 1;
-        if let Some(rank) = recs.iter().position(|r| r.item == target) {
-            self.hits += 1;
-            self.reciprocal_ranks += 1.0 / (rank + 1) as f64;
-        }
-        for r in &recs {
-            if let Some(&ix) = catalogue.index.get(r.item) {
-                self.recommended[ix] = true;
-                self.popularity_sum += catalogue.percentile[ix];
-            }
-            self.slots += 1;
+    /// Asks for `n` items both ways and scores the answers against `target`, the next click.
+    fn predict(&mut self, catalogue: &Catalogue<'_>, asked: &Asked<'_>, target: &str, n: usize) {
+        let ways = [
+            (&asked.next_click, &mut self.next_click),
+            (&asked.product_page, &mut self.product_page),
+        ];
+        for (query, tally) in ways {
+            let started = Instant::now();
+            let recs = self.model.recommend(self.strategy.as_ref(), query, n);
+            let took = started.elapsed();
+            tally.record(catalogue, recs.iter().map(|r| r.item), target, took);
         }
     }
+}
+
+/// The two queries of one prediction, from the same session prefix.
+struct Asked<'q> {
+    next_click: Query<'q>,
+    product_page: Query<'q>,
+}
+
+impl<'q> Asked<'q> {
+    fn new(session_id: Option<&'q str>, page: &'q PageContext<'q>, time: f64) -> Self {
+        let next_click = Query {
+            session_id,
+            clicks: &page.clicks,
+            time: Some(time),
+            ..Query::default()
+        };
+        Asked {
+            next_click,
+            product_page: Query {
+                context_item: page.context_item,
+                ..next_click
+            },
+        }
+    }
+}
+
+/// The product page of a session prefix: the page names the product on screen, the product
+/// just clicked, as the storefront's product page does.
+fn product_page<'a>(prefix: &[&'a str]) -> PageContext<'a> {
+    PageContext::new(prefix.iter().copied(), prefix.last().copied(), true)
 }
 
 fn evaluate(args: &Args) -> Result<()> {
@@ -322,6 +457,11 @@ fn evaluate(args: &Args) -> Result<()> {
         test_set.clicks_known,
         test_set.sessions.len(),
         test_set.predictions()
+    );
+    println!(
+        "      {} predictions ({:.1}%) have the product on screen as their target (a repeated click)",
+        test_set.repeats(),
+        100.0 * test_set.repeats() as f64 / test_set.predictions().max(1) as f64
     );
     ensure!(
         test_set.predictions() > 0,
@@ -360,13 +500,10 @@ fn run_static(arms: &mut [Arm], catalogue: &Catalogue<'_>, test: &TestSet<'_>, n
     for (_, clicks) in &test.sessions {
         let items: Vec<&str> = clicks.iter().map(|c| c.item).collect();
         for k in 1..items.len() {
-            let query = Query {
-                clicks: &items[..k],
-                time: Some(clicks[k - 1].time),
-                ..Query::default()
-            };
+            let page = product_page(&items[..k]);
+            let asked = Asked::new(None, &page, clicks[k - 1].time);
             for arm in arms.iter_mut() {
-                arm.predict(catalogue, &query, items[k], n);
+                arm.predict(catalogue, &asked, items[k], n);
             }
         }
     }
@@ -392,14 +529,10 @@ fn run_incremental(arms: &mut [Arm], catalogue: &Catalogue<'_>, test: &TestSet<'
     for (time, s, k) in events {
         let target = items[s][k];
         if k > 0 {
-            let query = Query {
-                session_id: Some(&keys[s]),
-                clicks: &items[s][..k],
-                time: Some(test.sessions[s].1[k - 1].time),
-                ..Query::default()
-            };
+            let page = product_page(&items[s][..k]);
+            let asked = Asked::new(Some(&keys[s]), &page, test.sessions[s].1[k - 1].time);
             for arm in arms.iter_mut() {
-                arm.predict(catalogue, &query, target, n);
+                arm.predict(catalogue, &asked, target, n);
             }
         }
         for arm in arms.iter_mut() {
@@ -415,34 +548,32 @@ fn percentile_us(sorted_ns: &[u64], q: f64) -> f64 {
 
 fn print_table(arms: &[Arm], n: usize, mode: Mode) {
     println!(
-        "{:<10} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>11}",
+        "next click, nothing excluded (the standard protocol, comparable with published figures):"
+    );
+    println!(
+        "{:<10} {} {:>9} {:>11}",
         "strategy",
-        format!("HR@{n}"),
-        format!("MRR@{n}"),
-        "coverage",
-        "pop.pct",
+        Summary::header(n),
         "train ms",
-        "p50 µs",
-        "p99 µs",
         "memory KiB"
     );
     for arm in arms {
-        let mut latencies = arm.latencies_ns.clone();
-        latencies.sort_unstable();
-        let predictions = arm.predictions.max(1) as f64;
-        let covered = arm.recommended.iter().filter(|&&r| r).count();
         println!(
-            "{:<10} {:>7.4} {:>7.4} {:>8.1}% {:>8.1}% {:>9.1} {:>8.1} {:>8.1} {:>11}",
+            "{:<10} {} {:>9.1} {:>11}",
             arm.strategy.name(),
-            arm.hits as f64 / predictions,
-            arm.reciprocal_ranks / predictions,
-            100.0 * covered as f64 / arm.recommended.len().max(1) as f64,
-            100.0 * arm.popularity_sum / arm.slots.max(1) as f64,
+            arm.next_click.summary().columns(),
             arm.train_time.as_secs_f64() * 1000.0,
-            percentile_us(&latencies, 0.5),
-            percentile_us(&latencies, 0.99),
             arm.model.memory_bytes() / 1024,
         );
+    }
+    println!(
+        "as served on the product page (the query the collector builds; the product on screen, \
+         the latest click, is excluded, so a repeated click is a miss):"
+    );
+    println!("{:<10} {}", "strategy", Summary::header(n));
+    for arm in arms {
+        let columns = arm.product_page.summary().columns();
+        println!("{:<10} {columns}", arm.strategy.name());
     }
     let memory_when = match mode {
         Mode::Static => "after training",
@@ -498,5 +629,70 @@ mod tests {
         let items: Vec<&str> = set.sessions[0].1.iter().map(|c| c.item).collect();
         assert_eq!(items, ["b", "a"]);
         assert_eq!((set.clicks_known, set.predictions()), (3, 1));
+    }
+
+    /// Clicks a 4, b 3, c 2, d 1 times: popularity percentiles d 1/8, c 3/8, b 5/8, a 7/8
+    /// (the share of items clicked less often, each in its own count class counted half).
+    const TRAIN: &str = "SessionId\tItemId\tTime\n\
+        1\ta\t1\n1\tb\t2\n1\tc\t3\n1\td\t4\n\
+        2\ta\t5\n2\tb\t6\n2\tc\t7\n\
+        3\ta\t8\n3\tb\t9\n\
+        4\ta\t10\n";
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn hit_rate_mrr_coverage_and_popularity_by_hand() {
+        let train = parse_log(TRAIN, Path::new("train.tsv")).unwrap();
+        let catalogue = Catalogue::new(&train);
+        let pct = |item: &str| catalogue.percentile[catalogue.index[item]];
+        assert_eq!(
+            ["a", "b", "c", "d"].map(pct),
+            [7.0 / 8.0, 5.0 / 8.0, 3.0 / 8.0, 1.0 / 8.0]
+        );
+
+        let mut tally = Tally::new(4);
+        // The target at rank 3: a hit worth 1/3.
+        tally.record(&catalogue, ["a", "b", "c"], "c", Duration::ZERO);
+        // Not in the list: a miss worth 0.
+        tally.record(&catalogue, ["a", "b"], "d", Duration::ZERO);
+        let s = tally.summary();
+        assert!(close(s.hit_rate, 1.0 / 2.0), "{s:?}");
+        assert!(close(s.mrr, (1.0 / 3.0) / 2.0), "{s:?}");
+        // a, b and c of 4 items were shown.
+        assert!(close(s.coverage, 3.0 / 4.0), "{s:?}");
+        // Five slots: a, b, c, a, b.
+        let popularity = (7.0 + 5.0 + 3.0 + 7.0 + 5.0) / 8.0 / 5.0;
+        assert!(close(s.popularity, popularity), "{s:?}");
+    }
+
+    #[test]
+    fn the_product_page_figures_exclude_the_product_on_screen() {
+        let train = parse_log(TRAIN, Path::new("train.tsv")).unwrap();
+        let catalogue = Catalogue::new(&train);
+        let test = "SessionId\tItemId\tTime\n9\ta\t1\n9\tc\t2\n9\tc\t3\n9\td\t4\n";
+        let test = parse_log(test, Path::new("test.tsv")).unwrap();
+        let known = catalogue.index.keys().copied().collect();
+        let test_set = TestSet::new(&test, &known);
+        assert_eq!((test_set.predictions(), test_set.repeats()), (3, 1));
+        let mut arms = [Arm::train("popular", &train, 4)];
+        run_static(&mut arms, &catalogue, &test_set, 3);
+
+        // Nothing excluded, popular answers a, b, c every time:
+        // [a] → c at rank 3, [a c] → c at rank 3, [a c c] → d missed.
+        let s = arms[0].next_click.summary();
+        assert!(close(s.hit_rate, 2.0 / 3.0), "{s:?}");
+        assert!(close(s.mrr, (1.0 / 3.0 + 1.0 / 3.0) / 3.0), "{s:?}");
+        assert!(close(s.coverage, 3.0 / 4.0), "{s:?}");
+        // On the product page the latest click is not shown:
+        // [a] → b c d, c at rank 2; [a c] → a b d, c missed; [a c c] → a b d, d at rank 3.
+        let s = arms[0].product_page.summary();
+        assert!(close(s.hit_rate, 2.0 / 3.0), "{s:?}");
+        assert!(close(s.mrr, (1.0 / 2.0 + 1.0 / 3.0) / 3.0), "{s:?}");
+        assert!(close(s.coverage, 1.0), "{s:?}");
+        let popularity = (5.0 + 3.0 + 1.0 + 2.0 * (7.0 + 5.0 + 1.0)) / 8.0 / 9.0;
+        assert!(close(s.popularity, popularity), "{s:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query as QueryParams;
 use axum::Json;
-use retailmind_recommend::Query;
+use retailmind_recommend::{PageContext, Query};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -69,13 +69,11 @@ pub async fn get_recommendations(
     let recs = &state.recommender;
     let session = recs.memory.view(&request.session_id);
 
-    let mut clicks: Vec<&str> = session.clicks.iter().map(String::as_str).collect();
-    // The product on screen is the latest click even if its product view is still on its way.
-    if let Some(item) = request.context_item.as_deref() {
-        if clicks.last() != Some(&item) {
-            clicks.push(item);
-        }
-    }
+    let page = PageContext::new(
+        session.clicks.iter().map(String::as_str),
+        request.context_item.as_deref(),
+        request.placement == Placement::Product,
+    );
     let mut cart: Vec<&str> = request.cart.iter().map(String::as_str).collect();
     cart.extend(session.cart.iter().map(String::as_str));
     let purchased: Vec<&str> = session.purchased.iter().map(String::as_str).collect();
@@ -83,18 +81,11 @@ pub async fn get_recommendations(
     let in_category = |product: &str| {
         category.is_some_and(|wanted| recs.memory.category_of(product).as_deref() == Some(wanted))
     };
-    // On a product page the product on screen is the context (and is not recommended), whether
-    // the page named it or only the session's latest product view says which it is.
-    let context_item = request.context_item.as_deref().or_else(|| {
-        (request.placement == Placement::Product)
-            .then(|| clicks.last().copied())
-            .flatten()
-    });
     let query = Query {
         session_id: Some(&request.session_id),
-        clicks: &clicks,
+        clicks: &page.clicks,
         time: None,
-        context_item,
+        context_item: page.context_item,
         cart: &cart,
         purchased: &purchased,
         allow: category.map(|_| &in_category as &dyn Fn(&str) -> bool),
