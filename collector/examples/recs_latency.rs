@@ -9,7 +9,7 @@
 //! The model is trained on a `SessionId ItemId Time` click log (default: the shared
 //! `clicks-100k/train.tsv`), saved to an embedded model store and loaded as the collector does;
 //! the requests replay `valid`-like sessions: each request's session has 1 to 5 product views
-//! posted through `/v1/batch` first. Prints p50, p99 and max per placement.
+//! posted through `/v1/batch` first. Prints p50, p99 and max for each of the four placements.
 
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ async fn main() -> Result<()> {
         anyhow::ensure!(response.status() == StatusCode::OK, "batch refused");
     }
 
-    for placement in ["product", "home", "cart"] {
+    for placement in ["product", "home", "cart", "post_purchase"] {
         let mut took = Vec::with_capacity(requests);
         for r in 0..requests {
             let s = r % sessions;
@@ -111,7 +111,7 @@ async fn main() -> Result<()> {
         }
         took.sort_unstable();
         println!(
-            "{placement:>8}: p50 {:?}  p99 {:?}  max {:?}  ({requests} requests)",
+            "{placement:>13}: p50 {:?}  p99 {:?}  max {:?}  ({requests} requests)",
             percentile(&took, 0.5),
             percentile(&took, 0.99),
             took[took.len() - 1]
