@@ -5,8 +5,11 @@
 //! snapshot is saved through the [`ModelStore`] when it changed and at least `save_interval`
 //! passed (the collector polls the stored version and reloads), and once more on shutdown.
 //!
-//! Replays after a crash would count clicks twice; the ids of recently folded events are kept
-//! (in memory, bounded) so a replay of the last batches changes nothing.
+//! A batch applied again by the same run (after a failed write) would count its clicks twice;
+//! the ids of recently folded events are kept (in memory, bounded) so that changes nothing.
+//! They are not saved with the model, so after a restart the events a saved model already
+//! holds but whose checkpoint had not moved (a failed write, then a save, then a crash) are
+//! counted again (`tests/model_restart.rs`, ignored until they are).
 //!
 //! Several processor instances share one stored model although each reads only its shards:
 //! a save is conditional on the version this instance last saved or loaded, and when another
