@@ -1,6 +1,9 @@
 //! What the tracker reads from the browser: the clock, randomness, new ids and the page context
 //! that goes with every event.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use js_sys::{Array, Date, Math};
 use retailmind_schema::{Context, Limits, Page, Screen};
 use wasm_bindgen::prelude::*;
@@ -40,11 +43,24 @@ fn random_bytes() -> [u8; 16] {
     bytes
 }
 
-/// A UUIDv7 for now: sortable by time, which keeps the collector's dedup index compact.
+/// The page's last event id's millisecond and counter, as `ms << 12 | counter` (one thread:
+/// relaxed is a plain load and store).
+static LAST_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A UUIDv7 for now: sortable by time, which keeps the collector's dedup index compact. Ids
+/// made in one millisecond (or after the clock stepped back) count up in their 12 bits after
+/// the version (RFC 9562, method 1; a full counter carries into the millisecond), so a page's
+/// ids sort in the order its events were recorded: the queue is read, and batches are cut, in
+/// id order.
 pub fn new_event_id() -> String {
     let mut bytes = random_bytes();
-    let millis = u64::try_from(now_ms()).unwrap_or(0);
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    let now = u64::try_from(now_ms()).unwrap_or(0);
+    // A new millisecond starts its counter at random, with room to count up.
+    let start = u64::from(u16::from_be_bytes([bytes[6], bytes[7]]) & 0x7ff);
+    let id = ((now << 12) | start).max(LAST_ID.load(Relaxed) + 1);
+    LAST_ID.store(id, Relaxed);
+    // 48 bits of milliseconds, the version's 4 (set below), the counter's 12.
+    bytes[..8].copy_from_slice(&(((id >> 12) << 16) | (id & 0xfff)).to_be_bytes());
     uuid_text(bytes, 7)
 }
 

@@ -280,6 +280,20 @@ fn orders_read_their_cart_lines_in_order() {
 }
 
 #[wasm_bindgen_test]
+fn event_ids_made_in_one_millisecond_sort_in_the_order_they_were_made() {
+    // Thousands in a few milliseconds: most share theirs with others.
+    let ids: Vec<String> = (0..5000).map(|_| browser::new_event_id()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids sort as they were made"
+    );
+    for id in [&ids[0], &ids[4999]] {
+        let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 7);
+    }
+}
+
+#[wasm_bindgen_test]
 fn anonymous_id_persists_across_inits_and_reset_makes_a_new_one() {
     start(UNREACHABLE);
     let first = tracker::anonymous_id().expect("id");
