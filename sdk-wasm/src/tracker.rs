@@ -181,6 +181,11 @@ pub fn start(config: Config) -> Result<bool, TrackerError> {
 
 /// Queues an event of `kind` with `properties` (JSON object text). Events are dropped, not
 /// refused, when tracking is off or the queue is full: tracking must never break the shop.
+///
+/// A `page_view` is the one exception: its `properties` is the page category as plain text
+/// (`""` for none), and its JSON is written once the event is placed in its session, whose
+/// page count and start it carries (`wire::page_view`). A second parameter for that one kind
+/// cost the wasm more than this convention.
 pub fn record(kind: &str, properties: &str) -> Result<(), TrackerError> {
     let send_now = with(|t| t.record(kind, properties))??;
     if send_now {
