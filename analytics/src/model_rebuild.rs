@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use retailmind_connectors::{ConnectorError, ModelStore};
+use retailmind_connectors::{ConnectorError, ModelStore, StreamPositions};
 use retailmind_recommend::{ModelConfig, ModelState};
 use serde::Serialize;
 
@@ -94,7 +94,12 @@ pub async fn save(
 ) -> Result<(), RebuildError> {
     let bytes = model.to_snapshot();
     let version = models.version(name).await?.unwrap_or(0) + 1;
-    models.save(name, version, &bytes).await?;
+    // The lake does not say which stream records it holds: a processor that starts on this
+    // model folds everything after its checkpoint, which counts twice the records the lake
+    // got but the checkpoint had not passed yet (stop the processor for a rebuild).
+    models
+        .save(name, version, &bytes, &StreamPositions::new())
+        .await?;
     report.version = version;
     report.snapshot_bytes = bytes.len();
     Ok(())

@@ -64,7 +64,12 @@ async fn main() -> Result<()> {
     let backend = embedded::open(dir.path())?;
     backend
         .models
-        .save("recommendations", 1, &model.to_snapshot())
+        .save(
+            "recommendations",
+            1,
+            &model.to_snapshot(),
+            &Default::default(),
+        )
         .await?;
     let config = CollectorConfig::default();
     let state = AppState::new(backend.sink.clone(), backend.dead_letters.clone(), &config);

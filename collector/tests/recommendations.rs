@@ -49,7 +49,7 @@ impl Harness {
         let embedded = Embedded::new();
         let store = embedded.backend.models.clone();
         store
-            .save(MODEL, 1, &seeded_model().to_snapshot())
+            .save(MODEL, 1, &seeded_model().to_snapshot(), &Default::default())
             .await
             .unwrap();
         let state: AppState = embedded.state(&config);

@@ -34,7 +34,7 @@ pub use config::{AwsConfig, BackendConfig};
 pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use lease::{Lease, LeaseStore};
-pub use models::{ModelStore, StoredModel};
+pub use models::{ModelStore, StoredModel, StreamPositions};
 pub use sessions::{Merge, SessionScan, SessionStore, StoredAt, MAX_ABSORBED};
 pub use stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 

@@ -1,6 +1,15 @@
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
+
+/// Which records of the stream a snapshot has learned: shard id → ranges of sequence numbers,
+/// `(first, last)` with both ends included, in order and apart; an empty `first` is the shard's
+/// start. Saved in the same write as the snapshot, so a restarted processor knows which
+/// replayed records the model holds already. Empty when unknown (a model rebuilt from the
+/// lake).
+pub type StreamPositions = BTreeMap<String, Vec<(String, String)>>;
 
 /// A persisted model snapshot and its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -9,6 +18,8 @@ pub struct StoredModel {
     pub version: u64,
     /// The snapshot bytes, opaque here (`retailmind_recommend::ModelState::to_snapshot`).
     pub bytes: Vec<u8>,
+    /// What of the stream the snapshot holds.
+    pub positions: StreamPositions,
 }
 
 /// Where the recommendation model's snapshot lives (DynamoDB in production), by model name.
@@ -23,9 +34,15 @@ pub trait ModelStore: Send + Sync + 'static {
     /// The stored snapshot of `name`.
     async fn load(&self, name: &str) -> Result<Option<StoredModel>>;
 
-    /// Stores `bytes` as `version` of `name`: version 1 only if nothing is stored, any later
-    /// version only if the stored one is `version - 1`. A lost race is
-    /// [`ConnectorError::Conflict`](crate::ConnectorError::Conflict); readers never see a
-    /// half-written snapshot.
-    async fn save(&self, name: &str, version: u64, bytes: &[u8]) -> Result<()>;
+    /// Stores `bytes`, with the `positions` they hold, as `version` of `name`: version 1 only
+    /// if nothing is stored, any later version only if the stored one is `version - 1`. A lost
+    /// race is [`ConnectorError::Conflict`](crate::ConnectorError::Conflict); readers never see
+    /// a half-written snapshot, nor a snapshot with another's positions.
+    async fn save(
+        &self,
+        name: &str,
+        version: u64,
+        bytes: &[u8],
+        positions: &StreamPositions,
+    ) -> Result<()>;
 }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 mod pipeline;
 pub mod sessionize;
+pub mod stream_positions;
 
 pub use config::{ConfigError, ProcessorConfig};
 pub use model::ModelKeeper;

@@ -5,24 +5,28 @@
 //! snapshot is saved through the [`ModelStore`] when it changed and at least `save_interval`
 //! passed (the collector polls the stored version and reloads), and once more on shutdown.
 //!
-//! A batch applied again by the same run (after a failed write) would count its clicks twice;
-//! the ids of recently folded events are kept (in memory, bounded) so that changes nothing.
-//! They are not saved with the model, so after a restart the events a saved model already
-//! holds but whose checkpoint had not moved (a failed write, then a save, then a crash) are
-//! counted again (`tests/model_restart.rs`, ignored until they are).
+//! The stream hands out records again: a batch retried after a failed write, and after a
+//! restart or a lease handover every record after the last checkpoint, which the model may
+//! hold already (it is saved on its own clock, not the checkpoint's). So the model keeps, per
+//! shard, the ranges of records it holds ([`stream_positions`]), saved in the same write as the
+//! snapshot, and skips every record in them. That needs each batch of a shard folded whole and
+//! in order, which the polling loop does and Lambda does with the event source mapping's
+//! parallelization factor at 1 (its default). The ids of recently folded events are also kept
+//! (in memory, bounded) against an event the tracker sent twice, which comes in two records.
 //!
 //! Several processor instances share one stored model although each reads only its shards:
 //! a save is conditional on the version this instance last saved or loaded, and when another
 //! instance saved in between, the stored model is loaded, this instance's observations since
-//! its last save are folded into it, and that is saved (and kept). A shopper's events all live
-//! on one shard, so no session is folded by two instances. With one instance nothing is ever
-//! reloaded.
+//! its last save that it does not hold already (by its positions: a shard that changed hands
+//! was read twice) are folded into it, and that is saved (and kept). A shopper's events all
+//! live on one shard, so no session is folded by two instances. With one instance nothing is
+//! ever reloaded.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use retailmind_connectors::{ConnectorError, ModelStore};
+use retailmind_connectors::{ConnectorError, ModelStore, StreamPositions};
 use retailmind_recommend::{ModelConfig, ModelState};
 use retailmind_schema::{Event, Payload};
 use tokio::sync::Mutex;
@@ -30,6 +34,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::metrics as m;
+use crate::stream_positions::{self, Span};
 
 /// Event ids remembered against replays.
 const REMEMBERED_EVENTS: usize = 200_000;
@@ -98,6 +103,13 @@ enum Learned {
     Order(Vec<String>),
 }
 
+/// A learned observation not saved yet, with the record it came from.
+struct Unsaved {
+    learned: Learned,
+    shard: Arc<str>,
+    sequence: String,
+}
+
 impl Learned {
     fn teach(&self, model: &mut ModelState) {
         match self {
@@ -120,8 +132,10 @@ const MAX_UNSAVED: usize = 2_000_000;
 
 struct Kept {
     model: ModelState,
+    /// The records of each shard that `model` holds.
+    positions: StreamPositions,
     /// Observations folded in since the last save, oldest first.
-    unsaved: Vec<Learned>,
+    unsaved: Vec<Unsaved>,
     /// More than [`MAX_UNSAVED`] came since the last save; `unsaved` is incomplete.
     unsaved_overflow: bool,
     /// The stored version this model continues; 0 before the first save.
@@ -134,9 +148,9 @@ struct Kept {
 }
 
 impl Kept {
-    fn remember(&mut self, learned: Learned) {
+    fn remember(&mut self, unsaved: Unsaved) {
         if self.unsaved.len() < MAX_UNSAVED {
-            self.unsaved.push(learned);
+            self.unsaved.push(unsaved);
         } else {
             self.unsaved_overflow = true;
         }
@@ -175,6 +189,7 @@ impl ModelKeeper {
             save_interval,
             kept: Mutex::new(Kept {
                 model: ModelState::new(ModelConfig::default()),
+                positions: StreamPositions::new(),
                 unsaved: Vec::new(),
                 unsaved_overflow: false,
                 version: 0,
@@ -198,6 +213,7 @@ impl ModelKeeper {
                 Ok(model) => {
                     info!(name = %self.name, version = stored.version, bytes = stored.bytes.len(), "model loaded");
                     kept.model = model;
+                    kept.positions = stored.positions;
                 }
                 Err(e) => {
                     warn!(name = %self.name, version = stored.version, error = %e, "stored model unreadable; starting afresh")
@@ -209,37 +225,58 @@ impl ModelKeeper {
         Ok(())
     }
 
-    /// Folds `events` into the model; returns how many taught it something.
+    /// Folds the events of a batch of records into the model, each with its record's sequence
+    /// number, in the shard's order; `span` is where the whole batch lies. Returns how many
+    /// taught it something.
     pub async fn observe<'e>(
         &self,
-        events: impl IntoIterator<Item = &'e Event>,
+        span: Span<'_>,
+        records: impl IntoIterator<Item = (&'e Event, &'e str)>,
     ) -> Result<usize, ConnectorError> {
         // Owned before the first yield below: a borrow of the events held across the yields
         // would make every caller's future not `Send`.
-        let learnt: Vec<(Uuid, Learned)> = events
+        let learnt: Vec<(Uuid, Learned, String)> = records
             .into_iter()
-            .filter_map(|event| Some((event.event_id, observation(event)?.owned())))
+            .filter_map(|(event, sequence)| {
+                Some((
+                    event.event_id,
+                    observation(event)?.owned(),
+                    sequence.to_owned(),
+                ))
+            })
             .collect();
+        let shard: Arc<str> = span.shard.into();
         let mut kept = self.kept.lock().await;
         self.ensure_loaded(&mut kept).await?;
         let mut observed = 0;
-        for (n, (event_id, learned)) in learnt.into_iter().enumerate() {
+        for (n, (event_id, learned, sequence)) in learnt.into_iter().enumerate() {
+            let new = !stream_positions::holds(&kept.positions, &shard, &sequence)
+                && kept.first_time(event_id);
             // A batch takes milliseconds to learn, and the session writes that run beside it
             // on the same task resume only when it yields: without this their every step
             // waited for the whole batch, which made the model part of their critical path.
-            if n % YIELD_EVERY == YIELD_EVERY - 1 {
+            let pause = n % YIELD_EVERY == YIELD_EVERY - 1;
+            if pause {
+                // What is taught until the yield stays held if the caller drops this future.
+                stream_positions::add(&mut kept.positions, span, &sequence);
+            }
+            if new {
+                learned.teach(&mut kept.model);
+                kept.remember(Unsaved {
+                    learned,
+                    shard: shard.clone(),
+                    sequence,
+                });
+                // Here rather than after the loop: a caller may drop this future at a yield,
+                // and what it taught until then must still be saved.
+                kept.dirty = true;
+                observed += 1;
+            }
+            if pause {
                 tokio::task::yield_now().await;
             }
-            if !kept.first_time(event_id) {
-                continue;
-            }
-            learned.teach(&mut kept.model);
-            kept.remember(learned);
-            // Here rather than after the loop: a caller may drop this future at a yield, and
-            // what it taught until then must still be saved.
-            kept.dirty = true;
-            observed += 1;
         }
+        stream_positions::add(&mut kept.positions, span, span.last);
         metrics::counter!(m::MODEL_OBSERVATIONS).increment(observed as u64);
         Ok(observed)
     }
@@ -268,7 +305,11 @@ impl ModelKeeper {
             attempt += 1;
             let version = kept.version + 1;
             let bytes = kept.model.to_snapshot();
-            match self.store.save(&self.name, version, &bytes).await {
+            match self
+                .store
+                .save(&self.name, version, &bytes, &kept.positions)
+                .await
+            {
                 Ok(()) => break (version, bytes),
                 Err(ConnectorError::Conflict { what }) if attempt < SAVE_ATTEMPTS => {
                     info!(name = %self.name, %what, "another instance saved the model; folding ours into theirs");
@@ -289,7 +330,7 @@ impl ModelKeeper {
     }
 
     /// Replaces the kept model by the stored one with this instance's unsaved observations
-    /// folded in, in their order.
+    /// that it does not hold folded in, in their order.
     async fn fold_into_stored(&self, kept: &mut Kept) -> Result<(), ConnectorError> {
         if kept.unsaved_overflow {
             warn!(name = %self.name, "too many unsaved observations to merge; overwriting the stored model");
@@ -309,10 +350,17 @@ impl ModelKeeper {
                 return Ok(());
             }
         };
-        for learned in &kept.unsaved {
-            learned.teach(&mut model);
+        // A shard that changed hands was read by both instances from the checkpoint on: what
+        // the stored model holds of it is not taught twice.
+        kept.unsaved
+            .retain(|u| !stream_positions::holds(&stored.positions, &u.shard, &u.sequence));
+        for unsaved in &kept.unsaved {
+            unsaved.learned.teach(&mut model);
         }
+        let mut positions = stored.positions;
+        stream_positions::union(&mut positions, &kept.positions);
         kept.model = model;
+        kept.positions = positions;
         kept.version = stored.version;
         Ok(())
     }
@@ -370,12 +418,54 @@ mod tests {
         }))
     }
 
+    /// `events` as the records of one shard, numbered from `first`.
+    fn records(events: &[Event], first: u32) -> Vec<(&Event, String)> {
+        events
+            .iter()
+            .zip(first..)
+            .map(|(e, seq)| (e, seq.to_string()))
+            .collect()
+    }
+
+    /// Folds `records` of `shard`, read right after the record before the first (from the
+    /// shard's start for record 1).
+    async fn observe(keeper: &ModelKeeper, shard: &str, records: &[(&Event, String)]) -> usize {
+        let (first, last) = (&records[0].1, &records[records.len() - 1].1);
+        let before = (first.parse::<u32>().unwrap() - 1).to_string();
+        let span = Span {
+            shard,
+            follows: if before == "0" {
+                stream_positions::Follows::ShardStart
+            } else {
+                stream_positions::Follows::Record(&before)
+            },
+            first,
+            last,
+        };
+        keeper
+            .observe(span, records.iter().map(|(e, seq)| (*e, seq.as_str())))
+            .await
+            .unwrap()
+    }
+
+    fn folded_once<'e>(events: impl IntoIterator<Item = &'e Event>) -> Vec<u8> {
+        let mut expected = ModelState::new(ModelConfig::default());
+        for e in events {
+            observation(e).unwrap().owned().teach(&mut expected);
+        }
+        expected.to_snapshot()
+    }
+
+    fn models(dir: &tempfile::TempDir) -> Arc<dyn ModelStore> {
+        retailmind_connectors::embedded::open(dir.path())
+            .unwrap()
+            .models
+    }
+
     #[tokio::test]
     async fn two_instances_saving_one_model_each_keep_the_others_observations() {
         let dir = tempfile::tempdir().unwrap();
-        let store = retailmind_connectors::embedded::open(dir.path())
-            .unwrap()
-            .models;
+        let store = models(&dir);
         let a = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
         let b = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
         let a1 = [
@@ -387,20 +477,89 @@ mod tests {
         let a2 = [view(6, "sc", "p4"), view(7, "sc", "p1")];
 
         // Both start before either saved; each then saves over the other's save.
-        a.observe(&a1).await.unwrap();
-        b.observe(&b1).await.unwrap();
+        observe(&a, "shard-a", &records(&a1, 1)).await;
+        observe(&b, "shard-b", &records(&b1, 1)).await;
         assert!(a.save().await.unwrap());
         assert!(b.save().await.unwrap());
-        a.observe(&a2).await.unwrap();
+        observe(&a, "shard-a", &records(&a2, 4)).await;
         assert!(a.save().await.unwrap());
         assert_eq!(a.version().await, 3);
 
-        let mut expected = ModelState::new(ModelConfig::default());
-        for e in a1.iter().chain(&b1).chain(&a2) {
-            observation(e).unwrap().owned().teach(&mut expected);
-        }
         let stored = store.load("m").await.unwrap().unwrap();
         assert_eq!(stored.version, 3);
-        assert_eq!(stored.bytes, expected.to_snapshot());
+        assert_eq!(stored.bytes, folded_once(a1.iter().chain(&b1).chain(&a2)));
+        let positions: Vec<_> = stored.positions.into_iter().collect();
+        assert_eq!(
+            positions,
+            [
+                ("shard-a".into(), vec![("".into(), "5".into())]),
+                ("shard-b".into(), vec![("".into(), "2".into())])
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn records_handed_out_again_teach_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = models(&dir);
+        let keeper = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let views = [
+            view(1, "s1", "p1"),
+            view(2, "s1", "p2"),
+            view(3, "s1", "p3"),
+        ];
+        let shard = records(&views, 1);
+        assert_eq!(observe(&keeper, "0", &shard).await, 3);
+        // The batch again (a retry after a failed write), and from its middle (a checkpoint
+        // there): nothing new.
+        assert_eq!(observe(&keeper, "0", &shard).await, 0);
+        assert_eq!(observe(&keeper, "0", &shard[1..]).await, 0);
+        // The same records on another shard are other records: only their event ids, already
+        // folded, keep them out.
+        assert_eq!(observe(&keeper, "1", &shard).await, 0);
+        // An event the tracker sent twice comes as a later record of the shard.
+        let again = [view(4, "s1", "p4"), view(2, "s1", "p2")];
+        assert_eq!(observe(&keeper, "0", &records(&again, 4)).await, 1);
+        assert!(keeper.save().await.unwrap());
+        let stored = store.load("m").await.unwrap().unwrap();
+        assert_eq!(stored.bytes, folded_once(views.iter().chain(&again[..1])));
+        assert_eq!(stored.positions["0"], [("".into(), "5".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_shard_read_by_two_instances_in_a_handover_is_folded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = models(&dir);
+        let slow = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let next = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let views: Vec<Event> = (1..=6).map(|n| view(n, "s1", &format!("p{n}"))).collect();
+        let shard = records(&views, 1);
+        let other = [view(7, "s2", "p9"), view(8, "s2", "p1")];
+
+        // The slow instance folds records 1-4 of shard 0 and, before it saves, loses its lease;
+        // the next owner reads on from the checkpoint at 2, to 6, and saves first.
+        observe(&slow, "0", &shard[..4]).await;
+        observe(&slow, "1", &records(&other, 1)).await;
+        observe(&next, "0", &shard[2..]).await;
+        assert!(next.save().await.unwrap());
+        assert!(slow.save().await.unwrap());
+
+        // Each view counted once. (The merged model learned them in another order than one
+        // instance would have, so its bytes differ.)
+        let stored = store.load("m").await.unwrap().unwrap();
+        assert_eq!(stored.version, 2);
+        let merged = ModelState::from_snapshot(&stored.bytes).unwrap();
+        let expected = ModelState::from_snapshot(&folded_once(views.iter().chain(&other))).unwrap();
+        let clicks = |model: &ModelState| -> Vec<(String, u32)> {
+            let items = model.items();
+            let mut counts: Vec<_> = (0..items.len() as u32)
+                .map(|ix| (items.id(ix).to_owned(), items.clicks(ix)))
+                .collect();
+            counts.sort();
+            counts
+        };
+        assert_eq!(clicks(&merged), clicks(&expected));
+        assert_eq!(stored.positions["0"], [("".into(), "6".into())]);
+        assert_eq!(stored.positions["1"], [("".into(), "2".into())]);
     }
 }

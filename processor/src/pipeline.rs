@@ -28,6 +28,7 @@ use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
 use crate::model::ModelKeeper;
 use crate::sessionize::{sessionize, too_late, SessionRules, Sessionized};
+use crate::stream_positions::{Follows, Span};
 
 #[derive(Debug, Error)]
 pub enum ProcessorError {
@@ -69,8 +70,17 @@ pub struct BatchOutcome {
 struct Fetched {
     after: Option<String>,
     batch: ReadBatch,
-    events: Vec<(Event, bytes::Bytes)>,
+    events: Vec<DecodedEvent>,
     undecodable: Vec<UndecodableRecord>,
+}
+
+/// A stream record that holds an event.
+struct DecodedEvent {
+    event: Event,
+    /// The record's bytes: the lake keeps them as they came.
+    data: bytes::Bytes,
+    /// Where the record is in its batch's entries (for its sequence number).
+    record: usize,
 }
 
 /// Batches at least this long are decoded on the blocking pool, beside the async work.
@@ -581,7 +591,11 @@ impl Processor {
                 let applied = self
                     .apply_decoded(
                         shard_id,
-                        batch.entries.len(),
+                        fetched
+                            .after
+                            .as_deref()
+                            .map_or(Follows::ShardStart, Follows::Record),
+                        &batch.entries,
                         &fetched.events,
                         &fetched.undecodable,
                     )
@@ -642,31 +656,32 @@ impl Processor {
 
     /// Carries stream records through to sessions and the lake, without touching checkpoints
     /// (the Lambda entry point gets its records from the event source mapping, which keeps the
-    /// position itself). All or nothing: on `Err` the whole batch must be retried, which is safe
-    /// because it is idempotent.
+    /// position itself and does not say what a batch follows). All or nothing: on `Err` the
+    /// whole batch must be retried, which is safe because it is idempotent.
     pub async fn apply(
         &self,
         shard_id: &str,
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
         let (events, undecodable) = decode(entries);
-        self.apply_decoded(shard_id, entries.len(), &events, &undecodable)
+        self.apply_decoded(shard_id, Follows::Unknown, entries, &events, &undecodable)
             .await
     }
 
-    /// [`apply`](Self::apply) of `records` records, decoded already.
+    /// [`apply`](Self::apply) of `entries`, decoded already, which come after `follows`.
     async fn apply_decoded(
         &self,
         shard_id: &str,
-        records: usize,
-        events: &[(Event, bytes::Bytes)],
+        follows: Follows<'_>,
+        entries: &[StreamEntry],
+        events: &[DecodedEvent],
         undecodable: &[UndecodableRecord],
     ) -> Result<BatchOutcome, ProcessorError> {
         let sessions = async {
             let sessions = self.write_sessions(events).await?;
             if let Some(profiles) = &self.profiles {
                 let facts = VisitFacts::gather(
-                    events.iter().map(|(event, _)| event),
+                    events.iter().map(|decoded| &decoded.event),
                     sessions.written.iter().chain(&sessions.replayed),
                 );
                 profiles.observe(&facts, now_ms()).await?;
@@ -676,11 +691,23 @@ impl Processor {
         // The lake does not depend on the sessions: both writes wait on disk or network at the
         // same time, and the caller checkpoints only once both succeeded. The model learns
         // meanwhile, on this task while the writes run on the blocking pool, yielding to them
-        // often; it remembers event ids, so a batch applied again after a failed write teaches
-        // it nothing twice.
+        // often; it remembers how far into the shard it is, so a batch applied again after a
+        // failed write teaches it nothing twice.
         let model = async {
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                return Ok(0);
+            };
+            let span = Span {
+                shard: shard_id,
+                follows,
+                first: &first.sequence,
+                last: &last.sequence,
+            };
+            let records = events
+                .iter()
+                .map(|decoded| (&decoded.event, entries[decoded.record].sequence.as_str()));
             self.model
-                .observe(events.iter().map(|(event, _)| event))
+                .observe(span, records)
                 .await
                 .map_err(ProcessorError::from)
         };
@@ -696,7 +723,7 @@ impl Processor {
         lake?;
         model?;
         Ok(BatchOutcome {
-            records,
+            records: entries.len(),
             events: events.len(),
             undecodable: undecodable.len(),
             sessions_written: sessions.written.len(),
@@ -710,12 +737,12 @@ impl Processor {
     async fn write_lake(
         &self,
         shard_id: &str,
-        events: &[(Event, bytes::Bytes)],
+        events: &[DecodedEvent],
         undecodable: &[UndecodableRecord],
     ) -> Result<(), ProcessorError> {
         let lake_records: Vec<LakeRecord> = events
             .iter()
-            .map(|(event, data)| LakeRecord::new(event.timestamp, data.clone()))
+            .map(|decoded| LakeRecord::new(decoded.event.timestamp, decoded.data.clone()))
             .collect();
         self.backend.lake.write_events(&lake_records).await?;
         if !undecodable.is_empty() {
@@ -738,11 +765,11 @@ impl Processor {
     /// did land make those visitors' events no-ops then.
     async fn write_sessions(
         &self,
-        events: &[(Event, bytes::Bytes)],
+        events: &[DecodedEvent],
     ) -> Result<TouchedSessions, ProcessorError> {
         let mut by_visitor: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
         let mut late = 0;
-        for (event, _) in events {
+        for DecodedEvent { event, .. } in events {
             if too_late(event, &self.rules) {
                 late += 1;
                 continue;
@@ -869,15 +896,19 @@ struct TouchedSessions {
 
 /// Splits stream entries into events (with their original bytes, which go to the lake as they
 /// are) and records that are not events. Repeats of an event id within the batch are dropped.
-fn decode(entries: &[StreamEntry]) -> (Vec<(Event, bytes::Bytes)>, Vec<UndecodableRecord>) {
+fn decode(entries: &[StreamEntry]) -> (Vec<DecodedEvent>, Vec<UndecodableRecord>) {
     let mut seen = HashSet::new();
     let mut events = Vec::with_capacity(entries.len());
     let mut bad = Vec::new();
-    for entry in entries {
+    for (record, entry) in entries.iter().enumerate() {
         match serde_json::from_slice::<Event>(&entry.data) {
             Ok(event) => {
                 if seen.insert(event.event_id) {
-                    events.push((event, entry.data.clone()));
+                    events.push(DecodedEvent {
+                        event,
+                        data: entry.data.clone(),
+                        record,
+                    });
                 }
             }
             Err(e) => bad.push(UndecodableRecord {

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use retailmind_connectors::{embedded, Backend, BackendConfig, StreamRecord};
+use retailmind_connectors::{embedded, Backend, BackendConfig, StoredModel, StreamRecord};
 use retailmind_processor::{Processor, ProcessorConfig};
+use retailmind_recommend::ModelState;
 use serde_json::json;
 
 const T0: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
@@ -44,6 +45,11 @@ fn processor(dir: &Path, backend: Backend, consumer: &str) -> Processor {
         ..ProcessorConfig::default()
     };
     Processor::new(backend, &config)
+}
+
+async fn stored_model(backend: &Backend) -> StoredModel {
+    let stored = backend.models.load("recommendations").await.unwrap();
+    stored.expect("the processor saved its model")
 }
 
 /// Every line of every lake file under `prefix`.
@@ -145,11 +151,27 @@ async fn events_become_sessions_and_lake_files_and_replays_change_nothing() {
         .unwrap();
     assert_eq!(checkpoint.as_deref(), Some("6"));
 
-    // A second consumer reads the whole stream again: sessions must stay exactly as they are.
+    // The drain saved the recommendation model with the records it holds.
+    let model = stored_model(&backend).await;
+    assert_eq!(
+        model.positions[embedded::SHARD_ID],
+        [(String::new(), "6".to_owned())]
+    );
+
+    // A second consumer reads the whole stream again (a new process: its model keeper starts
+    // from the stored model): sessions and the model must stay exactly as they are.
     let before = backend.sessions.sessions_of("alice").await.unwrap();
     let replay = processor(dir.path(), backend.clone(), "replay");
     assert_eq!(replay.drain().await.unwrap(), 6);
     assert_eq!(backend.sessions.sessions_of("alice").await.unwrap(), before);
+    let after = stored_model(&backend).await;
+    assert_eq!(
+        after.version, model.version,
+        "the replay taught the model nothing"
+    );
+    let learned = ModelState::from_snapshot(&after.bytes).unwrap();
+    let p1 = learned.items().get("p1").expect("p1 was viewed");
+    assert_eq!(learned.items().clicks(p1), 1);
 }
 
 #[tokio::test]

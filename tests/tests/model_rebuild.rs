@@ -71,6 +71,7 @@ async fn the_model_rebuilt_from_the_lake_is_the_one_the_stream_built() {
             "recommendations",
             1,
             &ModelState::new(ModelConfig::default()).to_snapshot(),
+            &Default::default(),
         )
         .await
         .unwrap();

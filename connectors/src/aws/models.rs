@@ -5,8 +5,9 @@
 //! beyond the lake and the version poll, the write condition and the data live in one table.
 //!
 //! Table: hash key `name` (S), range key `part` (N).
-//! - head item: `name` = the model name, `part` = 0, with `version`, `parts` and `chunks` (the
-//!   hash key of its chunks);
+//! - head item: `name` = the model name, `part` = 0, with `version`, `parts`, `chunks` (the
+//!   hash key of its chunks) and `positions` (JSON: the stream records the snapshot holds,
+//!   written with the version so they always describe the same snapshot);
 //! - chunk items: `name` = `<model>#<uuid v7>`, fresh for every save, `part` = 0, 1, …, with
 //!   `data` (B).
 //!
@@ -30,7 +31,7 @@ use super::pages::all_items;
 use super::session_item::{number, string, Item};
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::models::{ModelStore, StoredModel};
+use crate::models::{ModelStore, StoredModel, StreamPositions};
 
 const SERVICE: &str = "dynamodb";
 /// The table's hash key.
@@ -41,6 +42,7 @@ const VERSION: &str = "version";
 const PARTS: &str = "parts";
 const CHUNKS: &str = "chunks";
 const DATA: &str = "data";
+const POSITIONS: &str = "positions";
 /// Bytes of snapshot per chunk item: under the 400 KB item limit with room for the keys.
 pub const CHUNK_BYTES: usize = 350 * 1024;
 
@@ -54,6 +56,7 @@ struct Head {
     version: u64,
     parts: u64,
     chunks: String,
+    positions: StreamPositions,
 }
 
 fn corrupt(detail: impl Into<String>) -> ConnectorError {
@@ -100,6 +103,15 @@ impl DynamoModels {
                 .and_then(|v| v.as_s().ok())
                 .cloned()
                 .ok_or_else(|| corrupt("chunks missing"))?,
+            // Absent on heads written before positions were kept.
+            positions: match item.get(POSITIONS) {
+                None => StreamPositions::new(),
+                Some(value) => value
+                    .as_s()
+                    .ok()
+                    .and_then(|json| serde_json::from_str(json).ok())
+                    .ok_or_else(|| corrupt("positions not a JSON map of shards to ranges"))?,
+            },
         }))
     }
 
@@ -174,10 +186,17 @@ impl ModelStore for DynamoModels {
         Ok(Some(StoredModel {
             version: head.version,
             bytes,
+            positions: head.positions,
         }))
     }
 
-    async fn save(&self, name: &str, version: u64, bytes: &[u8]) -> Result<()> {
+    async fn save(
+        &self,
+        name: &str,
+        version: u64,
+        bytes: &[u8],
+        positions: &StreamPositions,
+    ) -> Result<()> {
         if version == 0 {
             return Err(ConnectorError::Misconfigured(format!(
                 "model {name} has version 0; versions start at 1"
@@ -188,6 +207,8 @@ impl ModelStore for DynamoModels {
         } else {
             None
         };
+        let positions_json = serde_json::to_string(positions)
+            .map_err(|e| ConnectorError::Misconfigured(format!("model positions: {e}")))?;
         let chunks = format!("{name}#{}", uuid::Uuid::now_v7());
         let pieces: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         // The chunks are new items under a fresh key, read only once the head names them: no
@@ -220,6 +241,7 @@ impl ModelStore for DynamoModels {
             (VERSION.to_owned(), number(version)),
             (PARTS.to_owned(), number(pieces.len())),
             (CHUNKS.to_owned(), string(&chunks)),
+            (POSITIONS.to_owned(), string(positions_json)),
             ("saved_at_ms".to_owned(), number(now_ms())),
         ]);
         let request = self

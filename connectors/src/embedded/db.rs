@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS models (
     name          TEXT    PRIMARY KEY,
     version       INTEGER NOT NULL,
     snapshot      BLOB    NOT NULL,
-    saved_at_ms   INTEGER NOT NULL
+    saved_at_ms   INTEGER NOT NULL,
+    positions     TEXT    NOT NULL DEFAULT '{}'
 );
 ";
 
@@ -84,26 +85,34 @@ fn migrate(conn: &Connection) -> Result<()> {
     // visitor's own key finds the row as well (see `UPDATE_SESSION`).
     conn.execute_batch("DROP INDEX IF EXISTS sessions_by_id")
         .map_err(|e| sqlite_err("migrate sessions", e))?;
-    let has_records: bool = conn
-        .query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('stream_log') WHERE name = 'records'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(|e| sqlite_err("read schema", e))?
-        > 0;
-    if !has_records {
-        // Every row written before holds one record, which the default says. Another process
-        // opening the file at the same moment may have added it first.
-        match conn
-            .execute_batch("ALTER TABLE stream_log ADD COLUMN records INTEGER NOT NULL DEFAULT 1")
-        {
-            Ok(()) => {}
-            Err(e) if e.to_string().contains("duplicate column") => {}
-            Err(e) => return Err(sqlite_err("migrate stream_log", e)),
-        }
+    if !has_column(conn, "stream_log", "records")? {
+        // Every row written before holds one record, which the default says.
+        add_column(conn, "stream_log", "records INTEGER NOT NULL DEFAULT 1")?;
+    }
+    if !has_column(conn, "models", "positions")? {
+        // A model saved before knew no positions: `{}`, as a model rebuilt from the lake.
+        add_column(conn, "models", "positions TEXT NOT NULL DEFAULT '{}'")?;
     }
     Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(|e| sqlite_err("read schema", e))
+}
+
+/// Adds a column; another process opening the file at the same moment may have added it first.
+fn add_column(conn: &Connection, table: &str, definition: &str) -> Result<()> {
+    match conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {definition}")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        Err(e) => Err(sqlite_err(&format!("migrate {table}"), e)),
+    }
 }
 
 pub fn sqlite_err(what: &str, e: rusqlite::Error) -> ConnectorError {
@@ -157,5 +166,40 @@ impl Db {
         })
         .await
         .map_err(|e| ConnectorError::unavailable("sqlite", e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_an_earlier_version_gets_the_columns_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE stream_log (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     partition_key TEXT NOT NULL, data BLOB NOT NULL, appended_at_ms INTEGER NOT NULL);
+                 CREATE TABLE models (name TEXT PRIMARY KEY, version INTEGER NOT NULL,
+                     snapshot BLOB NOT NULL, saved_at_ms INTEGER NOT NULL);
+                 INSERT INTO stream_log (partition_key, data, appended_at_ms) VALUES ('a', x'7b7d', 1);
+                 INSERT INTO models VALUES ('recommendations', 3, x'00', 1);",
+            )
+            .unwrap();
+        }
+        // Twice: the second opening finds nothing left to do.
+        for _ in 0..2 {
+            let conn = open_connection(&path).unwrap();
+            let (records, positions): (i64, String) = conn
+                .query_row(
+                    "SELECT (SELECT records FROM stream_log), (SELECT positions FROM models)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((records, positions.as_str()), (1, "{}"));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The model snapshot in the embedded SQLite database (table `models`), one row per model name.
 //!
-//! The row holds the whole snapshot as a BLOB with its version: the processor and the collector
-//! are separate processes on one file, and the collector's version poll is one primary-key read.
+//! The row holds the whole snapshot as a BLOB with its version and stream positions (JSON): the
+//! processor and the collector are separate processes on one file, and the collector's version
+//! poll is one primary-key read.
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -10,7 +11,7 @@ use super::db::{sqlite_err, Db};
 use super::store::write_transaction;
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::models::{ModelStore, StoredModel};
+use crate::models::{ModelStore, StoredModel, StreamPositions};
 
 pub struct EmbeddedModels {
     db: Db,
@@ -50,30 +51,44 @@ impl ModelStore for EmbeddedModels {
 
     async fn load(&self, name: &str) -> Result<Option<StoredModel>> {
         let name = name.to_owned();
-        let stored: Option<(i64, Vec<u8>)> = self
+        let stored: Option<(i64, Vec<u8>, String)> = self
             .db
             .call(move |conn| {
                 conn.query_row(
-                    "SELECT version, snapshot FROM models WHERE name = ?1",
+                    "SELECT version, snapshot, positions FROM models WHERE name = ?1",
                     params![name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(|e| sqlite_err("read model", e))
             })
             .await?;
         stored
-            .map(|(version, bytes)| {
+            .map(|(version, bytes, positions)| {
                 Ok(StoredModel {
                     version: to_version(version)?,
                     bytes,
+                    positions: serde_json::from_str(&positions).map_err(|e| {
+                        ConnectorError::Corrupt {
+                            what: "models.positions".into(),
+                            detail: e.to_string(),
+                        }
+                    })?,
                 })
             })
             .transpose()
     }
 
-    async fn save(&self, name: &str, version: u64, bytes: &[u8]) -> Result<()> {
+    async fn save(
+        &self,
+        name: &str,
+        version: u64,
+        bytes: &[u8],
+        positions: &StreamPositions,
+    ) -> Result<()> {
         let (name, bytes) = (name.to_owned(), bytes.to_vec());
+        let positions = serde_json::to_string(positions)
+            .map_err(|e| ConnectorError::Misconfigured(format!("model positions: {e}")))?;
         let version = i64::try_from(version)
             .map_err(|_| ConnectorError::Misconfigured(format!("model version {version}")))?;
         self.db
@@ -96,11 +111,12 @@ impl ModelStore for EmbeddedModels {
                     });
                 }
                 tx.execute(
-                    "INSERT INTO models (name, version, snapshot, saved_at_ms)
-                     VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO models (name, version, snapshot, saved_at_ms, positions)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (name) DO UPDATE SET version = excluded.version,
-                         snapshot = excluded.snapshot, saved_at_ms = excluded.saved_at_ms",
-                    params![name, version, bytes, now_ms()],
+                         snapshot = excluded.snapshot, saved_at_ms = excluded.saved_at_ms,
+                         positions = excluded.positions",
+                    params![name, version, bytes, now_ms(), positions],
                 )
                 .map_err(|e| sqlite_err("write model", e))?;
                 tx.commit().map_err(|e| sqlite_err("write model", e))
