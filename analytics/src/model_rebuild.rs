@@ -1,6 +1,7 @@
 //! Rebuilding the recommendation model from the lake, when the stored model is lost, its
 //! format changed, or its settings did: every product view of the `events` table becomes a
-//! click of its session and every purchase's lines an order, day after day in event-time order,
+//! click of its session (and names its product's category) and every purchase's lines an order
+//! bought by its session, day after day in event-time order,
 //! as the processor folds them from the stream (see `retailmind_processor::model`). The result
 //! is saved as the next version of the stored model, which the collector picks up on its next
 //! poll. A running processor keeps the rebuilt model: its next save finds a newer version
@@ -43,17 +44,19 @@ pub fn fold_day(model: &mut ModelState, records: &[EventRecord]) -> (usize, usiz
     let (mut clicks, mut orders) = (0, 0);
     for record in records {
         let e = &record.event;
+        let session = e.session_id.as_deref().unwrap_or(&e.anonymous_id);
+        let time = e.timestamp_ms as f64 / 1000.0;
         match e.event_type.as_str() {
             "product_view" => {
                 if let Some(item) = &e.product_id {
-                    let session = e.session_id.as_deref().unwrap_or(&e.anonymous_id);
-                    model.observe_click(session, item, e.timestamp_ms as f64 / 1000.0);
+                    let category = e.product_category.as_deref();
+                    model.observe_view(session, item, time, category);
                     clicks += 1;
                 }
             }
             "purchase" if !record.items.is_empty() => {
                 let items: Vec<&str> = record.items.iter().map(|i| i.product_id.as_str()).collect();
-                model.observe_order(&items);
+                model.observe_purchase(session, &items, time);
                 orders += 1;
             }
             _ => {}

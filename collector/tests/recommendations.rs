@@ -16,7 +16,9 @@ const SHOP: &str = "https://shop.example";
 const MODEL: &str = "recommendations";
 
 /// A model where `a` is followed by `b`, `c` by `d`, `x` and `y` are bought together and `pop`
-/// is the most viewed item.
+/// is the most viewed item. The processor also folded (and this collector never saw) session
+/// `earlier`, which viewed `c` and bought `y`, an order the shop's server sent for visitor
+/// `anon-7` (no session: keyed by the visitor) with `x`, and a view naming `b`'s category.
 fn seeded_model() -> ModelState {
     let mut model = ModelState::new(ModelConfig::default());
     let t = now_ms() as f64 / 1000.0 - 3600.0;
@@ -34,6 +36,10 @@ fn seeded_model() -> ModelState {
     }
     model.observe_click("xy", "x", t);
     model.observe_click("xy", "y", t + 1.0);
+    model.observe_view("earlier", "c", t + 600.0, None);
+    model.observe_purchase("earlier", &["y"], t + 700.0);
+    model.observe_purchase("anon-7", &["x"], t + 800.0);
+    model.observe_view("hats", "b", t + 900.0, Some("hats"));
     model
 }
 
@@ -347,6 +353,52 @@ async fn cart_and_purchased_items_are_excluded() {
     .await;
     let home = "anonymous_id=anon-1&session_id=s-3&placement=home&n=5";
     assert!(!h.items(home).await.contains(&"pop".to_owned()));
+}
+
+#[tokio::test]
+async fn what_the_model_holds_of_a_session_counts_where_this_instance_never_saw_it() {
+    let h = Harness::open().await;
+    // Its clicks: on a product page without a named product, `c` is on screen, so `d` follows.
+    let product = "anonymous_id=anon-1&session_id=earlier&placement=product&n=3";
+    assert_eq!(
+        h.chosen(product).await.first().map(String::as_str),
+        Some("d")
+    );
+    // Its purchase: `y`, bought with `x`, is not recommended to it.
+    let cart = "anonymous_id=anon-1&session_id=earlier&placement=cart&n=5&cart=x";
+    assert!(!h.items(cart).await.contains(&"y".to_owned()));
+    assert!(h
+        .chosen(&cart.replace("earlier", "s-5"))
+        .await
+        .contains(&"y".to_owned()));
+    // The server's order of visitor anon-7 counts for any session of theirs.
+    let cart = "anonymous_id=anon-7&session_id=s-6&placement=cart&n=5&cart=y";
+    assert!(!h.items(cart).await.contains(&"x".to_owned()));
+    assert!(h
+        .chosen(&cart.replace("anon-7", "anon-1"))
+        .await
+        .contains(&"x".to_owned()));
+    // The category the model learned.
+    let hats = "anonymous_id=anon-1&session_id=s-1&placement=home&category=hats";
+    assert_eq!(h.items(hats).await, ["b"]);
+}
+
+#[tokio::test]
+async fn an_order_sent_without_a_session_is_excluded_for_its_visitor() {
+    let h = Harness::open().await;
+    let cart = "anonymous_id=anon-1&session_id=s-8&placement=cart&n=5&cart=x";
+    assert!(h.chosen(cart).await.contains(&"y".to_owned()));
+    // As `POST /v1/transactions` puts an order on the stream: the visitor, no session.
+    let mut order = event(
+        8,
+        "purchase",
+        "",
+        json!({"order_id": "o-8", "revenue_minor": 500, "currency": "EUR",
+               "items": [{"product_id": "y", "quantity": 1}]}),
+    );
+    order.as_object_mut().unwrap().remove("session_id");
+    h.post_events(8, vec![order]).await;
+    assert!(!h.items(cart).await.contains(&"y".to_owned()));
 }
 
 #[tokio::test]

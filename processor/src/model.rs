@@ -1,7 +1,10 @@
 //! The recommendation model, kept current from the stream and saved for the collector.
 //!
-//! Every decoded event is folded in as it passes (`product_view` → a click of its session,
-//! `purchase` → an order), so the model is incremental, never rebuilt by a batch job. The
+//! Every decoded event is folded in as it passes (`product_view` → a click of its session and
+//! its product's category, `purchase` → an order and what its session bought), so the model is
+//! incremental, never rebuilt by a batch job. The collector serves from it what its own memory
+//! of live sessions lacks (after a restart, or a shopper whose last batches another instance
+//! took). The
 //! snapshot is saved through the [`ModelStore`] when it changed and at least `save_interval`
 //! passed (the collector polls the stored version and reloads), and once more on shutdown.
 //!
@@ -42,33 +45,63 @@ const REMEMBERED_EVENTS: usize = 200_000;
 /// What one event teaches the model.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observation<'e> {
-    /// `item` was looked at in `session` at `time` (Unix seconds).
+    /// `item` (of `category`, when the event names one) was looked at in `session` at `time`
+    /// (Unix seconds).
     Click {
         session: &'e str,
         item: &'e str,
         time: f64,
+        category: Option<&'e str>,
     },
-    /// These items were bought together.
-    Order(Vec<&'e str>),
+    /// `session` bought these items together at `time`.
+    Purchase {
+        session: &'e str,
+        items: Vec<&'e str>,
+        time: f64,
+    },
 }
 
 /// What `event` teaches the model, if anything. The session is the tracker's session id, or the
-/// visitor when the event has none.
+/// visitor when the event has none (an order the shop's server sent).
 pub fn observation(event: &Event) -> Option<Observation<'_>> {
+    let session = event.session_id.as_deref().unwrap_or(&event.anonymous_id);
+    let time = event.timestamp as f64 / 1000.0;
     match &event.payload {
         Payload::ProductView(product) => Some(Observation::Click {
-            session: event.session_id.as_deref().unwrap_or(&event.anonymous_id),
+            session,
             item: &product.product_id,
-            time: event.timestamp as f64 / 1000.0,
+            time,
+            category: product.category.as_deref(),
         }),
-        Payload::Purchase(purchase) if !purchase.items.is_empty() => Some(Observation::Order(
-            purchase
+        Payload::Purchase(purchase) if !purchase.items.is_empty() => Some(Observation::Purchase {
+            session,
+            items: purchase
                 .items
                 .iter()
                 .map(|line| line.product.product_id.as_str())
                 .collect(),
-        )),
+            time,
+        }),
         _ => None,
+    }
+}
+
+impl Observation<'_> {
+    /// Folds this into `model`.
+    pub fn teach(&self, model: &mut ModelState) {
+        match self {
+            Observation::Click {
+                session,
+                item,
+                time,
+                category,
+            } => model.observe_view(session, item, *time, *category),
+            Observation::Purchase {
+                session,
+                items,
+                time,
+            } => model.observe_purchase(session, items, *time),
+        }
     }
 }
 
@@ -79,14 +112,22 @@ impl Observation<'_> {
                 session,
                 item,
                 time,
+                category,
             } => Learned::Click {
                 session: (*session).to_owned(),
                 item: (*item).to_owned(),
                 time: *time,
+                category: category.map(str::to_owned),
             },
-            Observation::Order(items) => {
-                Learned::Order(items.iter().map(|i| (*i).to_owned()).collect())
-            }
+            Observation::Purchase {
+                session,
+                items,
+                time,
+            } => Learned::Purchase {
+                session: (*session).to_owned(),
+                items: items.iter().map(|i| (*i).to_owned()).collect(),
+                time: *time,
+            },
         }
     }
 }
@@ -99,8 +140,13 @@ enum Learned {
         session: String,
         item: String,
         time: f64,
+        category: Option<String>,
     },
-    Order(Vec<String>),
+    Purchase {
+        session: String,
+        items: Vec<String>,
+        time: f64,
+    },
 }
 
 /// A learned observation not saved yet, with the record it came from.
@@ -112,14 +158,29 @@ struct Unsaved {
 
 impl Learned {
     fn teach(&self, model: &mut ModelState) {
-        match self {
+        let observation = match self {
             Learned::Click {
                 session,
                 item,
                 time,
-            } => model.observe_click(session, item, *time),
-            Learned::Order(items) => model.observe_order(items),
-        }
+                category,
+            } => Observation::Click {
+                session,
+                item,
+                time: *time,
+                category: category.as_deref(),
+            },
+            Learned::Purchase {
+                session,
+                items,
+                time,
+            } => Observation::Purchase {
+                session,
+                items: items.iter().map(String::as_str).collect(),
+                time: *time,
+            },
+        };
+        observation.teach(model);
     }
 }
 
@@ -380,19 +441,20 @@ mod tests {
     }
 
     #[test]
-    fn product_views_are_clicks_and_purchases_orders() {
+    fn product_views_are_clicks_and_purchases_orders_of_their_session() {
         let view = event(serde_json::json!({
             "event_id": "01936a1c-3b5e-7cc4-9a1e-000000000001", "type": "product_view",
             "anonymous_id": "a-1", "session_id": "s-1", "timestamp": 1_764_064_800_000i64,
             "context": {"page": {"url": "https://shop.example/p/1"}},
-            "properties": {"product_id": "p-1"}
+            "properties": {"product_id": "p-1", "category": "shoes"}
         }));
         assert_eq!(
             observation(&view),
             Some(Observation::Click {
                 session: "s-1",
                 item: "p-1",
-                time: 1_764_064_800.0
+                time: 1_764_064_800.0,
+                category: Some("shoes"),
             })
         );
         let order = event(serde_json::json!({
@@ -402,9 +464,14 @@ mod tests {
             "properties": {"order_id": "o-1", "revenue_minor": 100, "currency": "EUR",
                 "items": [{"product_id": "p-1", "quantity": 1}, {"product_id": "p-2", "quantity": 2}]}
         }));
+        // Sent by the shop's server: no session, so the visitor's.
         assert_eq!(
             observation(&order),
-            Some(Observation::Order(vec!["p-1", "p-2"]))
+            Some(Observation::Purchase {
+                session: "a-1",
+                items: vec!["p-1", "p-2"],
+                time: 1_764_064_800.0,
+            })
         );
     }
 
@@ -451,7 +518,7 @@ mod tests {
     fn folded_once<'e>(events: impl IntoIterator<Item = &'e Event>) -> Vec<u8> {
         let mut expected = ModelState::new(ModelConfig::default());
         for e in events {
-            observation(e).unwrap().owned().teach(&mut expected);
+            observation(e).unwrap().teach(&mut expected);
         }
         expected.to_snapshot()
     }

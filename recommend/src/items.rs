@@ -1,5 +1,5 @@
 //! The catalogue as the model knows it: item ids interned as dense `u32` indexes, each with its
-//! click count (popularity) and a time-decayed click count (trending).
+//! click count (popularity), a time-decayed click count (trending) and its category.
 //!
 //! Everything else in the model refers to items by index, so a session or a rule costs four bytes
 //! per item instead of a string. Trending is kept as `ln Σ 2^((t − epoch) / half_life)` over the
@@ -21,12 +21,19 @@ pub struct ItemTable {
     index: HashMap<Box<str>, ItemIx>,
     clicks: Vec<u32>,
     trend_log: Vec<f64>,
+    /// Per item, its category's place in `category_names`, or [`NO_CATEGORY`].
+    category: Vec<u32>,
+    category_names: Vec<Box<str>>,
+    category_index: HashMap<Box<str>, u32>,
     /// Time of the first click the model saw; the trending scores are measured from it.
     epoch: Option<f64>,
     half_life_secs: f64,
     popular: Leaderboard,
     trending: Leaderboard,
 }
+
+/// An item whose category no event named.
+pub(crate) const NO_CATEGORY: u32 = u32::MAX;
 
 /// Numerically stable `ln(e^a + e^b)`.
 fn log_add_exp(a: f64, b: f64) -> f64 {
@@ -45,6 +52,9 @@ impl ItemTable {
             index: HashMap::new(),
             clicks: Vec::new(),
             trend_log: Vec::new(),
+            category: Vec::new(),
+            category_names: Vec::new(),
+            category_index: HashMap::new(),
             epoch: None,
             half_life_secs,
             popular: Leaderboard::new(BOARD_CAPACITY),
@@ -59,7 +69,22 @@ impl ItemTable {
         ids: Vec<Box<str>>,
         clicks: Vec<u32>,
         trend_log: Vec<f64>,
+        categories: (Vec<Box<str>>, Vec<u32>),
     ) -> Option<Self> {
+        let (category_names, category) = categories;
+        if category.len() != ids.len()
+            || category
+                .iter()
+                .any(|&c| c != NO_CATEGORY && c as usize >= category_names.len())
+        {
+            return None;
+        }
+        let mut category_index = HashMap::with_capacity(category_names.len());
+        for (c, name) in (0..).zip(&category_names) {
+            if category_index.insert(name.clone(), c).is_some() {
+                return None;
+            }
+        }
         let mut index = HashMap::with_capacity(ids.len());
         for (ix, id) in (0..).zip(&ids) {
             if index.insert(id.clone(), ix).is_some() {
@@ -83,6 +108,9 @@ impl ItemTable {
             index,
             clicks,
             trend_log,
+            category,
+            category_names,
+            category_index,
             epoch,
             half_life_secs,
             popular,
@@ -100,7 +128,25 @@ impl ItemTable {
         self.index.insert(id.into(), ix);
         self.clicks.push(0);
         self.trend_log.push(f64::NEG_INFINITY);
+        self.category.push(NO_CATEGORY);
         ix
+    }
+
+    /// Records `item`'s category, as the latest event naming one said.
+    pub(crate) fn set_category(&mut self, ix: ItemIx, name: &str) {
+        let c = match self.category_index.get(name) {
+            Some(&c) => c,
+            None => {
+                let c = u32::try_from(self.category_names.len())
+                    .ok()
+                    .filter(|&c| c != NO_CATEGORY)
+                    .expect("fewer than 2^32 - 1 categories");
+                self.category_names.push(name.into());
+                self.category_index.insert(name.into(), c);
+                c
+            }
+        };
+        self.category[ix as usize] = c;
     }
 
     /// Counts one click on `id` at `time` (Unix seconds) and returns the item's index.
@@ -141,6 +187,12 @@ impl ItemTable {
     /// Clicks counted on an item.
     pub fn clicks(&self, ix: ItemIx) -> u32 {
         self.clicks[ix as usize]
+    }
+
+    /// The item's category, when an event named one.
+    pub fn category(&self, ix: ItemIx) -> Option<&str> {
+        let c = self.category[ix as usize];
+        (c != NO_CATEGORY).then(|| &*self.category_names[c as usize])
     }
 
     /// The item's decayed click count as of `now` (Unix seconds): each click counts
@@ -188,6 +240,11 @@ impl ItemTable {
         &self.trend_log
     }
 
+    /// The category names, and each item's place among them (or [`NO_CATEGORY`]).
+    pub(crate) fn categories(&self) -> (&[Box<str>], &[u32]) {
+        (&self.category_names, &self.category)
+    }
+
     /// Estimated heap bytes: the id strings twice (list and map), the columns and the boards.
     pub(crate) fn heap_bytes(&self) -> usize {
         let strings: usize = self.ids.iter().map(|id| id.len()).sum();
@@ -197,6 +254,9 @@ impl ItemTable {
             + self.index.capacity() * map_entry
             + self.clicks.capacity() * 4
             + self.trend_log.capacity() * 8
+            + self.category.capacity() * 4
+            + 2 * self.category_names.iter().map(|c| c.len()).sum::<usize>()
+            + self.category_index.capacity() * map_entry
             + self.popular.heap_bytes()
             + self.trending.heap_bytes()
     }
@@ -217,6 +277,22 @@ mod tests {
         assert_eq!(items.clicks(a), 2);
         assert_eq!(items.id(b), "b");
         assert_eq!(items.get("c"), None);
+    }
+
+    #[test]
+    fn keeps_the_latest_category_named_per_item() {
+        let mut items = ItemTable::new(3600.0);
+        let a = items.observe_click("a", 0.0);
+        let b = items.observe_click("b", 0.0);
+        assert_eq!(items.category(a), None);
+        items.set_category(a, "shoes");
+        items.set_category(b, "shoes");
+        items.set_category(a, "boots");
+        assert_eq!(
+            (items.category(a), items.category(b)),
+            (Some("boots"), Some("shoes"))
+        );
+        assert_eq!(items.categories().0.len(), 2, "each name kept once");
     }
 
     #[test]

@@ -157,6 +157,44 @@ impl ModelState {
         }
     }
 
+    /// Folds in a product view as the stream reports it: a click of `session` on `item`, and
+    /// the item's category when the event names one.
+    pub fn observe_view(&mut self, session: &str, item: &str, time: f64, category: Option<&str>) {
+        self.observe_click(session, item, time);
+        if let (Some(category), Some(ix)) = (category, self.items.get(item)) {
+            self.items.set_category(ix, category);
+        }
+    }
+
+    /// Folds in a purchase as the stream reports it: an order (bought together), and the items
+    /// bought by `session`, which are not recommended to it again.
+    pub fn observe_purchase<S: AsRef<str>>(&mut self, session: &str, items: &[S], time: f64) {
+        self.observe_order(items);
+        let bought: Vec<ItemIx> = items
+            .iter()
+            .take(self.config.max_order_items)
+            .map(|id| self.items.intern(id.as_ref()))
+            .collect();
+        let time = if time.is_finite() {
+            time
+        } else {
+            self.latest_time
+        };
+        self.sessions.observe_purchase(session, &bought, time);
+    }
+
+    /// The clicks (oldest first) and purchases the model holds of `session`, by id.
+    pub fn session_history(&self, session: &str) -> Option<(Vec<&str>, Vec<&str>)> {
+        let record = self.sessions.record(self.sessions.seq_of(session)?)?;
+        let ids = |items: &[ItemIx]| items.iter().map(|&ix| self.items.id(ix)).collect();
+        Some((ids(&record.items), ids(&record.purchased)))
+    }
+
+    /// The category of `item`, when an event named one.
+    pub fn category_of(&self, item: &str) -> Option<&str> {
+        self.items.category(self.items.get(item)?)
+    }
+
     /// The configuration the model was built with.
     pub fn config(&self) -> &ModelConfig {
         &self.config

@@ -35,7 +35,9 @@ pub struct SessionRecord {
     pub key: Box<str>,
     /// Clicked items, oldest first, repeats included.
     pub items: Vec<ItemIx>,
-    /// Time of the latest click (Unix seconds).
+    /// Items bought in the session, each once, in the order first bought.
+    pub purchased: Vec<ItemIx>,
+    /// Time of the latest click or purchase (Unix seconds).
     pub last_time: f64,
 }
 
@@ -85,16 +87,9 @@ impl SessionStore {
 
     /// Records a click; returns the session's sequence number, or `None` when no history is kept.
     pub(crate) fn observe(&mut self, key: &str, item: ItemIx, time: f64) -> Option<SessionSeq> {
-        if self.limits.max_sessions == 0 {
-            return None;
-        }
-        let seq = match self.by_key.get(key) {
-            Some(&seq) => seq,
-            None => self.open(key, time),
-        };
+        let seq = self.touch(key, time)?;
         let max_len = self.limits.max_session_len;
         let record = self.record_mut(seq).expect("keys map to live sessions");
-        record.last_time = record.last_time.max(time);
         if record.items.len() >= max_len {
             return Some(seq);
         }
@@ -103,6 +98,35 @@ impl SessionStore {
         if first_time && self.limits.index {
             self.index(item, seq);
         }
+        Some(seq)
+    }
+
+    /// Records that the session bought `items` (up to `max_session_len` of them are kept).
+    pub(crate) fn observe_purchase(&mut self, key: &str, items: &[ItemIx], time: f64) {
+        let Some(seq) = self.touch(key, time) else {
+            return;
+        };
+        let max_len = self.limits.max_session_len;
+        let record = self.record_mut(seq).expect("keys map to live sessions");
+        for &item in items {
+            if record.purchased.len() < max_len && !record.purchased.contains(&item) {
+                record.purchased.push(item);
+            }
+        }
+    }
+
+    /// The session's sequence number (opened if new) with its last time moved on to `time`, or
+    /// `None` when no history is kept.
+    fn touch(&mut self, key: &str, time: f64) -> Option<SessionSeq> {
+        if self.limits.max_sessions == 0 {
+            return None;
+        }
+        let seq = match self.by_key.get(key) {
+            Some(&seq) => seq,
+            None => self.open(key, time),
+        };
+        let record = self.record_mut(seq).expect("keys map to live sessions");
+        record.last_time = record.last_time.max(time);
         Some(seq)
     }
 
@@ -117,6 +141,7 @@ impl SessionStore {
         self.sessions.push_back(SessionRecord {
             key: key.into(),
             items: Vec::new(),
+            purchased: Vec::new(),
             last_time: time,
         });
         self.by_key.insert(key.into(), seq);
@@ -222,7 +247,7 @@ impl SessionStore {
         let records: usize = self
             .sessions
             .iter()
-            .map(|r| 2 * r.key.len() + r.items.capacity() * 4)
+            .map(|r| 2 * r.key.len() + (r.items.capacity() + r.purchased.capacity()) * 4)
             .sum();
         let index: usize = self.by_item.iter().map(|l| l.capacity() * 4).sum();
         records
@@ -289,6 +314,24 @@ mod tests {
         }
         // At most cap + cap/2 = 3 kept per item: the newest ones.
         assert_eq!(store.recent_sessions_with(&[9], None, 10), vec![5, 4, 3]);
+    }
+
+    #[test]
+    fn keeps_what_a_session_bought_once_each_and_indexes_none_of_it() {
+        let mut store = SessionStore::new(limits(10));
+        store.observe("s", 1, 1.0);
+        store.observe_purchase("s", &[2, 1, 2], 2.0);
+        // A session that only bought (an order from the shop's server) is opened for it.
+        store.observe_purchase("t", &[5, 6, 7, 8], 3.0);
+        let s = store.record(store.seq_of("s").unwrap()).unwrap();
+        assert_eq!((&s.purchased[..], s.last_time), (&[2, 1][..], 2.0));
+        let t = store.record(store.seq_of("t").unwrap()).unwrap();
+        assert_eq!(t.purchased, [5, 6, 7], "capped at max_session_len");
+        assert!(t.items.is_empty());
+        assert_eq!(
+            store.recent_sessions_with(&[2, 5], None, 10),
+            Vec::<SessionSeq>::new()
+        );
     }
 
     #[test]

@@ -7,19 +7,22 @@
 //! (the id → index maps, the popularity boards, the item → sessions index) is not stored but
 //! rebuilt on load, which yields the same recommendations as the state that was saved.
 //!
-//! Layout, version 1: magic `RMRECSNP`, version (u32), config, latest click time (f64), items
+//! Layout, version 2: magic `RMRECSNP`, version (u32), config, latest click time (f64), items
 //! (epoch, then per item: id, clicks, log trending score), sessions (first sequence number, then
-//! per session: key, last time, items), rules rows, co-purchase rows. Strings are a u32 length
-//! and UTF-8; lists a u32 count and their elements.
+//! per session: key, last time, items), rules rows, co-purchase rows, then category names, each
+//! item's category (u32, `u32::MAX` for none) and each session's purchased items. Strings are a
+//! u32 length and UTF-8; lists a u32 count and their elements. Version 1 ends before the
+//! categories and is still read (no categories, no purchases), so a stored model of the build
+//! before keeps serving across the upgrade.
 
-use crate::items::ItemTable;
+use crate::items::{ItemTable, NO_CATEGORY};
 use crate::model::{ModelConfig, ModelState};
 use crate::sessions::{SessionLimits, SessionRecord, SessionStore};
 use crate::sparse::SparseRows;
 use crate::ItemIx;
 
 const MAGIC: &[u8; 8] = b"RMRECSNP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Why bytes could not be read back as a model.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,6 +95,14 @@ impl ModelState {
                 }
             }
         }
+        let (names, categories) = items.categories();
+        w.len(names.len());
+        names.iter().for_each(|name| w.str(name));
+        categories.iter().for_each(|&c| w.u32(c));
+        for record in self.sessions.records() {
+            w.len(record.purchased.len());
+            record.purchased.iter().for_each(|&i| w.u32(i));
+        }
         w.0
     }
 
@@ -102,7 +113,7 @@ impl ModelState {
             return Err(SnapshotError::NotASnapshot);
         }
         let version = r.u32("version")?;
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
         let config = read_config(&mut r)?;
@@ -115,9 +126,7 @@ impl ModelState {
             clicks.push(r.u32("item clicks")?);
             trend.push(r.f64("item trending score")?);
         }
-        let items =
-            ItemTable::from_parts(config.trending_half_life_secs, epoch, ids, clicks, trend)
-                .ok_or_else(|| r.invalid("an item id appears twice"))?;
+        let (ids_at, n_ids) = (r.at, ids.len());
         let item = |r: &mut Reader<'_>, what| -> Result<ItemIx, SnapshotError> {
             let ix = r.u32(what)?;
             if (ix as usize) < n_items {
@@ -148,6 +157,7 @@ impl ModelState {
             sessions.push(SessionRecord {
                 key,
                 items,
+                purchased: Vec::new(),
                 last_time,
             });
         }
@@ -169,9 +179,43 @@ impl ModelState {
                 .ok_or_else(|| r.invalid("a row is not sorted by item"))?;
             matrices.push(matrix);
         }
+        let mut categories = (Vec::new(), vec![NO_CATEGORY; n_ids]);
+        if version >= 2 {
+            let n_names = r.len("category count", 4)?;
+            categories.0 = (0..n_names)
+                .map(|_| Ok(r.str("category")?.into()))
+                .collect::<Result<_, SnapshotError>>()?;
+            for c in categories.1.iter_mut() {
+                *c = r.u32("item category")?;
+                if *c != NO_CATEGORY && *c as usize >= n_names {
+                    return Err(r.invalid("category index out of range"));
+                }
+            }
+            for session in &mut sessions {
+                let len = r.len("purchase count", 4)?;
+                if len > config.sessions.max_session_len {
+                    return Err(r.invalid("more purchases than the configuration keeps"));
+                }
+                session.purchased = (0..len)
+                    .map(|_| item(&mut r, "purchased item"))
+                    .collect::<Result<_, _>>()?;
+            }
+        }
         if r.at != bytes.len() {
             return Err(r.invalid("bytes after the end of the snapshot"));
         }
+        let items = ItemTable::from_parts(
+            config.trending_half_life_secs,
+            epoch,
+            ids,
+            clicks,
+            trend,
+            categories,
+        )
+        .ok_or(SnapshotError::Invalid {
+            what: "an item id or a category name appears twice",
+            offset: ids_at,
+        })?;
         let co_purchases = matrices.pop().expect("two matrices read");
         let rules = matrices.pop().expect("two matrices read");
         Ok(ModelState {
@@ -332,6 +376,8 @@ mod tests {
         });
         let mut model = ModelState::from_clicks(ModelConfig::default(), log);
         model.observe_order(&["a", "d"]);
+        model.observe_view("s2", "b", 5.0, Some("shoes"));
+        model.observe_purchase("s2", &["c", "e"], 6.0);
         model
     }
 
@@ -342,6 +388,11 @@ mod tests {
         let back = ModelState::from_snapshot(&bytes).unwrap();
         assert_eq!(back.to_snapshot(), bytes);
         assert_eq!(back.config(), model.config());
+        assert_eq!(back.category_of("b"), Some("shoes"));
+        assert_eq!(
+            back.session_history("s2"),
+            Some((vec!["a", "c", "b"], vec!["c", "e"]))
+        );
         let query = Query {
             clicks: &["a"],
             ..Query::default()
@@ -353,6 +404,27 @@ mod tests {
                 model.recommend(s.as_ref(), &query, 5)
             );
         }
+    }
+
+    #[test]
+    fn reads_a_version_1_snapshot_as_a_model_without_categories_or_purchases() {
+        let log =
+            [("s1", "a", 1.0), ("s1", "b", 2.0), ("s2", "a", 3.0)].map(|(session, item, time)| {
+                Click {
+                    session,
+                    item,
+                    time,
+                }
+            });
+        let model = ModelState::from_clicks(ModelConfig::default(), log);
+        let v2 = model.to_snapshot();
+        // Version 1 is version 2 without its tail: no category name, every item without one,
+        // every session without purchases.
+        let tail = 4 + 4 * model.items().len() + 4 * model.sessions().len();
+        let mut v1 = v2[..v2.len() - tail].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let back = ModelState::from_snapshot(&v1).unwrap();
+        assert_eq!(back.to_snapshot(), v2);
     }
 
     #[test]
@@ -390,17 +462,19 @@ mod tests {
         /// Any click and order history survives the round trip, and no corruption of it panics.
         #[test]
         fn any_model_round_trips(
-            log in proptest::collection::vec((0u8..5, 0u8..9, 0u32..10_000), 0..60),
-            orders in proptest::collection::vec(proptest::collection::vec(0u8..9, 0..4), 0..4),
+            log in proptest::collection::vec((0u8..5, 0u8..9, 0u32..10_000, 0u8..4), 0..60),
+            orders in proptest::collection::vec((0u8..6, proptest::collection::vec(0u8..9, 0..4)), 0..4),
             flip in any::<(usize, u8)>(),
         ) {
             let mut model = ModelState::new(ModelConfig::default());
-            for (s, i, t) in &log {
-                model.observe_click(&format!("s{s}"), &format!("i{i}"), f64::from(*t) / 10.0);
+            for (s, i, t, c) in &log {
+                let category = (*c > 0).then(|| format!("c{c}"));
+                let (session, item) = (format!("s{s}"), format!("i{i}"));
+                model.observe_view(&session, &item, f64::from(*t) / 10.0, category.as_deref());
             }
-            for order in &orders {
+            for (s, order) in &orders {
                 let ids: Vec<String> = order.iter().map(|i| format!("i{i}")).collect();
-                model.observe_order(&ids);
+                model.observe_purchase(&format!("s{s}"), &ids, 1000.0);
             }
             let bytes = model.to_snapshot();
             let back = ModelState::from_snapshot(&bytes).unwrap();

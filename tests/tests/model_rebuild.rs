@@ -35,20 +35,13 @@ async fn the_model_rebuilt_from_the_lake_is_the_one_the_stream_built() {
     let mut streamed = ModelState::new(ModelConfig::default());
     let (mut clicks, mut orders) = (0, 0);
     for event in sorted {
-        match observation(event) {
-            Some(Observation::Click {
-                session,
-                item,
-                time,
-            }) => {
-                streamed.observe_click(session, item, time);
-                clicks += 1;
-            }
-            Some(Observation::Order(items)) => {
-                streamed.observe_order(&items);
-                orders += 1;
-            }
-            None => {}
+        let Some(observation) = observation(event) else {
+            continue;
+        };
+        observation.teach(&mut streamed);
+        match observation {
+            Observation::Click { .. } => clicks += 1,
+            Observation::Purchase { .. } => orders += 1,
         }
     }
     assert!(

@@ -1,5 +1,11 @@
 //! The handler: admit the caller like ingestion does, check the parameters, build the query from
-//! the request and the session memory, try the placement's strategies, answer.
+//! the request, the session memory and the model, try the placement's strategies, answer.
+//!
+//! This instance's memory has the freshest view of a session (the batches it acknowledged a
+//! moment ago); the model has what the processor folded from every instance's batches and keeps
+//! across restarts. A session's clicks come from the memory when it has any, else from the
+//! model; what the session bought, from both. An order the shop's server sent names no session,
+//! only the visitor, so what the visitor bought under its anonymous id is left out too.
 
 use std::time::Instant;
 
@@ -67,19 +73,45 @@ pub async fn get_recommendations(
     })?;
     let request = params.check(state.limits.max_id_len)?;
     let recs = &state.recommender;
+    let loaded = recs.live.current();
+    let model = &loaded.model;
     let session = recs.memory.view(&request.session_id);
+    let visitor = recs.memory.view(&request.anonymous_id);
+    let (stored_clicks, stored_purchases) = model
+        .session_history(&request.session_id)
+        .unwrap_or_default();
+    let (_, visitor_purchases) = model
+        .session_history(&request.anonymous_id)
+        .unwrap_or_default();
 
+    let clicks: Vec<&str> = if session.clicks.is_empty() {
+        stored_clicks
+    } else {
+        session.clicks.iter().map(String::as_str).collect()
+    };
     let page = PageContext::new(
-        session.clicks.iter().map(String::as_str),
+        clicks,
         request.context_item.as_deref(),
         request.placement == Placement::Product,
     );
     let mut cart: Vec<&str> = request.cart.iter().map(String::as_str).collect();
     cart.extend(session.cart.iter().map(String::as_str));
-    let purchased: Vec<&str> = session.purchased.iter().map(String::as_str).collect();
+    let mut purchased: Vec<&str> = session
+        .purchased
+        .iter()
+        .chain(&visitor.purchased)
+        .map(String::as_str)
+        .chain(stored_purchases)
+        .chain(visitor_purchases)
+        .collect();
+    purchased.sort_unstable();
+    purchased.dedup();
     let category = request.category.as_deref();
     let in_category = |product: &str| {
-        category.is_some_and(|wanted| recs.memory.category_of(product).as_deref() == Some(wanted))
+        category.is_some_and(|wanted| match recs.memory.category_of(product) {
+            Some(remembered) => remembered == wanted,
+            None => model.category_of(product) == Some(wanted),
+        })
     };
     let query = Query {
         session_id: Some(&request.session_id),
@@ -91,7 +123,6 @@ pub async fn get_recommendations(
         allow: category.map(|_| &in_category as &dyn Fn(&str) -> bool),
     };
 
-    let loaded = recs.live.current();
     let strategies = recs.strategies(request.placement);
     let mut answer = None;
     for (i, strategy) in strategies.iter().enumerate() {
