@@ -17,22 +17,39 @@ pub async fn read(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, CollectorError> {
-    check_content_type(headers)?;
+    read_keeping(headers, gzip_flag, body, limit)
+        .await
+        .map_err(|(error, _)| error)
+}
+
+/// As [`read`], and a body that arrived whole but does not decompress comes back with the
+/// error, so that the events in it can be kept (and perhaps recovered) all the same.
+pub async fn read_keeping(
+    headers: &HeaderMap,
+    gzip_flag: bool,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, (CollectorError, Option<Bytes>)> {
+    check_content_type(headers).map_err(|e| (e, None))?;
     let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if is_length_limit(&e) {
             CollectorError::BodyTooLarge { limit }
         } else {
             CollectorError::BodyUnreadable(e.to_string())
         }
-    })?;
+    });
+    let raw = raw.map_err(|e| (e, None))?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("identity") | Some("") if !gzip_flag => Ok(raw),
-        None | Some("identity") | Some("") | Some("gzip") => gunzip(&raw, limit),
-        Some(other) => Err(CollectorError::UnsupportedEncoding(other.to_owned())),
+        None | Some("identity") | Some("") | Some("gzip") => match gunzip(&raw, limit) {
+            Err(e @ CollectorError::BodyUnreadable(_)) => Err((e, Some(raw))),
+            decompressed => decompressed.map_err(|e| (e, None)),
+        },
+        Some(other) => Err((CollectorError::UnsupportedEncoding(other.to_owned()), None)),
     }
 }
 

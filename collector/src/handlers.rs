@@ -161,12 +161,34 @@ impl Front {
     }
 
     pub(crate) async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
-        let gzip = self
-            .query
+        body::read(&self.headers, self.gzip(), body, self.state.max_body_bytes).await
+    }
+
+    fn gzip(&self) -> bool {
+        self.query
             .compression
             .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("gzip"));
-        body::read(&self.headers, gzip, body, self.state.max_body_bytes).await
+            .is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+    }
+
+    /// The body of an event endpoint. One that arrived whole but does not decompress is kept
+    /// in the dead letters (its events may be recoverable) when a key from outside the body was
+    /// admitted, as a body that is not a batch is.
+    pub(crate) async fn event_body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
+        let read =
+            body::read_keeping(&self.headers, self.gzip(), body, self.state.max_body_bytes).await;
+        match read {
+            Ok(bytes) => Ok(bytes),
+            Err((refusal, Some(compressed))) => {
+                let meta = self.meta();
+                if let Ok(caller) = self.admit(None, &meta, KeyKind::Publishable) {
+                    ingest::keep_undecompressed_body(&self.state, &caller, &compressed, &refusal)
+                        .await?;
+                }
+                Err(refusal)
+            }
+            Err((refusal, None)) => Err(refusal),
+        }
     }
 }
 
@@ -227,7 +249,7 @@ pub enum IngestAnswers {
     responses(IngestAnswers)
 )]
 pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
-    let bytes = front.body(body).await?;
+    let bytes = front.event_body(body).await?;
     let read = read_batch(&front.state, &bytes);
     let (meta, caller, batch) = front
         .admit_or_refuse(read, |batch| batch.write_key.as_deref(), &bytes)
@@ -346,7 +368,7 @@ async fn segment_message(
     front: Front,
     body: Body,
 ) -> Result<Json<BatchResponse>, CollectorError> {
-    let bytes = front.body(body).await?;
+    let bytes = front.event_body(body).await?;
     #[derive(Deserialize)]
     struct KeyOnly {
         #[serde(default, rename = "writeKey")]

@@ -362,6 +362,9 @@ struct RefusedBody<'a> {
     /// The body as it arrived (after gzip): its JSON when it is JSON, else a string (bytes that
     /// are not UTF-8 replaced by U+FFFD); cut like a rejected event's text.
     body: Box<RawValue>,
+    /// `base64` when `body` holds the bytes as they came (gzip that does not decompress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated_from_bytes: Option<usize>,
 }
@@ -383,12 +386,47 @@ pub async fn keep_refused_body(
         received_at: now_ms(),
         errors: [RejectedField::new(field, error.to_string())],
         body: kept,
+        body_encoding: None,
         truncated_from_bytes: truncated.map(|_| body.len()),
     };
+    keep_letter(state, caller, error, &letter).await
+}
+
+/// Keeps a gzip body that does not decompress in the dead letters, as base64 (its first
+/// [`DEAD_LETTER_EVENT_BYTES`] of it): a stream cut short still holds most of its events.
+pub async fn keep_undecompressed_body(
+    state: &AppState,
+    caller: &Caller,
+    compressed: &[u8],
+    error: &CollectorError,
+) -> Result<(), CollectorError> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(compressed);
+    let kept = beginning(
+        &encoded,
+        DEAD_LETTER_EVENT_BYTES - DEAD_LETTER_EVENT_BYTES % 4,
+    );
+    let letter = RefusedBody {
+        sender: &caller.key_name,
+        received_at: now_ms(),
+        errors: [RejectedField::new("body", error.to_string())],
+        body: as_json_string(kept),
+        body_encoding: Some("base64"),
+        truncated_from_bytes: (kept.len() < encoded.len()).then_some(compressed.len()),
+    };
+    keep_letter(state, caller, error, &letter).await
+}
+
+async fn keep_letter(
+    state: &AppState,
+    caller: &Caller,
+    error: &CollectorError,
+    letter: &RefusedBody<'_>,
+) -> Result<(), CollectorError> {
     tracing::info!(sender = %caller.key_name, code = error.code(), "request body refused");
     let letter = StreamRecord {
         partition_key: caller.key_name.clone(),
-        data: Bytes::from(serde_json::to_vec(&letter).unwrap_or_default()),
+        data: Bytes::from(serde_json::to_vec(letter).unwrap_or_default()),
     };
     state.append_in_time(&state.dead_letters, letter).await?;
     metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);

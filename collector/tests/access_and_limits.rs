@@ -66,6 +66,15 @@ impl Harness {
     async fn stored(&self) -> Vec<Event> {
         self.embedded.stored().await
     }
+
+    /// The dead letters, as JSON.
+    fn letters(&self) -> Vec<Value> {
+        let letters = self.embedded.dead_letters();
+        letters
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 }
 
 /// `n` page views whose ids differ from batch to batch (an event id is written only once).
@@ -315,12 +324,7 @@ async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
     }
     assert!(h.stored().await.is_empty());
 
-    let letters: Vec<Value> = h
-        .embedded
-        .dead_letters()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = h.letters();
     assert_eq!(letters.len(), 4, "{letters:?}");
     for letter in &letters {
         assert_eq!(letter["sender"], "shop web");
@@ -354,6 +358,56 @@ async fn a_body_refused_whole_is_kept_in_the_dead_letters_under_its_key() {
         "{kept:.80}"
     );
     assert!(!letters[3].to_string().contains("sk_live"));
+}
+
+/// A gzip body that arrived whole but does not decompress (cut short, or corrupt) is refused
+/// with a 400 naming the body and kept as it came, in base64, so its events can be recovered.
+#[tokio::test]
+async fn a_gzip_body_that_does_not_decompress_is_kept_as_it_came() {
+    use base64::Engine as _;
+    use std::io::Write;
+    let h = Harness::new(CollectorConfig {
+        keys: keys(),
+        ..CollectorConfig::default()
+    });
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(batch(BATCH_ID, 3).as_bytes()).unwrap();
+    let whole = enc.finish().unwrap();
+    let cut = whole[..whole.len() - 12].to_vec();
+    let send = |uri: &str| {
+        let request = Request::post(uri)
+            .header(header::ORIGIN, SHOP)
+            .body(Body::from(cut.clone()))
+            .unwrap();
+        h.send(request)
+    };
+    for uri in [
+        "/v1/batch?compression=gzip&key=pk_live_shop",
+        "/v1/track?compression=gzip&key=pk_live_shop",
+        // Without a key from outside the body: refused, not kept.
+        "/v1/batch?compression=gzip",
+    ] {
+        let r = send(uri).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let body = json_of(r).await;
+        assert_eq!(body["error"]["code"], "body_unreadable", "{uri}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("gzip"),
+            "{body}"
+        );
+    }
+    assert!(h.stored().await.is_empty());
+    let letters = h.letters();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["sender"], "shop web");
+        assert_eq!(letter["errors"][0]["field"], "body");
+        assert_eq!(letter["body_encoding"], "base64");
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(letter["body"].as_str().unwrap())
+            .unwrap();
+        assert!(kept == cut, "the bytes as they came");
+    }
 }
 
 /// When the dead letters cannot take a refused body, the sender hears 503 and sends it again
