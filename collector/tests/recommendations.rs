@@ -18,7 +18,8 @@ const MODEL: &str = "recommendations";
 /// A model where `a` is followed by `b`, `c` by `d`, `x` and `y` are bought together and `pop`
 /// is the most viewed item. The processor also folded (and this collector never saw) session
 /// `earlier`, which viewed `c` and bought `y`, an order the shop's server sent for visitor
-/// `anon-7` (no session: keyed by the visitor) with `x`, and a view naming `b`'s category.
+/// `anon-7` (no session: keyed by the visitor) with `x`, another for customer `cust-9`, and a
+/// view naming `b`'s category.
 fn seeded_model() -> ModelState {
     let mut model = ModelState::new(ModelConfig::default());
     let t = now_ms() as f64 / 1000.0 - 3600.0;
@@ -39,6 +40,8 @@ fn seeded_model() -> ModelState {
     model.observe_view("earlier", "c", t + 600.0, None);
     model.observe_purchase("earlier", &["y"], t + 700.0);
     model.observe_purchase("anon-7", &["x"], t + 800.0);
+    // An order with a customer id and no anonymous id goes on the stream under the customer id.
+    model.observe_purchase("cust-9", &["x"], t + 850.0);
     model.observe_view("hats", "b", t + 900.0, Some("hats"));
     model
 }
@@ -378,6 +381,9 @@ async fn what_the_model_holds_of_a_session_counts_where_this_instance_never_saw_
         .chosen(&cart.replace("anon-7", "anon-1"))
         .await
         .contains(&"x".to_owned()));
+    // And that of customer cust-9, signed in on a browser the order did not name.
+    let signed_in = cart.replace("anon-7", "anon-2") + "&user_id=cust-9";
+    assert!(!h.items(&signed_in).await.contains(&"x".to_owned()));
     // The category the model learned.
     let hats = "anonymous_id=anon-1&session_id=s-1&placement=home&category=hats";
     assert_eq!(h.items(hats).await, ["b"]);

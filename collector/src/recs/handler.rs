@@ -5,7 +5,8 @@
 //! moment ago); the model has what the processor folded from every instance's batches and keeps
 //! across restarts. A session's clicks come from the memory when it has any, else from the
 //! model; what the session bought, from both. An order the shop's server sent names no session,
-//! only the visitor, so what the visitor bought under its anonymous id is left out too.
+//! only the visitor (its anonymous id, or the customer id when it had none), so what was bought
+//! under the request's anonymous id or user id is left out too.
 
 use std::time::Instant;
 
@@ -76,13 +77,28 @@ pub async fn get_recommendations(
     let loaded = recs.live.current();
     let model = &loaded.model;
     let session = recs.memory.view(&request.session_id);
-    let visitor = recs.memory.view(&request.anonymous_id);
-    let (stored_clicks, stored_purchases) = model
+    let (stored_clicks, mut purchased) = model
         .session_history(&request.session_id)
         .unwrap_or_default();
-    let (_, visitor_purchases) = model
-        .session_history(&request.anonymous_id)
-        .unwrap_or_default();
+    let buyers = [
+        Some(request.anonymous_id.as_str()),
+        request.user_id.as_deref(),
+    ];
+    let buyers: Vec<&str> = buyers.into_iter().flatten().collect();
+    let remembered: Vec<_> = buyers.iter().map(|b| recs.memory.view(b)).collect();
+    for buyer in &buyers {
+        if let Some((_, bought)) = model.session_history(buyer) {
+            purchased.extend(bought);
+        }
+    }
+    purchased.extend(
+        [&session]
+            .into_iter()
+            .chain(&remembered)
+            .flat_map(|view| view.purchased.iter().map(String::as_str)),
+    );
+    purchased.sort_unstable();
+    purchased.dedup();
 
     let clicks: Vec<&str> = if session.clicks.is_empty() {
         stored_clicks
@@ -96,16 +112,6 @@ pub async fn get_recommendations(
     );
     let mut cart: Vec<&str> = request.cart.iter().map(String::as_str).collect();
     cart.extend(session.cart.iter().map(String::as_str));
-    let mut purchased: Vec<&str> = session
-        .purchased
-        .iter()
-        .chain(&visitor.purchased)
-        .map(String::as_str)
-        .chain(stored_purchases)
-        .chain(visitor_purchases)
-        .collect();
-    purchased.sort_unstable();
-    purchased.dedup();
     let category = request.category.as_deref();
     let in_category = |product: &str| {
         category.is_some_and(|wanted| match recs.memory.category_of(product) {
