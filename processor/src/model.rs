@@ -203,6 +203,9 @@ struct Kept {
     version: u64,
     loaded: bool,
     dirty: bool,
+    /// `positions` changed since the last save although `model` did not (batches without
+    /// anything to learn): saved on shutdown only, so a restart does not find a gap.
+    positions_moved: bool,
     last_save: Option<Instant>,
     seen: HashSet<Uuid>,
     seen_order: VecDeque<Uuid>,
@@ -256,6 +259,7 @@ impl ModelKeeper {
                 version: 0,
                 loaded: false,
                 dirty: false,
+                positions_moved: false,
                 last_save: None,
                 seen: HashSet::new(),
                 seen_order: VecDeque::new(),
@@ -319,7 +323,7 @@ impl ModelKeeper {
             let pause = n % YIELD_EVERY == YIELD_EVERY - 1;
             if pause {
                 // What is taught until the yield stays held if the caller drops this future.
-                stream_positions::add(&mut kept.positions, span, &sequence);
+                kept.positions_moved |= stream_positions::add(&mut kept.positions, span, &sequence);
             }
             if new {
                 learned.teach(&mut kept.model);
@@ -337,7 +341,7 @@ impl ModelKeeper {
                 tokio::task::yield_now().await;
             }
         }
-        stream_positions::add(&mut kept.positions, span, span.last);
+        kept.positions_moved |= stream_positions::add(&mut kept.positions, span, span.last);
         metrics::counter!(m::MODEL_OBSERVATIONS).increment(observed as u64);
         Ok(observed)
     }
@@ -357,7 +361,8 @@ impl ModelKeeper {
         let due = kept
             .last_save
             .is_none_or(|at| at.elapsed() >= self.save_interval);
-        if !kept.dirty || !(now || due) {
+        let changed = kept.dirty || (now && kept.positions_moved);
+        if !changed || !(now || due) {
             return Ok(false);
         }
         let started = Instant::now();
@@ -383,6 +388,7 @@ impl ModelKeeper {
         kept.unsaved.clear();
         kept.unsaved_overflow = false;
         kept.dirty = false;
+        kept.positions_moved = false;
         kept.last_save = Some(Instant::now());
         metrics::histogram!(m::MODEL_SAVE_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::gauge!(m::MODEL_SNAPSHOT_BYTES).set(bytes.len() as f64);
@@ -591,6 +597,35 @@ mod tests {
         let stored = store.load("m").await.unwrap().unwrap();
         assert_eq!(stored.bytes, folded_once(views.iter().chain(&again[..1])));
         assert_eq!(stored.positions["0"], [("".into(), "5".into())]);
+    }
+
+    #[tokio::test]
+    async fn positions_alone_are_saved_on_shutdown_not_on_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = models(&dir);
+        let keeper = ModelKeeper::new(store.clone(), "m", Duration::ZERO);
+        let views = [view(1, "s1", "p1"), view(2, "s1", "p2")];
+        observe(&keeper, "0", &records(&views, 1)).await;
+        assert!(keeper.save().await.unwrap());
+        // Records with nothing to learn (page views) move the positions only.
+        let pages: Vec<Event> = (3..=4)
+            .map(|n| {
+                event(serde_json::json!({
+                    "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012}"), "type": "page_view",
+                    "anonymous_id": "s1", "session_id": "s1", "timestamp": 1_764_064_800_000i64,
+                    "context": {"page": {"url": "https://shop.example/"}}, "properties": {}
+                }))
+            })
+            .collect();
+        assert_eq!(observe(&keeper, "0", &records(&pages, 3)).await, 0);
+        assert!(
+            !keeper.save_if_due().await.unwrap(),
+            "no save for positions alone"
+        );
+        assert!(keeper.save().await.unwrap(), "but one on shutdown");
+        let stored = store.load("m").await.unwrap().unwrap();
+        assert_eq!(stored.positions["0"], [("".into(), "4".into())]);
+        assert!(!keeper.save().await.unwrap(), "nothing moved since");
     }
 
     #[tokio::test]

@@ -13,9 +13,11 @@ use std::cmp::Ordering;
 use retailmind_connectors::stream::sequence_cmp;
 use retailmind_connectors::StreamPositions;
 
-/// Ranges kept per shard. Past this the two oldest join: the oldest gap is the one whose
-/// records the stream trims first, so the least likely to be handed out again.
-const MAX_RANGES: usize = 8;
+/// Ranges kept per shard. Past this the oldest is forgotten: its records are the first the
+/// stream trims, so the least likely to be handed out again, and forgetting them can at worst
+/// count one of them twice, where joining it to the next range would claim the gap between,
+/// whose records may be another instance's, not saved yet.
+const MAX_RANGES: usize = 16;
 
 /// What a batch of records comes right after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +54,8 @@ pub fn holds(positions: &StreamPositions, shard: &str, sequence: &str) -> bool {
 }
 
 /// Records that `positions` hold the records of `span` up to `last`, the whole batch or the
-/// part folded so far.
-pub fn add(positions: &mut StreamPositions, span: Span<'_>, last: &str) {
+/// part folded so far; returns whether that changed them.
+pub fn add(positions: &mut StreamPositions, span: Span<'_>, last: &str) -> bool {
     let ranges = match positions.get_mut(span.shard) {
         Some(ranges) => ranges,
         None => positions.entry(span.shard.to_owned()).or_default(),
@@ -67,8 +69,10 @@ pub fn add(positions: &mut StreamPositions, span: Span<'_>, last: &str) {
         },
         Follows::Unknown => span.first.to_owned(),
     };
+    let before = ranges.clone();
     ranges.push((first, last.to_owned()));
     normalize(ranges);
+    *ranges != before
 }
 
 /// Adds everything `other` holds to `positions`.
@@ -94,9 +98,8 @@ fn normalize(ranges: &mut Vec<(String, String)>) {
             _ => joined.push((first, last)),
         }
     }
-    while joined.len() > MAX_RANGES {
-        let (_, last) = joined.remove(1);
-        joined[0].1 = last;
+    if joined.len() > MAX_RANGES {
+        joined.drain(..joined.len() - MAX_RANGES);
     }
     *ranges = joined;
 }
@@ -177,15 +180,24 @@ mod tests {
     }
 
     #[test]
-    fn past_the_limit_the_oldest_gap_closes() {
+    fn past_the_limit_the_oldest_range_is_forgotten_and_no_gap_claimed() {
         let mut p = StreamPositions::new();
-        for n in 0..=MAX_RANGES {
+        for n in 1..=MAX_RANGES + 1 {
             let (first, last) = ((n * 10).to_string(), (n * 10 + 5).to_string());
             add(&mut p, span(Follows::Unknown, &first), &last);
         }
         let held = ranges(&p, "s");
         assert_eq!(held.len(), MAX_RANGES);
-        assert_eq!(held[0], ("0".to_owned(), "15".to_owned()));
-        assert!(holds(&p, "s", "7") && !holds(&p, "s", "27"));
+        assert_eq!(held[0], ("20".to_owned(), "25".to_owned()));
+        assert!(!holds(&p, "s", "12") && !holds(&p, "s", "27") && holds(&p, "s", "22"));
+    }
+
+    #[test]
+    fn says_whether_it_changed_anything() {
+        let mut p = StreamPositions::new();
+        assert!(add(&mut p, span(Follows::ShardStart, "1"), "40"));
+        assert!(!add(&mut p, span(Follows::ShardStart, "1"), "40"));
+        assert!(!add(&mut p, span(Follows::Record("10"), "11"), "30"));
+        assert!(add(&mut p, span(Follows::Record("40"), "41"), "41"));
     }
 }
