@@ -104,13 +104,18 @@ impl DynamoModels {
                 .cloned()
                 .ok_or_else(|| corrupt("chunks missing"))?,
             // Absent on heads written before positions were kept.
+            // Unreadable ones are unknown (the model is derived data: at worst a replayed
+            // record is learned twice), not a reason to stop the processor.
             positions: match item.get(POSITIONS) {
                 None => StreamPositions::new(),
                 Some(value) => value
                     .as_s()
                     .ok()
                     .and_then(|json| serde_json::from_str(json).ok())
-                    .ok_or_else(|| corrupt("positions not a JSON map of shards to ranges"))?,
+                    .unwrap_or_else(|| {
+                        tracing::warn!(table = %self.table, name, "stored model positions unreadable; taken as unknown");
+                        StreamPositions::new()
+                    }),
             },
         }))
     }

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS models (
     version       INTEGER NOT NULL,
     snapshot      BLOB    NOT NULL,
     saved_at_ms   INTEGER NOT NULL,
-    positions     TEXT    NOT NULL DEFAULT '{}'
+    positions     TEXT    NOT NULL DEFAULT '{}',
+    positions_version INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -92,6 +93,15 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column(conn, "models", "positions")? {
         // A model saved before knew no positions: `{}`, as a model rebuilt from the lake.
         add_column(conn, "models", "positions TEXT NOT NULL DEFAULT '{}'")?;
+    }
+    if !has_column(conn, "models", "positions_version")? {
+        // The version the positions were saved with: an older build saving a snapshot leaves
+        // them behind, and they must not be read as the new snapshot's.
+        add_column(
+            conn,
+            "models",
+            "positions_version INTEGER NOT NULL DEFAULT 0",
+        )?;
     }
     Ok(())
 }
@@ -192,14 +202,15 @@ mod tests {
         // Twice: the second opening finds nothing left to do.
         for _ in 0..2 {
             let conn = open_connection(&path).unwrap();
-            let (records, positions): (i64, String) = conn
+            let (records, positions, of): (i64, String, i64) = conn
                 .query_row(
-                    "SELECT (SELECT records FROM stream_log), (SELECT positions FROM models)",
+                    "SELECT (SELECT records FROM stream_log), (SELECT positions FROM models),
+                         (SELECT positions_version FROM models)",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .unwrap();
-            assert_eq!((records, positions.as_str()), (1, "{}"));
+            assert_eq!((records, positions.as_str(), of), (1, "{}", 0));
         }
     }
 }

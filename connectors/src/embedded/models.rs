@@ -30,6 +30,15 @@ fn to_version(stored: i64) -> Result<u64> {
     })
 }
 
+/// Positions as stored; unreadable ones are unknown (the model is derived data: at worst a
+/// replayed record is learned twice), not a reason to stop the processor.
+fn read_positions(json: &str) -> StreamPositions {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "stored model positions unreadable; taken as unknown");
+        StreamPositions::new()
+    })
+}
+
 #[async_trait]
 impl ModelStore for EmbeddedModels {
     async fn version(&self, name: &str) -> Result<Option<u64>> {
@@ -51,29 +60,32 @@ impl ModelStore for EmbeddedModels {
 
     async fn load(&self, name: &str) -> Result<Option<StoredModel>> {
         let name = name.to_owned();
-        let stored: Option<(i64, Vec<u8>, String)> = self
+        let stored: Option<(i64, Vec<u8>, String, i64)> = self
             .db
             .call(move |conn| {
                 conn.query_row(
-                    "SELECT version, snapshot, positions FROM models WHERE name = ?1",
+                    "SELECT version, snapshot, positions, positions_version
+                     FROM models WHERE name = ?1",
                     params![name],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .map_err(|e| sqlite_err("read model", e))
             })
             .await?;
         stored
-            .map(|(version, bytes, positions)| {
+            .map(|(version, bytes, positions, positions_version)| {
+                // A build from before positions saves a snapshot without touching them: they
+                // are then another snapshot's, and this one's are unknown.
+                let positions = if positions_version == version {
+                    read_positions(&positions)
+                } else {
+                    StreamPositions::new()
+                };
                 Ok(StoredModel {
                     version: to_version(version)?,
                     bytes,
-                    positions: serde_json::from_str(&positions).map_err(|e| {
-                        ConnectorError::Corrupt {
-                            what: "models.positions".into(),
-                            detail: e.to_string(),
-                        }
-                    })?,
+                    positions,
                 })
             })
             .transpose()
@@ -111,16 +123,62 @@ impl ModelStore for EmbeddedModels {
                     });
                 }
                 tx.execute(
-                    "INSERT INTO models (name, version, snapshot, saved_at_ms, positions)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO models
+                         (name, version, snapshot, saved_at_ms, positions, positions_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?2)
                      ON CONFLICT (name) DO UPDATE SET version = excluded.version,
                          snapshot = excluded.snapshot, saved_at_ms = excluded.saved_at_ms,
-                         positions = excluded.positions",
+                         positions = excluded.positions,
+                         positions_version = excluded.positions_version",
                     params![name, version, bytes, now_ms(), positions],
                 )
                 .map_err(|e| sqlite_err("write model", e))?;
                 tx.commit().map_err(|e| sqlite_err("write model", e))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{self, DB_FILE};
+
+    #[tokio::test]
+    async fn positions_another_build_left_behind_or_cannot_read_are_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = embedded::open(dir.path()).unwrap().models;
+        let positions =
+            StreamPositions::from([("0".to_owned(), vec![(String::new(), "9".into())])]);
+        models.save("m", 1, b"one", &positions).await.unwrap();
+        assert_eq!(
+            models.load("m").await.unwrap().unwrap().positions,
+            positions
+        );
+
+        let raw = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        // A build from before positions saves version 2 the way it did.
+        raw.execute(
+            "UPDATE models SET version = 2, snapshot = x'00' WHERE name = 'm'",
+            [],
+        )
+        .unwrap();
+        let stored = models.load("m").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.version, stored.positions),
+            (2, StreamPositions::new())
+        );
+
+        models.save("m", 3, b"three", &positions).await.unwrap();
+        raw.execute(
+            "UPDATE models SET positions = '{not json' WHERE name = 'm'",
+            [],
+        )
+        .unwrap();
+        let stored = models.load("m").await.unwrap().expect("still loads");
+        assert_eq!(
+            (stored.bytes, stored.positions),
+            (b"three".to_vec(), StreamPositions::new())
+        );
     }
 }
