@@ -3,8 +3,8 @@
 //!
 //! This instance's memory has the freshest view of a session (the batches it acknowledged a
 //! moment ago); the model has what the processor folded from every instance's batches and keeps
-//! across restarts. A session's clicks come from the memory when it has any, else from the
-//! model; what the session bought, from both. An order the shop's server sent names no session,
+//! across restarts. A session's clicks are the model's followed by the memory's that it does
+//! not have yet; what the session bought comes from both. An order the shop's server sent names no session,
 //! only the visitor (its anonymous id, or the customer id when it had none), so what was bought
 //! under the request's anonymous id or user id is left out too.
 
@@ -44,6 +44,24 @@ pub struct RecommendedItem {
     pub score: f64,
     /// Filled in from popularity, not from the strategy named.
     pub fallback: bool,
+}
+
+/// A session's clicks as the model holds them (up to its last save) followed by those this
+/// instance remembers (its latest, from some point on) that the model does not have yet: where
+/// the model's last clicks are the memory's first, they are the same clicks.
+fn joined_clicks<'a>(stored: Vec<&'a str>, remembered: &'a [String]) -> Vec<&'a str> {
+    let overlap = (0..=stored.len().min(remembered.len()))
+        .rev()
+        .find(|&k| {
+            stored[stored.len() - k..]
+                .iter()
+                .zip(&remembered[..k])
+                .all(|(a, b)| *a == b.as_str())
+        })
+        .unwrap_or(0);
+    let mut clicks = stored;
+    clicks.extend(remembered[overlap..].iter().map(String::as_str));
+    clicks
 }
 
 /// Ranked products for a shopper and a placement.
@@ -100,11 +118,7 @@ pub async fn get_recommendations(
     purchased.sort_unstable();
     purchased.dedup();
 
-    let clicks: Vec<&str> = if session.clicks.is_empty() {
-        stored_clicks
-    } else {
-        session.clicks.iter().map(String::as_str).collect()
-    };
+    let clicks = joined_clicks(stored_clicks, &session.clicks);
     let page = PageContext::new(
         clicks,
         request.context_item.as_deref(),
@@ -160,4 +174,34 @@ pub async fn get_recommendations(
     metrics::counter!(m::RECOMMENDATIONS, "placement" => placement, "strategy" => response.strategy.clone())
         .increment(1);
     Ok(Json(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::joined_clicks;
+
+    fn owned(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_models_clicks_then_the_memorys_newer_ones() {
+        // A restarted instance: the model has the start, the memory only what came since.
+        assert_eq!(
+            joined_clicks(vec!["a", "b"], &owned(&["c"])),
+            ["a", "b", "c"]
+        );
+        // The memory saw the end of what the model has, and more.
+        assert_eq!(
+            joined_clicks(vec!["a", "b", "c"], &owned(&["b", "c", "d"])),
+            ["a", "b", "c", "d"]
+        );
+        // The model is up to date, or the memory has nothing, or the model nothing.
+        assert_eq!(
+            joined_clicks(vec!["a", "b"], &owned(&["a", "b"])),
+            ["a", "b"]
+        );
+        assert_eq!(joined_clicks(vec!["a"], &[]), ["a"]);
+        assert_eq!(joined_clicks(vec![], &owned(&["a", "a"])), ["a", "a"]);
+    }
 }
