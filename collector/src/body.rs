@@ -64,9 +64,11 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+/// Every member of a gzip stream: gzip allows several back to back (a sender that compresses
+/// as it goes may start a new one), and reading the first only would drop the rest silently.
 fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, CollectorError> {
     let mut out = Vec::with_capacity(raw.len() * 4);
-    let mut decoder = flate2::read::GzDecoder::new(raw).take(limit as u64 + 1);
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
     decoder
         .read_to_end(&mut out)
         .map_err(|e| CollectorError::BodyUnreadable(format!("gzip: {e}")))?;

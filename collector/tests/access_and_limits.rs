@@ -223,6 +223,22 @@ async fn gzip_bodies_are_accepted_by_header_or_flag_and_bombs_refused() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(h.stored().await.len(), 3);
 
+    // Two gzip members back to back are one body.
+    let text = batch("01936a1c-3b5e-7cc4-9a1e-0000000000dd", 2);
+    let (head, tail) = text.split_at(text.len() / 2);
+    let mut members = gzip(head);
+    members.extend(gzip(tail));
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from(members))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h.stored().await.len(), 5);
+
     // 1 MiB of spaces compresses to about 1 KiB: small on the wire, too big once inflated.
     let bomb = gzip(&" ".repeat(1024 * 1024));
     assert!(bomb.len() < 64 * 1024);
