@@ -346,6 +346,16 @@ impl ModelKeeper {
         Ok(observed)
     }
 
+    /// Forgets which records of `shard` the model holds, once the shard was read to its end:
+    /// none of them is handed out again, and a stream that reshards often would otherwise fill
+    /// the stored positions (one DynamoDB item) with shards long closed.
+    pub async fn forget_shard(&self, shard: &str) {
+        let mut kept = self.kept.lock().await;
+        if kept.positions.remove(shard).is_some() {
+            kept.positions_moved = true;
+        }
+    }
+
     /// Saves the model if it changed and the save interval has passed since the last save.
     pub async fn save_if_due(&self) -> Result<bool, ConnectorError> {
         self.save_when(false).await

@@ -571,6 +571,8 @@ impl Processor {
                     Ok(()) => {
                         keeper.held.remove(shard_id);
                         info!(shard_id, "shard read to its end");
+                        drop(keeper);
+                        self.model.forget_shard(shard_id).await;
                     }
                     Err(ConnectorError::Conflict { what }) => keeper.lost(shard_id, &what),
                     Err(e) => return Err(e.into()),

@@ -200,6 +200,14 @@ async fn after_a_split_children_wait_for_the_parent_to_end() {
     assert_eq!(vera.len(), 1);
     assert_eq!(vera[0].event_count, 4);
     assert_eq!(vera[0].entry_url, "https://shop.example/1");
+    // The model's positions keep no shard read to its end.
+    let model = backend.models.load("recommendations").await.unwrap();
+    let shards: Vec<String> = model
+        .expect("saved on drain")
+        .positions
+        .into_keys()
+        .collect();
+    assert_eq!(shards, ["shard-2", "shard-3"]);
 }
 
 #[tokio::test]
