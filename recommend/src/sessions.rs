@@ -20,7 +20,8 @@ pub type SessionSeq = u32;
 pub struct SessionLimits {
     /// Sessions kept; the oldest are forgotten first. 0 keeps no session history at all.
     pub max_sessions: usize,
-    /// Clicks kept per session; later clicks of a longer session are not recorded.
+    /// Clicks kept per session: the latest, so a long session is still queried and learned
+    /// from by what it did last.
     pub max_session_len: usize,
     /// Whether to keep the item → sessions index (needed by the neighbourhood strategies only).
     pub index: bool,
@@ -90,8 +91,13 @@ impl SessionStore {
         let seq = self.touch(key, time)?;
         let max_len = self.limits.max_session_len;
         let record = self.record_mut(seq).expect("keys map to live sessions");
-        if record.items.len() >= max_len {
+        if max_len == 0 {
             return Some(seq);
+        }
+        if record.items.len() >= max_len {
+            // The oldest click makes room. The item stays in the index: neighbour search
+            // reads the session's items themselves, so a stale entry only costs a candidate.
+            record.items.remove(0);
         }
         let first_time = !record.items.contains(&item);
         record.items.push(item);
@@ -155,6 +161,10 @@ impl SessionStore {
             self.by_item.resize_with(i + 1, Vec::new);
         }
         let list = &mut self.by_item[i];
+        // Listed already when the item comes back after rolling out of the session's clicks.
+        if list.binary_search(&seq).is_ok() {
+            return;
+        }
         let at = list.len() - list.iter().rev().take_while(|&&s| s > seq).count();
         list.insert(at, seq);
         let cap = self.limits.max_sessions_per_item;
@@ -304,11 +314,12 @@ mod tests {
         for (t, item) in [1, 2, 3, 4].into_iter().enumerate() {
             store.observe("s", item, t as f64);
         }
-        assert_eq!(store.record(0).unwrap().items, vec![1, 2, 3]);
-        assert_eq!(
-            store.recent_sessions_with(&[4], None, 10),
-            Vec::<SessionSeq>::new()
-        );
+        // The latest clicks are kept; an item that came back is listed once.
+        assert_eq!(store.record(0).unwrap().items, vec![2, 3, 4]);
+        assert_eq!(store.recent_sessions_with(&[4], None, 10), vec![0]);
+        store.observe("s", 1, 4.0);
+        assert_eq!(store.record(0).unwrap().items, vec![3, 4, 1]);
+        assert_eq!(store.by_item[1], vec![0]);
         for s in 0..5 {
             store.observe(&format!("t{s}"), 9, 10.0 + f64::from(s));
         }
