@@ -170,9 +170,11 @@ impl ModelState {
     /// bought by `session`, which are not recommended to it again.
     pub fn observe_purchase<S: AsRef<str>>(&mut self, session: &str, items: &[S], time: f64) {
         self.observe_order(items);
+        // Every line of a big order is left out, not only those that counted as bought
+        // together (`max_order_items`); the session keeps up to `max_session_len`.
         let bought: Vec<ItemIx> = items
             .iter()
-            .take(self.config.max_order_items)
+            .take(self.config.sessions.max_session_len)
             .map(|id| self.items.intern(id.as_ref()))
             .collect();
         let time = if time.is_finite() {
@@ -298,6 +300,21 @@ mod tests {
         );
         // Ordered items are known to the model but were never clicked.
         assert_eq!(model.items().clicks(ix("z")), 0);
+    }
+
+    #[test]
+    fn every_line_of_a_big_order_is_bought_by_its_session() {
+        let config = ModelConfig {
+            max_order_items: 2,
+            ..ModelConfig::default()
+        };
+        let mut model = ModelState::new(config);
+        model.observe_purchase("s", &["a", "b", "c", "d"], 1.0);
+        let (_, bought) = model.session_history("s").unwrap();
+        assert_eq!(bought, ["a", "b", "c", "d"]);
+        // Bought together: the first two only.
+        let a = model.items().get("a").unwrap();
+        assert_eq!(model.co_purchases().row(a).len(), 1);
     }
 
     #[test]
