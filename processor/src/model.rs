@@ -42,28 +42,30 @@ use crate::stream_positions::{self, Span};
 /// Event ids remembered against replays.
 const REMEMBERED_EVENTS: usize = 200_000;
 
-/// What one event teaches the model.
+/// What one event teaches the model: borrowed from the event, or owned (`String`) to be kept
+/// until the model that holds it is saved, to fold it into another instance's save if that one
+/// came first.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Observation<'e> {
+pub enum Observation<S> {
     /// `item` (of `category`, when the event names one) was looked at in `session` at `time`
     /// (Unix seconds).
     Click {
-        session: &'e str,
-        item: &'e str,
+        session: S,
+        item: S,
         time: f64,
-        category: Option<&'e str>,
+        category: Option<S>,
     },
     /// `session` bought these items together at `time`.
     Purchase {
-        session: &'e str,
-        items: Vec<&'e str>,
+        session: S,
+        items: Vec<S>,
         time: f64,
     },
 }
 
 /// What `event` teaches the model, if anything. The session is the tracker's session id, or the
 /// visitor when the event has none (an order the shop's server sent).
-pub fn observation(event: &Event) -> Option<Observation<'_>> {
+pub fn observation(event: &Event) -> Option<Observation<&str>> {
     let session = event.session_id.as_deref().unwrap_or(&event.anonymous_id);
     let time = event.timestamp as f64 / 1000.0;
     match &event.payload {
@@ -86,7 +88,7 @@ pub fn observation(event: &Event) -> Option<Observation<'_>> {
     }
 }
 
-impl Observation<'_> {
+impl<S: AsRef<str>> Observation<S> {
     /// Folds this into `model`.
     pub fn teach(&self, model: &mut ModelState) {
         match self {
@@ -95,93 +97,54 @@ impl Observation<'_> {
                 item,
                 time,
                 category,
-            } => model.observe_view(session, item, *time, *category),
+            } => model.observe_view(
+                session.as_ref(),
+                item.as_ref(),
+                *time,
+                category.as_ref().map(AsRef::as_ref),
+            ),
             Observation::Purchase {
                 session,
                 items,
                 time,
-            } => model.observe_purchase(session, items, *time),
+            } => model.observe_purchase(session.as_ref(), items, *time),
         }
     }
-}
 
-impl Observation<'_> {
     fn owned(&self) -> Learned {
+        let own = |s: &S| s.as_ref().to_owned();
         match self {
             Observation::Click {
                 session,
                 item,
                 time,
                 category,
-            } => Learned::Click {
-                session: (*session).to_owned(),
-                item: (*item).to_owned(),
+            } => Observation::Click {
+                session: own(session),
+                item: own(item),
                 time: *time,
-                category: category.map(str::to_owned),
+                category: category.as_ref().map(own),
             },
             Observation::Purchase {
                 session,
                 items,
                 time,
-            } => Learned::Purchase {
-                session: (*session).to_owned(),
-                items: items.iter().map(|i| (*i).to_owned()).collect(),
+            } => Observation::Purchase {
+                session: own(session),
+                items: items.iter().map(own).collect(),
                 time: *time,
             },
         }
     }
 }
 
-/// An observation kept until the model that holds it is saved, to fold it into another
-/// instance's save if that one came first.
-#[derive(Clone, Debug, PartialEq)]
-enum Learned {
-    Click {
-        session: String,
-        item: String,
-        time: f64,
-        category: Option<String>,
-    },
-    Purchase {
-        session: String,
-        items: Vec<String>,
-        time: f64,
-    },
-}
+type Learned = Observation<String>;
 
 /// A learned observation not saved yet, with the record it came from.
 struct Unsaved {
     learned: Learned,
     shard: Arc<str>,
     sequence: String,
-}
-
-impl Learned {
-    fn teach(&self, model: &mut ModelState) {
-        let observation = match self {
-            Learned::Click {
-                session,
-                item,
-                time,
-                category,
-            } => Observation::Click {
-                session,
-                item,
-                time: *time,
-                category: category.as_deref(),
-            },
-            Learned::Purchase {
-                session,
-                items,
-                time,
-            } => Observation::Purchase {
-                session,
-                items: items.iter().map(String::as_str).collect(),
-                time: *time,
-            },
-        };
-        observation.teach(model);
-    }
 }
 
 /// Tries of a save that keeps losing to other instances before it gives up until the next one.
