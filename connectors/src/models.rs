@@ -11,6 +11,21 @@ use crate::error::Result;
 /// lake).
 pub type StreamPositions = BTreeMap<String, Vec<(String, String)>>;
 
+/// Positions as both stores keep them: JSON text.
+pub(crate) fn positions_to_json(positions: &StreamPositions) -> String {
+    serde_json::to_string(positions).expect("a map of strings to string pairs serializes")
+}
+
+/// Positions read back from [`positions_to_json`]. Unreadable ones are unknown (the model is
+/// derived data: at worst a replayed record is learned twice), not a reason to stop the
+/// processor or the collector's version poll.
+pub(crate) fn positions_from_json(json: &str, model: &str) -> StreamPositions {
+    serde_json::from_str(json).unwrap_or_else(|e| {
+        tracing::warn!(model, error = %e, "stored model positions unreadable; taken as unknown");
+        StreamPositions::new()
+    })
+}
+
 /// A persisted model snapshot and its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredModel {

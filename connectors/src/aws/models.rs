@@ -31,7 +31,9 @@ use super::pages::all_items;
 use super::session_item::{number, string, Item};
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::models::{ModelStore, StoredModel, StreamPositions};
+use crate::models::{
+    positions_from_json, positions_to_json, ModelStore, StoredModel, StreamPositions,
+};
 
 const SERVICE: &str = "dynamodb";
 /// The table's hash key.
@@ -108,14 +110,7 @@ impl DynamoModels {
             // record is learned twice), not a reason to stop the processor.
             positions: match item.get(POSITIONS) {
                 None => StreamPositions::new(),
-                Some(value) => value
-                    .as_s()
-                    .ok()
-                    .and_then(|json| serde_json::from_str(json).ok())
-                    .unwrap_or_else(|| {
-                        tracing::warn!(table = %self.table, name, "stored model positions unreadable; taken as unknown");
-                        StreamPositions::new()
-                    }),
+                Some(value) => positions_from_json(value.as_s().map_or("", String::as_str), name),
             },
         }))
     }
@@ -212,8 +207,6 @@ impl ModelStore for DynamoModels {
         } else {
             None
         };
-        let positions_json = serde_json::to_string(positions)
-            .map_err(|e| ConnectorError::Misconfigured(format!("model positions: {e}")))?;
         let chunks = format!("{name}#{}", uuid::Uuid::now_v7());
         let pieces: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         // The chunks are new items under a fresh key, read only once the head names them: no
@@ -246,7 +239,7 @@ impl ModelStore for DynamoModels {
             (VERSION.to_owned(), number(version)),
             (PARTS.to_owned(), number(pieces.len())),
             (CHUNKS.to_owned(), string(&chunks)),
-            (POSITIONS.to_owned(), string(positions_json)),
+            (POSITIONS.to_owned(), string(positions_to_json(positions))),
             ("saved_at_ms".to_owned(), number(now_ms())),
         ]);
         let request = self

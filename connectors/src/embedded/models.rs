@@ -11,7 +11,9 @@ use super::db::{sqlite_err, Db};
 use super::store::write_transaction;
 use crate::clock::now_ms;
 use crate::error::{ConnectorError, Result};
-use crate::models::{ModelStore, StoredModel, StreamPositions};
+use crate::models::{
+    positions_from_json, positions_to_json, ModelStore, StoredModel, StreamPositions,
+};
 
 pub struct EmbeddedModels {
     db: Db,
@@ -27,15 +29,6 @@ fn to_version(stored: i64) -> Result<u64> {
     u64::try_from(stored).map_err(|_| ConnectorError::Corrupt {
         what: "models.version".into(),
         detail: format!("negative version {stored}"),
-    })
-}
-
-/// Positions as stored; unreadable ones are unknown (the model is derived data: at worst a
-/// replayed record is learned twice), not a reason to stop the processor.
-fn read_positions(json: &str) -> StreamPositions {
-    serde_json::from_str(json).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "stored model positions unreadable; taken as unknown");
-        StreamPositions::new()
     })
 }
 
@@ -59,10 +52,11 @@ impl ModelStore for EmbeddedModels {
     }
 
     async fn load(&self, name: &str) -> Result<Option<StoredModel>> {
-        let name = name.to_owned();
+        let model = name.to_owned();
         let stored: Option<(i64, Vec<u8>, String, i64)> = self
             .db
             .call(move |conn| {
+                let name = model;
                 conn.query_row(
                     "SELECT version, snapshot, positions, positions_version
                      FROM models WHERE name = ?1",
@@ -78,7 +72,7 @@ impl ModelStore for EmbeddedModels {
                 // A build from before positions saves a snapshot without touching them: they
                 // are then another snapshot's, and this one's are unknown.
                 let positions = if positions_version == version {
-                    read_positions(&positions)
+                    positions_from_json(&positions, name)
                 } else {
                     StreamPositions::new()
                 };
@@ -99,8 +93,7 @@ impl ModelStore for EmbeddedModels {
         positions: &StreamPositions,
     ) -> Result<()> {
         let (name, bytes) = (name.to_owned(), bytes.to_vec());
-        let positions = serde_json::to_string(positions)
-            .map_err(|e| ConnectorError::Misconfigured(format!("model positions: {e}")))?;
+        let positions = positions_to_json(positions);
         let version = i64::try_from(version)
             .map_err(|_| ConnectorError::Misconfigured(format!("model version {version}")))?;
         self.db
