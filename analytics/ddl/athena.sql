@@ -134,13 +134,15 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `${database}`.`sessions` (
   `products_viewed` int COMMENT 'product views',
   `cart_adds` int COMMENT 'add-to-cart events',
   `purchases` int COMMENT 'orders (each counted once, however many purchase events report it)',
-  `revenue_minor` bigint COMMENT 'revenue of the purchases in minor units',
+  `revenue_minor` bigint COMMENT 'revenue of the purchases in currency, in its minor units',
   `engaged` boolean COMMENT 'over 10 s of engaged time (of the span when none is reported), 2+ pages or a purchase',
   `bounce` boolean COMMENT 'one page and not engaged',
   `device` string COMMENT 'desktop, mobile, tablet, bot or unknown',
   `session_number` int COMMENT '1 for the first session of the visitor, 2 for the next, ...',
   `duration_ms` bigint COMMENT 'end_ms - start_ms',
-  `engaged_ms` bigint COMMENT 'time on the pages with the tab visible and focused; null when the sender reports none'
+  `engaged_ms` bigint COMMENT 'time on the pages with the tab visible and focused; null when the sender reports none',
+  `currency` string COMMENT 'currency of revenue_minor: that of the first order; null before any order',
+  `other_revenue` string COMMENT 'JSON object of the revenue in other currencies, e.g. {"GBP":3000}; null when none'
 )
 COMMENT 'Snapshots of the sessions the processor built (dt: day of the session start).'
 PARTITIONED BY (`dt` string)

@@ -40,6 +40,9 @@ pub struct SessionRow {
     pub session_number: i32,
     pub duration_ms: Option<i64>,
     pub engaged_ms: Option<i64>,
+    pub currency: Option<String>,
+    /// JSON, `{"GBP": 3000}`: the revenue in other currencies than `currency`.
+    pub other_revenue: Option<String>,
 }
 
 impl From<&Session> for SessionRow {
@@ -68,8 +71,25 @@ impl From<&Session> for SessionRow {
             session_number: int32(s.session_number),
             duration_ms: Some(s.duration_ms()),
             engaged_ms: s.engaged_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            currency: s.currency.clone(),
+            other_revenue: other_revenue_json(s),
         }
     }
+}
+
+/// A session's revenue in other currencies as one JSON object (currency to minor units), the
+/// form Athena's `json_extract_scalar` reads; `None` when every order was in the session's
+/// currency.
+fn other_revenue_json(s: &Session) -> Option<String> {
+    if s.other_revenue.is_empty() {
+        return None;
+    }
+    let by_currency: serde_json::Map<String, serde_json::Value> = s
+        .other_revenue
+        .iter()
+        .map(|r| (r.currency.clone(), r.revenue_minor.into()))
+        .collect();
+    Some(serde_json::Value::Object(by_currency).to_string())
 }
 
 impl TableRow for SessionRow {
@@ -99,6 +119,8 @@ impl TableRow for SessionRow {
         w.int32(Some(self.session_number));
         w.int64(self.duration_ms);
         w.int64(self.engaged_ms);
+        w.text(self.currency.as_deref());
+        w.text(self.other_revenue.as_deref());
     }
 
     fn read(r: &mut RowReader<'_>) -> Result<Self, RowError> {
@@ -126,6 +148,8 @@ impl TableRow for SessionRow {
             session_number: r.required_int32()?,
             duration_ms: r.int64()?,
             engaged_ms: r.int64()?,
+            currency: r.text()?,
+            other_revenue: r.text()?,
         })
     }
 }
@@ -336,7 +360,7 @@ mod tests {
         assert_eq!(from_batch::<R>(&batch).expect("readable"), rows);
     }
 
-    /// A session row as exported before `duration_ms` and `engaged_ms` existed.
+    /// A session row as exported before `duration_ms`, `engaged_ms` and the currencies existed.
     fn session_row() -> SessionRow {
         SessionRow {
             session_id: "s".into(),
@@ -362,6 +386,8 @@ mod tests {
             session_number: 1,
             duration_ms: None,
             engaged_ms: None,
+            currency: None,
+            other_revenue: None,
         }
     }
 
@@ -370,10 +396,12 @@ mod tests {
         let current = SessionRow {
             duration_ms: Some(20_000),
             engaged_ms: Some(15_000),
+            currency: Some("EUR".into()),
+            other_revenue: Some(r#"{"GBP":3000}"#.into()),
             ..session_row()
         };
         let batch = to_batch([&current]).expect("rows fit their table");
-        let added = 2;
+        let added = 4;
         let older = batch
             .project(&(0..batch.num_columns() - added).collect::<Vec<_>>())
             .unwrap();
@@ -397,6 +425,8 @@ mod tests {
             page_views: 2,
             duration_ms: Some(20_000),
             engaged_ms: Some(12_000),
+            currency: Some("EUR".into()),
+            other_revenue: Some(r#"{"GBP":3000}"#.into()),
             ..session_row()
         }]);
         round_trip(vec![OrderRow {

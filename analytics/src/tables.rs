@@ -338,7 +338,7 @@ pub static SESSIONS: TableDef = TableDef {
         req(
             "revenue_minor",
             Int64,
-            "revenue of the purchases in minor units",
+            "revenue of the purchases in currency, in its minor units",
         ),
         req(
             "engaged",
@@ -358,6 +358,16 @@ pub static SESSIONS: TableDef = TableDef {
             "engaged_ms",
             Int64,
             "time on the pages with the tab visible and focused; null when the sender reports none",
+        ),
+        col(
+            "currency",
+            Text,
+            "currency of revenue_minor: that of the first order; null before any order",
+        ),
+        col(
+            "other_revenue",
+            Text,
+            "JSON object of the revenue in other currencies, e.g. {\"GBP\":3000}; null when none",
         ),
     ],
 };

@@ -48,6 +48,8 @@ fn session(anonymous_id: &str, start_ms: i64, minutes: i64, pages: u32) -> Sessi
         cart_adds: 1,
         purchases: 0,
         revenue_minor: 0,
+        currency: None,
+        other_revenue: Vec::new(),
         engaged_ms: None,
         engaged: pages > 1,
         bounce: pages == 1,
@@ -195,6 +197,10 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
         session("v3", at("2024-11-03", 9, 0), 1, 1),
         session("v1", at("2024-11-03", 18, 30), 5, 2),
     ];
+    // A shopper who switched currencies within the visit.
+    stored[1].purchases = 2;
+    stored[1].add_revenue("EUR", 1500);
+    stored[1].add_revenue("GBP", 900);
     shop.sessions.put(&stored).await.unwrap();
 
     let t1 = at("2024-11-01", 12, 0);
@@ -240,7 +246,17 @@ async fn sessions_orders_and_customers_reach_the_lake_and_reruns_change_nothing(
         rows.sort_by_key(|r| r.start_ms);
     }
     let days = ["2024-10-31", "2024-11-01", "2024-11-02", "2024-11-03"];
-    assert_eq!(sessions_table(&shop.lake, &days).await, expected);
+    let table = sessions_table(&shop.lake, &days).await;
+    assert_eq!(table, expected);
+    let switched = &table["2024-11-02"][0];
+    assert_eq!(
+        (
+            switched.revenue_minor,
+            switched.currency.as_deref(),
+            switched.other_revenue.as_deref()
+        ),
+        (1500, Some("EUR"), Some(r#"{"GBP":900}"#))
+    );
 
     let orders: Vec<OrderRow> = etl::read_table(&shop.lake, &ORDERS, "2024-11-01")
         .await

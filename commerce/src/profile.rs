@@ -91,7 +91,10 @@ pub struct SessionSummary {
     pub page_views: u32,
     pub events: u32,
     pub purchases: u32,
+    /// In `currency`: the revenue of the session's orders in any other currency is not in it.
     pub revenue_minor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     pub device: String,
     pub entry_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +112,7 @@ impl SessionSummary {
             events: session.event_count,
             purchases: session.purchases,
             revenue_minor: session.revenue_minor,
+            currency: session.currency.clone(),
             device: session.device.clone(),
             entry_url: session.entry_url.clone(),
             utm_source: session.utm_source.clone(),

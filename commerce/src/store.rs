@@ -162,6 +162,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_customer_sessions_by_visitor.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/0003_customer_sessions_currency.sql"),
+    ),
 ];
 
 /// The one implementation, for both databases.
@@ -664,7 +668,7 @@ impl CommerceStore for SqlCommerce {
         .await?;
         let last_session = sqlx::query(
             "SELECT session_id, anonymous_id, start_at, end_at, page_views, events, purchases,
-                revenue_minor, device, entry_url, utm_source
+                revenue_minor, device, entry_url, utm_source, currency
              FROM customer_sessions WHERE customer_id = $1
              ORDER BY start_at DESC, session_id DESC LIMIT 1",
         )
@@ -684,6 +688,7 @@ impl CommerceStore for SqlCommerce {
                 device: r.try_get(8)?,
                 entry_url: r.try_get(9)?,
                 utm_source: r.try_get(10)?,
+                currency: r.try_get(11)?,
             })
         })
         .transpose()?;
@@ -776,14 +781,14 @@ impl CommerceStore for SqlCommerce {
             sqlx::query(
                 "INSERT INTO customer_sessions (customer_id, session_id, anonymous_id, start_at,
                     end_at, page_views, events, purchases, revenue_minor, device, entry_url,
-                    utm_source)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                    utm_source, currency)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (customer_id, session_id) DO UPDATE SET
                     start_at = excluded.start_at, end_at = excluded.end_at,
                     page_views = excluded.page_views, events = excluded.events,
                     purchases = excluded.purchases, revenue_minor = excluded.revenue_minor,
                     device = excluded.device, entry_url = excluded.entry_url,
-                    utm_source = excluded.utm_source",
+                    utm_source = excluded.utm_source, currency = excluded.currency",
             )
             .bind(customer)
             .bind(&s.session_id)
@@ -797,6 +802,7 @@ impl CommerceStore for SqlCommerce {
             .bind(&s.device)
             .bind(&s.entry_url)
             .bind(&s.utm_source)
+            .bind(&s.currency)
             .execute(&mut *tx)
             .await?;
             // A visitor's sessions never overlap, so another row of theirs starting within

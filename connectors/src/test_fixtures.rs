@@ -1,6 +1,6 @@
 //! Values the unit tests of several stores share.
 
-use retailmind_schema::{Session, SessionOrder};
+use retailmind_schema::{CurrencyRevenue, Session, SessionOrder};
 use uuid::Uuid;
 
 /// A session with every field set (none left at its default).
@@ -21,14 +21,27 @@ pub fn full_session() -> Session {
         utm_campaign: Some("bf".into()),
         products_viewed: 3,
         cart_adds: 2,
-        purchases: 1,
+        purchases: 2,
         revenue_minor: 4_999,
+        currency: Some("EUR".into()),
+        other_revenue: vec![CurrencyRevenue {
+            currency: "GBP".into(),
+            revenue_minor: 2_500,
+        }],
         engaged_ms: Some(42_000),
         event_ids: vec![Uuid::now_v7(), Uuid::now_v7()],
-        orders: vec![SessionOrder {
-            order_id: "A-1001".into(),
-            revenue_minor: 4_999,
-        }],
+        orders: vec![
+            SessionOrder {
+                order_id: "A-1001".into(),
+                revenue_minor: 4_999,
+                currency: "EUR".into(),
+            },
+            SessionOrder {
+                order_id: "A-1002".into(),
+                revenue_minor: 2_500,
+                currency: "GBP".into(),
+            },
+        ],
         version: 3,
         engaged: true,
         bounce: false,

@@ -229,14 +229,22 @@ fn absorb(s: &mut Session, later: Session) {
     s.products_viewed += later.products_viewed;
     s.cart_adds += later.cart_adds;
     s.purchases += later.purchases;
-    s.revenue_minor += later.revenue_minor;
+    match &later.currency {
+        Some(currency) => s.add_revenue(currency, later.revenue_minor),
+        None => s.revenue_minor += later.revenue_minor,
+    }
+    for other in &later.other_revenue {
+        s.add_revenue(&other.currency, other.revenue_minor);
+    }
     for order in later.orders {
         // Counted in both: once, at the larger revenue of the two.
-        match s.orders.iter_mut().find(|o| o.order_id == order.order_id) {
-            Some(counted) => {
+        match s.orders.iter().position(|o| o.order_id == order.order_id) {
+            Some(at) => {
                 s.purchases = s.purchases.saturating_sub(1);
-                s.revenue_minor -= counted.revenue_minor.min(order.revenue_minor);
+                let counted = &mut s.orders[at];
+                let twice = counted.revenue_minor.min(order.revenue_minor);
                 counted.revenue_minor = counted.revenue_minor.max(order.revenue_minor);
+                add_order_revenue(s, &order.currency, -twice);
             }
             None => {
                 if s.orders.len() < MAX_SESSION_ORDERS {
@@ -249,6 +257,16 @@ fn absorb(s: &mut Session, later: Session) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     };
+}
+
+/// Adds `delta` to the revenue of an order the session counted in `currency`; an order stored
+/// before currencies were told apart (no currency) was counted in `revenue_minor`.
+fn add_order_revenue(s: &mut Session, currency: &str, delta: i64) {
+    if currency.is_empty() {
+        s.revenue_minor += delta;
+    } else {
+        s.add_revenue(currency, delta);
+    }
 }
 
 /// Numbers the sessions on from the first one at hand, which keeps its number (1 when it is
@@ -367,11 +385,14 @@ fn count(s: &mut Session, event: &Event) {
         // One order is one purchase however many events report it, counted at the largest
         // revenue reported (the server's total, with tax and shipping, where a page may send
         // less): the same whichever report comes first, or in which batch.
-        Payload::Purchase(p) => match s.orders.iter_mut().find(|o| o.order_id == p.order_id) {
-            Some(counted) => {
+        Payload::Purchase(p) => match s.orders.iter().position(|o| o.order_id == p.order_id) {
+            Some(at) => {
+                let counted = &mut s.orders[at];
                 if p.revenue_minor > counted.revenue_minor {
-                    s.revenue_minor += p.revenue_minor - counted.revenue_minor;
+                    let more = p.revenue_minor - counted.revenue_minor;
                     counted.revenue_minor = p.revenue_minor;
+                    let currency = counted.currency.clone();
+                    add_order_revenue(s, &currency, more);
                 }
             }
             None => {
@@ -379,10 +400,11 @@ fn count(s: &mut Session, event: &Event) {
                     s.orders.push(SessionOrder {
                         order_id: p.order_id.clone(),
                         revenue_minor: p.revenue_minor,
+                        currency: p.currency.clone(),
                     });
                 }
                 s.purchases += 1;
-                s.revenue_minor += p.revenue_minor;
+                s.add_revenue(&p.currency, p.revenue_minor);
             }
         },
         Payload::Custom(c) if c.name == PAGE_ENGAGEMENT => {

@@ -16,8 +16,8 @@ pub use event::{
     Purchase, Screen, Search, Utm,
 };
 pub use session::{
-    device_class, Session, SessionOrder, ENGAGED_MS, MAX_SESSION_EVENTS, MAX_SESSION_ORDERS,
-    PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
+    device_class, CurrencyRevenue, Session, SessionOrder, ENGAGED_MS, MAX_OTHER_CURRENCIES,
+    MAX_SESSION_EVENTS, MAX_SESSION_ORDERS, PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
 };
 pub use validate::{validate, FieldError, Limits, Violation};
 

@@ -29,7 +29,18 @@ pub struct Session {
     pub products_viewed: u32,
     pub cart_adds: u32,
     pub purchases: u32,
+    /// Revenue of the purchases in [`currency`](Self::currency), in its minor units.
     pub revenue_minor: i64,
+    /// The currency of `revenue_minor`: that of the first order the session counted. `None`
+    /// before any order, and in sessions stored before currencies were told apart (whose
+    /// revenue may mix them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Revenue of the orders in any other currency, one entry per currency in the order first
+    /// seen (at most [`MAX_OTHER_CURRENCIES`]): a shopper who switched the shop's currency
+    /// within a visit. Kept apart, since amounts in different currencies do not add up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_revenue: Vec<CurrencyRevenue>,
     /// Time the visitor spent on the pages with the tab visible and focused, summed from the
     /// tracker's [`PAGE_ENGAGEMENT`] reports. `None` when the sender reports none (a Segment
     /// library, a server): unknown, not zero.
@@ -64,10 +75,25 @@ pub struct Session {
 /// within DynamoDB's 400 KB however long its order ids.
 pub const MAX_SESSION_ORDERS: usize = 64;
 
+/// Currencies besides the session's own that `other_revenue` keeps at most: the revenue of any
+/// further one is left out of the session (the order and its purchase events keep it), which
+/// bounds the item whatever a sender makes up.
+pub const MAX_OTHER_CURRENCIES: usize = 8;
+
 /// One order a session counted, and the revenue it counted for it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionOrder {
     pub order_id: String,
+    pub revenue_minor: i64,
+    /// Empty in sessions stored before currencies were told apart.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub currency: String,
+}
+
+/// Revenue in one currency, in its minor units.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrencyRevenue {
+    pub currency: String,
     pub revenue_minor: i64,
 }
 
@@ -92,6 +118,31 @@ pub const PAGE_ENGAGEMENT: &str = "page_engagement";
 pub const ENGAGED_MS: &str = "engaged_ms";
 
 impl Session {
+    /// Adds `delta` to the revenue in `currency`: to `revenue_minor` when it is the session's
+    /// currency (or the session has none yet and no revenue), otherwise to that currency's
+    /// entry of `other_revenue`.
+    pub fn add_revenue(&mut self, currency: &str, delta: i64) {
+        if self.currency.is_none() && self.revenue_minor == 0 {
+            self.currency = Some(currency.to_owned());
+        }
+        if self.currency.as_deref() == Some(currency) {
+            self.revenue_minor += delta;
+            return;
+        }
+        if let Some(other) = self
+            .other_revenue
+            .iter_mut()
+            .find(|r| r.currency == currency)
+        {
+            other.revenue_minor += delta;
+        } else if self.other_revenue.len() < MAX_OTHER_CURRENCIES {
+            self.other_revenue.push(CurrencyRevenue {
+                currency: currency.to_owned(),
+                revenue_minor: delta,
+            });
+        }
+    }
+
     pub fn duration_ms(&self) -> i64 {
         self.end_ms - self.start_ms
     }

@@ -15,7 +15,7 @@ use retailmind_connectors::{
     AwsConfig, Backend, ConnectorError, LakeRecord, Merge, SessionScan, StoredAt, StreamEntry,
     StreamRecord, UndecodableRecord,
 };
-use retailmind_schema::{Session, SessionOrder};
+use retailmind_schema::{CurrencyRevenue, Session, SessionOrder};
 use retailmind_tests::moto::MotoServer;
 use uuid::Uuid;
 
@@ -248,14 +248,27 @@ fn session(anonymous_id: &str, start_ms: i64, version: u64) -> Session {
         utm_campaign: Some("black-friday".into()),
         products_viewed: 2,
         cart_adds: 1,
-        purchases: 1,
+        purchases: 2,
         revenue_minor: 12_990,
+        currency: Some("EUR".into()),
+        other_revenue: vec![CurrencyRevenue {
+            currency: "GBP".into(),
+            revenue_minor: 4_500,
+        }],
         engaged_ms: Some(48_500),
         event_ids: (0..5).map(|_| Uuid::now_v7()).collect(),
-        orders: vec![SessionOrder {
-            order_id: "A-1001".into(),
-            revenue_minor: 12_990,
-        }],
+        orders: vec![
+            SessionOrder {
+                order_id: "A-1001".into(),
+                revenue_minor: 12_990,
+                currency: "EUR".into(),
+            },
+            SessionOrder {
+                order_id: "A-1002".into(),
+                revenue_minor: 4_500,
+                currency: "GBP".into(),
+            },
+        ],
         version,
         engaged: true,
         bounce: false,

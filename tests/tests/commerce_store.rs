@@ -226,6 +226,7 @@ fn session(customer: &str, id: &str, start: i64, pages: u32) -> SessionSummary {
         events: pages + 2,
         purchases: 0,
         revenue_minor: 0,
+        currency: None,
         device: "desktop".into(),
         entry_url: "https://shop.example/".into(),
         utm_source: Some("newsletter".into()),
@@ -349,6 +350,10 @@ async fn joined_sessions(store: Arc<SqlCommerce>) {
         page_views: early.page_views + late.page_views + 1,
         events: early.events + late.events + 1,
         entry_url: "https://shop.example/late-entry".into(),
+        // The summary keeps the currency of its revenue.
+        purchases: 1,
+        revenue_minor: 129_900,
+        currency: Some("SEK".into()),
         ..early.clone()
     };
     let facts = VisitFacts {

@@ -2,13 +2,14 @@
 //! read by other tools: numbers as `N`, text as `S`, an optional field left out when `None`,
 //! and `event_ids` as a list (`L`) of UUID strings in the session's order (a string set
 //! could not hold an empty set nor keep the order); `orders` as a list of maps
-//! (`{order_id: S, revenue_minor: N}`), left out when empty.
+//! (`{order_id: S, revenue_minor: N, currency: S}`) and `other_revenue` as a list of maps
+//! (`{currency: S, revenue_minor: N}`), each left out when empty.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use retailmind_schema::{Session, SessionOrder};
+use retailmind_schema::{CurrencyRevenue, Session, SessionOrder};
 use uuid::Uuid;
 
 use crate::error::{ConnectorError, Result};
@@ -52,6 +53,10 @@ const ENGAGED_MS: &str = "engaged_ms";
 /// Absent when the session counted no order (and in items written before it was kept).
 const ORDERS: &str = "orders";
 const ORDER_ID: &str = "order_id";
+/// Absent before any order (and in items written before currencies were told apart).
+const CURRENCY: &str = "currency";
+/// Absent when every order was in the session's currency.
+const OTHER_REVENUE: &str = "other_revenue";
 
 /// A DynamoDB number.
 pub(crate) fn number(n: impl ToString) -> AttributeValue {
@@ -100,13 +105,30 @@ pub(crate) fn to_item(session: &Session) -> Item {
             .orders
             .iter()
             .map(|order| {
-                AttributeValue::M(HashMap::from([
+                let mut entry = HashMap::from([
                     (ORDER_ID.to_owned(), string(&order.order_id)),
                     (REVENUE_MINOR.to_owned(), number(order.revenue_minor)),
-                ]))
+                ]);
+                if !order.currency.is_empty() {
+                    entry.insert(CURRENCY.to_owned(), string(&order.currency));
+                }
+                AttributeValue::M(entry)
             })
             .collect();
         put(ORDERS, AttributeValue::L(orders));
+    }
+    if !session.other_revenue.is_empty() {
+        let others = session
+            .other_revenue
+            .iter()
+            .map(|other| {
+                AttributeValue::M(HashMap::from([
+                    (CURRENCY.to_owned(), string(&other.currency)),
+                    (REVENUE_MINOR.to_owned(), number(other.revenue_minor)),
+                ]))
+            })
+            .collect();
+        put(OTHER_REVENUE, AttributeValue::L(others));
     }
     for (name, value) in [
         (USER_ID, &session.user_id),
@@ -114,6 +136,7 @@ pub(crate) fn to_item(session: &Session) -> Item {
         (UTM_SOURCE, &session.utm_source),
         (UTM_MEDIUM, &session.utm_medium),
         (UTM_CAMPAIGN, &session.utm_campaign),
+        (CURRENCY, &session.currency),
     ] {
         if let Some(value) = value {
             put(name, string(value));
@@ -150,6 +173,8 @@ pub(crate) fn from_item(item: &Item) -> Result<Session> {
         cart_adds: reader.number(CART_ADDS)?,
         purchases: reader.number(PURCHASES)?,
         revenue_minor: reader.number(REVENUE_MINOR)?,
+        currency: reader.optional_string(CURRENCY)?,
+        other_revenue: reader.other_revenue()?,
         event_ids: reader.uuids(EVENT_IDS)?,
         orders: reader.orders()?,
         version: reader.number(VERSION)?,
@@ -218,17 +243,32 @@ impl ItemReader<'_> {
 
     /// The session's orders; absent is none.
     fn orders(&self) -> Result<Vec<SessionOrder>> {
-        self.list(ORDERS)?
+        self.maps(ORDERS, |order| {
+            Ok(SessionOrder {
+                order_id: order.string(ORDER_ID)?,
+                revenue_minor: order.number(REVENUE_MINOR)?,
+                currency: order.optional_string(CURRENCY)?.unwrap_or_default(),
+            })
+        })
+    }
+
+    /// The revenue in other currencies; absent is none.
+    fn other_revenue(&self) -> Result<Vec<CurrencyRevenue>> {
+        self.maps(OTHER_REVENUE, |other| {
+            Ok(CurrencyRevenue {
+                currency: other.string(CURRENCY)?,
+                revenue_minor: other.number(REVENUE_MINOR)?,
+            })
+        })
+    }
+
+    /// A list of maps, each read by `read`; absent is empty.
+    fn maps<T>(&self, name: &str, read: impl Fn(ItemReader<'_>) -> Result<T>) -> Result<Vec<T>> {
+        self.list(name)?
             .iter()
-            .map(|value| {
-                let AttributeValue::M(order) = value else {
-                    return Err(self.corrupt(ORDERS, format!("expected a map, got {value:?}")));
-                };
-                let order = ItemReader(order);
-                Ok(SessionOrder {
-                    order_id: order.string(ORDER_ID)?,
-                    revenue_minor: order.number(REVENUE_MINOR)?,
-                })
+            .map(|value| match value {
+                AttributeValue::M(entry) => read(ItemReader(entry)),
+                other => Err(self.corrupt(name, format!("expected a map, got {other:?}"))),
             })
             .collect()
     }
@@ -308,6 +348,14 @@ mod tests {
             orders: (0..retailmind_schema::MAX_SESSION_ORDERS)
                 .map(|n| SessionOrder {
                     order_id: format!("{n:0>width$}", width = limits.max_id_len),
+                    revenue_minor: i64::MIN,
+                    currency: "EUR".into(),
+                })
+                .collect(),
+            currency: Some("EUR".into()),
+            other_revenue: (0..retailmind_schema::MAX_OTHER_CURRENCIES)
+                .map(|n| CurrencyRevenue {
+                    currency: format!("X{n:0>2}"),
                     revenue_minor: i64::MIN,
                 })
                 .collect(),

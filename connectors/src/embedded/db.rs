@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     revenue_minor INTEGER NOT NULL,
     version       INTEGER NOT NULL,
     snapshot      TEXT    NOT NULL,
+    currency      TEXT,
     PRIMARY KEY (anonymous_id, start_ms)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -89,6 +90,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_column(conn, "stream_log", "records")? {
         // Every row written before holds one record, which the default says.
         add_column(conn, "stream_log", "records INTEGER NOT NULL DEFAULT 1")?;
+    }
+    if !has_column(conn, "sessions", "currency")? {
+        // The currency of `revenue_minor`; rows written before say none, as their snapshots do.
+        add_column(conn, "sessions", "currency TEXT")?;
     }
     if !has_column(conn, "models", "positions")? {
         // A model saved before knew no positions: `{}`, as a model rebuilt from the lake.
@@ -195,22 +200,31 @@ mod tests {
                  CREATE TABLE models (name TEXT PRIMARY KEY, version INTEGER NOT NULL,
                      snapshot BLOB NOT NULL, saved_at_ms INTEGER NOT NULL);
                  INSERT INTO stream_log (partition_key, data, appended_at_ms) VALUES ('a', x'7b7d', 1);
-                 INSERT INTO models VALUES ('recommendations', 3, x'00', 1);",
+                 INSERT INTO models VALUES ('recommendations', 3, x'00', 1);
+                 CREATE TABLE sessions (anonymous_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+                     session_id TEXT NOT NULL, user_id TEXT, end_ms INTEGER NOT NULL,
+                     event_count INTEGER NOT NULL, page_views INTEGER NOT NULL,
+                     revenue_minor INTEGER NOT NULL, version INTEGER NOT NULL,
+                     snapshot TEXT NOT NULL, PRIMARY KEY (anonymous_id, start_ms));
+                 INSERT INTO sessions VALUES ('a', 1, 's', NULL, 2, 1, 1, 500, 1, '{}');",
             )
             .unwrap();
         }
         // Twice: the second opening finds nothing left to do.
         for _ in 0..2 {
             let conn = open_connection(&path).unwrap();
-            let (records, positions, of): (i64, String, i64) = conn
+            let (records, positions, of, currency): (i64, String, i64, Option<String>) = conn
                 .query_row(
                     "SELECT (SELECT records FROM stream_log), (SELECT positions FROM models),
-                         (SELECT positions_version FROM models)",
+                         (SELECT positions_version FROM models), (SELECT currency FROM sessions)",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .unwrap();
-            assert_eq!((records, positions.as_str(), of), (1, "{}", 0));
+            assert_eq!(
+                (records, positions.as_str(), of, currency),
+                (1, "{}", 0, None)
+            );
         }
     }
 }

@@ -11,17 +11,21 @@
 //! integers as (zig-zag for signed) LEB128 varints, flags as one byte, the event ids as a
 //! count and 16 bytes each; an optional number as 0 (none) or the number + 1. Rows written as
 //! JSON text by earlier versions still read: SQLite hands them back as TEXT, these as BLOB. So do
-//! rows of format 1, which predates `engaged_ms` (read as unknown), and of format 2, which
-//! predates `orders` (read as none).
+//! rows of format 1, which predates `engaged_ms` (read as unknown), of format 2, which predates
+//! `orders` (read as none), and of format 3, which predates currencies (an order's is read as
+//! empty, the session's as none, and `other_revenue` as none).
 
-use retailmind_schema::{Session, SessionOrder};
+use retailmind_schema::{CurrencyRevenue, Session, SessionOrder};
 use uuid::Uuid;
 
 use crate::error::{ConnectorError, Result};
 
 /// The first byte of this format. JSON text starts with `{`, so a reader can never mistake one
 /// for the other even without SQLite's value type.
-const FORMAT: u8 = 3;
+const FORMAT: u8 = 4;
+
+/// The format before currencies, still read.
+const FORMAT_WITHOUT_CURRENCIES: u8 = 3;
 
 /// The format before `orders`, still read.
 const FORMAT_WITHOUT_ORDERS: u8 = 2;
@@ -50,6 +54,8 @@ pub fn encode(session: &Session) -> Vec<u8> {
         cart_adds,
         purchases,
         revenue_minor,
+        currency,
+        other_revenue,
         engaged_ms,
         engaged,
         bounce,
@@ -97,6 +103,13 @@ pub fn encode(session: &Session) -> Vec<u8> {
     for order in orders {
         out.text(&order.order_id);
         out.signed(order.revenue_minor);
+        out.text(&order.currency);
+    }
+    out.optional(currency);
+    out.unsigned(other_revenue.len() as u64);
+    for other in other_revenue {
+        out.text(&other.currency);
+        out.signed(other.revenue_minor);
     }
     out.unsigned(*version);
     out.0
@@ -105,10 +118,17 @@ pub fn encode(session: &Session) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<Session> {
     let mut r = Reader { rest: bytes };
     let format = r.byte()?;
-    if ![FORMAT, FORMAT_WITHOUT_ORDERS, FORMAT_WITHOUT_ENGAGED_TIME].contains(&format) {
+    if ![
+        FORMAT,
+        FORMAT_WITHOUT_CURRENCIES,
+        FORMAT_WITHOUT_ORDERS,
+        FORMAT_WITHOUT_ENGAGED_TIME,
+    ]
+    .contains(&format)
+    {
         return Err(corrupt(format!("unknown format byte {format}")));
     }
-    let session = Session {
+    let mut session = Session {
         session_id: r.text()?,
         anonymous_id: r.text()?,
         user_id: r.optional()?,
@@ -126,6 +146,9 @@ pub fn decode(bytes: &[u8]) -> Result<Session> {
         cart_adds: r.small()?,
         purchases: r.small()?,
         revenue_minor: r.signed()?,
+        // Read after the orders, where the format keeps them.
+        currency: None,
+        other_revenue: Vec::new(),
         engaged_ms: match format {
             FORMAT_WITHOUT_ENGAGED_TIME => None,
             _ => r.optional_unsigned()?,
@@ -155,13 +178,34 @@ pub fn decode(bytes: &[u8]) -> Result<Session> {
                         Ok(SessionOrder {
                             order_id: r.text()?,
                             revenue_minor: r.signed()?,
+                            currency: match format {
+                                FORMAT_WITHOUT_CURRENCIES => String::new(),
+                                _ => r.text()?,
+                            },
                         })
                     })
                     .collect::<Result<_>>()?
             }
         },
-        version: r.unsigned()?,
+        version: 0,
     };
+    if format == FORMAT {
+        session.currency = r.optional()?;
+        let count = r.length()?;
+        // Each entry takes two bytes at least.
+        if count > r.rest.len() / 2 {
+            return Err(too_long());
+        }
+        session.other_revenue = (0..count)
+            .map(|_| {
+                Ok(CurrencyRevenue {
+                    currency: r.text()?,
+                    revenue_minor: r.signed()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+    }
+    session.version = r.unsigned()?;
     if !r.rest.is_empty() {
         return Err(corrupt(format!("{} bytes after the end", r.rest.len())));
     }
@@ -312,10 +356,12 @@ mod tests {
                 SessionOrder {
                     order_id: "A-1".into(),
                     revenue_minor: 12_990,
+                    currency: "EUR".into(),
                 },
                 SessionOrder {
                     order_id: "Ä-2".into(),
                     revenue_minor: -4_990,
+                    currency: String::new(),
                 },
             ],
             version: u64::MAX,
@@ -330,12 +376,55 @@ mod tests {
         }
     }
 
-    /// `session` (which has no orders) in format 2: this format without the orders' count.
+    /// `session` (no currency, no other revenue, no order's currency) in format 3: this format
+    /// without an order's currency, nor the session's currency and other revenue before the
+    /// version.
+    fn in_format_3(session: &Session) -> Vec<u8> {
+        assert!(session.currency.is_none() && session.other_revenue.is_empty());
+        assert!(session.orders.iter().all(|o| o.currency.is_empty()));
+        let bytes = encode(session);
+        // Where each order's empty currency is: where a currency of one letter differs.
+        let mut cut: Vec<usize> = (0..session.orders.len())
+            .map(|k| {
+                let mut lettered = session.clone();
+                lettered.orders[k].currency = "X".into();
+                let other = encode(&lettered);
+                (0..bytes.len()).find(|&i| bytes[i] != other[i]).unwrap()
+            })
+            .collect();
+        let mut version = Writer(Vec::new());
+        version.unsigned(session.version);
+        let before_version = bytes.len() - version.0.len();
+        cut.extend([before_version - 2, before_version - 1]);
+        let mut old: Vec<u8> = bytes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !cut.contains(i))
+            .map(|(_, b)| *b)
+            .collect();
+        old[0] = FORMAT_WITHOUT_CURRENCIES;
+        old
+    }
+
+    #[test]
+    fn rows_of_the_format_before_currencies_still_read() {
+        let mut session = Session {
+            currency: None,
+            other_revenue: Vec::new(),
+            ..full()
+        };
+        for order in &mut session.orders {
+            order.currency.clear();
+        }
+        assert_eq!(decode(&in_format_3(&session)).unwrap(), session);
+    }
+
+    /// `session` (which has no orders) in format 2: format 3 without the orders' count.
     fn in_format_2(session: &Session) -> Vec<u8> {
         assert!(session.orders.is_empty());
         let (none, one) = (
-            encode(session),
-            encode(&Session {
+            in_format_3(session),
+            in_format_3(&Session {
                 orders: vec![SessionOrder::default()],
                 ..session.clone()
             }),
@@ -351,6 +440,8 @@ mod tests {
     fn rows_of_the_format_before_orders_still_read() {
         let session = Session {
             orders: Vec::new(),
+            currency: None,
+            other_revenue: Vec::new(),
             ..full()
         };
         assert_eq!(decode(&in_format_2(&session)).unwrap(), session);
@@ -361,6 +452,8 @@ mod tests {
         let session = Session {
             engaged_ms: None,
             orders: Vec::new(),
+            currency: None,
+            other_revenue: Vec::new(),
             ..full()
         };
         let (unknown, zero) = (

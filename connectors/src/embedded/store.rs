@@ -115,8 +115,8 @@ impl EmbeddedSessions {
 /// A session's first snapshot (version 1): only if no snapshot of it is stored, at its start or
 /// (moved by a late event) at another: the visitor's key finds the visitor's few rows.
 const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, session_id, user_id,
-         end_ms, event_count, page_views, revenue_minor, version, snapshot)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+         end_ms, event_count, page_views, revenue_minor, version, snapshot, currency)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
      WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE anonymous_id = ?1 AND session_id = ?3)
      ON CONFLICT (anonymous_id, start_ms) DO NOTHING";
 
@@ -125,7 +125,8 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (anonymous_id, start_ms, sess
 /// A start only ever moves earlier, so the stored row starts at or after the new start: the
 /// visitor's key narrows the search to those rows, usually one.
 const UPDATE_SESSION: &str = "UPDATE sessions SET start_ms = ?2, user_id = ?4, end_ms = ?5,
-         event_count = ?6, page_views = ?7, revenue_minor = ?8, version = ?9, snapshot = ?10
+         event_count = ?6, page_views = ?7, revenue_minor = ?8, version = ?9, snapshot = ?10,
+         currency = ?11
      WHERE anonymous_id = ?1 AND start_ms >= ?2 AND session_id = ?3 AND version = ?9 - 1";
 
 /// The latest session at or before `?2` and every later one, in one statement.
@@ -201,7 +202,8 @@ fn write_snapshots(tx: &rusqlite::Transaction<'_>, sessions: &[Session]) -> Resu
                 s.page_views,
                 s.revenue_minor,
                 s.version as i64,
-                snapshot
+                snapshot,
+                s.currency
             ])
             .map_err(|e| sqlite_err("write sessions", e))?;
         if changed == 0 {
@@ -450,6 +452,33 @@ mod tests {
             store.put(&[stale]).await,
             Err(ConnectorError::Conflict { .. })
         ));
+    }
+
+    /// The columns beside the snapshot are for people with `sqlite3`: a revenue is read with its
+    /// currency, on the first snapshot and on later ones.
+    #[tokio::test]
+    async fn the_row_says_the_currency_of_its_revenue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = EmbeddedSessions::new(Db::open(&path).unwrap());
+        let columns = || -> (i64, Option<String>) {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .query_row("SELECT revenue_minor, currency FROM sessions", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap()
+        };
+        let first = session("a", 100);
+        store.put(std::slice::from_ref(&first)).await.unwrap();
+        assert_eq!(columns(), (0, None));
+        let mut bought = Session {
+            version: 2,
+            ..first
+        };
+        bought.add_revenue("SEK", 129_900);
+        store.put(&[bought]).await.unwrap();
+        assert_eq!(columns(), (129_900, Some("SEK".into())));
     }
 
     #[tokio::test]

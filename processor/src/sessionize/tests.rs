@@ -214,6 +214,10 @@ fn shop_events_are_counted() {
 }
 
 fn purchase(n: u128, ts: i64, order_id: &str, revenue_minor: i64) -> Event {
+    purchase_in(n, ts, order_id, revenue_minor, "EUR")
+}
+
+fn purchase_in(n: u128, ts: i64, order_id: &str, revenue_minor: i64, currency: &str) -> Event {
     event(
         n,
         "a",
@@ -221,10 +225,20 @@ fn purchase(n: u128, ts: i64, order_id: &str, revenue_minor: i64) -> Event {
         Payload::Purchase(Purchase {
             order_id: order_id.into(),
             revenue_minor,
-            currency: "EUR".into(),
+            currency: currency.into(),
             items: vec![],
         }),
     )
+}
+
+/// The session's revenue and currency, then the other currencies' revenue.
+fn revenue_by_currency(s: &Session) -> Vec<(String, i64)> {
+    let own = s.currency.iter().map(|c| (c.clone(), s.revenue_minor));
+    let others = s
+        .other_revenue
+        .iter()
+        .map(|r| (r.currency.clone(), r.revenue_minor));
+    own.chain(others).collect()
 }
 
 fn purchases_and_revenue(s: &Session) -> (u32, i64, Vec<&str>) {
@@ -298,6 +312,75 @@ fn sessions_joined_count_an_order_they_share_once() {
         );
         assert_eq!(stored[0].event_count, 4);
     }
+}
+
+/// A shopper who switched the shop's currency mid-visit: amounts in two currencies are never
+/// added up. The session's revenue is in the currency of its first order; the other's is kept
+/// beside it, and a larger report of an order raises the revenue in that order's currency.
+#[test]
+fn revenue_in_different_currencies_is_kept_apart() {
+    let events = [
+        purchase_in(1, 0, "o-1", 4990, "EUR"),
+        purchase_in(2, MIN, "o-2", 3000, "GBP"),
+        purchase_in(3, 2 * MIN, "o-3", 10, "EUR"),
+    ];
+    let s = &run(vec![], &events)[0];
+    assert_eq!(s.purchases, 3);
+    assert_eq!(
+        revenue_by_currency(s),
+        [("EUR".into(), 5000), ("GBP".into(), 3000)]
+    );
+    let later = run(
+        vec![s.clone()],
+        &[purchase_in(4, 3 * MIN, "o-2", 3500, "GBP")],
+    );
+    assert_eq!(later[0].purchases, 3);
+    assert_eq!(
+        revenue_by_currency(&later[0]),
+        [("EUR".into(), 5000), ("GBP".into(), 3500)]
+    );
+}
+
+/// Two sessions in different currencies joined by a late event between them: each currency's
+/// revenue stays its own, and an order both counted is taken off once, in its own currency.
+#[test]
+fn sessions_joined_keep_their_currencies_apart() {
+    let mut stored = Vec::new();
+    store(
+        &mut stored,
+        &[
+            purchase_in(1, 0, "o-1", 4990, "EUR"),
+            purchase_in(2, 50 * MIN, "o-2", 3000, "GBP"),
+            purchase_in(3, 50 * MIN + 1, "o-1", 4990, "EUR"),
+        ],
+    );
+    assert_eq!(stored.len(), 2);
+    store(&mut stored, &[page(4, 25 * MIN)]);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].purchases, 2);
+    assert_eq!(
+        revenue_by_currency(&stored[0]),
+        [("EUR".into(), 4990), ("GBP".into(), 3000)]
+    );
+}
+
+/// A session stored before currencies were told apart: its revenue has no currency, and a
+/// larger report of one of its orders raises that revenue, where the order was counted.
+#[test]
+fn an_order_stored_without_a_currency_is_raised_where_it_was_counted() {
+    let old = Session {
+        purchases: 1,
+        revenue_minor: 3990,
+        orders: vec![SessionOrder {
+            order_id: "o-1".into(),
+            revenue_minor: 3990,
+            currency: String::new(),
+        }],
+        ..run(vec![], &[page(1, 0)])[0].clone()
+    };
+    let out = run(vec![old], &[purchase_in(2, MIN, "o-1", 4990, "EUR")]);
+    assert_eq!((out[0].purchases, out[0].revenue_minor), (1, 4990));
+    assert!(out[0].other_revenue.is_empty());
 }
 
 /// Past the orders a session remembers, purchases are still counted (not told apart).
