@@ -266,6 +266,20 @@ pub async fn post_batch(front: Front, body: Body) -> Result<Json<BatchResponse>,
     ))
 }
 
+/// Segment's batch under the path its Ruby and Java libraries post to: the same as
+/// [`post_batch`].
+#[utoipa::path(
+    post,
+    path = "/v1/import",
+    params(IngestQuery),
+    request_body(content = BatchBody, content_type = "application/json",
+        description = "Segment's `{batch: [...]}`, as `/v1/batch` takes it; gzip allowed"),
+    responses(IngestAnswers)
+)]
+pub async fn post_import(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
+    post_batch(front, body).await
+}
+
 /// A batch body as read, before any key is checked.
 struct ReadBatch<'a> {
     batch_id: Uuid,

@@ -24,6 +24,7 @@ pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
 pub use openapi::ApiDoc;
 pub use router::{router, AppState};
+pub use segment::NO_PAGE_URL;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,7 @@ use crate::segment::spec::{BatchBody, SegmentBatch, SegmentMessage};
     ),
     paths(
         handlers::post_batch,
+        handlers::post_import,
         handlers::post_track,
         handlers::post_page,
         handlers::post_identify,

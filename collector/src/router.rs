@@ -175,6 +175,7 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         ));
     let ingestion = Router::new()
         .route("/v1/batch", post(handlers::post_batch))
+        .route("/v1/import", post(handlers::post_import))
         .route("/v1/track", post(handlers::post_track))
         .route("/v1/page", post(handlers::post_page))
         .route("/v1/identify", post(handlers::post_identify))

@@ -437,6 +437,35 @@ async fn a_segment_batch_context_reaches_every_stored_event() {
         .all(|e| e.context.page.url == "https://shop.example/wishlist"));
 }
 
+/// Segment's Ruby and Java libraries post their batches to `/v1/import`, from servers: no page,
+/// an amount with a float's rounding error. Every message is taken.
+#[tokio::test]
+async fn a_server_librarys_import_is_taken_whole() {
+    let h = Harness::new();
+    let body = json!({
+        "batch": [
+            {"type": "identify", "userId": "u-7", "messageId": "m-1", "traits": {"plan": "gold"}},
+            {"type": "track", "event": "Order Completed", "userId": "u-7", "messageId": "m-2",
+             "properties": {"order_id": "o-9", "revenue": 43.730000000000004, "currency": "EUR"}},
+        ],
+        "context": {"library": {"name": "analytics-ruby", "version": "2.4.0"}},
+    });
+    let (status, answer) = h
+        .post_at("/v1/import", "application/json", body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let stored = h.stored().await;
+    assert!(stored
+        .iter()
+        .all(|e| e.context.page.url == retailmind_collector::NO_PAGE_URL));
+    let revenue = stored.iter().find_map(|e| match &e.payload {
+        retailmind_schema::Payload::Purchase(p) => Some(p.revenue_minor),
+        _ => None,
+    });
+    assert_eq!(revenue, Some(4373));
+}
+
 /// With `unknown_fields = "reject"` an event with a field the schema does not know is refused,
 /// naming it, and the batch's other events are kept; by default such fields are ignored.
 #[tokio::test]

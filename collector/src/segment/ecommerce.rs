@@ -241,7 +241,8 @@ fn money(p: &mut Problems, obj: &Obj<'_>, key: &str, path: &str, currency: &str)
             p.fail(
                 path,
                 format!(
-                    "has more decimals than {currency} has ({}); it is not rounded",
+                    "has more decimals than {currency} has ({}); only a float's rounding error \
+                     (under a millionth of the smallest unit) is rounded",
                     minor_digits(currency)
                 ),
             );
@@ -251,6 +252,24 @@ fn money(p: &mut Problems, obj: &Obj<'_>, key: &str, path: &str, currency: &str)
             p.fail(path, "is too large");
             None
         }
+    }
+}
+
+/// Leading zeros or nines of the digits below the minor unit that make them float noise: within
+/// a millionth of a minor unit of a whole one.
+const FLOAT_NOISE_DIGITS: usize = 6;
+
+/// Whether `dropped` (digits below the minor unit, not all zero) is a float's error around a
+/// whole minor unit: `Some(false)` just above it (rounded down), `Some(true)` just below the
+/// next (rounded up), `None` for a real fraction.
+fn float_noise(dropped: &str) -> Option<bool> {
+    let lead = dropped.as_bytes().get(..FLOAT_NOISE_DIGITS)?;
+    if lead.iter().all(|&b| b == b'0') {
+        Some(false)
+    } else if lead.iter().all(|&b| b == b'9') {
+        Some(true)
+    } else {
+        None
     }
 }
 
@@ -293,13 +312,26 @@ pub(super) fn to_minor(text: &str, digits: u32) -> Result<i64, MoneyError> {
     // value = digits × 10^(exponent − frac.len()); minor = value × 10^digits.
     let mut number: String = format!("{int}{frac}").trim_start_matches('0').to_owned();
     let shift = exponent - frac.len() as i64 + i64::from(digits);
+    let mut round_up = false;
     if shift < 0 {
-        let drop = usize::try_from(-shift)
-            .unwrap_or(usize::MAX)
-            .min(number.len());
-        let kept = number.len() - drop;
-        if number[kept..].bytes().any(|b| b != b'0') {
-            return Err(MoneyError::TooPrecise);
+        let drop = usize::try_from(-shift).unwrap_or(usize::MAX);
+        // The dropped digits, as a fraction of one minor unit, padded with the leading zeros
+        // the number's text did not spell.
+        let padding = drop.saturating_sub(number.len());
+        let kept = number.len() - drop.min(number.len());
+        let dropped = format!(
+            "{}{}",
+            "0".repeat(padding.min(FLOAT_NOISE_DIGITS)),
+            &number[kept..]
+        );
+        if dropped.bytes().any(|b| b != b'0') {
+            // Binary floating point arithmetic in the sender (19.99 * 2 + 3.75 is
+            // 43.730000000000004 in JavaScript and Python) is off by far less than a millionth
+            // of a minor unit; anything larger is a real fraction, which is not rounded.
+            match float_noise(&dropped) {
+                Some(up) => round_up = up,
+                None => return Err(MoneyError::TooPrecise),
+            }
         }
         number.truncate(kept);
     } else if !number.is_empty() {
@@ -312,6 +344,7 @@ pub(super) fn to_minor(text: &str, digits: u32) -> Result<i64, MoneyError> {
     } else {
         number.parse::<i64>().map_err(|_| MoneyError::TooLarge)?
     };
+    let minor = minor + i64::from(round_up);
     if negative && minor != 0 {
         return Err(MoneyError::Negative);
     }

@@ -215,6 +215,11 @@ fn event_id(message_id: Option<&str>, time_ms: Option<i64>, raw: &RawValue) -> U
     Builder::from_unix_timestamp_millis(ms, &bits).into_uuid()
 }
 
+/// The page of a message that names none: a server's or an app's (Segment's server and mobile
+/// libraries send no `context.page`). Our events always name a page; this one says there was
+/// none, and `.invalid` (RFC 2606) never resolves, so no report can take it for a shop's page.
+pub const NO_PAGE_URL: &str = "https://no-page.invalid/";
+
 /// Page, device and campaign from `context`. A page call's own `properties.url`, `referrer` and
 /// `title` fill what `context.page` lacks (analytics.js sends both, server libraries often only
 /// the properties).
@@ -235,16 +240,23 @@ fn context(p: &mut Problems, msg: &Obj<'_>, props: &Obj<'_>, is_page: bool) -> C
     let reported =
         p.0.iter()
             .any(|e| e.field == "context.page.url" || e.field == "properties.url");
-    if url.is_none() && !reported {
-        // Our events always record the page they happened on; there is nothing to invent it from.
-        p.fail(
-            "context.page.url",
-            "is required: send the absolute page URL in context.page.url (or properties.url on page calls)",
-        );
-    }
+    let url = match url {
+        Some(url) => url,
+        // A page view names its page; there is nothing to invent it from.
+        None if is_page && !reported => {
+            p.fail(
+                "context.page.url",
+                "is required on a page call: send the absolute page URL in context.page.url or properties.url",
+            );
+            String::new()
+        }
+        None if reported => String::new(),
+        // Segment's server and mobile libraries send no page with track, identify or screen.
+        None => NO_PAGE_URL.to_owned(),
+    };
     Context {
         page: Page {
-            url: url.unwrap_or_default(),
+            url,
             referrer,
             title,
         },

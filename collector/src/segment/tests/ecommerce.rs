@@ -37,11 +37,20 @@ fn money_follows_the_currency_digits() {
     assert_eq!(to_minor("1e3", 2), Ok(100_000));
     assert_eq!(to_minor("1.5E-1", 2), Ok(15));
     assert_eq!(to_minor("-0", 2), Ok(0));
-    assert_eq!(
-        to_minor("0.30000000000000004", 2),
-        Err(MoneyError::TooPrecise)
-    );
+    // A sender's binary floating point error is rounded away (0.1 + 0.2, 19.99 * 2 + 3.75, and
+    // 43.73 as a float read back to 17 digits)...
+    assert_eq!(to_minor("0.30000000000000004", 2), Ok(30));
+    assert_eq!(to_minor("43.730000000000004", 2), Ok(4373));
+    assert_eq!(to_minor("43.729999999999997", 2), Ok(4373));
+    assert_eq!(to_minor("0.99999999999", 2), Ok(100));
+    assert_eq!(to_minor("1e-12", 2), Ok(0));
+    assert_eq!(to_minor("1500.0000000001", 0), Ok(1500));
+    // ...a real fraction of the minor unit is not.
     assert_eq!(to_minor("1500.5", 0), Err(MoneyError::TooPrecise));
+    assert_eq!(to_minor("19.995", 2), Err(MoneyError::TooPrecise));
+    assert_eq!(to_minor("19.99001", 2), Err(MoneyError::TooPrecise));
+    assert_eq!(to_minor("19.9999", 2), Err(MoneyError::TooPrecise));
+    assert_eq!(to_minor("0.001", 2), Err(MoneyError::TooPrecise));
     assert_eq!(to_minor("-1.00", 2), Err(MoneyError::Negative));
     assert_eq!(to_minor("1e400", 2), Err(MoneyError::TooLarge));
     assert_eq!(to_minor("99999999999999999", 2), Err(MoneyError::TooLarge));

@@ -123,11 +123,31 @@ fn page_category_may_come_from_properties_and_url_is_required() {
         })
     );
     // A track call does not take its page from properties.url (that is the product's URL).
+    let e =
+        ok(json!({"type": "track", "event": "X", "anonymousId": "a", "properties": {"url": URL}}));
+    assert_eq!(e.context.page.url, NO_PAGE_URL);
+    // A page call must name its page.
     let err = reason(
-        json!({"type": "track", "event": "X", "anonymousId": "a", "properties": {"url": URL}}),
+        json!({"type": "page", "anonymousId": "a", "properties": {"title": "T"}}),
         "context.page.url",
     );
-    assert!(err.contains("is required"), "{err}");
+    assert!(err.contains("is required on a page call"), "{err}");
+}
+
+/// Segment's server libraries send track and identify without `context.page`, its mobile ones
+/// every call: they are taken, on a page that says there was none.
+#[test]
+fn calls_from_servers_and_apps_without_a_page_are_taken() {
+    for msg in [
+        json!({"type": "identify", "userId": "u-7", "traits": {"plan": "gold"}}),
+        json!({"type": "track", "event": "Subscription Renewed", "userId": "u-7"}),
+        json!({"type": "screen", "name": "Basket", "anonymousId": "app-1",
+               "context": {"app": {"name": "Shop", "version": "4.2"}}}),
+    ] {
+        let e = ok(msg);
+        assert_eq!(e.context.page.url, NO_PAGE_URL);
+        assert_eq!(e.context.page.referrer, None);
+    }
 }
 
 #[test]
@@ -202,7 +222,7 @@ fn the_endpoint_type_applies_only_when_the_message_has_none() {
     typed["context"] = json!({"page": {"url": URL}});
     let e = convert(&raw(&typed), Some("track"), NOW, None).expect("page wins");
     assert_eq!(e.payload.kind(), "page_view");
-    assert_eq!(fields(msg.clone()), ["context.page.url", "type"]);
+    assert_eq!(fields(msg.clone()), ["type"]);
     let mut unknown = msg;
     unknown["type"] = json!("purchase");
     assert!(reason(unknown, "type").contains("not a Segment type"));
