@@ -6,7 +6,8 @@
 //! views, one visitor per SessionId, in time order, `RETAILMIND_BENCH_REPEAT` times over
 //! (default 4, each copy a day after the last with its own visitors), and measures:
 //! 1. `sessionize` alone, in process, one core: events/s;
-//! 2. JSON decoding alone, and plus `sessionize`: events/s;
+//! 2. JSON decoding alone, and plus `sessionize`: events/s; and the session snapshots per event
+//!    when the stream is read as it arrives (a batch per 1 s, 60 s, 300 s of event time);
 //! 3. end to end on the embedded default (SQLite log → processor → SQLite sessions + local
 //!    lake): events/s and session store writes per event, `RETAILMIND_BENCH_RUNS` times (default
 //!    3, each on a fresh data directory) and their median.
@@ -27,7 +28,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use retailmind_connectors::{embedded, Merge, SessionScan, SessionStore, StreamRecord};
-use retailmind_processor::{sessionize, Processor, ProcessorConfig};
+use retailmind_processor::{sessionize, Processor, ProcessorConfig, SessionRules};
 use retailmind_schema::{Event, Session};
 
 /// The allocator the processor's binary uses, so the figures are the binary's.
@@ -181,6 +182,42 @@ fn by_visitor(events: &[Event]) -> BTreeMap<&str, Vec<&Event>> {
     grouped
 }
 
+/// Session snapshots written per event when the stream is read as it arrives: each batch holds
+/// the events of one `window_ms` of event time (a live shard polled every second holds about a
+/// second's worth), and a session is written once per batch that holds some of its events.
+/// `sessionize` on sessions kept in memory, no I/O: the count is the pipeline's, whatever the
+/// store.
+fn snapshots_per_event_as_it_arrives(
+    events: &[Event],
+    window_ms: i64,
+    rules: &SessionRules,
+) -> f64 {
+    let mut stored: HashMap<&str, Vec<Session>> = HashMap::new();
+    let mut written = 0;
+    for batch in events.chunk_by(|a, b| a.timestamp / window_ms == b.timestamp / window_ms) {
+        for (visitor, visitor_events) in by_visitor(batch) {
+            let known = stored.entry(visitor).or_default();
+            let out = sessionize(known.clone(), &visitor_events, rules);
+            written += out.changed.len() + out.merged.len();
+            let survivors = out.merged.into_iter().map(|merge| {
+                known.retain(|k| !merge.absorbed.iter().any(|a| a.session_id == k.session_id));
+                merge.survivor
+            });
+            for session in out.changed.into_iter().chain(survivors.collect::<Vec<_>>()) {
+                match known
+                    .iter()
+                    .position(|k| k.session_id == session.session_id)
+                {
+                    Some(at) => known[at] = session,
+                    None => known.push(session),
+                }
+            }
+            known.sort_by_key(|k| k.start_ms);
+        }
+    }
+    written as f64 / events.len().max(1) as f64
+}
+
 /// Counts the sessions written through it, and the write calls that carried them.
 struct CountingSessions {
     inner: Arc<dyn SessionStore>,
@@ -321,6 +358,21 @@ fn main() {
         }
     });
     println!("decode + sessionize (1 core): {decode_sessionize:.0} events/s");
+    // The end-to-end runs below read a stream written beforehand, in batches of 5,000: most of
+    // a session's events share a batch. Read as it arrives, they do not.
+    let live: Vec<String> = [1_000, 60_000, 300_000]
+        .iter()
+        .map(|&window| {
+            let per_event = snapshots_per_event_as_it_arrives(&events, window, &rules);
+            format!("{} s {per_event:.3}", window / 1000)
+        })
+        .collect();
+    println!(
+        "session snapshots per event with the stream read as it arrives, a batch per window of \
+         event time: {}; the least possible, one write per session: {:.3}",
+        live.join(", "),
+        sessions as f64 / rounds as f64 / count as f64
+    );
 
     // End to end is short (about a second) and shares a small VM's disk and cores, so one run
     // can be off by a quarter: several runs, each on a fresh data directory, and their median.
