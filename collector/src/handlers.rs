@@ -25,7 +25,7 @@ use crate::error::{CollectorError, ErrorBody};
 use crate::ingest::{self, beginning, BatchResponse, Candidate, RequestMeta};
 use crate::router::AppState;
 use crate::segment;
-use crate::segment::spec::{BatchBody, SegmentMessage};
+use crate::segment_spec::{BatchBody, SegmentMessage};
 
 /// Query parameters every ingestion endpoint understands.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

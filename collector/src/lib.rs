@@ -17,6 +17,7 @@ mod openapi;
 pub mod recs;
 mod router;
 mod segment;
+mod segment_spec;
 
 pub use client_ip::PeerIp;
 pub use config::{CollectorConfig, ConfigError, KeyKind, UnknownFields, WriteKeyConfig};

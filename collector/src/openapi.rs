@@ -7,7 +7,7 @@ use crate::error::{ErrorBody, ErrorDetail};
 use crate::handlers;
 use crate::ingest::{BatchResponse, RejectedEvent, RejectedField};
 use crate::recs::{Placement, RecommendationsResponse, RecommendedItem};
-use crate::segment::spec::{BatchBody, SegmentBatch, SegmentMessage};
+use crate::segment_spec::{BatchBody, SegmentBatch, SegmentMessage};
 
 #[derive(OpenApi)]
 #[openapi(

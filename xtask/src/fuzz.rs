@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz [SECONDS]`: runs the `batch_decode` fuzz target (collector batch decoding
-//! and schema validation, see `fuzz/fuzz_targets/batch_decode.rs`) for a bounded time.
+//! `cargo xtask fuzz [SECONDS]`: runs the `batch_decode` fuzz target (collector batch decoding,
+//! ours and Segment's, and schema validation, see `fuzz/fuzz_targets/batch_decode.rs`) for a
+//! bounded time.
 //!
 //! cargo-fuzz needs nightly flags; `RUSTC_BOOTSTRAP=1` lets the stable toolchain accept them.
 //! The fuzz crate builds into its own target directory (`target/fuzz`) because its sanitizer

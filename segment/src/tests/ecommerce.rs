@@ -4,7 +4,7 @@ use retailmind_schema::{CartLine, Checkout, Custom, Payload, Product, Purchase, 
 use serde_json::json;
 
 use super::{fields, ok, reason, track, T, URL};
-use crate::segment::ecommerce::{minor_digits, to_minor, MoneyError};
+use crate::ecommerce::{minor_digits, to_minor, MoneyError};
 
 #[test]
 fn product_viewed_converts_price_exactly() {

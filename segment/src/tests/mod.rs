@@ -18,7 +18,7 @@ fn raw(v: &Value) -> Box<RawValue> {
     RawValue::from_string(v.to_string()).expect("valid JSON")
 }
 
-fn conv(v: Value) -> Result<Event, Vec<RejectedField>> {
+fn conv(v: Value) -> Result<Event, Vec<FieldProblem>> {
     convert(&raw(&v), None, NOW, None)
 }
 

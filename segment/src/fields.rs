@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::ingest::RejectedField;
+use crate::FieldProblem;
 
 /// A JSON object whose values keep their original text. Prices are read from that text, so
 /// `19.99` never passes through a float.
@@ -15,7 +15,7 @@ pub(super) type Obj<'a> = BTreeMap<String, &'a RawValue>;
 
 /// Every problem found in one message so far.
 #[derive(Debug, Default)]
-pub(super) struct Problems(pub Vec<RejectedField>);
+pub(super) struct Problems(pub Vec<FieldProblem>);
 
 /// Joins a parent path and a key: `("context.page", "url")` → `context.page.url`.
 pub(super) fn join(prefix: &str, key: &str) -> String {
@@ -35,7 +35,7 @@ pub(super) fn get<'a>(obj: &Obj<'a>, key: &str) -> Option<&'a RawValue> {
 
 impl Problems {
     pub fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(RejectedField::new(field, reason));
+        self.0.push(FieldProblem::new(field, reason));
     }
 
     /// The object at `key` (absent → `None`).

@@ -1,5 +1,5 @@
 //! The Segment bodies as the OpenAPI document describes them. The converter reads a message
-//! field by field (see [`super::convert`]) rather than through these types, so they list the
+//! field by field (see [`retailmind_segment::convert`]) rather than through these types, so they list the
 //! fields it reads; any other field is accepted and ignored.
 
 // Never built nor read: the types exist for their schemas.
