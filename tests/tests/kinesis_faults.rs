@@ -26,6 +26,40 @@ fn stored_ids(kinesis: &FakeAws) -> BTreeMap<String, usize> {
     ids
 }
 
+/// The spooled requests waiting in `dir`.
+fn spool_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "spool")
+        })
+        .count()
+}
+
+/// The collector with its spool in `dir`, in front of a stream that refuses every write from now
+/// on (throttled, or failing, for minutes) until the test sets other faults; returns its URL.
+async fn spooling_to_a_refusing_stream(
+    kinesis: &FakeAws,
+    dir: &std::path::Path,
+    config: CollectorConfig,
+) -> String {
+    kinesis.with(|s| {
+        s.kinesis.put_faults = BatchFaults {
+            next: Default::default(),
+            after: BatchFault::Throttle,
+        }
+    });
+    let config = CollectorConfig {
+        spool_dir: Some(dir.to_owned()),
+        ..config
+    };
+    collector_configured(&kinesis.sdk_config(), &AwsConfig::new("us-east-1"), config).await
+}
+
 /// The collector on the AWS backend, its Kinesis the fake; returns its URL.
 async fn collector_on(fake: &FakeAws) -> String {
     collector_with(&fake.sdk_config(), &AwsConfig::new("us-east-1")).await
@@ -233,22 +267,92 @@ async fn a_batch_with_a_bad_event_is_spooled_whole_while_the_stream_is_down() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1, "{answer}");
     assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
-    let spooled = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "spool")
-            })
-            .count()
-    };
-    assert_eq!(spooled(dir.path()), 1, "the good event");
+    assert_eq!(spool_files(dir.path()), 1, "the good event");
     assert_eq!(
-        spooled(&dir.path().join(DEAD_LETTER_SPOOL)),
+        spool_files(&dir.path().join(DEAD_LETTER_SPOOL)),
         1,
         "the bad one"
     );
+}
+
+/// An outage from the start to the end, through the real SDK: a stream refusing every write (a
+/// throttled or failing Kinesis) gets the batch spooled and answered 200; once the stream takes
+/// writes again the spool replays into it, every event once, and the spool is left empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_batch_reaches_the_stream_once_it_takes_writes_again() {
+    let kinesis = FakeAws::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let collector =
+        spooling_to_a_refusing_stream(&kinesis, dir.path(), CollectorConfig::default()).await;
+    let (body, ids) = batch(3);
+    let (status, _, answer) = post(&collector, &body).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(3)),
+        "{answer}"
+    );
+    assert!(stored_ids(&kinesis).is_empty(), "the stream took nothing");
+
+    kinesis.with(|s| s.kinesis.put_faults = BatchFaults::default());
+    let expected: BTreeMap<String, usize> = ids.into_iter().map(|id| (id, 1)).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stored_ids(&kinesis) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not replayed: {:?}",
+            stored_ids(&kinesis)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The replayer's next rounds find nothing left to send.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(stored_ids(&kinesis), expected);
+    assert_eq!(
+        spool_files(dir.path()),
+        0,
+        "the spool is empty once replayed"
+    );
+}
+
+/// A stream refusing writes and a spool that is full: the answer is 503 with `Retry-After`, so
+/// the sender keeps its events; once the stream is back, every event answered 200 is in it, and
+/// none of the refused batch's, which its sender still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stream_refusing_and_the_spool_full_the_sender_keeps_its_events() {
+    let kinesis = FakeAws::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        max_body_bytes: 4096,
+        spool_max_bytes: 4096,
+        ..CollectorConfig::default()
+    };
+    let collector = spooling_to_a_refusing_stream(&kinesis, dir.path(), config).await;
+    let mut acknowledged = BTreeMap::new();
+    let refused = loop {
+        let (body, ids) = batch(3);
+        let (status, retry_after, answer) = post(&collector, &body).await;
+        if status == 503 {
+            assert!(retry_after.is_some(), "503 without Retry-After: {answer}");
+            break ids;
+        }
+        assert_eq!(status, 200, "{answer}");
+        acknowledged.extend(ids.into_iter().map(|id| (id, 1)));
+        assert!(acknowledged.len() < 60, "the spool never filled up");
+    };
+    assert!(!acknowledged.is_empty(), "the spool took nothing");
+
+    kinesis.with(|s| s.kinesis.put_faults = BatchFaults::default());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stored_ids(&kinesis) != acknowledged {
+        let stored = stored_ids(&kinesis);
+        assert!(
+            refused.iter().all(|id| !stored.contains_key(id)),
+            "a refused event was claimed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledged events missing: {stored:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
