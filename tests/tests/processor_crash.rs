@@ -167,19 +167,44 @@ async fn a_processor_killed_at_random_points_loses_and_doubles_nothing() {
     assert_nothing_lost_or_doubled(dir.path(), &all).await;
 }
 
-/// `retailmind-processor`, built beside this test by `cargo test --workspace`.
+/// `retailmind-processor`, built beside this test by `cargo test --workspace`. Cargo builds
+/// another package's binary only for a workspace run: after `cargo test -p retailmind-tests`
+/// alone, the one there may predate the code, and this test would check old code without a
+/// word. So it must be newer than every source file it is built from.
 fn processor_binary() -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let binary = deps.parent().and_then(Path::parent).unwrap().join(format!(
         "retailmind-processor{}",
         std::env::consts::EXE_SUFFIX
     ));
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --workspace` builds it (or `cargo build -p retailmind-processor`)",
-        binary.display()
-    );
+    let rebuild = "`cargo test --workspace` builds it (or `cargo build -p retailmind-processor`)";
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {rebuild}", binary.display()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for krate in ["processor", "connectors", "schema", "recommend", "commerce"] {
+        if let Some(newer) = newer_than(&root.join(krate).join("src"), built) {
+            panic!(
+                "{} is older than {}: {rebuild}",
+                binary.display(),
+                newer.display()
+            );
+        }
+    }
     binary
+}
+
+/// A file under `dir` changed after `time`, if any.
+fn newer_than(dir: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let path = entry.path();
+        let meta = entry.metadata().ok()?;
+        if meta.is_dir() {
+            newer_than(&path, time)
+        } else {
+            (meta.modified().ok()? > time).then_some(path)
+        }
+    })
 }
 
 /// The processor binary on the embedded default in `dir`, configured through the
