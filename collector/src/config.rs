@@ -68,6 +68,18 @@ pub struct CollectorConfig {
     pub recommendations: RecommendationsConfig,
     /// Orders and customer profiles (`/v1/transactions`, `/v1/customers`).
     pub commerce: CommerceConfig,
+    /// Segment-spec messages (`/v1/track`, `/v1/batch` with `batch`, …).
+    pub segment: SegmentConfig,
+}
+
+/// What the shop says about the Segment messages it sends.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// The currency of amounts in messages that name none (Segment's spec leaves `currency`
+    /// optional): an ISO 4217 code such as `EUR`. Unset, such an amount refuses its event,
+    /// naming `properties.currency`.
+    pub default_currency: Option<String>,
 }
 
 /// The policy for fields the event schema does not know.
@@ -186,6 +198,7 @@ impl Default for CollectorConfig {
             spool_after_secs: 5,
             recommendations: RecommendationsConfig::default(),
             commerce: CommerceConfig::default(),
+            segment: SegmentConfig::default(),
         }
     }
 }
@@ -220,6 +233,8 @@ pub enum ConfigError {
         placement: &'static str,
         name: String,
     },
+    #[error("segment.default_currency is {0:?}: it must be an ISO 4217 code of three capital letters, such as \"EUR\"")]
+    NotACurrency(String),
 }
 
 /// Largest event accepted: with the server's fields added it must fit one record of the stream
@@ -367,6 +382,11 @@ impl CollectorConfig {
                 ),
             ])?;
         }
+        if let Some(code) = &self.segment.default_currency {
+            if !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())) {
+                return Err(ConfigError::NotACurrency(code.clone()));
+            }
+        }
         let s = &r.strategies;
         for (placement, names) in [
             ("home", &s.home),
@@ -436,6 +456,15 @@ mod tests {
     #[test]
     fn the_defaults_pass_the_check() {
         assert_eq!(CollectorConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn a_default_currency_must_be_an_iso_code() {
+        let mut config = CollectorConfig::default();
+        config.segment.default_currency = Some("eur".into());
+        assert_eq!(config.check(), Err(ConfigError::NotACurrency("eur".into())));
+        config.segment.default_currency = Some("EUR".into());
+        assert_eq!(config.check(), Ok(()));
     }
 
     #[test]

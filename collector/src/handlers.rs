@@ -326,7 +326,10 @@ fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, Co
                 messages
                     .into_iter()
                     .map(|raw| {
-                        Candidate::converted(raw, segment::convert(raw, None, now, parsed.context))
+                        Candidate::converted(
+                            raw,
+                            segment::convert(raw, None, now, parsed.context, &state.segment),
+                        )
                     })
                     .collect::<Vec<_>>(),
             )
@@ -396,7 +399,13 @@ async fn segment_message(
         .await?;
     let candidate = Candidate::converted(
         raw,
-        segment::convert(raw, Some(segment_type), now_ms(), None),
+        segment::convert(
+            raw,
+            Some(segment_type),
+            now_ms(),
+            None,
+            &front.state.segment,
+        ),
     );
     Ok(Json(
         ingest::ingest(

@@ -20,7 +20,9 @@ mod segment;
 mod segment_spec;
 
 pub use client_ip::PeerIp;
-pub use config::{CollectorConfig, ConfigError, KeyKind, UnknownFields, WriteKeyConfig};
+pub use config::{
+    CollectorConfig, ConfigError, KeyKind, SegmentConfig, UnknownFields, WriteKeyConfig,
+};
 pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
 pub use openapi::ApiDoc;

@@ -52,6 +52,8 @@ pub struct AppState {
     pub sessions: Option<Arc<dyn SessionStore>>,
     /// Page URL of an order's purchase event when the order names none.
     pub commerce_page_url: Arc<str>,
+    /// How Segment messages are read ([`crate::config::SegmentConfig`]).
+    pub segment: Arc<retailmind_segment::Options>,
 }
 
 impl AppState {
@@ -111,6 +113,9 @@ impl AppState {
             commerce: None,
             sessions: None,
             commerce_page_url: config.commerce.default_page_url.as_str().into(),
+            segment: Arc::new(retailmind_segment::Options {
+                default_currency: config.segment.default_currency.clone(),
+            }),
         }
     }
 

@@ -466,6 +466,39 @@ async fn a_server_librarys_import_is_taken_whole() {
     assert_eq!(revenue, Some(4373));
 }
 
+/// `segment.default_currency` reaches the converter: a price without a currency is in the
+/// shop's, through the route.
+#[tokio::test]
+async fn the_shops_default_currency_prices_a_segment_message_without_one() {
+    let mut h = Harness::new();
+    let message = json!({"type": "track", "event": "Product Viewed", "anonymousId": "a-1",
+        "context": {"page": {"url": "https://shop.example/p/42"}},
+        "properties": {"product_id": "42", "price": 12.5}});
+    let (status, answer) = h
+        .post_at("/v1/track", "application/json", message.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["rejected"][0]["errors"][0]["field"],
+        "properties.currency"
+    );
+
+    h.config.segment.default_currency = Some("CHF".into());
+    let (status, answer) = h
+        .post_at("/v1/track", "application/json", message.to_string())
+        .await;
+    assert_eq!(
+        (status, answer["accepted"].clone()),
+        (StatusCode::OK, json!(1)),
+        "{answer}"
+    );
+    let stored = h.stored().await;
+    let Payload::ProductView(product) = &stored[0].payload else {
+        panic!("{stored:?}")
+    };
+    assert_eq!(product.currency.as_deref(), Some("CHF"));
+}
+
 /// With `unknown_fields = "reject"` an event with a field the schema does not know is refused,
 /// naming it, and the batch's other events are kept; by default such fields are ignored.
 #[tokio::test]

@@ -43,13 +43,19 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let native = read_native_batch(data, MAX_EVENTS);
     let Ok(parsed) = serde_json::from_slice::<BatchEnvelope>(data) else {
-        assert!(native.is_none(), "read in one pass, refused by the envelope");
+        assert!(
+            native.is_none(),
+            "read in one pass, refused by the envelope"
+        );
         return;
     };
     if let Some(native) = native {
         assert_eq!(native.batch_id, parsed.batch_id);
         assert_eq!(native.write_key, parsed.write_key);
-        let events = parsed.events.as_deref().expect("the envelope has the events");
+        let events = parsed
+            .events
+            .as_deref()
+            .expect("the envelope has the events");
         assert_eq!(native.events.len(), events.len());
         for (mut one_pass, raw) in native.events.into_iter().zip(events) {
             assert_eq!(one_pass.text(), raw.get());
@@ -62,14 +68,27 @@ fuzz_target!(|data: &[u8]| {
     if let Some(messages) = parsed.batch {
         // The route's type, as the single-message endpoints imply one.
         let default_type = [None, Some("track"), Some("page"), Some("identify")][data.len() % 4];
+        // With and without the shop's default currency.
+        let options = retailmind_segment::Options {
+            default_currency: (data.len() % 5 == 0).then(|| "EUR".to_owned()),
+        };
         for raw in messages.into_iter().take(MAX_EVENTS) {
             if raw.get().len() > MAX_EVENT_BYTES {
                 continue;
             }
-            match retailmind_segment::convert(raw, default_type, NOW_MS, parsed.context) {
+            match retailmind_segment::convert_with(
+                raw,
+                default_type,
+                NOW_MS,
+                parsed.context,
+                &options,
+            ) {
                 Ok(event) => survives_the_stream(event, raw.get(), None, data.len(), &limits),
                 Err(problems) => {
-                    assert!(!problems.is_empty(), "convert refused with no problem named");
+                    assert!(
+                        !problems.is_empty(),
+                        "convert refused with no problem named"
+                    );
                     assert!(problems.iter().all(|p| !p.field.is_empty()));
                 }
             }

@@ -56,16 +56,21 @@ pub(super) fn track(
 fn currency(p: &mut Problems, props: &Obj<'_>) -> Option<String> {
     p.text(props, "currency", "properties.currency")
         .map(|c| c.trim().to_ascii_uppercase())
+        .or_else(|| p.default_currency.clone())
 }
 
-/// Reports a missing currency once per message: we never assume one (Segment's destinations
-/// differ on whether USD is implied, and a wrong currency corrupts revenue silently).
+/// Reports a missing currency once per message. None is assumed unless the shop set its own
+/// (Segment's destinations differ on whether USD is implied, and a wrong currency corrupts
+/// revenue silently).
 fn require_currency(p: &mut Problems, currency: Option<&str>, what: &str) {
-    let reported = p.0.iter().any(|e| e.field == "properties.currency");
+    let reported = p.found.iter().any(|e| e.field == "properties.currency");
     if currency.is_none() && !reported {
         p.fail(
             "properties.currency",
-            format!("is required when {what} (no default currency is assumed)"),
+            format!(
+                "is required when {what} (no default currency is assumed unless the collector \
+                 sets segment.default_currency)"
+            ),
         );
     }
 }

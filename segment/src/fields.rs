@@ -13,9 +13,13 @@ use crate::FieldProblem;
 /// `19.99` never passes through a float.
 pub(super) type Obj<'a> = BTreeMap<String, &'a RawValue>;
 
-/// Every problem found in one message so far.
+/// Every problem found in one message so far, and the shop's settings the reading follows.
 #[derive(Debug, Default)]
-pub(super) struct Problems(pub Vec<FieldProblem>);
+pub(super) struct Problems {
+    pub found: Vec<FieldProblem>,
+    /// The currency of an amount whose message names none (see [`crate::Options`]).
+    pub default_currency: Option<String>,
+}
 
 /// Joins a parent path and a key: `("context.page", "url")` → `context.page.url`.
 pub(super) fn join(prefix: &str, key: &str) -> String {
@@ -35,7 +39,7 @@ pub(super) fn get<'a>(obj: &Obj<'a>, key: &str) -> Option<&'a RawValue> {
 
 impl Problems {
     pub fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(FieldProblem::new(field, reason));
+        self.found.push(FieldProblem::new(field, reason));
     }
 
     /// The object at `key` (absent → `None`).

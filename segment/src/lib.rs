@@ -70,6 +70,31 @@ pub fn convert(
     now_ms: i64,
     batch_context: Option<&RawValue>,
 ) -> Result<Event, Vec<FieldProblem>> {
+    convert_with(
+        raw,
+        default_type,
+        now_ms,
+        batch_context,
+        &Options::default(),
+    )
+}
+
+/// What a shop may set about the messages it sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// The currency of amounts in messages that name none (Segment's spec leaves `currency`
+    /// optional), as an upper-case ISO 4217 code. Unset, such an amount is refused.
+    pub default_currency: Option<String>,
+}
+
+/// [`convert`] under the shop's `options`.
+pub fn convert_with(
+    raw: &RawValue,
+    default_type: Option<&str>,
+    now_ms: i64,
+    batch_context: Option<&RawValue>,
+    options: &Options,
+) -> Result<Event, Vec<FieldProblem>> {
     let Ok(mut msg) = serde_json::from_str::<Obj<'_>>(raw.get()) else {
         return Err(vec![FieldProblem::new(
             "event",
@@ -82,7 +107,10 @@ pub fn convert(
             .map_err(|reason| vec![FieldProblem::new("context", reason)])?;
         msg.insert("context".to_owned(), &merged);
     }
-    let mut p = Problems::default();
+    let mut p = Problems {
+        found: Vec::new(),
+        default_currency: options.default_currency.clone(),
+    };
     let kind = kind(&mut p, &msg, default_type);
     let sent_time = timestamp(&mut p, &msg);
     let timestamp = sent_time.unwrap_or(now_ms);
@@ -101,7 +129,7 @@ pub fn convert(
     let payload = kind.map(|k| payload(&mut p, k, &msg, &props, user_id.as_deref()));
 
     match (anonymous_id, payload) {
-        (Some(anonymous_id), Some(payload)) if p.0.is_empty() => Ok(Event {
+        (Some(anonymous_id), Some(payload)) if p.found.is_empty() => Ok(Event {
             // A message with neither an id nor a time of its own cannot tell a resend from a
             // repeat (a heartbeat): its arrival time keeps repeats apart.
             event_id: event_id(
@@ -117,7 +145,7 @@ pub fn convert(
             context,
             payload,
         }),
-        _ => Err(p.0),
+        _ => Err(p.found),
     }
 }
 
@@ -253,9 +281,10 @@ fn context(p: &mut Problems, msg: &Obj<'_>, props: &Obj<'_>, is_page: bool) -> C
     let url = page_field(p, "url");
     let referrer = page_field(p, "referrer");
     let title = page_field(p, "title");
-    let reported =
-        p.0.iter()
-            .any(|e| e.field == "context.page.url" || e.field == "properties.url");
+    let reported = p
+        .found
+        .iter()
+        .any(|e| e.field == "context.page.url" || e.field == "properties.url");
     let url = match url {
         Some(url) => url,
         // A page view names its page; there is nothing to invent it from.

@@ -109,6 +109,49 @@ fn a_price_without_currency_is_refused() {
     ));
 }
 
+/// A shop that sets its currency: amounts in messages that name none are in it, and a message
+/// that names its own keeps it.
+#[test]
+fn a_shops_default_currency_stands_in_for_a_missing_one() {
+    let options = crate::Options {
+        default_currency: Some("SEK".into()),
+    };
+    let with_default = |msg: serde_json::Value| {
+        let raw = super::raw(&msg);
+        crate::convert_with(&raw, None, super::NOW, None, &options).expect("converts")
+    };
+    let viewed = with_default(track(
+        "Product Viewed",
+        json!({"product_id": "42", "price": 5}),
+    ));
+    let Payload::ProductView(product) = viewed.payload else {
+        panic!("kind")
+    };
+    assert_eq!(
+        (product.price_minor, product.currency.as_deref()),
+        (Some(500), Some("SEK"))
+    );
+    let order = with_default(track(
+        "Order Completed",
+        json!({"order_id": "o-1", "total": 1299, "products": [{"product_id": "42", "price": 1299}]}),
+    ));
+    let Payload::Purchase(purchase) = order.payload else {
+        panic!("kind")
+    };
+    assert_eq!(
+        (purchase.revenue_minor, purchase.currency.as_str()),
+        (129_900, "SEK")
+    );
+    let own = with_default(track(
+        "Product Viewed",
+        json!({"product_id": "42", "price": 5, "currency": "eur"}),
+    ));
+    let Payload::ProductView(product) = own.payload else {
+        panic!("kind")
+    };
+    assert_eq!(product.currency.as_deref(), Some("EUR"));
+}
+
 #[test]
 fn cart_events_carry_quantity() {
     let e = ok(track(
