@@ -68,6 +68,8 @@ pub enum CollectorError {
     CommerceNotConfigured,
     #[error(transparent)]
     Commerce(#[from] CommerceError),
+    #[error("the collector serves no {method} {path} (its endpoints are in /openapi.json)")]
+    NoSuchRoute { method: String, path: String },
 }
 
 /// Seconds a client should wait before retrying when the stream is unavailable or we are full.
@@ -94,6 +96,7 @@ impl CollectorError {
             | SinkUnavailable(_)
             | CommerceNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             InvalidHeader { .. } => StatusCode::BAD_REQUEST,
+            NoSuchRoute { .. } => StatusCode::NOT_FOUND,
             Commerce(e) => match e {
                 CommerceError::Invalid(_) | CommerceError::IdempotencyKeyReused { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -129,6 +132,7 @@ impl CollectorError {
             SinkUnavailable(_) => "unavailable",
             InvalidHeader { .. } => "invalid_header",
             CommerceNotConfigured => "commerce_not_configured",
+            NoSuchRoute { .. } => "no_such_route",
             Commerce(e) => match e {
                 CommerceError::Invalid(_) => "invalid_request",
                 CommerceError::IllegalTransition { .. } => "illegal_status_change",

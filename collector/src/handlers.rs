@@ -419,16 +419,25 @@ async fn segment_message(
     ))
 }
 
+/// A path the collector does not serve: answered with a JSON error like every other refusal,
+/// not an empty body.
+pub async fn no_such_route(method: axum::http::Method, uri: axum::http::Uri) -> CollectorError {
+    CollectorError::NoSuchRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
 pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok")
 }
 
-/// Readiness: the stream takes writes.
+/// Readiness: the stream takes writes (with a spool, or the spool has room for them).
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the stream or the orders database is unreachable")))]
+    (status = 503, description = "the stream (and the spool, if any) or the orders database cannot take writes")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.sink.ready().await {
         // The SDK's words name the stream's ARN and the account: the log only.

@@ -217,6 +217,7 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
+        .fallback(handlers::no_such_route)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

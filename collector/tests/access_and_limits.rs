@@ -729,6 +729,45 @@ async fn readiness_and_metrics_are_served() {
     }
 }
 
+/// With a spool, an outage of the stream is absorbed: the collector stays ready, so a load
+/// balancer keeps sending it the writes the spool exists to take.
+#[tokio::test]
+async fn readiness_holds_while_a_spool_takes_the_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CollectorConfig {
+        spool_dir: Some(dir.path().to_owned()),
+        ..CollectorConfig::default()
+    };
+    let (sink, dead_letters) =
+        retailmind_collector::spooled_edges(Arc::new(DownSink), Arc::new(DownSink), &config)
+            .unwrap();
+    let app = router(AppState::new(sink, dead_letters, &config), &config);
+    let ready = app
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+/// A path the collector does not serve gets a JSON error like every other refusal.
+#[tokio::test]
+async fn an_unknown_path_is_a_json_404() {
+    let h = Harness::new(CollectorConfig::default());
+    let answer = h
+        .send(Request::get("/v1/events").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    let body = json_of(answer).await;
+    assert_eq!(body["error"]["code"], "no_such_route", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /v1/events"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn readiness_fails_while_the_stream_is_unreachable() {
     let config = CollectorConfig::default();

@@ -195,8 +195,19 @@ impl EventSink for SpoolingSink {
         }
     }
 
+    /// Ready while the stream is, or while it is not but the spool has room left (a tenth of
+    /// it at least): writes are taken and acknowledged either way, so a load balancer should
+    /// keep sending them here rather than pull every instance in an outage the spool exists for.
     async fn ready(&self) -> Result<()> {
-        self.inner.ready().await
+        let Err(down) = self.inner.ready().await else {
+            return Ok(());
+        };
+        let room = self.max_bytes.saturating_sub(self.spooled_bytes());
+        if room >= self.max_bytes / 10 {
+            tracing::warn!(error = %down, room, "the stream is not ready; the spool takes writes");
+            return Ok(());
+        }
+        Err(down)
     }
 }
 

@@ -26,6 +26,15 @@ async fn main() -> Result<(), lambda_http::Error> {
              goes; set RETAILMIND_BACKEND__KIND=aws"
         );
     }
+    if let Some(dir) = &config.spool_dir {
+        // A sandbox's disk goes with the sandbox, and a frozen one replays nothing: a spool
+        // there would acknowledge events that may never reach the stream.
+        tracing::warn!(
+            spool_dir = %dir.display(),
+            "spool_dir is not used in Lambda: an outage is answered 503 and the sender keeps \
+             its events"
+        );
+    }
     let backend = retailmind_connectors::connect(&config.backend)
         .await
         .context("opening the backend")?;

@@ -30,6 +30,9 @@ impl EventSink for SwitchableStream {
         Ok(())
     }
     async fn ready(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ConnectorError::unavailable("kinesis", "connection refused"));
+        }
         Ok(())
     }
 }
@@ -89,6 +92,24 @@ async fn a_full_spool_hands_the_outage_back_to_the_caller() {
         ),
         "{err}"
     );
+}
+
+/// In an outage the spool absorbs, the collector stays ready (a load balancer keeps sending it
+/// writes); once the spool is nearly full, it is not.
+#[tokio::test]
+async fn ready_while_the_stream_is_or_the_spool_has_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1000).unwrap();
+    assert!(sink.ready().await.is_ok());
+    stream.down.store(true, Ordering::SeqCst);
+    assert!(sink.ready().await.is_ok(), "the spool has room");
+    while sink.spooled_bytes() <= 900 {
+        sink.append(records("x", 1)).await.unwrap();
+    }
+    assert!(sink.ready().await.is_err(), "less than a tenth left");
+    stream.down.store(false, Ordering::SeqCst);
+    assert!(sink.ready().await.is_ok());
 }
 
 #[test]
