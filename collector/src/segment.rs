@@ -9,8 +9,7 @@ use crate::ingest::RejectedField;
 
 pub use retailmind_segment::NO_PAGE_URL;
 
-/// [`retailmind_segment::convert_with`] the shop's `options`, its problems as the answer names
-/// them.
+/// [`retailmind_segment::convert`], its problems as the answer names them.
 pub fn convert(
     raw: &RawValue,
     default_type: Option<&str>,
@@ -18,7 +17,7 @@ pub fn convert(
     batch_context: Option<&RawValue>,
     options: &Options,
 ) -> Result<Event, Vec<RejectedField>> {
-    retailmind_segment::convert_with(raw, default_type, now_ms, batch_context, options).map_err(
+    retailmind_segment::convert(raw, default_type, now_ms, batch_context, options).map_err(
         |problems| {
             problems
                 .into_iter()

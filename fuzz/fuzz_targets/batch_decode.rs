@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
             if raw.get().len() > MAX_EVENT_BYTES {
                 continue;
             }
-            match retailmind_segment::convert_with(
+            match retailmind_segment::convert(
                 raw,
                 default_type,
                 NOW_MS,

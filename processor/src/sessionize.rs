@@ -229,10 +229,10 @@ fn absorb(s: &mut Session, later: Session) {
     s.products_viewed += later.products_viewed;
     s.cart_adds += later.cart_adds;
     s.purchases += later.purchases;
-    match &later.currency {
-        Some(currency) => s.add_revenue(currency, later.revenue_minor),
-        None => s.revenue_minor += later.revenue_minor,
-    }
+    s.add_revenue(
+        later.currency.as_deref().unwrap_or_default(),
+        later.revenue_minor,
+    );
     for other in &later.other_revenue {
         s.add_revenue(&other.currency, other.revenue_minor);
     }
@@ -244,7 +244,7 @@ fn absorb(s: &mut Session, later: Session) {
                 let counted = &mut s.orders[at];
                 let twice = counted.revenue_minor.min(order.revenue_minor);
                 counted.revenue_minor = counted.revenue_minor.max(order.revenue_minor);
-                add_order_revenue(s, &order.currency, -twice);
+                s.add_revenue(&order.currency, -twice);
             }
             None => {
                 if s.orders.len() < MAX_SESSION_ORDERS {
@@ -257,16 +257,6 @@ fn absorb(s: &mut Session, later: Session) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
     };
-}
-
-/// Adds `delta` to the revenue of an order the session counted in `currency`; an order stored
-/// before currencies were told apart (no currency) was counted in `revenue_minor`.
-fn add_order_revenue(s: &mut Session, currency: &str, delta: i64) {
-    if currency.is_empty() {
-        s.revenue_minor += delta;
-    } else {
-        s.add_revenue(currency, delta);
-    }
 }
 
 /// Numbers the sessions on from the first one at hand, which keeps its number (1 when it is
@@ -392,7 +382,7 @@ fn count(s: &mut Session, event: &Event) {
                     let more = p.revenue_minor - counted.revenue_minor;
                     counted.revenue_minor = p.revenue_minor;
                     let currency = counted.currency.clone();
-                    add_order_revenue(s, &currency, more);
+                    s.add_revenue(&currency, more);
                 }
             }
             None => {

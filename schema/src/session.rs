@@ -120,8 +120,13 @@ pub const ENGAGED_MS: &str = "engaged_ms";
 impl Session {
     /// Adds `delta` to the revenue in `currency`: to `revenue_minor` when it is the session's
     /// currency (or the session has none yet and no revenue), otherwise to that currency's
-    /// entry of `other_revenue`.
+    /// entry of `other_revenue`. An empty `currency` is revenue counted before currencies were
+    /// told apart, which stays in `revenue_minor`, where it was counted.
     pub fn add_revenue(&mut self, currency: &str, delta: i64) {
+        if currency.is_empty() {
+            self.revenue_minor += delta;
+            return;
+        }
         if self.currency.is_none() && self.revenue_minor == 0 {
             self.currency = Some(currency.to_owned());
         }

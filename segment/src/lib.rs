@@ -60,25 +60,6 @@ enum Kind {
     Alias,
 }
 
-/// Converts one Segment message into an event. `default_type` is the type the endpoint implies
-/// (`/v1/track` → `track`); the message's own `type` wins. `now_ms` is the collector's clock, used
-/// when the message carries no time. `batch_context` is a batch's top-level `context`, which
-/// Segment merges into each message's: key by key, nested objects too, the message's value winning.
-pub fn convert(
-    raw: &RawValue,
-    default_type: Option<&str>,
-    now_ms: i64,
-    batch_context: Option<&RawValue>,
-) -> Result<Event, Vec<FieldProblem>> {
-    convert_with(
-        raw,
-        default_type,
-        now_ms,
-        batch_context,
-        &Options::default(),
-    )
-}
-
 /// What a shop may set about the messages it sends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -87,8 +68,12 @@ pub struct Options {
     pub default_currency: Option<String>,
 }
 
-/// [`convert`] under the shop's `options`.
-pub fn convert_with(
+/// Converts one Segment message into an event. `default_type` is the type the endpoint implies
+/// (`/v1/track` → `track`); the message's own `type` wins. `now_ms` is the collector's clock, used
+/// when the message carries no time. `batch_context` is a batch's top-level `context`, which
+/// Segment merges into each message's: key by key, nested objects too, the message's value winning.
+/// `options` are the shop's.
+pub fn convert(
     raw: &RawValue,
     default_type: Option<&str>,
     now_ms: i64,

@@ -172,6 +172,13 @@ async fn a_processor_killed_at_random_points_loses_and_doubles_nothing() {
 /// alone, the one there may predate the code, and this test would check old code without a
 /// word. So it must be newer than every source file it is built from.
 fn processor_binary() -> PathBuf {
+    // Checked once: the crash test starts the binary again and again, and the sources do not
+    // change under a running test.
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(fresh_processor_binary).clone()
+}
+
+fn fresh_processor_binary() -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let binary = deps.parent().and_then(Path::parent).unwrap().join(format!(
         "retailmind-processor{}",

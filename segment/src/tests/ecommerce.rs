@@ -118,7 +118,7 @@ fn a_shops_default_currency_stands_in_for_a_missing_one() {
     };
     let with_default = |msg: serde_json::Value| {
         let raw = super::raw(&msg);
-        crate::convert_with(&raw, None, super::NOW, None, &options).expect("converts")
+        crate::convert(&raw, None, super::NOW, None, &options).expect("converts")
     };
     let viewed = with_default(track(
         "Product Viewed",

@@ -18,6 +18,22 @@ fn raw(v: &Value) -> Box<RawValue> {
     RawValue::from_string(v.to_string()).expect("valid JSON")
 }
 
+/// [`crate::convert`] with no shop options, as most tests want it.
+fn convert(
+    raw: &RawValue,
+    default_type: Option<&str>,
+    now_ms: i64,
+    batch_context: Option<&RawValue>,
+) -> Result<Event, Vec<FieldProblem>> {
+    crate::convert(
+        raw,
+        default_type,
+        now_ms,
+        batch_context,
+        &Options::default(),
+    )
+}
+
 fn conv(v: Value) -> Result<Event, Vec<FieldProblem>> {
     convert(&raw(&v), None, NOW, None)
 }
