@@ -70,6 +70,8 @@ pub enum CollectorError {
     Commerce(#[from] CommerceError),
     #[error("the collector serves no {method} {path} (its endpoints are in /openapi.json)")]
     NoSuchRoute { method: String, path: String },
+    #[error("{path} takes no {method}: the methods it takes are in the Allow header")]
+    MethodNotAllowed { method: String, path: String },
 }
 
 /// Seconds a client should wait before retrying when the stream is unavailable or we are full.
@@ -97,6 +99,7 @@ impl CollectorError {
             | CommerceNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Commerce(e) => match e {
                 CommerceError::Invalid(_) | CommerceError::IdempotencyKeyReused { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -133,6 +136,7 @@ impl CollectorError {
             InvalidHeader { .. } => "invalid_header",
             CommerceNotConfigured => "commerce_not_configured",
             NoSuchRoute { .. } => "no_such_route",
+            MethodNotAllowed { .. } => "method_not_allowed",
             Commerce(e) => match e {
                 CommerceError::Invalid(_) => "invalid_request",
                 CommerceError::IllegalTransition { .. } => "illegal_status_change",

@@ -428,6 +428,17 @@ pub async fn no_such_route(method: axum::http::Method, uri: axum::http::Uri) -> 
     }
 }
 
+/// A known path asked with a method it does not take. axum adds the `Allow` header.
+pub async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> CollectorError {
+    CollectorError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
 pub async fn healthz() -> impl IntoResponse {

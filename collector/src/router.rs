@@ -185,6 +185,8 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/v1/page", post(handlers::post_page))
         .route("/v1/identify", post(handlers::post_identify))
         .route("/v1/recommendations", get(crate::recs::get_recommendations))
+        // Before the layers, so that CORS still answers a preflight (OPTIONS) of these routes.
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         // The handlers read the body themselves, with their own limit and error.
         .layer(DefaultBodyLimit::disable())
         .layer(shed.clone())
@@ -208,6 +210,7 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
             "/v1/customers/{customer_id}/traits",
             put(crate::commerce::put_customer_traits),
         )
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(shed);
     Router::new()
@@ -217,6 +220,8 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(crate::openapi::openapi_json))
+        // Set on the routes registered so far, so after them.
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .fallback(handlers::no_such_route)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)

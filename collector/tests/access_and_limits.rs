@@ -769,6 +769,48 @@ async fn an_unknown_path_is_a_json_404() {
 }
 
 #[tokio::test]
+async fn a_method_a_path_does_not_take_is_a_json_405_that_names_the_ones_it_does() {
+    let h = Harness::new(CollectorConfig::default());
+    let answer = h
+        .send(Request::get("/v1/batch").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = answer.headers()[axum::http::header::ALLOW]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(allow.contains("POST"), "Allow: {allow}");
+    let body = json_of(answer).await;
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/batch takes no GET"),
+        "{body}"
+    );
+    // The same for the routes outside ingestion.
+    for (method, path) in [("POST", "/healthz"), ("GET", "/v1/transactions")] {
+        let answer = h
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        let body = json_of(answer).await;
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn readiness_fails_while_the_stream_is_unreachable() {
     let config = CollectorConfig::default();
     let app = router(
