@@ -31,6 +31,9 @@ const SESSION_ID: &str = "session_id";
 const USER_ID: &str = "user_id";
 /// Last event of the session, what the live panel filters on.
 pub(crate) const END_MS: &str = "end_ms";
+/// `end_ms - start_ms`, written for those who query the table (PartiQL, exports, Athena's
+/// DynamoDB connector) and not read back: the two times it follows from are.
+const DURATION_MS: &str = "duration_ms";
 const EVENT_COUNT: &str = "event_count";
 const PAGE_VIEWS: &str = "page_views";
 const ENTRY_URL: &str = "entry_url";
@@ -78,6 +81,7 @@ pub(crate) fn to_item(session: &Session) -> Item {
     put(START_MS, number(session.start_ms));
     put(SESSION_ID, string(&session.session_id));
     put(END_MS, number(session.end_ms));
+    put(DURATION_MS, number(session.duration_ms()));
     put(EVENT_COUNT, number(session.event_count));
     put(PAGE_VIEWS, number(session.page_views));
     put(ENTRY_URL, string(&session.entry_url));
@@ -393,6 +397,11 @@ mod tests {
         let item = to_item(&full());
         assert_eq!(item[START_MS], AttributeValue::N("1732527000000".into()));
         assert_eq!(item[VERSION], AttributeValue::N("3".into()));
+        assert_eq!(
+            item[DURATION_MS],
+            AttributeValue::N("600000".into()),
+            "the duration (ten minutes) is an attribute for those who query the table"
+        );
         assert!(matches!(&item[EVENT_IDS], AttributeValue::L(ids) if ids.len() == 2));
     }
 
