@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -17,7 +17,9 @@ use serde_json::json;
 pub const T0: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
 pub const MINUTE: i64 = 60_000;
 
-/// One test event: its number, visitor and time.
+/// One test event: its number, visitor and time. Its kind follows from its number (see
+/// [`TestEvent::kind`]), so that sessions count page views, product views, cart adds and
+/// purchases, and a purchase counted twice shows in the revenue.
 #[derive(Clone, Debug)]
 pub struct TestEvent {
     pub n: u64,
@@ -25,19 +27,59 @@ pub struct TestEvent {
     pub ts: i64,
 }
 
+/// What a [`TestEvent`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    PageView,
+    ProductView,
+    AddToCart,
+    /// Of `n * 100` cents.
+    Purchase,
+}
+
 impl TestEvent {
     pub fn event_id(&self) -> String {
         format!("01936a1c-3b5e-7cc4-9a1e-{:012x}", self.n)
     }
 
+    pub fn kind(&self) -> Kind {
+        match self.n % 10 {
+            0 => Kind::Purchase,
+            3 | 7 => Kind::ProductView,
+            5 => Kind::AddToCart,
+            _ => Kind::PageView,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://shop.example/{}", self.n)
+    }
+
     pub fn record(&self) -> StreamRecord {
+        let product = json!({"product_id": format!("p-{}", self.n % 13)});
+        let (kind, properties) = match self.kind() {
+            Kind::PageView => ("page_view", json!({})),
+            Kind::ProductView => ("product_view", product),
+            Kind::AddToCart => (
+                "add_to_cart",
+                json!({"product_id": product["product_id"], "quantity": 1}),
+            ),
+            Kind::Purchase => (
+                "purchase",
+                json!({
+                    "order_id": format!("o-{}", self.n),
+                    "revenue_minor": self.n * 100,
+                    "currency": "EUR",
+                }),
+            ),
+        };
         let event = json!({
             "event_id": self.event_id(),
-            "type": "page_view",
+            "type": kind,
             "anonymous_id": self.visitor,
             "timestamp": self.ts,
-            "context": {"page": {"url": format!("https://shop.example/{}", self.n)}},
-            "properties": {}
+            "context": {"page": {"url": self.url()}},
+            "properties": properties
         });
         StreamRecord {
             partition_key: self.visitor.clone(),
@@ -65,26 +107,100 @@ pub fn events(count: u64, visitors: u64) -> Vec<TestEvent> {
         .collect()
 }
 
-/// A visitor's sessions as `(start_ms, end_ms, event count)`, computed from the events alone:
-/// sorted by time, a new session after more than 30 minutes without an event.
-pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<(i64, i64, u64)>> {
-    let mut by_visitor: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+/// A session as computed from the test events alone, every field the events decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedSession {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub event_ids: BTreeSet<uuid::Uuid>,
+    pub page_views: u32,
+    pub products_viewed: u32,
+    pub cart_adds: u32,
+    pub purchases: u32,
+    pub revenue_minor: i64,
+    pub currency: Option<String>,
+    pub entry_url: String,
+    pub exit_url: String,
+    pub session_number: u32,
+    pub engaged: bool,
+    pub bounce: bool,
+}
+
+impl ExpectedSession {
+    fn of(session: &retailmind_schema::Session) -> ExpectedSession {
+        ExpectedSession {
+            start_ms: session.start_ms,
+            end_ms: session.end_ms,
+            event_ids: session.event_ids.iter().copied().collect(),
+            page_views: session.page_views,
+            products_viewed: session.products_viewed,
+            cart_adds: session.cart_adds,
+            purchases: session.purchases,
+            revenue_minor: session.revenue_minor,
+            currency: session.currency.clone(),
+            entry_url: session.entry_url.clone(),
+            exit_url: session.exit_url.clone(),
+            session_number: session.session_number,
+            engaged: session.engaged,
+            bounce: session.bounce,
+        }
+    }
+}
+
+/// A visitor's sessions computed from the events alone, by the product's definitions written
+/// out again here: sorted by time, a new session after more than 30 minutes without an event;
+/// engaged when it lasts over 10 s, has 2+ page views or an order; a bounce when not engaged
+/// with at most one page view; numbered from 1 per visitor.
+pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<ExpectedSession>> {
+    let mut by_visitor: BTreeMap<String, Vec<&TestEvent>> = BTreeMap::new();
     for e in events {
-        by_visitor.entry(e.visitor.clone()).or_default().push(e.ts);
+        by_visitor.entry(e.visitor.clone()).or_default().push(e);
     }
     by_visitor
         .into_iter()
-        .map(|(visitor, mut times)| {
-            times.sort();
-            let mut sessions: Vec<(i64, i64, u64)> = Vec::new();
-            for ts in times {
-                match sessions.last_mut() {
-                    Some((_, end, count)) if ts - *end <= 30 * MINUTE => {
-                        *end = ts;
-                        *count += 1;
-                    }
-                    _ => sessions.push((ts, ts, 1)),
+        .map(|(visitor, mut visits)| {
+            visits.sort_by_key(|e| e.ts);
+            let mut sessions: Vec<ExpectedSession> = Vec::new();
+            for e in visits {
+                let open = sessions
+                    .last()
+                    .is_some_and(|s| e.ts - s.end_ms <= 30 * MINUTE);
+                if !open {
+                    sessions.push(ExpectedSession {
+                        start_ms: e.ts,
+                        end_ms: e.ts,
+                        event_ids: BTreeSet::new(),
+                        page_views: 0,
+                        products_viewed: 0,
+                        cart_adds: 0,
+                        purchases: 0,
+                        revenue_minor: 0,
+                        currency: None,
+                        entry_url: e.url(),
+                        exit_url: String::new(),
+                        session_number: sessions.len() as u32 + 1,
+                        engaged: false,
+                        bounce: false,
+                    });
                 }
+                let s = sessions.last_mut().expect("a session is open");
+                s.end_ms = e.ts;
+                s.exit_url = e.url();
+                s.event_ids.insert(e.event_id().parse().unwrap());
+                match e.kind() {
+                    Kind::PageView => s.page_views += 1,
+                    Kind::ProductView => s.products_viewed += 1,
+                    Kind::AddToCart => s.cart_adds += 1,
+                    Kind::Purchase => {
+                        s.purchases += 1;
+                        s.revenue_minor += e.n as i64 * 100;
+                        s.currency = Some("EUR".into());
+                    }
+                }
+            }
+            for s in &mut sessions {
+                s.engaged = s.end_ms - s.start_ms > 10_000 || s.page_views >= 2 || s.purchases > 0;
+                s.bounce = s.page_views <= 1 && !s.engaged;
             }
             (visitor, sessions)
         })
@@ -318,35 +434,26 @@ impl LeaseStore for TaggedLeases {
     }
 }
 
-/// Asserts that the stored sessions are exactly those computed from `events` alone, and that
-/// they hold every event id once.
+/// Asserts that the stored sessions are exactly those computed from `events` alone, field by
+/// field, each holding the ids of its own events; so every event is counted once, and once
+/// only.
 pub async fn assert_sessions_match(
     sessions: &dyn retailmind_connectors::SessionStore,
     events: &[TestEvent],
 ) {
-    let mut seen: HashSet<uuid::Uuid> = HashSet::new();
     for (visitor, expected) in expected_sessions(events) {
         let stored = sessions.sessions_of(&visitor).await.unwrap();
-        let got: Vec<(i64, i64, u64)> = stored
-            .iter()
-            .map(|s| (s.start_ms, s.end_ms, u64::from(s.event_count)))
-            .collect();
-        assert_eq!(got, expected, "sessions of {visitor}");
         for session in &stored {
             assert_eq!(
                 session.event_ids.len() as u64,
-                u64::from(session.event_count)
+                u64::from(session.event_count),
+                "an event id per event counted, in {visitor}'s session {}",
+                session.session_id
             );
-            for id in &session.event_ids {
-                assert!(seen.insert(*id), "event {id} counted twice");
-            }
         }
+        let got: Vec<ExpectedSession> = stored.iter().map(ExpectedSession::of).collect();
+        assert_eq!(got, expected, "sessions of {visitor}");
     }
-    let expected: HashSet<uuid::Uuid> = events
-        .iter()
-        .map(|e| e.event_id().parse().unwrap())
-        .collect();
-    assert_eq!(seen, expected, "every event in exactly one session");
 }
 
 /// The AWS backend on `moto`, provisioned (the lake bucket created first).
