@@ -108,7 +108,7 @@ impl fmt::Display for Violation {
             Violation::AfterTimestamp => write!(f, "must not be later than the event's timestamp"),
             Violation::BadName => write!(
                 f,
-                "may hold only letters, digits, '_', '-', '.', ':' and spaces"
+                "must be one line: no control characters (line breaks, tabs, escapes)"
             ),
         }
     }
@@ -394,8 +394,12 @@ pub fn validate(event: &Event, limits: &Limits, now_ms: i64) -> Result<(), Vec<F
     }
 }
 
-fn is_name_char(ch: char) -> bool {
-    ch.is_alphanumeric() || matches!(ch, '_' | '-' | '.' | ':' | ' ')
+/// Whether a custom event's name may hold `ch`. Names are free text, as in every analytics
+/// library ("Signed Up!", "Checkout → Payment (step 2)"), but one line: a control character
+/// (line break, tab, escape) would break the one-line lists and exports that show names. NUL
+/// is refused apart, as in every text.
+pub fn is_name_char(ch: char) -> bool {
+    !ch.is_control() || ch == '\0'
 }
 
 /// `http://host…` or `https://host…` with a non-empty host; deliberately no full URL parser, so

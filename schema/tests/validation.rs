@@ -173,6 +173,30 @@ fn a_page_views_session_facts_must_be_possible() {
 }
 
 #[test]
+fn custom_event_names_are_free_text_on_one_line() {
+    let named = |name: &str| {
+        let mut v = valid();
+        v["type"] = json!("custom");
+        v["properties"] = json!({ "name": name });
+        refusals(v)
+    };
+    for name in [
+        "Signed Up!",
+        "Checkout → Payment (step 2)",
+        "Öffnungszeiten/Filiale #3",
+    ] {
+        assert!(named(name).is_empty(), "{name}: {:?}", named(name));
+    }
+    for name in ["Signed\nUp", "tab\there", "esc\u{1b}[31m"] {
+        assert_eq!(
+            named(name),
+            ["properties.name must be one line: no control characters (line breaks, tabs, escapes)"],
+            "{name:?}"
+        );
+    }
+}
+
+#[test]
 fn long_strings_and_deep_custom_props_are_refused() {
     let mut v = valid();
     v["type"] = json!("custom");

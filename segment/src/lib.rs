@@ -23,7 +23,8 @@ mod fields;
 #[cfg(test)]
 mod tests;
 
-use retailmind_schema::{Context, Custom, Event, Page, PageView, Payload, Screen, Utm};
+use retailmind_schema::validate::is_name_char;
+use retailmind_schema::{Context, Custom, Event, Page, PageView, Payload, Screen, Utm, Violation};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -356,11 +357,10 @@ fn payload(
                 p.fail("event", "is required for a track call (the event's name)");
                 return custom("track", Map::new());
             };
+            // Checked here too so the problem names Segment's `event` field rather than our
+            // `properties.name`.
             if !event.chars().all(is_name_char) {
-                p.fail(
-                    "event",
-                    "may hold only letters, digits, '_', '-', '.', ':' and spaces",
-                );
+                p.fail("event", Violation::BadName.to_string());
             }
             ecommerce::track(p, &event, props, || plain_properties(msg))
         }
@@ -414,10 +414,4 @@ fn custom(name: &str, props: Map<String, Value>) -> Payload {
         name: name.to_owned(),
         props,
     })
-}
-
-/// The characters our schema allows in a custom event's name (checked here too so the problem
-/// names Segment's `event` field rather than our `properties.name`).
-fn is_name_char(ch: char) -> bool {
-    ch.is_alphanumeric() || matches!(ch, '_' | '-' | '.' | ':' | ' ')
 }

@@ -336,7 +336,20 @@ fn other_track_names_are_custom_events_with_their_properties() {
                 .unwrap_or_default(),
         })
     );
-    assert_eq!(fields(track("Signed Up!", json!({}))), ["event"]);
+    // Names are free text, as Segment's libraries send them, on one line.
+    for name in [
+        "Signed Up!",
+        "Checkout → Payment (step 2)",
+        "Clicked \"Buy\"",
+    ] {
+        let e = ok(track(name, json!({})));
+        assert!(
+            matches!(&e.payload, Payload::Custom(c) if c.name == name),
+            "{name}: {:?}",
+            e.payload
+        );
+    }
+    assert_eq!(fields(track("Signed\nUp", json!({}))), ["event"]);
     let mut no_name = track("x", json!({}));
     no_name.as_object_mut().map(|m| m.remove("event"));
     assert_eq!(fields(no_name), ["event"]);
