@@ -10,8 +10,13 @@ use tokio::net::TcpListener;
 
 /// How far behind the newest record of the shard the last read was, in ms (labels `consumer`,
 /// `shard_id`). Kinesis reports it per GetRecords; the embedded log from append times. 0 from
-/// an instance that no longer holds the shard (its owner reports it).
+/// an instance that no longer holds the shard (its owner reports it). It keeps the figure of
+/// the last good batch while a shard's batches fail: [`BATCH_FAILURES`] is what rises then.
 pub const SHARD_MILLIS_BEHIND: &str = "shard_millis_behind";
+/// Batches of a shard that failed (labels `consumer`, `shard_id`, `retryable`). A retryable
+/// failure is read again after the shard's backoff, from its checkpoint; another stops the
+/// processor. Alert on its rate: a shard failing over and over is not read at all.
+pub const BATCH_FAILURES: &str = "processor_batch_failures_total";
 /// Records carried through to sessions and the lake and checkpointed.
 pub const RECORDS_PROCESSED: &str = "processor_records_processed_total";
 /// Events that reached the collector later than the allowed lateness: in the lake, in no

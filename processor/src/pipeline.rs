@@ -361,12 +361,16 @@ impl Processor {
                     more |= outcome.shard_ended;
                 }
                 Err(e) if e.is_retryable() => {
+                    self.count_failure(&shard_id, true);
                     let wait = self.failed(&shard_id);
                     warn!(shard_id, error = %e, ?wait, "shard batch failed; retrying it later");
                     more = true;
                     failure.get_or_insert(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.count_failure(&shard_id, false);
+                    return Err(e);
+                }
             }
         }
         let keeper = self.leases.lock().await;
@@ -397,6 +401,16 @@ impl Processor {
             failure,
             others_go_on,
         })
+    }
+
+    fn count_failure(&self, shard_id: &str, retryable: bool) {
+        metrics::counter!(
+            m::BATCH_FAILURES,
+            "consumer" => self.consumer.clone(),
+            "shard_id" => shard_id.to_owned(),
+            "retryable" => if retryable { "true" } else { "false" },
+        )
+        .increment(1);
     }
 
     /// Whether `shard_id` failed lately and its backoff has not ended.
