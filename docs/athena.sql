@@ -56,9 +56,10 @@ TBLPROPERTIES (
 
 -- Undecodable stream records kept by the processor, with the reason.
 CREATE EXTERNAL TABLE IF NOT EXISTS retailmind.stream_errors (
-  received_at_ms bigint,
-  reason         string,
-  data_base64    string
+  received_at_ms       bigint,
+  reason               string,
+  data_base64          string,  -- the record's first 512 KiB
+  truncated_from_bytes bigint   -- the record's size when it was larger, else NULL
 )
 PARTITIONED BY (dt string)
 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'
