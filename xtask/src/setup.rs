@@ -322,6 +322,16 @@ pub fn browser() -> Result<Browser> {
     })
 }
 
+/// jq 1.6, the JQ that Firehose's dynamic partitioning runs: the tests run the lake's partition
+/// queries through it. Debian 12 ships that version; installed from there when missing.
+pub fn jq() -> Result<PathBuf> {
+    let jq = PathBuf::from("/usr/bin/jq");
+    if !jq.exists() {
+        apt_install(&["jq"], None)?;
+    }
+    Ok(jq)
+}
+
 /// The folder with PostgreSQL's `initdb`, `postgres` and `psql` (the Amazon RDS stand-in the
 /// tests and `demo --postgres` start on their own port), installed from Debian when missing.
 pub fn postgres() -> Result<PathBuf> {

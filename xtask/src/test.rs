@@ -18,6 +18,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
     let browser = setup::browser()?;
     let python = setup::moto()?;
     let postgres = setup::postgres()?;
+    let jq = setup::jq()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
     let bundle = wasm::build_demo_bundle(&toolchain)?;
     let dashboard = setup::dashboard_assets()?;
@@ -35,14 +36,15 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         "warnings",
     ]))?;
 
-    // The end-to-end tests start Chromium, chromedriver, moto and PostgreSQL themselves from these paths; they
-    // fail (never skip) when one is missing.
+    // The end-to-end tests start Chromium, chromedriver, moto, PostgreSQL and jq themselves from
+    // these paths; they fail (never skip) when one is missing.
     run(Command::new("cargo")
         .current_dir(&root)
         .env("RETAILMIND_CHROMIUM", &browser.chromium)
         .env("RETAILMIND_CHROMEDRIVER", &browser.chromedriver)
         .env("RETAILMIND_PYTHON", &python)
         .env("RETAILMIND_PG_BIN", &postgres)
+        .env("RETAILMIND_JQ", &jq)
         .env("RETAILMIND_DEMO_PKG", &pkg)
         .env("RETAILMIND_DEMO_BUNDLE", &bundle)
         .env("RETAILMIND_DASHBOARD_ASSETS", &dashboard)

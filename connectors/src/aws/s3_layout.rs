@@ -15,6 +15,8 @@
 //!
 //! Dynamic partitioning needs a buffer of at least 64 MiB; records wait up to 60 s.
 //!
+//! The queries are run through jq 1.6 by the tests, against the embedded lake's layout.
+//!
 //! Emulators (moto) do not implement dynamic partitioning, so when
 //! [`AwsConfig::endpoint_url`](crate::AwsConfig) is set, `provision` creates the streams with
 //! the static prefixes `events/` and `errors/` (error output `errors/`), under which Firehose
@@ -180,6 +182,84 @@ mod tests {
             .find(|p| p.parameter_name() == &ProcessorParameterName::MetadataExtractionQuery)
             .map(|p| p.parameter_value());
         assert!(query.is_some_and(|q| q.contains(".timestamp / 1000")));
+    }
+
+    /// Partition prefixes Firehose would give records of these `times` (ms), the `layout`'s
+    /// query run by jq 1.6, the JQ Firehose runs (`RETAILMIND_JQ`, default `jq`; `cargo xtask
+    /// test` installs Debian's), with each key put into the partitioned prefix.
+    fn firehose_prefixes(layout: &S3Layout, field: &str, times: &[i64]) -> Vec<String> {
+        use std::io::Write;
+        let jq = std::env::var("RETAILMIND_JQ").unwrap_or_else(|_| "jq".into());
+        let missing = |e: std::io::Error| -> ! {
+            panic!("{jq} did not run ({e}): run `cargo xtask test`, which installs jq 1.6, or set RETAILMIND_JQ")
+        };
+        let version = std::process::Command::new(&jq)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| missing(e));
+        let version = String::from_utf8_lossy(&version.stdout);
+        assert!(
+            version.trim() == "jq-1.6",
+            "{jq} is {version:?}: Firehose runs JQ 1.6, so the check needs that version"
+        );
+        let mut child = std::process::Command::new(&jq)
+            .args(["-c", layout.partition_query])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| missing(e));
+        let mut input = child.stdin.take().expect("jq's stdin");
+        for ms in times {
+            writeln!(input, "{{\"{field}\": {ms}, \"type\": \"page_view\"}}").unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "jq failed on {}",
+            layout.partition_query
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|keys| {
+                let keys: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(keys).expect("jq gives an object of keys");
+                keys.iter()
+                    .fold(layout.partitioned_prefix.to_owned(), |prefix, (k, v)| {
+                        prefix.replace(
+                            &format!("!{{partitionKeyFromQuery:{k}}}"),
+                            v.as_str().expect("keys are strings"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn firehose_partitions_as_the_embedded_lake_does() {
+        // Hour and day edges, a leap day, a year's end, the epoch, today's times.
+        let times = [
+            0,
+            999,
+            3_599_999,
+            3_600_000,
+            951_868_799_999,   // 2000-02-29T23:59:59.999Z
+            1_709_164_800_000, // 2024-02-29T00:00:00Z
+            1_735_689_599_999, // 2024-12-31T23:59:59.999Z
+            1_735_689_600_000, // 2025-01-01T00:00:00Z
+            1_764_064_812_345,
+            4_102_444_800_000, // 2100-01-01T00:00:00Z
+        ];
+        type OnDisk = fn(i64) -> String;
+        let layouts: [(S3Layout, &str, OnDisk); 2] = [
+            (EVENTS, "timestamp", crate::lake::event_partition),
+            (ERRORS, "received_at_ms", crate::lake::error_partition),
+        ];
+        for (layout, field, on_disk) in layouts {
+            let local: Vec<String> = times.iter().map(|&ms| on_disk(ms)).collect();
+            assert_eq!(firehose_prefixes(&layout, field, &times), local, "{field}");
+        }
     }
 
     #[test]
