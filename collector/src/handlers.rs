@@ -15,14 +15,13 @@ use retailmind_connectors::clock::now_ms;
 use retailmind_schema::wire::{read_native_batch, BatchEnvelope, RawEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use uuid::Uuid;
 
 use crate::access::Caller;
 use crate::body;
 use crate::client_ip::{client_ip, PeerIp};
 use crate::config::KeyKind;
 use crate::error::{CollectorError, ErrorBody};
-use crate::ingest::{self, beginning, BatchResponse, Candidate, RequestMeta};
+use crate::ingest::{self, beginning, BatchId, BatchResponse, Candidate, RequestMeta};
 use crate::router::AppState;
 use crate::segment;
 use crate::segment_spec::{BatchBody, SegmentMessage};
@@ -282,7 +281,7 @@ pub async fn post_import(front: Front, body: Body) -> Result<Json<BatchResponse>
 
 /// A batch body as read, before any key is checked.
 struct ReadBatch<'a> {
-    batch_id: Uuid,
+    batch_id: BatchId,
     write_key: Option<String>,
     candidates: Vec<Candidate<'a>>,
 }
@@ -292,7 +291,7 @@ struct ReadBatch<'a> {
 fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, CollectorError> {
     if let Some(batch) = read_native_batch(bytes, state.max_events_per_batch) {
         return Ok(ReadBatch {
-            batch_id: batch.batch_id.ok_or_else(missing_batch_id)?,
+            batch_id: BatchId::Sent(batch.batch_id.ok_or_else(missing_batch_id)?),
             write_key: batch.write_key,
             candidates: batch.events.into_iter().map(Candidate::native).collect(),
         });
@@ -311,7 +310,7 @@ fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, Co
         (Some(events), None) => {
             ingest::within_batch_limit(state, events.len())?;
             (
-                parsed.batch_id.ok_or_else(missing_batch_id)?,
+                BatchId::Sent(parsed.batch_id.ok_or_else(missing_batch_id)?),
                 events
                     .into_iter()
                     .map(|raw| Candidate::native(RawEvent::new(raw.get())))
@@ -322,7 +321,7 @@ fn read_batch<'a>(state: &AppState, bytes: &'a [u8]) -> Result<ReadBatch<'a>, Co
             ingest::within_batch_limit(state, messages.len())?;
             (
                 // Segment batches carry no id; every message has its own, kept by `convert`.
-                parsed.batch_id.unwrap_or_else(Uuid::now_v7),
+                parsed.batch_id.map_or_else(BatchId::made, BatchId::Sent),
                 messages
                     .into_iter()
                     .map(|raw| {
@@ -412,7 +411,7 @@ async fn segment_message(
             &front.state,
             &caller,
             &meta,
-            Uuid::now_v7(),
+            BatchId::made(),
             vec![candidate],
         )
         .await?,

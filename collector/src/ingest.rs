@@ -174,19 +174,44 @@ pub fn within_batch_limit(state: &AppState, events: usize) -> Result<(), Collect
     Ok(())
 }
 
+/// A request's batch id: the sender's, which a retry of the batch repeats, or one made up here
+/// for a sender that gives none (Segment's libraries: each message has an id of its own, which
+/// the event dedup keeps). A made-up id is never asked for again, so its answer is not kept:
+/// it would only push the answers retries do ask for out of the memory sooner.
+#[derive(Clone, Copy, Debug)]
+pub enum BatchId {
+    Sent(Uuid),
+    Made(Uuid),
+}
+
+impl BatchId {
+    pub fn made() -> BatchId {
+        BatchId::Made(Uuid::now_v7())
+    }
+
+    fn id(self) -> Uuid {
+        match self {
+            BatchId::Sent(id) | BatchId::Made(id) => id,
+        }
+    }
+}
+
 pub async fn ingest(
     state: &AppState,
     caller: &Caller,
     meta: &RequestMeta,
-    batch_id: Uuid,
+    batch: BatchId,
     candidates: Vec<Candidate<'_>>,
 ) -> Result<BatchResponse, CollectorError> {
     within_batch_limit(state, candidates.len())?;
-    if let Some(mut answer) = state.recent_batches.answer_for(&caller.key_name, batch_id) {
-        metrics::counter!(m::BATCHES_DUPLICATE).increment(1);
-        answer.duplicate = true;
-        return Ok(answer);
+    if let BatchId::Sent(batch_id) = batch {
+        if let Some(mut answer) = state.recent_batches.answer_for(&caller.key_name, batch_id) {
+            metrics::counter!(m::BATCHES_DUPLICATE).increment(1);
+            answer.duplicate = true;
+            return Ok(answer);
+        }
     }
+    let batch_id = batch.id();
 
     let now = now_ms();
     // Server-side fields are never taken from the client.
@@ -238,7 +263,7 @@ pub async fn ingest(
 
     let judged = Judged {
         sender: caller.key_name.clone(),
-        batch_id,
+        batch,
         ids,
         records,
         remembered,
@@ -277,7 +302,7 @@ pub async fn ingest(
 /// A request's events as judged, everything owned, for [`write`].
 struct Judged {
     sender: String,
-    batch_id: Uuid,
+    batch: BatchId,
     ids: Vec<Uuid>,
     records: Vec<StreamRecord>,
     /// What the recommendation session memory keeps, by position among `records`.
@@ -289,7 +314,8 @@ struct Judged {
 /// Appends the accepted events that are not repeats to the stream, then the dead letters, and
 /// answers.
 async fn write(state: AppState, judged: Judged) -> Result<BatchResponse, CollectorError> {
-    let (sender, batch_id, records) = (judged.sender, judged.batch_id, judged.records);
+    let (sender, batch, records) = (judged.sender, judged.batch, judged.records);
+    let batch_id = batch.id();
     let (ids, remembered, rejected) = (judged.ids, judged.remembered, judged.rejected);
     let dead_letters = judged.dead_letters;
     let accepted = records.len();
@@ -347,7 +373,9 @@ async fn write(state: AppState, judged: Judged) -> Result<BatchResponse, Collect
         duplicate: false,
         duplicates,
     };
-    state.recent_batches.remember(&sender, batch_id, &answer);
+    if let BatchId::Sent(batch_id) = batch {
+        state.recent_batches.remember(&sender, batch_id, &answer);
+    }
     Ok(answer)
 }
 

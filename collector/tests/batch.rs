@@ -437,6 +437,45 @@ async fn a_segment_batch_context_reaches_every_stored_event() {
         .all(|e| e.context.page.url == "https://shop.example/wishlist"));
 }
 
+/// Segment requests carry no batch id, so none of theirs is kept in the memory of answers,
+/// where it would push out the answers that a tracker's retry asks for.
+#[tokio::test]
+async fn segment_requests_leave_the_answer_memory_to_batches_a_retry_can_name() {
+    let mut h = Harness::new();
+    h.config.dedup_max_batches = 1;
+    let app = h.router_over(h.embedded.backend.sink.clone());
+    let send = |uri: &'static str, body: String| {
+        let app = app.clone();
+        async move {
+            let answer = app
+                .oneshot(
+                    Request::post(uri)
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "{uri}");
+            json_of(answer).await
+        }
+    };
+    let tracker = batch(vec![event(1)]);
+    let first = send("/v1/batch", tracker.clone()).await;
+    assert!(first.get("duplicate").is_none(), "{first}");
+    let track =
+        json!({"type": "track", "event": "Signed Up", "messageId": "m-1", "anonymousId": "a-1"});
+    send("/v1/track", track.to_string()).await;
+    let segment_batch =
+        json!({"batch": [{"type": "identify", "userId": "u-1", "messageId": "m-2"}]});
+    send("/v1/batch", segment_batch.to_string()).await;
+    let retry = send("/v1/batch", tracker).await;
+    assert_eq!(
+        retry["duplicate"], true,
+        "the tracker's retry is answered from memory: {retry}"
+    );
+}
+
 /// Segment's Ruby and Java libraries post their batches to `/v1/import`, from servers: no page,
 /// an amount with a float's rounding error. Every message is taken.
 #[tokio::test]
