@@ -167,14 +167,20 @@ impl Access {
         Ok(caller)
     }
 
-    /// Whether a browser on `origin` may read answers for requests made with `key` (CORS).
+    /// Whether a browser on `origin` may read answers for requests made with `key` (CORS), the
+    /// key from the query string.
     pub fn cors_allows(&self, key: Option<&str>, origin: &str) -> bool {
         if self.is_open() {
             return true;
         }
-        match key.and_then(|k| self.keys.get(k)) {
-            Some(k) if k.kind == KeyKind::Publishable => origin_allowed(&k.origins, origin),
-            _ => false,
+        let publishable_for = |k: &WriteKeyConfig| {
+            k.kind == KeyKind::Publishable && origin_allowed(&k.origins, origin)
+        };
+        match key {
+            Some(key) => self.keys.get(key).is_some_and(publishable_for),
+            // The key is in a header the preflight does not carry: the request is judged
+            // against its key's origins when it comes.
+            None => self.keys.values().any(publishable_for),
         }
     }
 }
@@ -261,6 +267,9 @@ mod tests {
             .is_ok());
         assert!(access.cors_allows(Some("pk_shop"), "https://shop.example"));
         assert!(!access.cors_allows(Some("sk_shop"), "https://shop.example"));
+        // Without a key in the query (it is in a header): an origin some publishable key lists.
+        assert!(access.cors_allows(None, "https://shop.example"));
+        assert!(!access.cors_allows(None, "https://elsewhere.example"));
     }
 
     #[test]

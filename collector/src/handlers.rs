@@ -350,33 +350,48 @@ fn missing_batch_id() -> CollectorError {
     CollectorError::MalformedBatch("missing field `batch_id`".into())
 }
 
-/// One Segment `track` message, answered like `/v1/batch` (index 0 rejected when it is not valid).
-#[utoipa::path(post, path = "/v1/track", params(IngestQuery),
-    request_body(content = SegmentMessage, content_type = "application/json"),
-    responses(IngestAnswers))]
-pub async fn post_track(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
-    segment_message("track", front, body).await
+/// A handler for one Segment message of a type, under its path. Each needs its own
+/// `utoipa::path` for the OpenAPI document, hence one function per type.
+macro_rules! segment_message_route {
+    ($(#[doc = $doc:literal])* $name:ident, $kind:literal, $path:literal) => {
+        $(#[doc = $doc])*
+        /// Answered like `/v1/batch` (index 0 rejected when it is not valid).
+        #[utoipa::path(post, path = $path, params(IngestQuery),
+            request_body(content = SegmentMessage, content_type = "application/json"),
+            responses(IngestAnswers))]
+        pub async fn $name(
+            front: Front,
+            body: Body,
+        ) -> Result<Json<BatchResponse>, CollectorError> {
+            segment_message($kind, front, body).await
+        }
+    };
 }
 
-/// One Segment `page` message, answered like `/v1/batch` (index 0 rejected when it is not valid).
-#[utoipa::path(post, path = "/v1/page", params(IngestQuery),
-    request_body(content = SegmentMessage, content_type = "application/json"),
-    responses(IngestAnswers))]
-pub async fn post_page(front: Front, body: Body) -> Result<Json<BatchResponse>, CollectorError> {
-    segment_message("page", front, body).await
-}
-
-/// One Segment `identify` message, answered like `/v1/batch` (index 0 rejected when it is not
-/// valid).
-#[utoipa::path(post, path = "/v1/identify", params(IngestQuery),
-    request_body(content = SegmentMessage, content_type = "application/json"),
-    responses(IngestAnswers))]
-pub async fn post_identify(
-    front: Front,
-    body: Body,
-) -> Result<Json<BatchResponse>, CollectorError> {
-    segment_message("identify", front, body).await
-}
+segment_message_route!(
+    /// One Segment `track` message.
+    post_track, "track", "/v1/track"
+);
+segment_message_route!(
+    /// One Segment `page` message.
+    post_page, "page", "/v1/page"
+);
+segment_message_route!(
+    /// One Segment `identify` message.
+    post_identify, "identify", "/v1/identify"
+);
+segment_message_route!(
+    /// One Segment `screen` message (apps).
+    post_screen, "screen", "/v1/screen"
+);
+segment_message_route!(
+    /// One Segment `group` message.
+    post_group, "group", "/v1/group"
+);
+segment_message_route!(
+    /// One Segment `alias` message.
+    post_alias, "alias", "/v1/alias"
+);
 
 /// One Segment message of `segment_type` (the message's own `type` wins).
 async fn segment_message(

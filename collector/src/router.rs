@@ -184,6 +184,17 @@ pub fn router(state: AppState, config: &CollectorConfig) -> Router {
         .route("/v1/track", post(handlers::post_track))
         .route("/v1/page", post(handlers::post_page))
         .route("/v1/identify", post(handlers::post_identify))
+        .route("/v1/screen", post(handlers::post_screen))
+        .route("/v1/group", post(handlers::post_group))
+        .route("/v1/alias", post(handlers::post_alias))
+        // analytics.js posts each call to its type's first letter, and batches to `b`.
+        .route("/v1/t", post(handlers::post_track))
+        .route("/v1/p", post(handlers::post_page))
+        .route("/v1/i", post(handlers::post_identify))
+        .route("/v1/s", post(handlers::post_screen))
+        .route("/v1/g", post(handlers::post_group))
+        .route("/v1/a", post(handlers::post_alias))
+        .route("/v1/b", post(handlers::post_batch))
         .route("/v1/recommendations", get(crate::recs::get_recommendations))
         // Before the layers, so that CORS still answers a preflight (OPTIONS) of these routes.
         .method_not_allowed_fallback(handlers::method_not_allowed)
@@ -238,7 +249,10 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 }
 
 /// CORS answered per write key: a page may read the answer only if its origin is one of the
-/// key's origins. Browsers send the key in the query string (`?key=`), where the preflight sees it.
+/// key's origins. The tracker sends the key in the query string (`?key=`), where the preflight
+/// sees it. analytics.js sends it in the `Authorization` header (and the body), which a
+/// preflight does not carry: without `?key=`, an origin that some publishable key lists is
+/// let through, and admission then checks the request's own key against its origin (403).
 fn cors(access: Arc<Access>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
@@ -262,6 +276,8 @@ fn cors(access: Arc<Access>) -> CorsLayer {
             header::CONTENT_ENCODING,
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-write-key"),
+            // analytics.js counts its retries in this header.
+            header::HeaderName::from_static("x-retry-count"),
         ])
         // The tracker reads Retry-After to pace its retries.
         .expose_headers([header::RETRY_AFTER])

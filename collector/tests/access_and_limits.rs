@@ -147,6 +147,106 @@ async fn keys_and_origins_decide_who_may_send() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+/// analytics.js posts each call, as text/plain from the page, to the first letter of its type
+/// and its batches to `b`, its write key in the `Authorization` header and the body, after a
+/// preflight that carries neither. The preflight lets an origin some key lists through, every
+/// call is taken and readable by the page, and the key still decides: another origin gets no
+/// preflight and a 403.
+#[tokio::test]
+async fn analytics_js_calls_with_the_key_in_a_header_are_taken_and_readable_by_the_page() {
+    let h = Harness::with_keys();
+    let preflight = |path: &str, origin: &str| {
+        Request::options(path)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,x-retry-count",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = |r: &Response<Body>| {
+        r.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let message = |kind: &str, more: Value| {
+        let mut m = json!({
+            "type": kind, "messageId": format!("ajs-next-1-{kind}"), "anonymousId": "a-1",
+            "userId": null, "writeKey": "pk_live_shop", "sentAt": "2026-12-07T05:00:00.000Z",
+            "integrations": {}, "_metadata": {"bundled": ["Segment.io"]},
+            "context": {"page": {"url": "https://shop.example/", "path": "/"}, "userAgent": "Mozilla/5.0",
+                        "userAgentData": {"mobile": false}, "timezone": "UTC",
+                        "library": {"name": "analytics.js", "version": "next-1.84.3"}},
+        });
+        m.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        m
+    };
+    let calls = [
+        ("/v1/t", message("track", json!({"event": "Signed Up!"}))),
+        ("/v1/p", message("page", json!({"name": "Home"}))),
+        (
+            "/v1/i",
+            message(
+                "identify",
+                json!({"userId": "u-1", "traits": {"plan": "gold"}}),
+            ),
+        ),
+        ("/v1/s", message("screen", json!({"name": "Home"}))),
+        ("/v1/g", message("group", json!({"groupId": "g-1"}))),
+        (
+            "/v1/a",
+            message("alias", json!({"userId": "u-1", "previousId": "a-1"})),
+        ),
+        (
+            "/v1/b",
+            json!({"writeKey": "pk_live_shop", "sentAt": "2026-12-07T05:00:00.000Z",
+                   "batch": [message("track", json!({"event": "Batched", "messageId": "m-b"}))]}),
+        ),
+    ];
+    // "pk_live_shop:" as the Basic-auth user, as analytics.js sends it.
+    let basic = "Basic cGtfbGl2ZV9zaG9wOg==";
+    for (path, body) in &calls {
+        let r = h.send(preflight(path, SHOP)).await;
+        assert_eq!(allowed(&r).as_deref(), Some(SHOP), "{path}: preflight");
+        let r = h
+            .send(
+                post(path)
+                    .header(header::ORIGIN, SHOP)
+                    .header(header::AUTHORIZATION, basic)
+                    .header("x-retry-count", "0")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            allowed(&r).as_deref(),
+            Some(SHOP),
+            "{path}: the page reads it"
+        );
+        assert_eq!(json_of(r).await["accepted"], 1, "{path}");
+    }
+    assert_eq!(h.stored().await.len(), calls.len());
+
+    let elsewhere = "https://elsewhere.example";
+    let r = h.send(preflight("/v1/t", elsewhere)).await;
+    assert_eq!(allowed(&r), None, "no key lists that origin");
+    let r = h
+        .send(
+            post("/v1/t")
+                .header(header::ORIGIN, elsewhere)
+                .header(header::AUTHORIZATION, basic)
+                .body(Body::from(calls[0].1.to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
 #[tokio::test]
 async fn cors_preflight_is_answered_per_key() {
     let h = Harness::with_keys();
@@ -839,7 +939,34 @@ async fn the_openapi_document_describes_the_event_endpoints_and_their_bodies() {
     let batch = &doc["paths"]["/v1/batch"]["post"];
     assert!(batch["responses"]["200"].is_object(), "{doc}");
     assert!(batch["responses"]["429"].is_object());
-    for path in ["/v1/track", "/v1/page", "/v1/identify"] {
+    let single = [
+        "/v1/track",
+        "/v1/page",
+        "/v1/identify",
+        "/v1/screen",
+        "/v1/group",
+        "/v1/alias",
+        // analytics.js's paths
+        "/v1/t",
+        "/v1/p",
+        "/v1/i",
+        "/v1/s",
+        "/v1/g",
+        "/v1/a",
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for path in single.iter().chain(&["/v1/batch", "/v1/b"]) {
+        let id = doc["paths"][path]["post"]["operationId"].as_str();
+        assert!(
+            id.is_some_and(|id| ids.insert(id.to_owned())),
+            "{path}: {id:?} not unique"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/b"]["post"]["requestBody"],
+        batch["requestBody"]
+    );
+    for path in single {
         let op = &doc["paths"][path]["post"];
         assert_eq!(
             op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
