@@ -107,6 +107,16 @@ pub fn tracker_bundle() -> std::path::PathBuf {
     )
 }
 
+/// Segment's browser library (analytics-next) from npm (`npm ci` in `tests/analytics-js`).
+pub fn analytics_js() -> std::path::PathBuf {
+    built(
+        "RETAILMIND_ANALYTICS_JS",
+        "analytics-js",
+        "node_modules/@segment/analytics-next/dist/umd/index.js",
+        "npm ci --prefix tests/analytics-js",
+    )
+}
+
 /// The dashboard's page with its chart library (`npm ci` in `analytics/dashboard`).
 pub fn dashboard_assets() -> std::path::PathBuf {
     built(

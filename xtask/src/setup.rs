@@ -210,8 +210,18 @@ fn ensure_npm() -> Result<()> {
 /// The dashboard's page with its chart library (Chart.js from npm, exactly as locked in
 /// `analytics/dashboard/package-lock.json`); returns that folder.
 pub fn dashboard_assets() -> Result<PathBuf> {
+    npm_ci("analytics/dashboard")
+}
+
+/// Segment's browser library, analytics.js, for the test that sends from a page with it.
+pub fn analytics_js() -> Result<PathBuf> {
+    npm_ci("tests/analytics-js")
+}
+
+/// `npm ci` in the workspace's folder `dir` (exactly its lock file), which it returns.
+fn npm_ci(dir: &str) -> Result<PathBuf> {
     ensure_npm()?;
-    let dir = crate::util::workspace_root().join("analytics/dashboard");
+    let dir = crate::util::workspace_root().join(dir);
     run(Command::new("npm")
         .current_dir(&dir)
         .args(["ci", "--no-audit", "--no-fund"]))?;

@@ -22,6 +22,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
     let pkg = wasm::build_demo_package(&toolchain)?;
     let bundle = wasm::build_demo_bundle(&toolchain)?;
     let dashboard = setup::dashboard_assets()?;
+    let analytics_js = setup::analytics_js()?;
     let root = workspace_root();
 
     run(Command::new("cargo")
@@ -48,6 +49,7 @@ pub fn run_tests(args: &[&str]) -> Result<()> {
         .env("RETAILMIND_DEMO_PKG", &pkg)
         .env("RETAILMIND_DEMO_BUNDLE", &bundle)
         .env("RETAILMIND_DASHBOARD_ASSETS", &dashboard)
+        .env("RETAILMIND_ANALYTICS_JS", &analytics_js)
         .args(["test", "--workspace"])
         .args(args))?;
 
