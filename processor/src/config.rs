@@ -17,8 +17,9 @@ pub struct ProcessorConfig {
     pub batch_size: usize,
     /// Pause after a read that found nothing new.
     pub idle_poll_ms: u64,
-    /// Least time between two reads of one shard. Kinesis allows 5 GetRecords per second per
-    /// shard, so unset means 200 ms on AWS and no pause on the embedded log.
+    /// Least time from the end of one read of a shard to the start of the next. Kinesis allows
+    /// 5 GetRecords per second per shard, so unset means 200 ms on AWS and no pause on the
+    /// embedded log.
     pub min_read_interval_ms: Option<u64>,
     /// Minutes of inactivity that end a session.
     pub session_inactivity_minutes: i64,

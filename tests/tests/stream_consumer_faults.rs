@@ -53,9 +53,10 @@ fn processor(backend: &Backend, batch_size: usize) -> Processor {
     let config = ProcessorConfig {
         consumer: CONSUMER.into(),
         batch_size,
-        // Kinesis allows 5 reads per second per shard (200 ms apart); the fake has no such limit
-        // and the tests would only wait.
-        min_read_interval_ms: Some(10),
+        // The read rate the processor keeps on AWS (its backend here is not configured as
+        // AWS, so it is set): Kinesis answers 5 reads per second per shard, the fake too, and
+        // every test checks that no read went past that.
+        min_read_interval_ms: Some(200),
         idle_poll_ms: 10,
         metrics_listen: None,
         ..ProcessorConfig::default()
@@ -136,19 +137,30 @@ fn stream_ends(fake: &FakeAws) -> BTreeMap<String, Option<String>> {
 /// Asserts that everything in the fake stream reached the lake and the sessions exactly once,
 /// and that every shard is checkpointed at its last record.
 async fn assert_consumed_once(fake: &FakeAws, backend: &Backend, events: &[TestEvent]) {
+    let over_limit = reads_where(fake, |r| matches!(r, ReadCall::OverLimit { .. }));
+    assert!(
+        over_limit.is_empty(),
+        "reads past Kinesis's 5 per second per shard: {over_limit:?}"
+    );
     assert_lake_holds_each_once(fake, events);
     assert_sessions_match(backend.sessions.as_ref(), events).await;
     assert_eq!(checkpoints(backend).await, stream_ends(fake));
 }
 
-fn throttled_reads(fake: &FakeAws) -> usize {
+/// The fake Kinesis's read calls that `keep` keeps, in order.
+fn reads_where(fake: &FakeAws, keep: impl Fn(&ReadCall) -> bool) -> Vec<ReadCall> {
     fake.with(|s| {
         s.kinesis
             .reads
             .iter()
-            .filter(|r| matches!(r, ReadCall::Throttled { .. }))
-            .count()
+            .filter(|r| keep(r))
+            .cloned()
+            .collect()
     })
+}
+
+fn throttled_reads(fake: &FakeAws) -> usize {
+    reads_where(fake, |r| matches!(r, ReadCall::Throttled { .. })).len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,14 +186,7 @@ async fn throttled_reads_are_retried_and_every_event_lands_once() {
 
     assert_eq!(throttled_reads(&fake), 5);
     // A throttled GetRecords is sent again with its iterator: the position is never lost.
-    let iterators: Vec<ReadCall> = fake.with(|s| {
-        s.kinesis
-            .reads
-            .iter()
-            .filter(|r| matches!(r, ReadCall::Iterator { .. }))
-            .cloned()
-            .collect()
-    });
+    let iterators = reads_where(&fake, |r| matches!(r, ReadCall::Iterator { .. }));
     assert_eq!(
         iterators,
         [ReadCall::Iterator {

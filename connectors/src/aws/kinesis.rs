@@ -30,6 +30,8 @@ use crate::error::{ConnectorError, Result};
 use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
 const SERVICE: &str = "kinesis";
+/// Least time between two GetRecords calls of a shard: Kinesis answers 5 a second per shard.
+const READ_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 /// GetRecords returns at most this many records per call.
 const MAX_GET_RECORDS: usize = 10_000;
 /// Kinesis partition keys are 1 to 256 Unicode characters.
@@ -146,6 +148,8 @@ impl KinesisStream {
             {
                 tracing::debug!(shard_id, "shard iterator expired; getting a fresh one");
                 let iterator = self.fresh_iterator(shard_id, after).await?;
+                // The refused call counts against the shard's 5 GetRecords a second.
+                tokio::time::sleep(READ_GAP).await;
                 self.get_records(iterator, limit)
                     .await
                     .map_err(ReadFailure::of)

@@ -54,8 +54,11 @@ pub enum ReadCall {
     },
     /// GetRecords answered with `count` records.
     Records { shard_id: String, count: usize },
-    /// GetRecords throttled.
+    /// GetRecords throttled, as the test asked ([`ReadFault::Throttle`], `throttled_shards`).
     Throttled { shard_id: String },
+    /// GetRecords refused because the shard had answered 5 already within the last second,
+    /// Kinesis's limit: a consumer that keeps to the limit never meets this.
+    OverLimit { shard_id: String },
     /// GetRecords refused with an expired iterator, which would have read on after `after` (the
     /// sequence of the record before its position; `None` at the start of the shard).
     Expired {
@@ -105,7 +108,12 @@ pub struct FakeStream {
     pub put_calls: Vec<usize>,
     /// Every GetShardIterator and GetRecords call, in order.
     pub reads: Vec<ReadCall>,
+    /// When each shard answered its GetRecords calls within the last second.
+    answered: HashMap<usize, VecDeque<std::time::Instant>>,
 }
+
+/// GetRecords calls a shard answers per second at most.
+const READS_PER_SECOND: usize = 5;
 
 impl FakeStream {
     pub(super) fn new(shards: usize) -> FakeStream {
@@ -138,6 +146,7 @@ impl FakeStream {
             throttled_shards: HashSet::new(),
             age_out_after_listing: HashSet::new(),
             aged_out: HashSet::new(),
+            answered: HashMap::new(),
             put_calls: Vec::new(),
             reads: Vec::new(),
         }
@@ -371,6 +380,19 @@ impl FakeStream {
                 "Rate exceeded for shard {shard_id} in stream fake"
             )));
         }
+        // Kinesis's own limit, over the calls it answered (a refused call is taken not to count).
+        let now = std::time::Instant::now();
+        let answered = self.answered.entry(shard).or_default();
+        answered.retain(|at| now.duration_since(*at) < std::time::Duration::from_secs(1));
+        if answered.len() >= READS_PER_SECOND {
+            self.reads.push(ReadCall::OverLimit {
+                shard_id: shard_id.clone(),
+            });
+            return Err(throttled(&format!(
+                "Rate exceeded for shard {shard_id} in stream fake: over {READS_PER_SECOND} reads in a second"
+            )));
+        }
+        answered.push_back(now);
         if fault == ReadFault::Expire {
             self.expired_below = self.issued;
         }
