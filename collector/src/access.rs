@@ -168,7 +168,7 @@ impl Access {
     }
 
     /// Whether a browser on `origin` may read answers for requests made with `key` (CORS), the
-    /// key from the query string.
+    /// key from the query string or the headers (`None`: a preflight, or a key in the body).
     pub fn cors_allows(&self, key: Option<&str>, origin: &str) -> bool {
         if self.is_open() {
             return true;
@@ -178,7 +178,7 @@ impl Access {
         };
         match key {
             Some(key) => self.keys.get(key).is_some_and(publishable_for),
-            // The key is in a header the preflight does not carry: the request is judged
+            // A preflight cannot carry the header the key comes in: the request is judged
             // against its key's origins when it comes.
             None => self.keys.values().any(publishable_for),
         }

@@ -113,15 +113,8 @@ impl Front {
         let key = self
             .query
             .key
-            .as_deref()
-            .or_else(|| {
-                self.headers
-                    .get("x-write-key")
-                    .and_then(|v| v.to_str().ok())
-            })
-            .map(str::to_owned)
-            .or_else(|| basic_auth_user(&self.headers))
-            .or_else(|| bearer_token(&self.headers))
+            .clone()
+            .or_else(|| key_in_headers(&self.headers))
             .or_else(|| body_key.map(str::to_owned));
         let origin = self
             .headers
@@ -189,6 +182,17 @@ impl Front {
             Err((refusal, None)) => Err(refusal),
         }
     }
+}
+
+/// The write key in the request's headers: `X-Write-Key`, the Basic-auth user name, or a
+/// Bearer token, in that order.
+pub(crate) fn key_in_headers(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-write-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| basic_auth_user(headers))
+        .or_else(|| bearer_token(headers))
 }
 
 /// Server-to-server callers may send their secret key as `Authorization: Bearer <key>`.

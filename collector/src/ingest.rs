@@ -286,7 +286,9 @@ pub async fn ingest(
         write.await
     });
     // A write the stream does not acknowledge in time goes on on its own; its answer is
-    // remembered for the batch id, so the retry gets it once it is there.
+    // remembered for the sender's batch id, so the retry gets it once it is there (a batch
+    // without an id of its own, Segment's, is written again by its retry and deduplicated event
+    // by event).
     match tokio::time::timeout(state.write_timeout, written).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

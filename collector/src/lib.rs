@@ -25,7 +25,8 @@ pub use config::{
 };
 pub use error::CollectorError;
 pub use ingest::{BatchResponse, RejectedEvent, RejectedField};
-pub use openapi::ApiDoc;
+/// The OpenAPI document `/openapi.json` serves (`ApiDoc` alone lacks analytics.js's short paths).
+pub use openapi::{document as openapi_document, ApiDoc};
 pub use router::{router, AppState};
 pub use segment::NO_PAGE_URL;
 

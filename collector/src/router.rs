@@ -249,10 +249,13 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 }
 
 /// CORS answered per write key: a page may read the answer only if its origin is one of the
-/// key's origins. The tracker sends the key in the query string (`?key=`), where the preflight
-/// sees it. analytics.js sends it in the `Authorization` header (and the body), which a
-/// preflight does not carry: without `?key=`, an origin that some publishable key lists is
-/// let through, and admission then checks the request's own key against its origin (403).
+/// key's origins, the key found as admission finds it (query, then headers). The tracker sends
+/// the key in the query string (`?key=`), where the preflight sees it. analytics.js sends it in
+/// the `Authorization` header (and the body), which a preflight does not carry: a request with
+/// no key in its query or headers (such a preflight) is let through for an origin that some
+/// publishable key lists. The request that follows carries its key and is judged by it: a
+/// publishable key's answer is readable where that key's origins allow (elsewhere admission
+/// answers 403), a secret key's never.
 fn cors(access: Arc<Access>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(
@@ -264,7 +267,8 @@ fn cors(access: Arc<Access>) -> CorsLayer {
                 }
                 let key = axum::extract::Query::<KeyParam>::try_from_uri(&parts.uri)
                     .ok()
-                    .and_then(|q| q.0.key);
+                    .and_then(|q| q.0.key)
+                    .or_else(|| handlers::key_in_headers(&parts.headers));
                 origin
                     .to_str()
                     .is_ok_and(|o| access.cors_allows(key.as_deref(), o))

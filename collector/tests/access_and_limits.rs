@@ -245,6 +245,23 @@ async fn analytics_js_calls_with_the_key_in_a_header_are_taken_and_readable_by_t
         )
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A secret key belongs on servers: whatever header carries it, no page reads its answers,
+    // even from an origin a publishable key lists.
+    let mut server_side = calls[0].1.clone();
+    server_side["messageId"] = json!("ajs-next-1-server");
+    for secret in ["Basic c2tfbGl2ZV9zaG9wOg==", "Bearer sk_live_shop"] {
+        let r = h
+            .send(
+                post("/v1/t")
+                    .header(header::ORIGIN, SHOP)
+                    .header(header::AUTHORIZATION, secret)
+                    .body(Body::from(server_side.to_string()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{secret}");
+        assert_eq!(allowed(&r), None, "{secret}: not readable by the page");
+    }
 }
 
 #[tokio::test]
