@@ -108,7 +108,8 @@ impl fmt::Display for Violation {
             Violation::AfterTimestamp => write!(f, "must not be later than the event's timestamp"),
             Violation::BadName => write!(
                 f,
-                "must be one line: no control characters (line breaks, tabs, escapes)"
+                "must be one line read as written: no control characters (line breaks, tabs, \
+                 escapes), line separators or bidirectional overrides"
             ),
         }
     }
@@ -395,11 +396,15 @@ pub fn validate(event: &Event, limits: &Limits, now_ms: i64) -> Result<(), Vec<F
 }
 
 /// Whether a custom event's name may hold `ch`. Names are free text, as in every analytics
-/// library ("Signed Up!", "Checkout → Payment (step 2)"), but one line: a control character
-/// (line break, tab, escape) would break the one-line lists and exports that show names. NUL
-/// is refused apart, as in every text.
+/// library ("Signed Up!", "Checkout → Payment (step 2)"), but one line read as written: a
+/// control character (line break, tab, escape), a line or paragraph separator, or a
+/// bidirectional override (which shows a name reversed) would break or falsify the lists and
+/// exports that show names. NUL is refused apart, as in every text.
 pub fn is_name_char(ch: char) -> bool {
-    !ch.is_control() || ch == '\0'
+    let separator = matches!(ch, '\u{2028}' | '\u{2029}');
+    let bidi =
+        matches!(ch, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    (!ch.is_control() || ch == '\0') && !separator && !bidi
 }
 
 /// `http://host…` or `https://host…` with a non-empty host; deliberately no full URL parser, so

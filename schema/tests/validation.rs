@@ -187,10 +187,19 @@ fn custom_event_names_are_free_text_on_one_line() {
     ] {
         assert!(named(name).is_empty(), "{name}: {:?}", named(name));
     }
-    for name in ["Signed\nUp", "tab\there", "esc\u{1b}[31m"] {
+    for name in [
+        "Signed\nUp",
+        "tab\there",
+        "esc\u{1b}[31m",
+        "line\u{2028}separator",
+        "\u{202e}desrever",
+    ] {
         assert_eq!(
             named(name),
-            ["properties.name must be one line: no control characters (line breaks, tabs, escapes)"],
+            [
+                "properties.name must be one line read as written: no control characters (line \
+                 breaks, tabs, escapes), line separators or bidirectional overrides"
+            ],
             "{name:?}"
         );
     }

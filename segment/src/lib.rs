@@ -359,7 +359,7 @@ fn payload(
             };
             // Checked here too so the problem names Segment's `event` field rather than our
             // `properties.name`.
-            if !event.chars().all(is_name_char) {
+            if !event.chars().all(|c| is_name_char(c) && c != '\0') {
                 p.fail("event", Violation::BadName.to_string());
             }
             ecommerce::track(p, &event, props, || plain_properties(msg))
