@@ -380,7 +380,8 @@ impl FakeStream {
                 "Rate exceeded for shard {shard_id} in stream fake"
             )));
         }
-        // Kinesis's own limit, over the calls it answered (a refused call is taken not to count).
+        // Kinesis's own limit, over the calls that get this far: a call throttled above is taken
+        // not to count, one refused for an expired iterator below counts.
         let now = std::time::Instant::now();
         let answered = self.answered.entry(shard).or_default();
         answered.retain(|at| now.duration_since(*at) < std::time::Duration::from_secs(1));

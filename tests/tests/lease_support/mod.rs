@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -112,7 +112,8 @@ pub fn events(count: u64, visitors: u64) -> Vec<TestEvent> {
 pub struct ExpectedSession {
     pub start_ms: i64,
     pub end_ms: i64,
-    pub event_ids: BTreeSet<uuid::Uuid>,
+    /// Sorted, repeats kept: an event folded in twice shows.
+    pub event_ids: Vec<uuid::Uuid>,
     pub page_views: u32,
     pub products_viewed: u32,
     pub cart_adds: u32,
@@ -131,7 +132,11 @@ impl ExpectedSession {
         ExpectedSession {
             start_ms: session.start_ms,
             end_ms: session.end_ms,
-            event_ids: session.event_ids.iter().copied().collect(),
+            event_ids: {
+                let mut ids = session.event_ids.clone();
+                ids.sort();
+                ids
+            },
             page_views: session.page_views,
             products_viewed: session.products_viewed,
             cart_adds: session.cart_adds,
@@ -169,7 +174,7 @@ pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<ExpectedS
                     sessions.push(ExpectedSession {
                         start_ms: e.ts,
                         end_ms: e.ts,
-                        event_ids: BTreeSet::new(),
+                        event_ids: Vec::new(),
                         page_views: 0,
                         products_viewed: 0,
                         cart_adds: 0,
@@ -186,7 +191,7 @@ pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<ExpectedS
                 let s = sessions.last_mut().expect("a session is open");
                 s.end_ms = e.ts;
                 s.exit_url = e.url();
-                s.event_ids.insert(e.event_id().parse().unwrap());
+                s.event_ids.push(e.event_id().parse().unwrap());
                 match e.kind() {
                     Kind::PageView => s.page_views += 1,
                     Kind::ProductView => s.products_viewed += 1,
@@ -199,6 +204,7 @@ pub fn expected_sessions(events: &[TestEvent]) -> BTreeMap<String, Vec<ExpectedS
                 }
             }
             for s in &mut sessions {
+                s.event_ids.sort();
                 s.engaged = s.end_ms - s.start_ms > 10_000 || s.page_views >= 2 || s.purchases > 0;
                 s.bounce = s.page_views <= 1 && !s.engaged;
             }
