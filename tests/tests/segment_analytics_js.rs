@@ -2,7 +2,8 @@
 //! bundle as a shop's page loads it), in real Chromium, sends to the collector unchanged: the
 //! page is on one origin, the collector on another, so every call goes through a CORS
 //! preflight that does not carry the write key. Each call must reach the stream once, with no
-//! retry, and the page must be able to read every answer.
+//! retry, and the page must be able to read every answer: one request per call (the library's
+//! default) and with its batching delivery (`/v1/b`).
 //!
 //! The library comes from `tests/analytics-js` (`npm ci` there; `cargo xtask test` runs it and
 //! names the folder in `RETAILMIND_ANALYTICS_JS`). Without it the test fails, saying so.
@@ -26,9 +27,10 @@ use common::stream_events;
 const KEY: &str = "pk_e2e_ajs";
 
 /// The shop's page: records every `fetch` the library makes (its status, or the error a
-/// refused CORS check gives), loads analytics.js with the collector as its API host, makes
-/// four calls and waits for each to be delivered, then publishes what it saw.
-fn page(collector_host: &str) -> String {
+/// refused CORS check gives), loads analytics.js with the collector as its API host and
+/// `delivery` (a `deliveryStrategy` object, or `undefined` for one call per request), makes
+/// four calls and waits for them to be delivered, then publishes what it saw.
+fn page(collector_host: &str, delivery: &str) -> String {
     format!(
         r#"<!doctype html><html><head><title>Mug</title>
 <script>
@@ -50,7 +52,8 @@ fn page(collector_host: &str) -> String {
     const key = '{KEY}';
     const [analytics] = await AnalyticsNext.AnalyticsBrowser.load(
       {{ writeKey: key,
-         cdnSettings: {{ integrations: {{ 'Segment.io': {{ apiKey: key, apiHost: '{collector_host}/v1', protocol: 'http' }} }} }} }},
+         cdnSettings: {{ integrations: {{ 'Segment.io': {{ apiKey: key, apiHost: '{collector_host}/v1', protocol: 'http',
+                                                           deliveryStrategy: {delivery} }} }} }} }},
       {{ disableClientPersistence: true }});
     await analytics.track('Signed Up!', {{ plan: 'gold' }});
     await analytics.page('Home');
@@ -69,8 +72,18 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
+/// What a page with analytics.js (`delivery` as in [`page`]) on one origin sent to the
+/// collector on another: the page's record of its fetches (paths on the collector, with their
+/// answers) and the events the stream holds, in time order.
+struct Sent {
+    paths: Vec<String>,
+    fetches: Vec<Value>,
+    anonymous_id: String,
+    page_url: String,
+    events: Vec<Event>,
+}
+
+async fn send_from_chromium(delivery: &str) -> Sent {
     let library = retailmind_tests::analytics_js()
         .join("node_modules/@segment/analytics-next/dist/umd/index.js");
     let bundle = std::fs::read(&library).unwrap();
@@ -102,7 +115,7 @@ async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
                 .expect("collector serves")
         }
     });
-    let html = page(&collector_host);
+    let html = page(&collector_host, delivery);
     let pages = axum::Router::new()
         .route("/", get(move || async move { Html(html) }))
         .route(
@@ -138,22 +151,43 @@ async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
     browser.close().await;
     assert!(result.get("failed").is_none(), "the page: {result}");
 
-    // Four posts, one per call, each answered and read: none refused by CORS, none retried.
-    let fetches = result["fetches"].as_array().expect("the page's fetches");
-    let paths: Vec<&str> = fetches
+    let fetches = result["fetches"]
+        .as_array()
+        .expect("the page's fetches")
+        .clone();
+    let paths = fetches
         .iter()
         .map(|f| f["url"].as_str().unwrap_or(""))
-        .map(|url| url.trim_start_matches(&format!("http://{collector_host}")))
+        .map(|url| {
+            url.trim_start_matches(&format!("http://{collector_host}"))
+                .to_owned()
+        })
         .collect();
-    assert_eq!(paths, ["/v1/t", "/v1/p", "/v1/i", "/v1/t"], "{result}");
-    for fetch in fetches {
+    let mut events: Vec<Event> = stream_events(backend.reader.as_ref()).await;
+    events.sort_by_key(|e| e.timestamp);
+    let _ = stop.send(true);
+    collector.await.unwrap();
+    site_server.await.unwrap();
+    Sent {
+        paths,
+        fetches,
+        anonymous_id: result["anonymousId"]
+            .as_str()
+            .expect("an anonymous id")
+            .to_owned(),
+        page_url: format!("{site_origin}/"),
+        events,
+    }
+}
+
+/// Every fetch answered 200 and readable by the page (none refused by CORS), none a retry;
+/// each of the four calls in the stream once, as sent.
+fn assert_delivered_once(sent: &Sent) {
+    for fetch in &sent.fetches {
         assert_eq!(fetch["status"], 200, "{fetch}");
         assert!(fetch["retry"].is_null() || fetch["retry"] == "0", "{fetch}");
     }
-
-    let anonymous_id = result["anonymousId"].as_str().expect("an anonymous id");
-    let mut events: Vec<Event> = stream_events(backend.reader.as_ref()).await;
-    events.sort_by_key(|e| e.timestamp);
+    let events = &sent.events;
     let kinds: Vec<String> = events
         .iter()
         .map(|e| match &e.payload {
@@ -166,10 +200,9 @@ async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
         ["Signed Up!", "page_view", "identify", "product_view"],
         "each call once"
     );
-    let page_url = format!("{site_origin}/");
-    for e in &events {
-        assert_eq!(e.anonymous_id, anonymous_id);
-        assert_eq!(e.context.page.url, page_url, "{e:?}");
+    for e in events {
+        assert_eq!(e.anonymous_id, sent.anonymous_id);
+        assert_eq!(e.context.page.url, sent.page_url, "{e:?}");
         assert!(
             e.context
                 .user_agent
@@ -189,8 +222,25 @@ async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
         }
         other => panic!("a product view: {other:?}"),
     }
+}
 
-    let _ = stop.send(true);
-    collector.await.unwrap();
-    site_server.await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_js_in_chromium_delivers_each_call_once_across_origins() {
+    let sent = send_from_chromium("undefined").await;
+    assert_eq!(
+        sent.paths,
+        ["/v1/t", "/v1/p", "/v1/i", "/v1/t"],
+        "{:?}",
+        sent.fetches
+    );
+    assert_delivered_once(&sent);
+}
+
+/// With `deliveryStrategy: batching`, the library posts its queue to `/v1/b` as one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_js_batching_in_chromium_delivers_each_call_once_across_origins() {
+    let sent =
+        send_from_chromium("{ strategy: 'batching', config: { size: 4, timeout: 5000 } }").await;
+    assert_eq!(sent.paths, ["/v1/b"], "{:?}", sent.fetches);
+    assert_delivered_once(&sent);
 }
