@@ -15,8 +15,10 @@ pub struct ProcessorConfig {
     pub consumer: String,
     /// Records read from a shard at once (Kinesis allows up to 10,000).
     pub batch_size: usize,
-    /// Pause after a read that found nothing new.
-    pub idle_poll_ms: u64,
+    /// Pause after a poll that found nothing new. Unset means 1000 ms on AWS, as the KCL does:
+    /// a shard answers 5 reads a second to all the stream's consumers together, and an idle
+    /// processor polling 5 times a second would take them all. 200 ms on the embedded log.
+    pub idle_poll_ms: Option<u64>,
     /// Least time from the end of one read of a shard to the start of the next. Kinesis allows
     /// 5 GetRecords per second per shard, so unset means 200 ms on AWS and no pause on the
     /// embedded log.
@@ -82,7 +84,7 @@ impl Default for ProcessorConfig {
             backend: BackendConfig::default(),
             consumer: "retailmind-processor".into(),
             batch_size: 500,
-            idle_poll_ms: 200,
+            idle_poll_ms: None,
             min_read_interval_ms: None,
             session_inactivity_minutes: 30,
             session_max_hours: 12,
@@ -163,7 +165,12 @@ impl ProcessorConfig {
                 i64::MAX,
             ),
             // 0 would spin a core on an idle stream.
-            ("idle_poll_ms", count(self.idle_poll_ms), 1, MAX_PAUSE_MS),
+            (
+                "idle_poll_ms",
+                count(self.idle_poll().as_millis()),
+                1,
+                MAX_PAUSE_MS,
+            ),
             (
                 "model_save_interval_ms",
                 count(self.model_save_interval_ms),
@@ -198,6 +205,15 @@ impl ProcessorConfig {
             }
         }
         Ok(())
+    }
+
+    /// The pause after a poll that found nothing new (see `idle_poll_ms`).
+    pub fn idle_poll(&self) -> std::time::Duration {
+        let default = match self.backend {
+            BackendConfig::Aws(_) => 1000,
+            BackendConfig::Embedded { .. } => 200,
+        };
+        std::time::Duration::from_millis(self.idle_poll_ms.unwrap_or(default))
     }
 
     pub fn min_read_interval(&self) -> std::time::Duration {
@@ -280,6 +296,25 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_processor_on_aws_leaves_most_of_a_shards_reads_to_other_consumers() {
+        let on = |backend| ProcessorConfig {
+            backend,
+            ..ProcessorConfig::default()
+        };
+        let aws = on(BackendConfig::Aws(AwsConfig::new("us-east-1")));
+        assert_eq!(aws.idle_poll(), std::time::Duration::from_secs(1));
+        assert_eq!(
+            on(ProcessorConfig::default().backend).idle_poll(),
+            std::time::Duration::from_millis(200)
+        );
+        let set = ProcessorConfig {
+            idle_poll_ms: Some(300),
+            ..aws
+        };
+        assert_eq!(set.idle_poll(), std::time::Duration::from_millis(300));
+    }
+
+    #[test]
     fn polling_faster_than_kinesis_allows_or_not_at_all_is_refused() {
         let config = |backend, min_read_interval_ms, idle_poll_ms| ProcessorConfig {
             backend,
@@ -290,16 +325,19 @@ mod tests {
         let aws = || BackendConfig::Aws(AwsConfig::new("us-east-1"));
         let embedded = || ProcessorConfig::default().backend;
         assert_eq!(
-            config(aws(), Some(50), 100)
+            config(aws(), Some(50), Some(100))
                 .check()
                 .unwrap_err()
                 .to_string(),
             "min_read_interval_ms is 50: it must be between 200 and 60000"
         );
-        assert_eq!(config(aws(), Some(200), 100).check(), Ok(()));
-        assert_eq!(config(embedded(), Some(0), 100).check(), Ok(()));
+        assert_eq!(config(aws(), Some(200), Some(100)).check(), Ok(()));
+        assert_eq!(config(embedded(), Some(0), Some(100)).check(), Ok(()));
         assert_eq!(
-            config(embedded(), None, 0).check().unwrap_err().to_string(),
+            config(embedded(), None, Some(0))
+                .check()
+                .unwrap_err()
+                .to_string(),
             "idle_poll_ms is 0: it must be between 1 and 60000"
         );
         let slow_saves = ProcessorConfig {

@@ -143,7 +143,7 @@ impl Processor {
             consumer: config.consumer.clone(),
             rules: config.session_rules(),
             batch_size: config.batch_size.max(1),
-            idle_poll: Duration::from_millis(config.idle_poll_ms),
+            idle_poll: config.idle_poll(),
             leases: AsyncMutex::new(LeaseKeeper::new(
                 config.instance_id(),
                 Duration::from_millis(config.lease_duration_ms.max(1)),

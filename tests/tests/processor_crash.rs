@@ -30,7 +30,7 @@ fn config(instance_id: String, batch_size: usize) -> ProcessorConfig {
     ProcessorConfig {
         consumer: CONSUMER.into(),
         batch_size,
-        idle_poll_ms: 5,
+        idle_poll_ms: Some(5),
         lease_duration_ms: 300,
         instance_id: Some(instance_id),
         metrics_listen: None,

@@ -53,7 +53,7 @@ fn start(
     let config = ProcessorConfig {
         consumer: CONSUMER.into(),
         batch_size: 7,
-        idle_poll_ms: 10,
+        idle_poll_ms: Some(10),
         lease_duration_ms: 600,
         instance_id: Some(tag.into()),
         metrics_listen: None,

@@ -57,7 +57,7 @@ fn processor(backend: &Backend, batch_size: usize) -> Processor {
         // AWS, so it is set): Kinesis answers 5 reads per second per shard, the fake too, and
         // every test checks that no read went past that.
         min_read_interval_ms: Some(200),
-        idle_poll_ms: 10,
+        idle_poll_ms: Some(10),
         metrics_listen: None,
         ..ProcessorConfig::default()
     };

@@ -52,7 +52,7 @@ impl Pipeline {
             backend.clone(),
             &ProcessorConfig {
                 consumer: "e2e".into(),
-                idle_poll_ms: 50,
+                idle_poll_ms: Some(50),
                 ..ProcessorConfig::default()
             },
         );
