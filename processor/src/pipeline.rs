@@ -97,8 +97,9 @@ pub struct Processor {
     /// beside a poll.
     leases: AsyncMutex<LeaseKeeper>,
     min_read_interval: Duration,
-    /// When each shard was last read, to stay within the stream's read rate per shard.
-    last_read: Mutex<HashMap<String, Instant>>,
+    /// When each shard may be read next: within the stream's read rate per shard, and after
+    /// `idle_poll` when its last read found nothing (the flag).
+    next_read: Mutex<HashMap<String, (Instant, bool)>>,
     /// Each shard's next batch, read and decoded while the batch before it was being written.
     ahead: Mutex<HashMap<String, Fetched>>,
     /// Shards whose last batch failed, left alone until their backoff ends, so that one shard
@@ -149,7 +150,7 @@ impl Processor {
                 Duration::from_millis(config.lease_duration_ms.max(1)),
             )),
             min_read_interval: config.min_read_interval(),
-            last_read: Mutex::new(HashMap::new()),
+            next_read: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
             failing: Mutex::new(HashMap::new()),
             lag_reported: Mutex::new(HashSet::new()),
@@ -349,7 +350,9 @@ impl Processor {
                 continue;
             }
             if !self.has_ahead(&shard_id) && !self.may_read_now(&shard_id) {
-                more = true;
+                // A shard waiting out its idle pause had nothing at its last read: for `drain`
+                // it is done, and waiting for it would never end while shards take turns.
+                more |= !self.found_nothing_last(&shard_id);
                 others_go_on = true;
                 continue;
             }
@@ -474,7 +477,10 @@ impl Processor {
             .reader
             .read(shard_id, after, self.batch_size)
             .await;
-        self.read_ended(shard_id);
+        let found_nothing = batch
+            .as_ref()
+            .is_ok_and(|b| b.entries.is_empty() && !b.shard_ended);
+        self.read_ended(shard_id, found_nothing);
         let batch = batch?;
         let after = after.map(str::to_owned);
         let decoded = |batch: ReadBatch| {
@@ -520,13 +526,28 @@ impl Processor {
     /// first took to reach the stream than the second, and a read of two calls (Kinesis's,
     /// after an expired iterator) left less than the gap before the next: Kinesis refuses a
     /// sixth call within any second, and the fake Kinesis of the tests met such sixths.
-    fn read_ended(&self, shard_id: &str) {
+    ///
+    /// A shard whose read `found_nothing` waits `idle_poll` before the next, even while other
+    /// shards are busy: its 5 reads a second are shared with the stream's other consumers.
+    fn read_ended(&self, shard_id: &str, found_nothing: bool) {
         if self.min_read_interval.is_zero() {
             return;
         }
-        if let Ok(mut last_read) = self.last_read.lock() {
-            last_read.insert(shard_id.to_owned(), Instant::now());
+        let gap = if found_nothing {
+            self.idle_poll.max(self.min_read_interval)
+        } else {
+            self.min_read_interval
+        };
+        if let Ok(mut next_read) = self.next_read.lock() {
+            next_read.insert(shard_id.to_owned(), (Instant::now() + gap, found_nothing));
         }
+    }
+
+    /// Whether the last read of `shard_id` found nothing.
+    fn found_nothing_last(&self, shard_id: &str) -> bool {
+        self.next_read
+            .lock()
+            .is_ok_and(|n| n.get(shard_id).is_some_and(|(_, nothing)| *nothing))
     }
 
     /// Whether `shard_id` may be read now without passing the per-shard read rate; if so, the
@@ -541,16 +562,14 @@ impl Processor {
         if self.min_read_interval.is_zero() {
             return None;
         }
-        let Ok(mut last_read) = self.last_read.lock() else {
+        let Ok(mut next_read) = self.next_read.lock() else {
             return None;
         };
         let now = Instant::now();
-        match last_read.get(shard_id) {
-            Some(at) if now.duration_since(*at) < self.min_read_interval => {
-                Some(self.min_read_interval - now.duration_since(*at))
-            }
+        match next_read.get(shard_id) {
+            Some((at, _)) if now < *at => Some(*at - now),
             _ => {
-                last_read.insert(shard_id.to_owned(), now);
+                next_read.insert(shard_id.to_owned(), (now + self.min_read_interval, false));
                 None
             }
         }

@@ -261,6 +261,57 @@ async fn a_shard_throttled_for_good_does_not_hold_the_others_back() {
     assert_consumed_once(&fake, &backend, &events).await;
 }
 
+/// While one shard is busy, an empty one is read once per `idle_poll_ms`, not at the read
+/// rate: a shard's 5 reads a second are shared with the stream's other consumers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_shard_is_read_once_per_idle_poll_while_another_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    // One visitor: every event on one shard, the other empty.
+    let events = events(16, 1);
+    let (fake, backend) = consumer_of(2, &events, dir.path()).await;
+    let ends = stream_ends(&fake);
+    assert_eq!(ends.len(), 1, "one shard holds the events: {ends:?}");
+    let busy = ends.keys().next().unwrap().clone();
+    let config = ProcessorConfig {
+        consumer: CONSUMER.into(),
+        batch_size: 2,
+        min_read_interval_ms: Some(200),
+        idle_poll_ms: Some(1000),
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(
+        Processor::new(backend.clone(), &config)
+            .drain()
+            .await
+            .unwrap(),
+        16
+    );
+    let elapsed = started.elapsed();
+
+    let reads_of = |busy_shard: bool| {
+        reads_where(&fake, |r| {
+            matches!(r, ReadCall::Records { shard_id, .. } if (*shard_id == busy) == busy_shard)
+        })
+        .len()
+    };
+    assert!(
+        reads_of(true) >= 8,
+        "{} reads of the busy shard",
+        reads_of(true)
+    );
+    // Read first, then once a second at most: at 200 ms it would be about five times that.
+    let most = elapsed.as_secs_f64().ceil() as usize + 1;
+    assert!(
+        reads_of(false) <= most,
+        "{} reads of the empty shard in {elapsed:?}",
+        reads_of(false)
+    );
+    assert!(reads_where(&fake, |r| matches!(r, ReadCall::OverLimit { .. })).is_empty());
+    assert_sessions_match(backend.sessions.as_ref(), &events).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_iterators_are_replaced_from_the_last_sequence_read() {
     let dir = tempfile::tempdir().unwrap();
