@@ -117,6 +117,9 @@ pub enum ConfigError {
     TtlWithinLateness { ttl_days: u32, lateness_hours: i64 },
 }
 
+/// Kinesis's least gap between two reads of a shard, in the settings' unit.
+const KINESIS_READ_GAP_MS: u64 = retailmind_connectors::aws::KINESIS_READ_GAP.as_millis() as u64;
+
 /// Largest values of the session settings: beyond them a session is no longer a visit, and the
 /// milliseconds they come to must not overflow.
 const MAX_INACTIVITY_MINUTES: i64 = 24 * 60;
@@ -180,11 +183,13 @@ impl ProcessorConfig {
         ])?;
         if let Some(interval) = self.min_read_interval_ms {
             // Kinesis allows 5 GetRecords per second per shard; faster is throttled.
-            let least = match self.backend {
-                BackendConfig::Aws(_) => 200,
-                BackendConfig::Embedded { .. } => 0,
-            };
-            check_ranges(&[("min_read_interval_ms", count(interval), least, MAX_PAUSE_MS)])?;
+            let least = self.per_backend(None, KINESIS_READ_GAP_MS, 0);
+            check_ranges(&[(
+                "min_read_interval_ms",
+                count(interval),
+                count(least.as_millis()),
+                MAX_PAUSE_MS,
+            )])?;
         }
         for (field, value) in [
             ("consumer", &self.consumer),
@@ -209,19 +214,20 @@ impl ProcessorConfig {
 
     /// The pause after a poll that found nothing new (see `idle_poll_ms`).
     pub fn idle_poll(&self) -> std::time::Duration {
-        let default = match self.backend {
-            BackendConfig::Aws(_) => 1000,
-            BackendConfig::Embedded { .. } => 200,
-        };
-        std::time::Duration::from_millis(self.idle_poll_ms.unwrap_or(default))
+        self.per_backend(self.idle_poll_ms, 1000, 200)
     }
 
     pub fn min_read_interval(&self) -> std::time::Duration {
+        self.per_backend(self.min_read_interval_ms, KINESIS_READ_GAP_MS, 0)
+    }
+
+    /// `set` milliseconds, or else the backend's default: `aws` or `embedded`.
+    fn per_backend(&self, set: Option<u64>, aws: u64, embedded: u64) -> std::time::Duration {
         let default = match self.backend {
-            BackendConfig::Aws(_) => 200,
-            BackendConfig::Embedded { .. } => 0,
+            BackendConfig::Aws(_) => aws,
+            BackendConfig::Embedded { .. } => embedded,
         };
-        std::time::Duration::from_millis(self.min_read_interval_ms.unwrap_or(default))
+        std::time::Duration::from_millis(set.unwrap_or(default))
     }
 
     /// The configured instance id, or a new unique one.

@@ -82,18 +82,26 @@ impl Browser {
     /// Waits until the storefront's tracker has loaded on the current page (`page` names it in
     /// the failure).
     pub async fn wait_for_tracker(&self, page: &str) {
-        wait_for(
+        self.wait_for_value(
             &format!("the tracker to load on {page}"),
             Duration::from_secs(20),
-            || async {
-                let ready = self
-                    .client
-                    .execute("return window.retailmindReady === true;", vec![])
-                    .await
-                    .ok()?;
-                (ready == serde_json::Value::Bool(true)).then_some(())
-            },
+            "return window.retailmindReady === true || null;",
         )
+        .await;
+    }
+
+    /// Runs `script` in the page until it returns something other than `null` (within
+    /// `timeout`, failing with `what`), and gives that.
+    pub async fn wait_for_value(
+        &self,
+        what: &str,
+        timeout: Duration,
+        script: &str,
+    ) -> serde_json::Value {
+        wait_for(what, timeout, || async {
+            let value = self.client.execute(script, vec![]).await.ok()?;
+            (!value.is_null()).then_some(value)
+        })
         .await
     }
 

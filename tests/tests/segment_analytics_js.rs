@@ -18,7 +18,6 @@ use retailmind_collector::{serve_on, AppState, CollectorConfig, KeyKind, WriteKe
 use retailmind_connectors::embedded;
 use retailmind_schema::{Event, Payload};
 use retailmind_tests::browser::Browser;
-use retailmind_tests::wait_for;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -135,19 +134,13 @@ async fn send_from_chromium(delivery: &str) -> Sent {
         .goto(&format!("{site_origin}/"))
         .await
         .unwrap();
-    let result: Value = wait_for(
-        "analytics.js to deliver its four calls",
-        Duration::from_secs(30),
-        || async {
-            let result = browser
-                .client
-                .execute("return window.segmentResult || null;", vec![])
-                .await
-                .ok()?;
-            (!result.is_null()).then_some(result)
-        },
-    )
-    .await;
+    let result = browser
+        .wait_for_value(
+            "analytics.js to deliver its four calls",
+            Duration::from_secs(30),
+            "return window.segmentResult || null;",
+        )
+        .await;
     browser.close().await;
     assert!(result.get("failed").is_none(), "the page: {result}");
 

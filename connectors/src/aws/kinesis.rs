@@ -31,7 +31,7 @@ use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, 
 
 const SERVICE: &str = "kinesis";
 /// Least time between two GetRecords calls of a shard: Kinesis answers 5 a second per shard.
-const READ_GAP: std::time::Duration = std::time::Duration::from_millis(200);
+pub const READ_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 /// GetRecords returns at most this many records per call.
 const MAX_GET_RECORDS: usize = 10_000;
 /// Kinesis partition keys are 1 to 256 Unicode characters.

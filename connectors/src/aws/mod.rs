@@ -50,6 +50,7 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 pub use firehose::errors_delivery_stream;
+pub use kinesis::READ_GAP as KINESIS_READ_GAP;
 pub use models::CHUNK_BYTES;
 pub use provision::{provision, LakeDestination};
 
