@@ -55,7 +55,8 @@ pub struct ReadBatch {
 pub trait StreamReader: Send + Sync + 'static {
     async fn shards(&self) -> Result<Vec<ShardInfo>>;
 
-    /// Up to `max` records of `shard_id` after sequence `after` (`None`: from the oldest).
+    /// Up to `max` records of `shard_id` after sequence `after` (`None`: from the oldest). A
+    /// shard that aged out of the stream (no longer listed, its records gone) is read as ended.
     async fn read(&self, shard_id: &str, after: Option<&str>, max: usize) -> Result<ReadBatch>;
 }
 

@@ -7,6 +7,14 @@
 //! a lease expire under its holder. Everything else runs in the consume loop between two
 //! batches: a lease asked for is released only after the batch in flight was checkpointed, so
 //! two instances never read one shard at the same time while both keep renewing.
+//!
+//! The shard list and the lease table are read in a full round only every half lease duration
+//! (as the KCL's lease taker and shard sync run on timers, not per read): a busy consumer
+//! polls its shards five times a second, and a ListShards call plus a Scan of the lease table
+//! with each poll would cost every instance that many DynamoDB reads and ListShards calls,
+//! which the stream's other consumers share. A round comes at once when what it decides may
+//! have changed here: at the start, after a held shard was read to its end (its children are
+//! to be taken), and after a lease was lost.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -34,6 +42,10 @@ pub(crate) struct LeaseKeeper {
     handed_over: HashMap<String, Instant>,
     observations: Observations,
     last_renewal: Option<Instant>,
+    /// When the last full round ran; `None` when the next poll must run one.
+    last_round: Option<Instant>,
+    /// The shards the stream listed at the last full round.
+    listed: HashSet<String>,
 }
 
 impl LeaseKeeper {
@@ -46,7 +58,29 @@ impl LeaseKeeper {
             handed_over: HashMap::new(),
             observations: Observations::default(),
             last_renewal: None,
+            last_round: None,
+            listed: HashSet::new(),
         }
+    }
+
+    /// Whether the next poll runs a full round ([`sync`](Self::sync)), listing the shards
+    /// first; otherwise it runs [`between_rounds`](Self::between_rounds).
+    pub fn round_due(&self) -> bool {
+        self.last_round
+            .is_none_or(|at| at.elapsed() >= self.lease_duration / 2)
+    }
+
+    /// Whether the stream listed `shard_id` at the last full round.
+    pub fn is_listed(&self, shard_id: &str) -> bool {
+        self.listed.contains(shard_id)
+    }
+
+    /// Forgets `shard_id`, read to its end and marked so: the next poll runs a full round, so
+    /// that its children are taken without waiting for the round's timer.
+    pub fn finished(&mut self, shard_id: &str) {
+        self.held.remove(shard_id);
+        self.asked_for.remove(shard_id);
+        self.last_round = None;
     }
 
     /// Held shards in a stable order.
@@ -67,6 +101,8 @@ impl LeaseKeeper {
     pub fn lost(&mut self, shard_id: &str, why: &str) {
         self.asked_for.remove(shard_id);
         if self.held.remove(shard_id).is_some() {
+            // The table changed in a way this instance did not see: look at it again soon.
+            self.last_round = None;
             warn!(
                 shard_id,
                 why, "lease lost; its records will be read by the new owner"
@@ -74,9 +110,23 @@ impl LeaseKeeper {
         }
     }
 
-    /// One round: leases for new shards, renewals if due, handovers asked for, leases of
-    /// shards gone from the stream removed, takes and a request per the rules. Returns whether
-    /// this instance took any lease.
+    /// What a poll does with the lease table when no full round is due: renewals if due, and
+    /// the handovers asked for.
+    pub async fn between_rounds(
+        &mut self,
+        store: &dyn LeaseStore,
+        consumer: &str,
+    ) -> Result<(), ConnectorError> {
+        if self.renewal_due() {
+            self.renew(store, consumer).await?;
+        }
+        self.hand_over(store, consumer).await
+    }
+
+    /// One full round over `shards`, the stream's shards as just listed: renewals if due,
+    /// handovers asked for, leases for new shards, leases of shards gone from the stream
+    /// removed, takes and a request per the rules. Returns whether this instance took any
+    /// lease.
     pub async fn sync(
         &mut self,
         store: &dyn LeaseStore,
@@ -84,10 +134,8 @@ impl LeaseKeeper {
         shards: &[ShardInfo],
     ) -> Result<bool, ConnectorError> {
         // Renew (and hand over) first, so the listing below shows the leases as they are now.
-        if self.renewal_due() {
-            self.renew(store, consumer).await?;
-        }
-        self.hand_over(store, consumer).await?;
+        self.between_rounds(store, consumer).await?;
+        self.listed = shards.iter().map(|s| s.shard_id.clone()).collect();
         let mut leases = store.leases(consumer).await?;
         let known: HashSet<&str> = leases.iter().map(|l| l.shard_id.as_str()).collect();
         let mut created = false;
@@ -152,6 +200,9 @@ impl LeaseKeeper {
                 Err(e) => return Err(e),
             }
         }
+        // Only a round that ran through counts: a failed one is tried again at the next poll.
+        // What it saw is current, so a lease lost within it needs no round of its own.
+        self.last_round = Some(Instant::now());
         Ok(took)
     }
 
@@ -330,6 +381,8 @@ impl LeaseKeeper {
     /// Frees every held lease (on shutdown), so others need not wait for them to expire.
     pub async fn release_all(&mut self, store: &dyn LeaseStore, consumer: &str) {
         self.asked_for.clear();
+        // Holding nothing now: a later poll (another `drain`) starts with a full round.
+        self.last_round = None;
         for (shard_id, held) in std::mem::take(&mut self.held) {
             match store
                 .release(consumer, &shard_id, &self.instance_id, held.counter)

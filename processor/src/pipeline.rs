@@ -329,22 +329,37 @@ impl Processor {
     }
 
     async fn poll_shards(&self) -> Result<Polled, ProcessorError> {
-        let shards = self.backend.reader.shards().await?;
         let store = self.backend.leases.as_ref();
+        // Listed outside the lock, which the renewals need.
+        let round_due = self.leases.lock().await.round_due();
+        let shards = if round_due {
+            Some(self.backend.reader.shards().await?)
+        } else {
+            None
+        };
         let (mut more, held) = {
             let mut keeper = self.leases.lock().await;
-            let more = keeper.sync(store, &self.consumer, &shards).await?;
-            (more, keeper.held_shards())
+            let more = match &shards {
+                Some(shards) => keeper.sync(store, &self.consumer, shards).await?,
+                None => {
+                    keeper.between_rounds(store, &self.consumer).await?;
+                    false
+                }
+            };
+            // A shard the stream no longer listed at the last round is not read (its lease
+            // goes once freed, see `LeaseKeeper::sync`).
+            let held: Vec<String> = keeper
+                .held_shards()
+                .into_iter()
+                .filter(|shard_id| keeper.is_listed(shard_id))
+                .collect();
+            (more, held)
         };
-        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
         let mut total = 0;
         // A failing shard is retried after its own backoff while the others go on; an error
         // that retrying cannot mend stops the poll at once.
         let (mut others_go_on, mut failure) = (false, None);
         for shard_id in held {
-            if !listed.contains(shard_id.as_str()) {
-                continue;
-            }
             if self.backing_off(&shard_id) {
                 more = true;
                 continue;
@@ -618,7 +633,7 @@ impl Processor {
                     .await
                 {
                     Ok(()) => {
-                        keeper.held.remove(shard_id);
+                        keeper.finished(shard_id);
                         info!(shard_id, "shard read to its end");
                         drop(keeper);
                         self.model.forget_shard(shard_id).await;

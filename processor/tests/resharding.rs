@@ -104,6 +104,13 @@ impl StreamReader for ReshardedStream {
         after: Option<&str>,
         max: usize,
     ) -> retailmind_connectors::Result<ReadBatch> {
+        if self.aged_out.lock().unwrap().contains(shard_id) {
+            // As Kinesis's reader: its records are gone with it, so it is read as ended.
+            return Ok(ReadBatch {
+                shard_ended: true,
+                ..ReadBatch::default()
+            });
+        }
         let shard = &self.shards[shard_id];
         let start = match after {
             None => 0,
@@ -452,7 +459,13 @@ async fn a_shard_no_longer_held_reports_no_lag() {
         "lagging",
         &[],
         false,
-        &[(1, "bo", T0), (2, "bo", T0 + 1000), (3, "bo", T0 + 2000)],
+        &[
+            (1, "bo", T0),
+            (2, "bo", T0 + 1000),
+            (3, "bo", T0 + 2000),
+            (4, "bo", T0 + 3000),
+            (5, "bo", T0 + 4000),
+        ],
     ));
     let dir = tempfile::tempdir().unwrap();
     let mut backend = embedded::open(dir.path()).unwrap();
@@ -486,9 +499,13 @@ async fn a_shard_no_longer_held_reports_no_lag() {
             })
     };
     assert_eq!(p.poll_once().await.unwrap(), 2);
-    assert_eq!(gauge().await.as_deref(), Some("1000"), "one record left");
+    assert_eq!(gauge().await.as_deref(), Some("3000"), "three records left");
 
     stream.age_out("lagging");
+    // Records 3 and 4 were read ahead before the shard aged out, with one left behind them.
+    assert_eq!(p.poll_once().await.unwrap(), 2);
+    assert_eq!(gauge().await.as_deref(), Some("1000"), "one record left");
+    // The read after them finds the shard gone: ended, and its lease no longer held.
     assert_eq!(p.poll_once().await.unwrap(), 0);
     assert_eq!(gauge().await.as_deref(), Some("0"), "no longer read here");
 }

@@ -8,7 +8,7 @@ mod lease_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lease_support::{
     assert_sessions_match, events, provisioned_aws, provisioned_aws_sharded, MemoryStream,
@@ -280,6 +280,54 @@ async fn batches_slower_than_the_lease_keep_their_leases() {
         workers.readers().values().any(|r| r.contains("a")),
         "a read while slow: {:?}",
         workers.readers()
+    );
+    assert_sessions_match(observer.sessions.as_ref(), &all).await;
+}
+
+/// A busy instance reads its shards many times a second, but lists the shards and reads the
+/// lease table only at its start and then once per half lease duration, as the KCL's timers
+/// do: a listing and a table scan with every poll would cost each instance five ListShards
+/// calls and DynamoDB scans a second, all for nothing while no instance comes or goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_list_and_the_lease_table_are_read_on_a_timer_not_with_every_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = MemoryStream::new(SHARDS);
+    let workers = Arc::new(Workers::default());
+    let all = events(2_000, 40);
+    stream.append(records(&all)).await;
+    let observer = embedded::open(dir.path()).unwrap();
+
+    let started = Instant::now();
+    let a = start(
+        "a",
+        embedded::open(dir.path()).unwrap(),
+        stream.clone(),
+        &workers,
+    );
+    wait_until_caught_up(observer.leases.as_ref(), &stream).await;
+    // Idle, it polls every 10 ms: those polls leave the table alone too.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.stop.send(()).unwrap();
+    a.task.await.unwrap().unwrap();
+    let elapsed = started.elapsed();
+
+    let calls = workers.calls("a");
+    eprintln!("{calls:?} in {elapsed:?}");
+    // `start` sets a lease duration of 600 ms: a round every 300 ms at most.
+    let rounds = 1 + usize::try_from(elapsed.as_millis() / 300).unwrap();
+    assert!(
+        calls.reads >= all.len() / 7,
+        "every batch of 7 read: {calls:?}"
+    );
+    assert!(
+        calls.shard_lists <= rounds,
+        "{calls:?} in {elapsed:?}: more than {rounds} listings"
+    );
+    // The first round reads the table again after creating the leases.
+    assert!(
+        calls.lease_scans <= rounds + 1,
+        "{calls:?} in {elapsed:?}: more than {} lease table reads",
+        rounds + 1
     );
     assert_sessions_match(observer.sessions.as_ref(), &all).await;
 }

@@ -293,6 +293,16 @@ pub struct Workers {
     current: Mutex<HashMap<String, String>>,
     violations: Mutex<Vec<String>>,
     batches: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per instance: shard reads, shard listings and lease table reads.
+    calls: Mutex<HashMap<String, Calls>>,
+}
+
+/// How often one instance called the stream and the lease table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub reads: usize,
+    pub shard_lists: usize,
+    pub lease_scans: usize,
 }
 
 impl Workers {
@@ -333,6 +343,26 @@ impl Workers {
     pub fn readers(&self) -> HashMap<String, HashSet<String>> {
         self.batches.lock().unwrap().clone()
     }
+
+    /// How often instance `tag` read a shard, listed the shards and read the lease table.
+    pub fn calls(&self, tag: &str) -> Calls {
+        self.calls
+            .lock()
+            .unwrap()
+            .get(tag)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn count(&self, tag: &str, call: impl FnOnce(&mut Calls)) {
+        call(
+            self.calls
+                .lock()
+                .unwrap()
+                .entry(tag.to_owned())
+                .or_default(),
+        );
+    }
 }
 
 /// A reader that tells [`Workers`] which instance (`tag`) reads.
@@ -345,11 +375,13 @@ pub struct TaggedReader {
 #[async_trait]
 impl StreamReader for TaggedReader {
     async fn shards(&self) -> Result<Vec<ShardInfo>> {
+        self.workers.count(&self.tag, |c| c.shard_lists += 1);
         self.inner.shards().await
     }
 
     async fn read(&self, shard_id: &str, after: Option<&str>, max: usize) -> Result<ReadBatch> {
         self.workers.start(shard_id, &self.tag);
+        self.workers.count(&self.tag, |c| c.reads += 1);
         self.inner.read(shard_id, after, max).await
     }
 }
@@ -364,6 +396,7 @@ pub struct TaggedLeases {
 #[async_trait]
 impl LeaseStore for TaggedLeases {
     async fn leases(&self, consumer: &str) -> Result<Vec<Lease>> {
+        self.workers.count(&self.tag, |c| c.lease_scans += 1);
         self.inner.leases(consumer).await
     }
     async fn create(&self, consumer: &str, shard: &ShardInfo) -> Result<bool> {
