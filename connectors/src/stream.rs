@@ -55,8 +55,11 @@ pub struct ReadBatch {
 pub trait StreamReader: Send + Sync + 'static {
     async fn shards(&self) -> Result<Vec<ShardInfo>>;
 
-    /// Up to `max` records of `shard_id` after sequence `after` (`None`: from the oldest). A
-    /// shard that aged out of the stream (no longer listed, its records gone) is read as ended.
+    /// Up to `max` records of `shard_id` after sequence `after` (`None`: from the oldest).
+    ///
+    /// A shard that aged out of the stream (no longer listed, its records gone) must be read as
+    /// ended, not as an error: the processor lists the shards only every half lease duration,
+    /// and reads the shards it holds in between.
     async fn read(&self, shard_id: &str, after: Option<&str>, max: usize) -> Result<ReadBatch>;
 }
 

@@ -44,7 +44,8 @@ pub struct ProcessorConfig {
     /// expire.
     pub instance_id: Option<String>,
     /// A lease whose counter has not moved for this long belongs to a dead instance and is
-    /// taken over; leases are renewed three times within it.
+    /// taken over (at the next lease round: the shards are listed and the lease table read
+    /// every half of it); leases are renewed three times within it.
     pub lease_duration_ms: u64,
     /// Name of the recommendation model in the model store (the collector reads the same name).
     pub model_name: String,

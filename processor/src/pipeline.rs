@@ -593,7 +593,7 @@ impl Processor {
     /// Reads one batch of a held shard after its checkpoint, carries it through to the lake and
     /// checkpoints it while still holding the lease. A shard closed by resharding and read to
     /// its end is marked as ended in its lease, which frees its children. A shard another
-    /// instance asked for is not read: the next lease round hands it over.
+    /// instance asked for is not read: the next poll hands it over.
     async fn process_held(&self, shard_id: &str) -> Result<BatchOutcome, ProcessorError> {
         let checkpoint = {
             let keeper = self.leases.lock().await;
