@@ -70,6 +70,12 @@ impl LeaseKeeper {
             .is_none_or(|at| at.elapsed() >= self.lease_duration / 2)
     }
 
+    /// A round failed while leases were held: the next one comes after the usual interval, so
+    /// a throttled ListShards or lease table is not asked again with every poll.
+    pub fn round_failed(&mut self) {
+        self.last_round = Some(Instant::now());
+    }
+
     /// Whether the stream listed `shard_id` at the last full round.
     pub fn is_listed(&self, shard_id: &str) -> bool {
         self.listed.contains(shard_id)

@@ -27,6 +27,10 @@ pub const LATE_EVENTS: &str = "processor_late_events_total";
 pub const SESSION_FULL_EVENTS: &str = "processor_session_full_events_total";
 /// Stored sessions joined into an earlier one because late events closed the gap between them.
 pub const SESSIONS_ABSORBED: &str = "processor_sessions_absorbed_total";
+/// Lease rounds (the shard list and the lease table read, leases taken) that failed while this
+/// instance held leases (label `consumer`): it reads those on and tries the round again half a
+/// lease duration later. A rising rate means new shards and dead instances' leases wait.
+pub const LEASE_ROUND_FAILURES: &str = "processor_lease_round_failures_total";
 /// Shard leases this instance holds now.
 pub const LEASES_HELD: &str = "processor_leases_held";
 /// Events folded into the recommendation model (product views and purchases).

@@ -328,37 +328,63 @@ impl Processor {
         tokio::join!(work, renewals).0
     }
 
-    async fn poll_shards(&self) -> Result<Polled, ProcessorError> {
+    /// The poll's lease work: a full round when one is due, else renewals and handovers.
+    /// Returns whether a lease was taken, the held shards to read, and the error of a round
+    /// that failed (ListShards or the table's scan throttled, say) while leases were held:
+    /// those shards are read on, as their leases stay valid and are renewed on their own beat,
+    /// and the round is tried again half a lease duration later. The error is then the poll's
+    /// as a failed shard's is.
+    async fn lease_round(
+        &self,
+    ) -> Result<(bool, Vec<String>, Option<ProcessorError>), ProcessorError> {
         let store = self.backend.leases.as_ref();
-        // Listed outside the lock, which the renewals need.
         let round_due = self.leases.lock().await.round_due();
-        let shards = if round_due {
-            Some(self.backend.reader.shards().await?)
+        // Listed outside the lock, which the renewals need.
+        let listed = if round_due {
+            Some(self.backend.reader.shards().await)
         } else {
             None
         };
-        let (mut more, held) = {
-            let mut keeper = self.leases.lock().await;
-            let more = match &shards {
-                Some(shards) => keeper.sync(store, &self.consumer, shards).await?,
-                None => {
-                    keeper.between_rounds(store, &self.consumer).await?;
-                    false
+        let mut keeper = self.leases.lock().await;
+        let (took, failure) = match listed {
+            None => {
+                keeper.between_rounds(store, &self.consumer).await?;
+                (false, None)
+            }
+            Some(listed) => {
+                let round = match listed {
+                    Ok(shards) => keeper.sync(store, &self.consumer, &shards).await,
+                    Err(e) => Err(e),
+                };
+                match round {
+                    Ok(took) => (took, None),
+                    Err(e) if e.is_retryable() && !keeper.held.is_empty() => {
+                        warn!(error = %e, "lease round failed; reading the held shards on");
+                        metrics::counter!(m::LEASE_ROUND_FAILURES, "consumer" => self.consumer.clone())
+                            .increment(1);
+                        keeper.round_failed();
+                        (false, Some(e.into()))
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-            };
-            // A shard the stream no longer listed at the last round is not read (its lease
-            // goes once freed, see `LeaseKeeper::sync`).
-            let held: Vec<String> = keeper
-                .held_shards()
-                .into_iter()
-                .filter(|shard_id| keeper.is_listed(shard_id))
-                .collect();
-            (more, held)
+            }
         };
+        // A shard the stream no longer listed at the last round is not read (its lease goes
+        // once freed, see `LeaseKeeper::sync`).
+        let held = keeper
+            .held_shards()
+            .into_iter()
+            .filter(|shard_id| keeper.is_listed(shard_id))
+            .collect();
+        Ok((took, held, failure))
+    }
+
+    async fn poll_shards(&self) -> Result<Polled, ProcessorError> {
+        let (mut more, held, round_failure) = self.lease_round().await?;
         let mut total = 0;
         // A failing shard is retried after its own backoff while the others go on; an error
         // that retrying cannot mend stops the poll at once.
-        let (mut others_go_on, mut failure) = (false, None);
+        let (mut others_go_on, mut failure) = (false, round_failure);
         for shard_id in held {
             if self.backing_off(&shard_id) {
                 more = true;

@@ -7,6 +7,7 @@
 mod lease_support;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -329,6 +330,53 @@ async fn the_shard_list_and_the_lease_table_are_read_on_a_timer_not_with_every_p
         "{calls:?} in {elapsed:?}: more than {} lease table reads",
         rounds + 1
     );
+    assert_sessions_match(observer.sessions.as_ref(), &all).await;
+}
+
+/// A lease table that refuses reads for a while (DynamoDB short of read capacity) does not stop
+/// an instance from reading the shards it holds: their leases stay valid, renewed by writes of
+/// their own. The failed rounds are tried again on their timer, not with every poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_shards_are_read_on_while_the_lease_table_refuses_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = MemoryStream::new(SHARDS);
+    let workers = Arc::new(Workers::default());
+    let all = events(400, 20);
+    let (early, late) = all.split_at(200);
+    stream.append(records(early)).await;
+    let observer = embedded::open(dir.path()).unwrap();
+    let leases = observer.leases.as_ref();
+    let a = start(
+        "a",
+        embedded::open(dir.path()).unwrap(),
+        stream.clone(),
+        &workers,
+    );
+    wait_until_caught_up(leases, &stream).await;
+
+    workers.scans_throttled.store(true, SeqCst);
+    let throttled_from = Instant::now();
+    wait_for("a lease round failing", TIMEOUT, || async {
+        (workers.calls("a").throttled_scans > 0).then_some(())
+    })
+    .await;
+    stream.append(records(late)).await;
+    wait_until_caught_up(leases, &stream).await;
+    // A while longer, for more rounds to fail.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let calls = workers.calls("a");
+    let elapsed = throttled_from.elapsed();
+    workers.scans_throttled.store(false, SeqCst);
+    a.stop.send(()).unwrap();
+    a.task.await.unwrap().unwrap();
+
+    // A round every 300 ms (half of `start`'s lease duration), each failing at its scan.
+    let rounds = 1 + usize::try_from(elapsed.as_millis() / 300).unwrap();
+    assert!(
+        (1..=rounds).contains(&calls.throttled_scans),
+        "{calls:?} in {elapsed:?}: 1 to {rounds} failed rounds"
+    );
+    assert_eq!(workers.violations(), Vec::<String>::new());
     assert_sessions_match(observer.sessions.as_ref(), &all).await;
 }
 

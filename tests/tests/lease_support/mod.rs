@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use retailmind_connectors::{
-    Lease, LeaseStore, ReadBatch, Result, ShardInfo, StreamEntry, StreamReader, StreamRecord,
+    ConnectorError, Lease, LeaseStore, ReadBatch, Result, ShardInfo, StreamEntry, StreamReader,
+    StreamRecord,
 };
 use serde_json::json;
 
@@ -295,6 +296,9 @@ pub struct Workers {
     batches: Mutex<HashMap<String, HashSet<String>>>,
     /// Per instance: shard reads, shard listings and lease table reads.
     calls: Mutex<HashMap<String, Calls>>,
+    /// Every lease table read fails as throttled while set, as a DynamoDB table short of read
+    /// capacity answers.
+    pub scans_throttled: std::sync::atomic::AtomicBool,
 }
 
 /// How often one instance called the stream and the lease table.
@@ -303,6 +307,8 @@ pub struct Calls {
     pub reads: usize,
     pub shard_lists: usize,
     pub lease_scans: usize,
+    /// Lease table reads refused by [`Workers::scans_throttled`].
+    pub throttled_scans: usize,
 }
 
 impl Workers {
@@ -397,6 +403,17 @@ pub struct TaggedLeases {
 impl LeaseStore for TaggedLeases {
     async fn leases(&self, consumer: &str) -> Result<Vec<Lease>> {
         self.workers.count(&self.tag, |c| c.lease_scans += 1);
+        if self
+            .workers
+            .scans_throttled
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.workers.count(&self.tag, |c| c.throttled_scans += 1);
+            return Err(ConnectorError::Throttled {
+                service: "dynamodb",
+                detail: "lease table scan throttled (test)".into(),
+            });
+        }
         self.inner.leases(consumer).await
     }
     async fn create(&self, consumer: &str, shard: &ShardInfo) -> Result<bool> {
