@@ -14,7 +14,9 @@
 //! with each poll would cost every instance that many DynamoDB reads and ListShards calls,
 //! which the stream's other consumers share. A round comes at once when what it decides may
 //! have changed here: at the start, after a held shard was read to its end (its children are
-//! to be taken), and after a lease was lost.
+//! to be taken), after a lease was lost, and after the leases were released. A round that
+//! fails while leases are held is tried again after the same interval, and the held shards
+//! are read on meanwhile.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -206,8 +208,9 @@ impl LeaseKeeper {
                 Err(e) => return Err(e),
             }
         }
-        // Only a round that ran through counts: a failed one is tried again at the next poll.
-        // What it saw is current, so a lease lost within it needs no round of its own.
+        // Only a round that ran through counts: a failed one is tried again at the next poll
+        // (or after the interval, `round_failed`, while leases are held). What it saw is
+        // current, so a lease lost within it needs no round of its own.
         self.last_round = Some(Instant::now());
         Ok(took)
     }

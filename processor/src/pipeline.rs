@@ -54,6 +54,19 @@ impl ProcessorError {
     }
 }
 
+/// What a poll's lease work left it to do.
+struct LeaseRound {
+    /// A lease was taken.
+    took: bool,
+    /// The held shards to read, in a stable order.
+    held: Vec<String>,
+    /// A round that failed (ListShards or the lease table's scan throttled, say) while leases
+    /// were held: those are read on, as their leases stay valid and are renewed on their own
+    /// beat, and the round is tried again half a lease duration later. The error is the
+    /// poll's then, as a failed shard's is.
+    failure: Option<ProcessorError>,
+}
+
 /// What one read of one shard did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchOutcome {
@@ -329,14 +342,7 @@ impl Processor {
     }
 
     /// The poll's lease work: a full round when one is due, else renewals and handovers.
-    /// Returns whether a lease was taken, the held shards to read, and the error of a round
-    /// that failed (ListShards or the table's scan throttled, say) while leases were held:
-    /// those shards are read on, as their leases stay valid and are renewed on their own beat,
-    /// and the round is tried again half a lease duration later. The error is then the poll's
-    /// as a failed shard's is.
-    async fn lease_round(
-        &self,
-    ) -> Result<(bool, Vec<String>, Option<ProcessorError>), ProcessorError> {
+    async fn lease_round(&self) -> Result<LeaseRound, ProcessorError> {
         let store = self.backend.leases.as_ref();
         let round_due = self.leases.lock().await.round_due();
         // Listed outside the lock, which the renewals need.
@@ -376,11 +382,19 @@ impl Processor {
             .into_iter()
             .filter(|shard_id| keeper.is_listed(shard_id))
             .collect();
-        Ok((took, held, failure))
+        Ok(LeaseRound {
+            took,
+            held,
+            failure,
+        })
     }
 
     async fn poll_shards(&self) -> Result<Polled, ProcessorError> {
-        let (mut more, held, round_failure) = self.lease_round().await?;
+        let LeaseRound {
+            took: mut more,
+            held,
+            failure: round_failure,
+        } = self.lease_round().await?;
         let mut total = 0;
         // A failing shard is retried after its own backoff while the others go on; an error
         // that retrying cannot mend stops the poll at once.
