@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 const CONSUMER: &str = "main";
 const SHARDS: usize = 4;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// The lease duration of every instance [`start`]s.
+const LEASE_MS: u64 = 600;
 
 /// A processor instance running in the background.
 struct Instance {
@@ -55,7 +57,7 @@ fn start(
         consumer: CONSUMER.into(),
         batch_size: 7,
         idle_poll_ms: Some(10),
-        lease_duration_ms: 600,
+        lease_duration_ms: LEASE_MS,
         instance_id: Some(tag.into()),
         metrics_listen: None,
         ..ProcessorConfig::default()
@@ -69,6 +71,12 @@ fn start(
             .await
     });
     Instance { stop, task }
+}
+
+/// The most lease rounds an instance [`start`]ed runs in `elapsed`: one at its start, then one
+/// per half lease duration.
+fn rounds_within(elapsed: Duration) -> usize {
+    1 + usize::try_from(elapsed.as_millis() / u128::from(LEASE_MS / 2)).unwrap()
 }
 
 fn records(events: &[TestEvent]) -> Vec<StreamRecord> {
@@ -314,8 +322,7 @@ async fn the_shard_list_and_the_lease_table_are_read_on_a_timer_not_with_every_p
 
     let calls = workers.calls("a");
     eprintln!("{calls:?} in {elapsed:?}");
-    // `start` sets a lease duration of 600 ms: a round every 300 ms at most.
-    let rounds = 1 + usize::try_from(elapsed.as_millis() / 300).unwrap();
+    let rounds = rounds_within(elapsed);
     assert!(
         calls.reads >= all.len() / 7,
         "every batch of 7 read: {calls:?}"
@@ -370,8 +377,8 @@ async fn held_shards_are_read_on_while_the_lease_table_refuses_reads() {
     a.stop.send(()).unwrap();
     a.task.await.unwrap().unwrap();
 
-    // A round every 300 ms (half of `start`'s lease duration), each failing at its scan.
-    let rounds = 1 + usize::try_from(elapsed.as_millis() / 300).unwrap();
+    // Each round fails at its scan.
+    let rounds = rounds_within(elapsed);
     assert!(
         (1..=rounds).contains(&calls.throttled_scans),
         "{calls:?} in {elapsed:?}: 1 to {rounds} failed rounds"
