@@ -369,7 +369,8 @@ fn main() {
         .collect();
     println!(
         "session snapshots per event with the stream read as it arrives, a batch per window of \
-         event time: {}; the least possible, one write per session: {:.3}",
+         event time (as `batch_window_ms` gathers them): {}; the least possible, one write per \
+         session: {:.3}",
         live.join(", "),
         sessions as f64 / rounds as f64 / count as f64
     );

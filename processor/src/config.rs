@@ -13,8 +13,18 @@ pub struct ProcessorConfig {
     pub backend: BackendConfig,
     /// Name under which checkpoints are kept; two processors with the same name share the work.
     pub consumer: String,
-    /// Records read from a shard at once (Kinesis allows up to 10,000).
+    /// Records read from a shard at once (Kinesis allows up to 10,000), and the most a batch
+    /// window gathers.
     pub batch_size: usize,
+    /// Longest time a shard's reads are gathered into one batch before it is written (sessions,
+    /// lake, model, checkpoint), counted from the first record read; sooner when `batch_size`
+    /// records are gathered or the shard ended. 0, the default: each read is written at once.
+    /// As the Lambda event source mapping's batching window: on a stream read live, a
+    /// visitor's events within one window make one session snapshot, and a shard costs one
+    /// checkpoint write and one lake file per partition per window instead of per read, at
+    /// the cost of sessions and the model that much later, and of that much read again after
+    /// a crash (a stop writes what was gathered first).
+    pub batch_window_ms: u64,
     /// Pause after a poll that found nothing new. Unset means 1000 ms on AWS, as the KCL does:
     /// a shard answers 5 reads a second to all the stream's consumers together, and an idle
     /// processor polling 5 times a second would take them all. 200 ms on the embedded log.
@@ -85,6 +95,7 @@ impl Default for ProcessorConfig {
             backend: BackendConfig::default(),
             consumer: "retailmind-processor".into(),
             batch_size: 500,
+            batch_window_ms: 0,
             idle_poll_ms: None,
             min_read_interval_ms: None,
             session_inactivity_minutes: 30,
@@ -131,6 +142,8 @@ const MAX_BATCH_SIZE: i64 = 10_000;
 /// Longest pause between polls or model saves: beyond a minute the stream's tip and other
 /// shoppers' signals fall too far behind.
 const MAX_PAUSE_MS: i64 = 60_000;
+/// Longest batch window: the Lambda event source mapping's.
+const MAX_BATCH_WINDOW_MS: i64 = 300_000;
 
 impl ProcessorConfig {
     /// The first setting the processor could not run sensibly with; run at start so that a
@@ -138,6 +151,12 @@ impl ProcessorConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         check_ranges(&[
             ("batch_size", count(self.batch_size), 1, MAX_BATCH_SIZE),
+            (
+                "batch_window_ms",
+                count(self.batch_window_ms),
+                0,
+                MAX_BATCH_WINDOW_MS,
+            ),
             (
                 "session_inactivity_minutes",
                 self.session_inactivity_minutes,
@@ -216,6 +235,11 @@ impl ProcessorConfig {
     /// The pause after a poll that found nothing new (see `idle_poll_ms`).
     pub fn idle_poll(&self) -> std::time::Duration {
         self.per_backend(self.idle_poll_ms, 1000, 200)
+    }
+
+    /// See `batch_window_ms`.
+    pub fn batch_window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.batch_window_ms)
     }
 
     pub fn min_read_interval(&self) -> std::time::Duration {
@@ -358,6 +382,19 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn a_batch_window_longer_than_lambdas_is_refused() {
+        let window = |batch_window_ms| ProcessorConfig {
+            batch_window_ms,
+            ..ProcessorConfig::default()
+        };
+        assert_eq!(window(300_000).check(), Ok(()));
+        assert_eq!(
+            window(300_001).check().unwrap_err().to_string(),
+            "batch_window_ms is 300001: it must be between 0 and 300000"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Instances with the same consumer name share the shards through leases.
 
 pub mod config;
+mod fetched;
 pub mod lambda;
 mod leasing;
 pub mod metrics;

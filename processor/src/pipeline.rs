@@ -1,5 +1,5 @@
-//! The consume loop: take leases → read → decode → sessionize → write sessions → write lake →
-//! checkpoint.
+//! The consume loop: take leases → read → decode (→ gather while the batch window is open,
+//! `fetched.rs`) → sessionize → write sessions → write lake → checkpoint.
 //!
 //! The checkpoint moves only after the session and lake writes of everything before it
 //! succeeded, and only while this instance holds the shard's lease (one conditional write); a
@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::config::ProcessorConfig;
+use crate::fetched::{DecodedEvent, Fetched, Gathered};
 use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
 use crate::model::ModelKeeper;
@@ -77,23 +79,8 @@ pub struct BatchOutcome {
     pub millis_behind_latest: Option<i64>,
     /// The shard was closed by resharding and this read found nothing more in it.
     pub shard_ended: bool,
-}
-
-/// A batch read from a shard after `after`, decoded.
-struct Fetched {
-    after: Option<String>,
-    batch: ReadBatch,
-    events: Vec<DecodedEvent>,
-    undecodable: Vec<UndecodableRecord>,
-}
-
-/// A stream record that holds an event.
-struct DecodedEvent {
-    event: Event,
-    /// The record's bytes: the lake keeps them as they came.
-    data: bytes::Bytes,
-    /// Where the record is in its batch's entries (for its sequence number).
-    record: usize,
+    /// Records read are gathered in the shard's batch window, not written yet.
+    pub gathering: bool,
 }
 
 /// Batches at least this long are decoded on the blocking pool, beside the async work.
@@ -115,6 +102,12 @@ pub struct Processor {
     next_read: Mutex<HashMap<String, (Instant, bool)>>,
     /// Each shard's next batch, read and decoded while the batch before it was being written.
     ahead: Mutex<HashMap<String, Fetched>>,
+    /// How long a shard's reads are gathered into one batch (see `fetched.rs`).
+    batch_window: Duration,
+    /// Each shard's reads gathered in its open batch window, after its checkpoint.
+    gathered: Mutex<HashMap<String, Gathered>>,
+    /// Shutting down: what is gathered is written now, and nothing more is read.
+    closing: AtomicBool,
     /// Shards whose last batch failed, left alone until their backoff ends, so that one shard
     /// throttled or failing does not hold the others back.
     failing: Mutex<HashMap<String, Backoff>>,
@@ -165,6 +158,9 @@ impl Processor {
             min_read_interval: config.min_read_interval(),
             next_read: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
+            batch_window: config.batch_window(),
+            gathered: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
             failing: Mutex::new(HashMap::new()),
             lag_reported: Mutex::new(HashSet::new()),
             model: Arc::new(ModelKeeper::new(
@@ -193,6 +189,7 @@ impl Processor {
     /// releases its leases so that other instances take the shards over at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
         let outcome = self.run_until(shutdown).await;
+        self.write_gathered().await;
         self.release_leases().await;
         self.save_model(true).await;
         outcome
@@ -216,7 +213,10 @@ impl Processor {
         let mut backoff = Duration::from_millis(100);
         loop {
             let pause = match self.poll_once().await {
-                Ok(0) => self.idle_poll.min(self.renewal_interval().await),
+                Ok(0) => self
+                    .idle_poll
+                    .min(self.renewal_interval().await)
+                    .min(self.until_a_window_closes()),
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     Duration::ZERO
@@ -236,6 +236,46 @@ impl Processor {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+
+    /// Writes and checkpoints what the batch windows gathered, at once, so that the shards'
+    /// next owners do not read it again. A failure leaves it to them.
+    async fn write_gathered(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let shards: Vec<String> = self.gathered().keys().cloned().collect();
+        for shard_id in shards {
+            if let Err(e) = self.renewing(self.process_held(&shard_id)).await {
+                warn!(shard_id, error = %e, "gathered records not written on shutdown; they are read again from the checkpoint");
+            }
+        }
+        self.closing.store(false, Ordering::Relaxed);
+    }
+
+    /// The reads gathered in open batch windows. Each change leaves the map whole, so a panic
+    /// elsewhere while it was locked leaves nothing half done in it.
+    fn gathered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Gathered>> {
+        self.gathered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long until the first open batch window closes.
+    fn until_a_window_closes(&self) -> Duration {
+        let now = Instant::now();
+        self.gathered()
+            .values()
+            .map(|g| g.due_at(self.batch_window).saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Whether `shard_id` has reads gathered whose batch is to be written now.
+    fn gathered_due(&self, shard_id: &str) -> bool {
+        self.gathered()
+            .get(shard_id)
+            .is_some_and(|g| g.is_due(self.batch_window, self.batch_size, Instant::now()))
+    }
+
+    fn is_gathering(&self, shard_id: &str) -> bool {
+        self.gathered().contains_key(shard_id)
     }
 
     /// Processes everything in the stream now, then releases its leases and returns how many
@@ -404,10 +444,14 @@ impl Processor {
                 more = true;
                 continue;
             }
-            if !self.has_ahead(&shard_id) && !self.may_read_now(&shard_id) {
+            if !self.has_ahead(&shard_id)
+                && !self.gathered_due(&shard_id)
+                && !self.may_read_now(&shard_id)
+            {
                 // A shard waiting out its idle pause had nothing at its last read: for `drain`
-                // it is done, and waiting for it would never end while shards take turns.
-                more |= !self.found_nothing_last(&shard_id);
+                // it is done, and waiting for it would never end while shards take turns. One
+                // with reads gathered is not: its window will close.
+                more |= !self.found_nothing_last(&shard_id) || self.is_gathering(&shard_id);
                 others_go_on = true;
                 continue;
             }
@@ -416,7 +460,7 @@ impl Processor {
                     others_go_on = true;
                     self.succeeded(&shard_id);
                     total += outcome.records;
-                    more |= outcome.shard_ended;
+                    more |= outcome.shard_ended || outcome.gathering;
                 }
                 Err(e) if e.is_retryable() => {
                     self.count_failure(&shard_id, true);
@@ -436,6 +480,9 @@ impl Processor {
             // What was read ahead of a lost or handed-over shard is the new owner's to read.
             ahead.retain(|shard_id, _| keeper.held.contains_key(shard_id));
         }
+        // So are its gathered reads, which were never checkpointed.
+        self.gathered()
+            .retain(|shard_id, _| keeper.held.contains_key(shard_id));
         if let Ok(mut failing) = self.failing.lock() {
             failing.retain(|shard_id, _| keeper.held.contains_key(shard_id));
         }
@@ -526,27 +573,20 @@ impl Processor {
     /// Reads a batch of `shard_id` after `after` and decodes it; a long batch is decoded on
     /// the blocking pool, so that it runs on the other core while the batch before it is
     /// still being sessionized and written.
-    async fn fetch(&self, shard_id: &str, after: Option<&str>) -> Result<Fetched, ProcessorError> {
-        let batch = self
-            .backend
-            .reader
-            .read(shard_id, after, self.batch_size)
-            .await;
+    async fn fetch(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Fetched, ProcessorError> {
+        let batch = self.backend.reader.read(shard_id, after, limit).await;
         let found_nothing = batch
             .as_ref()
             .is_ok_and(|b| b.entries.is_empty() && !b.shard_ended);
         self.read_ended(shard_id, found_nothing);
         let batch = batch?;
         let after = after.map(str::to_owned);
-        let decoded = |batch: ReadBatch| {
-            let (events, undecodable) = decode(&batch.entries);
-            Fetched {
-                after,
-                batch,
-                events,
-                undecodable,
-            }
-        };
+        let decoded = |batch: ReadBatch| Fetched::decode(after, batch);
         if batch.entries.len() < DECODE_APART {
             return Ok(decoded(batch));
         }
@@ -572,7 +612,10 @@ impl Processor {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        let fetched = self.fetch(shard_id, Some(last)).await.ok()?;
+        let fetched = self
+            .fetch(shard_id, Some(last), self.batch_size)
+            .await
+            .ok()?;
         (!fetched.batch.entries.is_empty() || fetched.batch.shard_ended).then_some(fetched)
     }
 
@@ -630,6 +673,84 @@ impl Processor {
         }
     }
 
+    /// The batch of `shard_id` to write now, after `checkpoint`: what was read ahead, or read now
+    /// (when the read rate lets the caller through), with what the shard's batch window
+    /// gathered before it. `None` when there is nothing to write yet: the read rate holds the
+    /// read back, or the window is open and keeps what was read.
+    async fn next_batch(
+        &self,
+        shard_id: &str,
+        checkpoint: Option<&str>,
+    ) -> Result<Option<Fetched>, ProcessorError> {
+        let closing = self.closing.load(Ordering::Relaxed);
+        let (after, room) = {
+            let mut gathered = self.gathered();
+            match gathered.get(shard_id) {
+                // The lease came back at another checkpoint: what was gathered does not follow it.
+                Some(g) if g.fetched.after.as_deref() != checkpoint => {
+                    gathered.remove(shard_id);
+                    (checkpoint.map(str::to_owned), self.batch_size)
+                }
+                Some(g)
+                    if closing || g.is_due(self.batch_window, self.batch_size, Instant::now()) =>
+                {
+                    return Ok(gathered.remove(shard_id).map(|g| g.fetched));
+                }
+                Some(g) => (
+                    g.fetched.last_sequence().map(str::to_owned),
+                    self.batch_size.saturating_sub(g.fetched.len()).max(1),
+                ),
+                None if closing => return Ok(None),
+                None => (checkpoint.map(str::to_owned), self.batch_size),
+            }
+        };
+        let after = after.as_deref();
+        let read = match self.take_ahead(shard_id, after) {
+            Ok(Some(fetched)) => fetched,
+            Ok(None) => self.fetch(shard_id, after, room).await?,
+            // The caller let this shard through for its read-ahead, not for a read: the read
+            // rate still applies.
+            Err(()) if !self.may_read_now(shard_id) => return Ok(None),
+            Err(()) => self.fetch(shard_id, after, room).await?,
+        };
+        self.report_lag(shard_id, read.batch.millis_behind_latest);
+        let mut gathered = self.gathered();
+        let batch = match gathered.remove(shard_id) {
+            Some(mut g) => {
+                g.fetched.extend(read);
+                g
+            }
+            None if self.batch_window.is_zero() || read.len() == 0 => return Ok(Some(read)),
+            None => Gathered {
+                opened: Instant::now(),
+                fetched: read,
+            },
+        };
+        if batch.is_due(self.batch_window, self.batch_size, Instant::now()) {
+            return Ok(Some(batch.fetched));
+        }
+        debug!(
+            shard_id,
+            records = batch.fetched.len(),
+            "gathering in the batch window"
+        );
+        gathered.insert(shard_id.to_owned(), batch);
+        Ok(None)
+    }
+
+    fn report_lag(&self, shard_id: &str, millis_behind_latest: Option<i64>) {
+        let Some(behind) = millis_behind_latest else {
+            return;
+        };
+        metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
+            .set(behind as f64);
+        if let Ok(mut lag_reported) = self.lag_reported.lock() {
+            if !lag_reported.contains(shard_id) {
+                lag_reported.insert(shard_id.to_owned());
+            }
+        }
+    }
+
     /// Reads one batch of a held shard after its checkpoint, carries it through to the lake and
     /// checkpoints it while still holding the lease. A shard closed by resharding and read to
     /// its end is marked as ended in its lease, which frees its children. A shard another
@@ -643,24 +764,13 @@ impl Processor {
             }
         };
         let store = self.backend.leases.as_ref();
-        let fetched = match self.take_ahead(shard_id, checkpoint.as_deref()) {
-            Ok(Some(fetched)) => fetched,
-            Ok(None) => self.fetch(shard_id, checkpoint.as_deref()).await?,
-            // The caller let this shard through for its read-ahead, not for a read: the read
-            // rate still applies.
-            Err(()) if !self.may_read_now(shard_id) => return Ok(BatchOutcome::default()),
-            Err(()) => self.fetch(shard_id, checkpoint.as_deref()).await?,
+        let Some(fetched) = self.next_batch(shard_id, checkpoint.as_deref()).await? else {
+            return Ok(BatchOutcome {
+                gathering: self.is_gathering(shard_id),
+                ..BatchOutcome::default()
+            });
         };
         let batch = &fetched.batch;
-        if let Some(behind) = batch.millis_behind_latest {
-            metrics::gauge!(m::SHARD_MILLIS_BEHIND, "consumer" => self.consumer.clone(), "shard_id" => shard_id.to_owned())
-                .set(behind as f64);
-            if let Ok(mut lag_reported) = self.lag_reported.lock() {
-                if !lag_reported.contains(shard_id) {
-                    lag_reported.insert(shard_id.to_owned());
-                }
-            }
-        }
         let Some(last) = batch.entries.last() else {
             if batch.shard_ended {
                 let mut keeper = self.leases.lock().await;
@@ -710,7 +820,7 @@ impl Processor {
                 applied
             },
             async {
-                if batch.shard_ended {
+                if batch.shard_ended || self.closing.load(Ordering::Relaxed) {
                     return None;
                 }
                 self.read_ahead(shard_id, &last_sequence, &done).await
@@ -769,9 +879,21 @@ impl Processor {
         shard_id: &str,
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
-        let (events, undecodable) = decode(entries);
-        self.apply_decoded(shard_id, Follows::Unknown, entries, &events, &undecodable)
-            .await
+        let fetched = Fetched::decode(
+            None,
+            ReadBatch {
+                entries: entries.to_vec(),
+                ..ReadBatch::default()
+            },
+        );
+        self.apply_decoded(
+            shard_id,
+            Follows::Unknown,
+            entries,
+            &fetched.events,
+            &fetched.undecodable,
+        )
+        .await
     }
 
     /// [`apply`](Self::apply) of `entries`, decoded already, which come after `follows`.
@@ -833,8 +955,7 @@ impl Processor {
             events: events.len(),
             undecodable: undecodable.len(),
             sessions_written: sessions.written.len(),
-            millis_behind_latest: None,
-            shard_ended: false,
+            ..BatchOutcome::default()
         })
     }
 
@@ -998,31 +1119,4 @@ struct TouchedSessions {
     written: Vec<Session>,
     /// Stored sessions that held some of its events already and did not change.
     replayed: Vec<Session>,
-}
-
-/// Splits stream entries into events (with their original bytes, which go to the lake as they
-/// are) and records that are not events. Repeats of an event id within the batch are dropped.
-fn decode(entries: &[StreamEntry]) -> (Vec<DecodedEvent>, Vec<UndecodableRecord>) {
-    let mut seen = HashSet::new();
-    let mut events = Vec::with_capacity(entries.len());
-    let mut bad = Vec::new();
-    for (record, entry) in entries.iter().enumerate() {
-        match serde_json::from_slice::<Event>(&entry.data) {
-            Ok(event) => {
-                if seen.insert(event.event_id) {
-                    events.push(DecodedEvent {
-                        event,
-                        data: entry.data.clone(),
-                        record,
-                    });
-                }
-            }
-            Err(e) => bad.push(UndecodableRecord {
-                received_at_ms: now_ms(),
-                reason: format!("sequence {}: {e}", entry.sequence),
-                data: entry.data.clone(),
-            }),
-        }
-    }
-    (events, bad)
 }

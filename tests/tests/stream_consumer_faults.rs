@@ -367,6 +367,47 @@ async fn expired_iterators_are_replaced_from_the_last_sequence_read() {
     assert_consumed_once(&fake, &backend, &events).await;
 }
 
+/// Events that reach the stream one by one within a batch window are read as they come, within
+/// the read rate, and written together: one lake call, one checkpoint at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_window_writes_a_live_shards_reads_in_one_lake_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events(8, 2);
+    let (fake, backend) = consumer_of(1, &[], dir.path()).await;
+    let config = ProcessorConfig {
+        consumer: CONSUMER.into(),
+        batch_size: 100,
+        batch_window_ms: 5_000,
+        min_read_interval_ms: Some(200),
+        idle_poll_ms: Some(10),
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    };
+    let (stop, running) = running(Processor::new(backend.clone(), &config));
+    for event in events.chunks(1) {
+        fake.with(|s| append(&mut s.kinesis, event));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("every event in the lake", Duration::from_secs(30), || {
+        let all_there = fake.with(|s| s.firehose.delivered.len()) >= events.len();
+        async move { all_there.then_some(()) }
+    })
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+
+    let reads_that_found = reads_where(
+        &fake,
+        |r| matches!(r, ReadCall::Records { count, .. } if *count > 0),
+    );
+    assert!(
+        reads_that_found.len() > 1,
+        "the window gathered several reads: {reads_that_found:?}"
+    );
+    assert_eq!(lake_calls(&fake).len(), 1, "one lake call for the window");
+    assert_consumed_once(&fake, &backend, &events).await;
+}
+
 /// Drains 12 events in batches of 6 while Firehose meets its next calls with `faults`, and
 /// checks that everything landed once; returns the event ids each PutRecordBatch call carried
 /// and the events' ids in stream order.

@@ -1,0 +1,293 @@
+//! The batch window (`batch_window_ms`) on the embedded default: reads of a live stream
+//! gathered into one batch, written once per window, never checkpointed before they are.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use retailmind_connectors::{embedded, Backend, ReadBatch, ShardInfo, StreamReader, StreamRecord};
+use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const T0: i64 = 1_764_064_800_000; // 2025-11-25T10:00:00Z
+const MIN: i64 = 60_000;
+const CONSUMER: &str = "windowed";
+
+fn page_view(n: u32, anon: &str) -> StreamRecord {
+    let event = json!({
+        "event_id": format!("01936a1c-3b5e-7cc4-9a1e-{n:012x}"),
+        "type": "page_view",
+        "anonymous_id": anon,
+        "timestamp": T0 + i64::from(n) * MIN,
+        "context": {"page": {"url": format!("https://shop.example/{n}")}},
+        "properties": {"url": format!("https://shop.example/{n}")}
+    });
+    StreamRecord {
+        partition_key: anon.into(),
+        data: Bytes::from(event.to_string()),
+    }
+}
+
+/// The embedded log's reader, counting the records its reads returned.
+struct CountingReader {
+    inner: Arc<dyn StreamReader>,
+    returned: AtomicUsize,
+}
+
+#[async_trait]
+impl StreamReader for CountingReader {
+    async fn shards(&self) -> retailmind_connectors::Result<Vec<ShardInfo>> {
+        self.inner.shards().await
+    }
+
+    async fn read(
+        &self,
+        shard_id: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> retailmind_connectors::Result<ReadBatch> {
+        let batch = self.inner.read(shard_id, after, max).await?;
+        self.returned
+            .fetch_add(batch.entries.len(), Ordering::SeqCst);
+        Ok(batch)
+    }
+}
+
+/// The embedded backend in `dir`, its reader counted.
+fn backend(dir: &Path) -> (Backend, Arc<CountingReader>) {
+    let mut backend = embedded::open(dir).unwrap();
+    let reader = Arc::new(CountingReader {
+        inner: backend.reader.clone(),
+        returned: AtomicUsize::new(0),
+    });
+    backend.reader = reader.clone();
+    (backend, reader)
+}
+
+fn config(batch_window_ms: u64, batch_size: usize) -> ProcessorConfig {
+    ProcessorConfig {
+        consumer: CONSUMER.into(),
+        batch_size,
+        batch_window_ms,
+        idle_poll_ms: Some(20),
+        lease_duration_ms: 600,
+        metrics_listen: None,
+        ..ProcessorConfig::default()
+    }
+}
+
+/// `processor` running on a task of its own until the sender is used or dropped.
+fn running(
+    processor: Processor,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ProcessorError>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        processor
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
+async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The visitor's sessions as (event count, version: how many snapshots were written).
+async fn sessions(backend: &Backend, anon: &str) -> Vec<(u32, u64)> {
+    backend
+        .sessions
+        .sessions_of(anon)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.event_count, s.version))
+        .collect()
+}
+
+/// Files the lake holds under `events/`.
+fn lake_files(dir: &Path) -> usize {
+    let mut files = 0;
+    let mut folders = vec![dir.join("lake").join("events")];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                files += 1;
+            }
+        }
+    }
+    files
+}
+
+async fn checkpoint(backend: &Backend) -> Option<String> {
+    let leases = backend.leases.leases(CONSUMER).await.unwrap();
+    assert_eq!(leases.len(), 1, "the embedded log has one shard");
+    leases[0].checkpoint.clone()
+}
+
+/// Six page views of one visitor reach the stream one by one, 100 ms apart, while a processor
+/// with a window of `window_ms` runs; returns the visitor's sessions and the lake's files once
+/// all six are in a session and the processor stopped.
+async fn live_visit(window_ms: u64) -> (Vec<(u32, u64)>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, reader) = backend(dir.path());
+    let (stop, task) = running(Processor::new(backend.clone(), &config(window_ms, 500)));
+    for n in 1..=6 {
+        backend
+            .sink
+            .append(vec![page_view(n, "carol")])
+            .await
+            .unwrap();
+        // Read before the next one comes: each read finds one record.
+        let read = n as usize;
+        wait_until("the record read", || async {
+            reader.returned.load(Ordering::SeqCst) >= read
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("six events in carol's session", || async {
+        sessions(&backend, "carol").await.first().map(|s| s.0) == Some(6)
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let last = backend
+        .reader
+        .read("shard-000000", None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoint(&backend).await.as_deref(),
+        last.entries.last().map(|e| e.sequence.as_str()),
+        "checkpointed at the last record"
+    );
+    (sessions(&backend, "carol").await, lake_files(dir.path()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_is_written_once_per_window_not_once_per_read() {
+    // Every read written at once: a snapshot and a lake file each.
+    let (sessions, files) = live_visit(0).await;
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0], (6, 6), "one snapshot per read");
+    assert_eq!(files, 6);
+
+    // Six reads within a window of 3 s: one batch.
+    let (sessions, files) = live_visit(3_000).await;
+    assert_eq!(sessions, [(6, 1)], "one snapshot for the window");
+    assert_eq!(files, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_written_without_waiting_for_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, _) = backend(dir.path());
+    backend
+        .sink
+        .append((1..=8).map(|n| page_view(n, "dave")).collect())
+        .await
+        .unwrap();
+    // A window of 5 minutes, batches of 4: both batches are full when read.
+    let processor = Processor::new(backend.clone(), &config(300_000, 4));
+    let drained = tokio::time::timeout(Duration::from_secs(30), processor.drain())
+        .await
+        .expect("full batches are written at once")
+        .unwrap();
+    assert_eq!(drained, 8);
+    assert_eq!(sessions(&backend, "dave").await, [(8, 2)]);
+}
+
+/// A processor with a window of 5 minutes running, once it has read three page views of `anon`.
+async fn gathering_three(
+    backend: &Backend,
+    reader: &CountingReader,
+    anon: &str,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ProcessorError>>,
+) {
+    let running = running(Processor::new(backend.clone(), &config(300_000, 500)));
+    backend
+        .sink
+        .append((1..=3).map(|n| page_view(n, anon)).collect())
+        .await
+        .unwrap();
+    wait_until("the records read", || async {
+        reader.returned.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_window_gathered_is_written_when_the_processor_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, reader) = backend(dir.path());
+    let (stop, task) = gathering_three(&backend, &reader, "erin").await;
+    // Read, and held by the window: nothing written or checkpointed yet.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(sessions(&backend, "erin").await.is_empty());
+    assert_eq!(lake_files(dir.path()), 0);
+    assert_eq!(checkpoint(&backend).await, None);
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(sessions(&backend, "erin").await, [(3, 1)]);
+    assert_eq!(lake_files(dir.path()), 1);
+    assert!(checkpoint(&backend).await.is_some());
+}
+
+/// A processor that dies with reads gathered never checkpointed them: the next owner of the
+/// shard reads them again, and every event lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_gathered_by_a_processor_that_died_are_read_again_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, reader) = backend(dir.path());
+    let (_stop, first) = gathering_three(&backend, &reader, "finn").await;
+    // Killed: no shutdown, its lease left to expire.
+    first.abort();
+    let _ = first.await;
+
+    let next = Processor::new(backend.clone(), &config(0, 500));
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            // The dead instance's lease expires after 600 ms.
+            let read = next.drain().await.unwrap();
+            if read > 0 {
+                return read;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the shard taken over");
+    assert_eq!(drained, 3);
+    assert_eq!(sessions(&backend, "finn").await, [(3, 1)]);
+    assert_eq!(lake_files(dir.path()), 1);
+}
