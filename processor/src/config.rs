@@ -17,13 +17,15 @@ pub struct ProcessorConfig {
     /// window gathers.
     pub batch_size: usize,
     /// Longest time a shard's reads are gathered into one batch before it is written (sessions,
-    /// lake, model, checkpoint), counted from the first record read; sooner when `batch_size`
-    /// records are gathered or the shard ended. 0, the default: each read is written at once.
-    /// As the Lambda event source mapping's batching window: on a stream read live, a
-    /// visitor's events within one window make one session snapshot, and a shard costs one
-    /// checkpoint write and one lake file per partition per window instead of per read, at
-    /// the cost of sessions and the model that much later, and of that much read again after
-    /// a crash (a stop writes what was gathered first).
+    /// lake, model, checkpoint), counted from the first read; sooner when `batch_size` records
+    /// are gathered or the shard ended. 0, the default: each read is written at once. As the
+    /// Lambda event source mapping's batching window (which the Lambda handler has instead of
+    /// this): on a stream read live, a visitor's events within one window make one session
+    /// snapshot, and a shard costs one checkpoint write and one lake file per partition per
+    /// window instead of per read, at the cost of sessions and the model that much later, and
+    /// of that much read again after a crash. While a window is open its shard is read every
+    /// `idle_poll_ms`. A stop writes what was gathered of the shards still held; a lease lost
+    /// or handed over drops it for the next holder to read.
     pub batch_window_ms: u64,
     /// Pause after a poll that found nothing new. Unset means 1000 ms on AWS, as the KCL does:
     /// a shard answers 5 reads a second to all the stream's consumers together, and an idle

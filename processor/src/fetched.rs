@@ -23,6 +23,9 @@ pub(crate) struct Fetched {
     pub batch: ReadBatch,
     pub events: Vec<DecodedEvent>,
     pub undecodable: Vec<UndecodableRecord>,
+    /// When it was read (decoded right after): a batch window opens then, also for a batch
+    /// read ahead while the one before it was written.
+    pub read_at: Instant,
     /// The ids of `events`, so that a repeat in a later read is dropped as one within the
     /// batch is.
     event_ids: HashSet<Uuid>,
@@ -50,6 +53,7 @@ impl Fetched {
             },
             events: Vec::with_capacity(batch.entries.len()),
             undecodable: Vec::new(),
+            read_at: Instant::now(),
             event_ids: HashSet::with_capacity(batch.entries.len()),
         };
         fetched.add_entries(batch.entries);
@@ -120,6 +124,14 @@ pub(crate) struct Gathered {
 }
 
 impl Gathered {
+    /// The window opened by `first`, the first read of a batch.
+    pub fn open(first: Fetched) -> Self {
+        Gathered {
+            opened: first.read_at,
+            fetched: first,
+        }
+    }
+
     /// Whether the batch is to be written now: its window has passed, it holds `batch_size`
     /// records, or its shard ended (nothing more will come).
     pub fn is_due(&self, window: Duration, batch_size: usize, now: Instant) -> bool {

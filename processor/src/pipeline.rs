@@ -119,6 +119,9 @@ pub struct Processor {
     profiles: Option<Arc<dyn CommerceStore>>,
 }
 
+/// Least pause before a poll for a batch window that closed.
+const WINDOW_RECHECK: Duration = Duration::from_millis(10);
+
 /// Conditional session writes that lose a race are re-read and retried this often.
 const SESSION_WRITE_ATTEMPTS: u32 = 5;
 
@@ -199,8 +202,13 @@ impl Processor {
         self.leases.lock().await.lease_duration / 3
     }
 
-    /// Frees every lease this instance holds.
+    /// Frees every lease this instance holds, and drops what it read of them and did not
+    /// write (read ahead, gathered): the next holder reads it after the checkpoint.
     pub async fn release_leases(&self) {
+        self.gathered().clear();
+        if let Ok(mut ahead) = self.ahead.lock() {
+            ahead.clear();
+        }
         let mut keeper = self.leases.lock().await;
         keeper
             .release_all(self.backend.leases.as_ref(), &self.consumer)
@@ -257,14 +265,17 @@ impl Processor {
         self.gathered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How long until the first open batch window closes.
+    /// How long until the first open batch window closes, of the shards not backing off (their
+    /// gathered batch waits for the backoff, as their reads do): at least [`WINDOW_RECHECK`],
+    /// so that a due batch the poll could not write (its shard asked for, say) is no spin.
     fn until_a_window_closes(&self) -> Duration {
         let now = Instant::now();
         self.gathered()
-            .values()
-            .map(|g| g.due_at(self.batch_window).saturating_duration_since(now))
+            .iter()
+            .filter(|(shard_id, _)| !self.backing_off(shard_id))
+            .map(|(_, g)| g.due_at(self.batch_window).saturating_duration_since(now))
             .min()
-            .unwrap_or(Duration::MAX)
+            .map_or(Duration::MAX, |wait| wait.max(WINDOW_RECHECK))
     }
 
     /// Whether `shard_id` has reads gathered whose batch is to be written now.
@@ -297,8 +308,14 @@ impl Processor {
                     if !more {
                         break Ok(total);
                     }
-                    // The read rate, or a shard's backoff: wait a little, never spin.
-                    tokio::time::sleep(self.min_read_interval.max(Duration::from_millis(10))).await
+                    // The read rate, a shard's backoff or an open batch window: wait a little,
+                    // never spin. A window gathers what comes within it, read at the idle pace.
+                    let pause = if self.gathered().is_empty() {
+                        self.min_read_interval.max(WINDOW_RECHECK)
+                    } else {
+                        self.idle_poll.min(self.until_a_window_closes())
+                    };
+                    tokio::time::sleep(pause).await
                 }
                 Ok(polled) => total += polled.records,
             }
@@ -676,7 +693,9 @@ impl Processor {
     /// The batch of `shard_id` to write now, after `checkpoint`: what was read ahead, or read now
     /// (when the read rate lets the caller through), with what the shard's batch window
     /// gathered before it. `None` when there is nothing to write yet: the read rate holds the
-    /// read back, or the window is open and keeps what was read.
+    /// read back, the window is open and keeps what was read, what was gathered no longer
+    /// follows the checkpoint and is dropped, or the processor is closing and had gathered
+    /// nothing.
     async fn next_batch(
         &self,
         shard_id: &str,
@@ -686,10 +705,11 @@ impl Processor {
         let (after, room) = {
             let mut gathered = self.gathered();
             match gathered.get(shard_id) {
-                // The lease came back at another checkpoint: what was gathered does not follow it.
+                // The lease came back at another checkpoint: what was gathered does not follow
+                // it. The caller may have let the shard through for it, not for a read.
                 Some(g) if g.fetched.after.as_deref() != checkpoint => {
                     gathered.remove(shard_id);
-                    (checkpoint.map(str::to_owned), self.batch_size)
+                    return Ok(None);
                 }
                 Some(g)
                     if closing || g.is_due(self.batch_window, self.batch_size, Instant::now()) =>
@@ -721,10 +741,7 @@ impl Processor {
                 g
             }
             None if self.batch_window.is_zero() || read.len() == 0 => return Ok(Some(read)),
-            None => Gathered {
-                opened: Instant::now(),
-                fetched: read,
-            },
+            None => Gathered::open(read),
         };
         if batch.is_due(self.batch_window, self.batch_size, Instant::now()) {
             return Ok(Some(batch.fetched));

@@ -36,6 +36,7 @@ fn page_view(n: u32, anon: &str) -> StreamRecord {
 struct CountingReader {
     inner: Arc<dyn StreamReader>,
     returned: AtomicUsize,
+    reads: AtomicUsize,
 }
 
 #[async_trait]
@@ -50,6 +51,7 @@ impl StreamReader for CountingReader {
         after: Option<&str>,
         max: usize,
     ) -> retailmind_connectors::Result<ReadBatch> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         let batch = self.inner.read(shard_id, after, max).await?;
         self.returned
             .fetch_add(batch.entries.len(), Ordering::SeqCst);
@@ -63,6 +65,7 @@ fn backend(dir: &Path) -> (Backend, Arc<CountingReader>) {
     let reader = Arc::new(CountingReader {
         inner: backend.reader.clone(),
         returned: AtomicUsize::new(0),
+        reads: AtomicUsize::new(0),
     });
     backend.reader = reader.clone();
     (backend, reader)
@@ -198,8 +201,8 @@ async fn a_live_stream_is_written_once_per_window_not_once_per_read() {
     assert_eq!(sessions[0], (6, 6), "one snapshot per read");
     assert_eq!(files, 6);
 
-    // Six reads within a window of 3 s: one batch.
-    let (sessions, files) = live_visit(3_000).await;
+    // Six reads within a window of 5 s (they take about one): one batch.
+    let (sessions, files) = live_visit(5_000).await;
     assert_eq!(sessions, [(6, 1)], "one snapshot for the window");
     assert_eq!(files, 1);
 }
@@ -243,6 +246,61 @@ async fn gathering_three(
     })
     .await;
     running
+}
+
+/// A window gathers up to `batch_size` records: the read after a partial one asks for what is
+/// left, and the batch is written once full; the rest opens the next window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_fills_its_batch_across_reads_and_no_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, reader) = backend(dir.path());
+    let (stop, task) = running(Processor::new(backend.clone(), &config(300_000, 5)));
+    backend
+        .sink
+        .append((1..=3).map(|n| page_view(n, "gus")).collect())
+        .await
+        .unwrap();
+    wait_until("the first three read", || async {
+        reader.returned.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    backend
+        .sink
+        .append((4..=7).map(|n| page_view(n, "gus")).collect())
+        .await
+        .unwrap();
+    wait_until("a full batch of five written", || async {
+        !sessions(&backend, "gus").await.is_empty()
+    })
+    .await;
+    assert_eq!(sessions(&backend, "gus").await, [(5, 1)]);
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        sessions(&backend, "gus").await,
+        [(7, 2)],
+        "the rest on stop"
+    );
+}
+
+/// `drain` waits for an open window to close, then writes its batch once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_writes_what_a_window_gathered_when_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, reader) = backend(dir.path());
+    backend
+        .sink
+        .append((1..=3).map(|n| page_view(n, "hana")).collect())
+        .await
+        .unwrap();
+    let processor = Processor::new(backend.clone(), &config(1_000, 500));
+    assert_eq!(processor.drain().await.unwrap(), 3);
+    assert_eq!(sessions(&backend, "hana").await, [(3, 1)]);
+    assert!(checkpoint(&backend).await.is_some());
+    // Read at the idle pace while the window was open, not in a loop.
+    let reads = reader.reads.load(Ordering::SeqCst);
+    assert!(reads <= 1_000 / 20 + 2, "{reads} reads in a window of 1 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

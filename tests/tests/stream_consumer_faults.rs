@@ -384,7 +384,18 @@ async fn a_batch_window_writes_a_live_shards_reads_in_one_lake_call() {
         ..ProcessorConfig::default()
     };
     let (stop, running) = running(Processor::new(backend.clone(), &config));
-    for event in events.chunks(1) {
+    fake.with(|s| append(&mut s.kinesis, &events[..1]));
+    // The processor takes its lease first: from its first read on, the events come one by one.
+    wait_for("the first event read", Duration::from_secs(30), || {
+        let read = !reads_where(
+            &fake,
+            |r| matches!(r, ReadCall::Records { count, .. } if *count > 0),
+        )
+        .is_empty();
+        async move { read.then_some(()) }
+    })
+    .await;
+    for event in events[1..].chunks(1) {
         fake.with(|s| append(&mut s.kinesis, event));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
