@@ -39,9 +39,20 @@ struct Instance {
 
 fn start(
     tag: &str,
+    backend: Backend,
+    stream: Arc<dyn StreamReader>,
+    workers: &Arc<Workers>,
+) -> Instance {
+    start_windowed(tag, backend, stream, workers, 0)
+}
+
+/// [`start`] with a batch window of `batch_window_ms`.
+fn start_windowed(
+    tag: &str,
     mut backend: Backend,
     stream: Arc<dyn StreamReader>,
     workers: &Arc<Workers>,
+    batch_window_ms: u64,
 ) -> Instance {
     backend.reader = Arc::new(TaggedReader {
         inner: stream,
@@ -56,6 +67,7 @@ fn start(
     let config = ProcessorConfig {
         consumer: CONSUMER.into(),
         batch_size: 7,
+        batch_window_ms,
         idle_poll_ms: Some(10),
         lease_duration_ms: LEASE_MS,
         instance_id: Some(tag.into()),
@@ -177,10 +189,12 @@ async fn wait_until_caught_up(leases: &dyn LeaseStore, stream: &dyn TestStream) 
 }
 
 /// The scenario on a stream of [`SHARDS`] shards, `count` events in three parts, with `open`
-/// opening one backend per instance over shared stores.
+/// opening one backend per instance over shared stores, each instance with a batch window of
+/// `batch_window_ms`.
 async fn share_and_take_over(
     stream: &dyn TestStream,
     count: u64,
+    batch_window_ms: u64,
     mut open: impl FnMut() -> Backend,
 ) {
     let workers = Arc::new(Workers::default());
@@ -192,10 +206,10 @@ async fn share_and_take_over(
 
     let observer = open();
     let leases = observer.leases.as_ref();
-    let a = start("a", open(), stream.reader(), &workers);
+    let a = start_windowed("a", open(), stream.reader(), &workers, batch_window_ms);
     wait_for_owners(leases, "a holding every lease", &[("a", SHARDS)]).await;
 
-    let b = start("b", open(), stream.reader(), &workers);
+    let b = start_windowed("b", open(), stream.reader(), &workers, batch_window_ms);
     wait_for_owners(leases, "the shards split evenly", &[("a", 2), ("b", 2)]).await;
     stream.append(records(middle)).await;
     wait_until_caught_up(leases, stream).await;
@@ -392,7 +406,17 @@ async fn two_instances_share_shards_with_embedded_leases() {
     let dir = tempfile::tempdir().unwrap();
     // One backend per instance over one SQLite file, as two processes would have.
     let stream = MemoryStream::new(SHARDS);
-    share_and_take_over(&stream, 900, || embedded::open(dir.path()).unwrap()).await;
+    share_and_take_over(&stream, 900, 0, || embedded::open(dir.path()).unwrap()).await;
+}
+
+/// The same while every instance gathers its reads in batch windows: what a shard's owner
+/// gathered when it handed the shard over, or died, is read again by the next owner from the
+/// checkpoint, and every event lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_shards_while_batch_windows_gather() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = MemoryStream::new(SHARDS);
+    share_and_take_over(&stream, 900, 1_000, || embedded::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,7 +425,7 @@ async fn two_instances_share_shards_with_dynamodb_leases() {
     let dynamo_leases = provisioned_aws(&moto).await.leases;
     let dir = tempfile::tempdir().unwrap();
     let stream = MemoryStream::new(SHARDS);
-    share_and_take_over(&stream, 900, || {
+    share_and_take_over(&stream, 900, 0, || {
         let mut b = embedded::open(dir.path()).unwrap();
         b.leases = dynamo_leases.clone();
         b
@@ -420,5 +444,5 @@ async fn two_instances_share_a_kinesis_stream() {
         reader: backend.reader.clone(),
     };
     assert_eq!(stream.reader.shards().await.unwrap().len(), SHARDS);
-    share_and_take_over(&stream, 240, || backend.clone()).await;
+    share_and_take_over(&stream, 240, 0, || backend.clone()).await;
 }
