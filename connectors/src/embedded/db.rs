@@ -68,10 +68,14 @@ CREATE TABLE IF NOT EXISTS models (
 /// event must survive a crash.
 pub fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| sqlite_err("open", e))?;
+    // The busy timeout first: switching to WAL needs a lock, which the other process holds
+    // while it recovers the WAL after a crash. A WAL that a long reader let grow past both
+    // writers' bounds (`wal.rs`) is cut back to 64 MiB when it starts over.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA busy_timeout = 10000;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
-         PRAGMA busy_timeout = 10000;",
+         PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(|e| sqlite_err("configure", e))?;
     conn.execute_batch(SCHEMA)

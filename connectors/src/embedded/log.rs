@@ -178,11 +178,6 @@ fn write_loop(
         }
         let outcome = commit_group(&mut conn, table, &group);
         busy = !rx.is_empty();
-        let bytes: usize = group
-            .iter()
-            .flat_map(|r| &r.rows)
-            .map(|r| r.data.len() + r.partition_key.len())
-            .sum();
         for req in group {
             let answer = match &outcome {
                 Ok(()) => Ok(()),
@@ -193,7 +188,7 @@ fn write_loop(
         }
         // After the answers: a checkpoint the writer runs itself delays only the next group.
         if outcome.is_ok() {
-            wal.committed(&conn, bytes);
+            wal.committed(&conn);
         }
     }
 }
