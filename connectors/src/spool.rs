@@ -75,7 +75,7 @@ impl SpoolingSink {
         let encoded = encode(records);
         let len = encoded.len() as u64;
         if self.spooled_bytes.fetch_add(len, Ordering::SeqCst) + len > self.max_bytes {
-            self.spooled_bytes.fetch_sub(len, Ordering::SeqCst);
+            self.release(len);
             return Err(ConnectorError::unavailable(
                 "spool",
                 "the local spool is full",
@@ -85,10 +85,25 @@ impl SpoolingSink {
         let written = tokio::task::spawn_blocking(move || write_file(&dir, &encoded))
             .await
             .map_err(|e| ConnectorError::unavailable("spool", e))?;
-        if written.is_err() {
-            self.spooled_bytes.fetch_sub(len, Ordering::SeqCst);
-        }
-        written
+        written.map_err(|failed| {
+            // A file renamed into place before the failure (its folder's fsync failed) is
+            // replayed like any other, so its bytes stay counted; the sender still hears of
+            // the failure, and a consumer drops the copy its retry makes.
+            if !failed.in_place {
+                self.release(len);
+            }
+            failed.error
+        })
+    }
+
+    /// Takes `len` bytes off the spool's count, never below zero: a file the count does not
+    /// hold (a write whose outcome was unknown) must not wrap it around.
+    fn release(&self, len: u64) {
+        let _ = self
+            .spooled_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |bytes| {
+                Some(bytes.saturating_sub(len))
+            });
     }
 
     /// Sends every spooled file to the stream, oldest first; stops at the first failure.
@@ -113,16 +128,24 @@ impl SpoolingSink {
                     let encoded = encode(&not_stored(records, stored));
                     let shrunk = (data.len() - encoded.len()) as u64;
                     let target = path.clone();
-                    tokio::task::spawn_blocking(move || replace_file(&target, &encoded))
-                        .await
-                        .map_err(|e| ConnectorError::unavailable("spool", e))??;
-                    self.spooled_bytes.fetch_sub(shrunk, Ordering::SeqCst);
+                    let rewritten =
+                        tokio::task::spawn_blocking(move || replace_file(&target, &encoded))
+                            .await
+                            .map_err(|e| ConnectorError::unavailable("spool", e))?;
+                    match rewritten {
+                        Ok(()) => self.release(shrunk),
+                        Err(failed) => {
+                            if failed.in_place {
+                                self.release(shrunk);
+                            }
+                            return Err(failed.error);
+                        }
+                    }
                 }
                 return Err(e);
             }
             tokio::fs::remove_file(&path).await.map_err(io_err)?;
-            self.spooled_bytes
-                .fetch_sub(data.len() as u64, Ordering::SeqCst);
+            self.release(data.len() as u64);
             delivered += count;
         }
         Ok(delivered)
@@ -136,7 +159,7 @@ impl SpoolingSink {
         tokio::fs::rename(path, aside.join(name))
             .await
             .map_err(io_err)?;
-        self.spooled_bytes.fetch_sub(len, Ordering::SeqCst);
+        self.release(len);
         tracing::error!(
             file = %path.display(),
             moved_to = %aside.display(),
@@ -236,27 +259,40 @@ fn spool_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Where unreadable spool files are moved, inside the spool's directory.
 const CORRUPT_DIR: &str = "corrupt";
 
-fn write_file(dir: &Path, encoded: &[u8]) -> Result<()> {
+fn write_file(dir: &Path, encoded: &[u8]) -> std::result::Result<(), ReplaceFailed> {
     replace_file(
         &dir.join(format!("{}.spool", uuid::Uuid::now_v7())),
         encoded,
     )
 }
 
+/// A [`replace_file`] that failed, and whether it failed after the new content was renamed into
+/// place (the path then holds it, durable or not).
+struct ReplaceFailed {
+    error: ConnectorError,
+    in_place: bool,
+}
+
 /// Writes `path` whole or not at all: a temporary file, fsynced, renamed over it.
-fn replace_file(path: &Path, encoded: &[u8]) -> Result<()> {
+fn replace_file(path: &Path, encoded: &[u8]) -> std::result::Result<(), ReplaceFailed> {
     use std::io::Write;
+    let failed = |in_place| {
+        move |e: std::io::Error| ReplaceFailed {
+            error: io_err(e),
+            in_place,
+        }
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
-    file.write_all(encoded).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(io_err)?;
+    let mut file = std::fs::File::create(&tmp).map_err(failed(false))?;
+    file.write_all(encoded).map_err(failed(false))?;
+    file.sync_all().map_err(failed(false))?;
+    std::fs::rename(&tmp, path).map_err(failed(false))?;
     // The rename itself must reach the disk before the write counts as durable.
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err)
+        .map_err(failed(true))
 }
 
 /// Length-prefixed records: `u32 key length, key, u32 data length, data`, big-endian.

@@ -214,3 +214,22 @@ async fn records_the_stream_does_not_answer_for_in_time_are_spooled() {
     assert_eq!(spool_files(dir.path()).unwrap().len(), 1);
     assert!(sink.spooled_bytes() > 0);
 }
+
+/// A spool file the count does not hold (a write that failed after its rename, its folder's
+/// fsync refused) is delivered, and the count stays at zero instead of wrapping around, which
+/// would make the collector not ready and its spool refuse every write.
+#[tokio::test]
+async fn a_spool_file_the_count_does_not_hold_is_delivered_without_wrapping_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = Arc::new(SwitchableStream::default());
+    let sink = SpoolingSink::new(stream.clone(), dir.path(), 1 << 20).unwrap();
+    assert_eq!(sink.spooled_bytes(), 0);
+    write_file(dir.path(), &encode(&records("stray", 2)))
+        .map_err(|failed| failed.error)
+        .unwrap();
+
+    assert_eq!(sink.replay().await.unwrap(), 2);
+    assert_eq!(sink.spooled_bytes(), 0);
+    assert_eq!(stream.stored.lock().unwrap().len(), 2);
+    sink.ready().await.unwrap();
+}
