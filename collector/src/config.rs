@@ -241,6 +241,18 @@ pub enum ConfigError {
 /// (Kinesis: 1 MiB) and of the lake's delivery stream (Firehose: 1,000 KiB), or it could never
 /// be written and its batch would be retried forever.
 const MAX_EVENT_BYTES: i64 = 1_000_000;
+/// Kinesis's most bytes per record, the partition key (256 characters at most) included.
+const KINESIS_RECORD_BYTES: i64 = 1 << 20;
+/// What the server writes into an event besides the User-Agent (`received_at`, `context.ip`,
+/// their keys), with room to spare.
+const SERVER_FIELDS_BYTES: i64 = 1024;
+
+/// The largest event whose record still fits one Kinesis record once the server's fields are
+/// in: among them the request's User-Agent, cut to `max_text_len` characters, each of which
+/// JSON may escape to two (`"`, `\`; a header holds no other character that needs it).
+fn record_room(max_text_len: usize) -> i64 {
+    KINESIS_RECORD_BYTES - 256 - SERVER_FIELDS_BYTES - 2 * count(max_text_len)
+}
 /// Largest body: API Gateway takes at most 10 MB.
 const MAX_BODY_BYTES: i64 = 10 * 1024 * 1024;
 /// Most events in a batch.
@@ -283,7 +295,9 @@ impl CollectorConfig {
                 "max_event_bytes",
                 count(self.max_event_bytes),
                 256,
-                MAX_EVENT_BYTES.min(count(self.max_body_bytes)),
+                MAX_EVENT_BYTES
+                    .min(count(self.max_body_bytes))
+                    .min(record_room(v.max_text_len)),
             ),
             (
                 "max_in_flight_requests",
@@ -478,6 +492,19 @@ mod tests {
             config.check().unwrap_err().to_string(),
             "max_event_bytes is 2097152: it must be between 256 and 1000000"
         );
+        // With a User-Agent of up to 65,536 characters written into every event, an event of
+        // 1,000,000 bytes could make a record over Kinesis's 1 MiB, refused on every retry.
+        let mut config = CollectorConfig {
+            max_event_bytes: 1_000_000,
+            ..CollectorConfig::default()
+        };
+        config.validation.max_text_len = 65_536;
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "max_event_bytes is 1000000: it must be between 256 and 916224"
+        );
+        config.max_event_bytes = 916_224;
+        assert_eq!(config.check(), Ok(()));
         // An id is a Kinesis partition key: 256 characters at most.
         let mut config = CollectorConfig::default();
         config.validation.max_id_len = 257;
