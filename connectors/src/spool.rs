@@ -212,7 +212,12 @@ impl EventSink for SpoolingSink {
                 let stored = e.stored_positions();
                 let rest = not_stored(records, stored);
                 tracing::warn!(error = %e, records = rest.len(), "stream unavailable; spooling to disk");
-                self.spool(&rest).await.map_err(|_| e)
+                // The sender hears of the stream's failure, which its retry waits out; the
+                // spool's own (full, a disk error) is for the operator.
+                self.spool(&rest).await.map_err(|spooling| {
+                    tracing::warn!(error = %spooling, "records not spooled either; the sender is told to retry");
+                    e
+                })
             }
             Err(e) => Err(e),
         }

@@ -175,9 +175,17 @@ impl Db {
         let conn = self.conn.clone();
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| ConnectorError::unavailable("sqlite", "connection lock poisoned"))?;
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| {
+                // A call panicked while it held the connection. Whatever it left open is rolled
+                // back, and the connection serves on: refusing every later call of every edge
+                // (checkpoints, leases, sessions) would stop the process for one bad call.
+                let guard = poisoned.into_inner();
+                if !guard.is_autocommit() {
+                    let _ = guard.execute_batch("ROLLBACK");
+                }
+                conn.clear_poison();
+                guard
+            });
             match wal {
                 Some(wal) => wal.run(&mut guard, f),
                 None => f(&mut guard),
@@ -191,6 +199,37 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_panicked_in_a_transaction_leaves_the_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_writer(&dir.path().join("db.sqlite")).unwrap();
+        let panicked = db
+            .call(|conn| -> Result<()> {
+                conn.execute_batch("BEGIN; INSERT INTO models (name, version, snapshot, saved_at_ms) VALUES ('m', 1, x'00', 0);")
+                    .unwrap();
+                panic!("a bug in the middle of a write");
+            })
+            .await;
+        assert!(panicked.is_err());
+
+        let models: i64 = db
+            .call(|conn| {
+                conn.execute(
+                    "INSERT INTO models (name, version, snapshot, saved_at_ms) VALUES ('n', 1, x'00', 0)",
+                    [],
+                )
+                .map_err(|e| sqlite_err("insert", e))?;
+                conn.query_row("SELECT COUNT(*) FROM models", [], |r| r.get(0))
+                    .map_err(|e| sqlite_err("count", e))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            models, 1,
+            "the panicked call's insert rolled back, the next one kept"
+        );
+    }
 
     #[test]
     fn a_database_of_an_earlier_version_gets_the_columns_it_lacks() {
