@@ -241,18 +241,22 @@ pub enum ConfigError {
 /// (Kinesis: 1 MiB) and of the lake's delivery stream (Firehose: 1,000 KiB), or it could never
 /// be written and its batch would be retried forever.
 const MAX_EVENT_BYTES: i64 = 1_000_000;
-/// Kinesis's most bytes per record, the partition key (256 characters at most) included.
+/// Kinesis's most bytes per record, the partition key included.
 const KINESIS_RECORD_BYTES: i64 = 1 << 20;
+/// Kinesis's longest partition key; a visitor's id is one.
+const MAX_PARTITION_KEY_CHARS: i64 = 256;
 /// What the server writes into an event besides the User-Agent (`received_at`, `context.ip`,
 /// their keys), with room to spare.
 const SERVER_FIELDS_BYTES: i64 = 1024;
 
 /// The largest event whose record still fits one Kinesis record once the server's fields are
 /// in: among them the request's User-Agent, cut to `max_text_len` characters, each of which
-/// JSON may escape to two (`"`, `\`; a header holds no other character that needs it).
+/// JSON may escape to two (`"`, `\`, a tab; `to_str` lets no other character that needs
+/// escaping through).
 fn record_room(max_text_len: usize) -> i64 {
-    KINESIS_RECORD_BYTES - 256 - SERVER_FIELDS_BYTES - 2 * count(max_text_len)
+    KINESIS_RECORD_BYTES - MAX_PARTITION_KEY_CHARS - SERVER_FIELDS_BYTES - 2 * count(max_text_len)
 }
+
 /// Largest body: API Gateway takes at most 10 MB.
 const MAX_BODY_BYTES: i64 = 10 * 1024 * 1024;
 /// Most events in a batch.
@@ -313,7 +317,12 @@ impl CollectorConfig {
             ),
             // Ids are Kinesis partition keys, at most 256 characters: a longer one fails the
             // whole request's PutRecords, every time it is retried.
-            ("validation.max_id_len", count(v.max_id_len), 1, 256),
+            (
+                "validation.max_id_len",
+                count(v.max_id_len),
+                1,
+                MAX_PARTITION_KEY_CHARS,
+            ),
             ("validation.max_url_len", count(v.max_url_len), 1, 65_536),
             ("validation.max_text_len", count(v.max_text_len), 1, 65_536),
             ("validation.max_items", count(v.max_items), 1, 10_000),

@@ -96,8 +96,9 @@ impl SpoolingSink {
         })
     }
 
-    /// Takes `len` bytes off the spool's count, never below zero: a file the count does not
-    /// hold (a write whose outcome was unknown) must not wrap it around.
+    /// Takes `len` bytes off the spool's count, never below zero: should the count miss a file
+    /// (one put in the folder after the spool started, say), releasing it must not wrap the
+    /// count around.
     fn release(&self, len: u64) {
         let _ = self
             .spooled_bytes

@@ -17,7 +17,7 @@ use retailmind_connectors::{ReadBatch, StreamEntry, UndecodableRecord};
 use retailmind_schema::Event;
 use uuid::Uuid;
 
-/// A batch read from a shard after `after`, decoded.
+/// One or more consecutive reads of a shard, after `after`, decoded.
 pub(crate) struct Fetched {
     pub after: Option<String>,
     pub batch: ReadBatch,
@@ -40,24 +40,59 @@ pub(crate) struct DecodedEvent {
     pub record: usize,
 }
 
-impl Fetched {
-    /// `batch`, read after `after`, split into events (with their original bytes, which go to
-    /// the lake as they are) and records that are not events. Repeats of an event id within
-    /// the batch are dropped.
-    pub fn decode(after: Option<String>, batch: ReadBatch) -> Self {
-        let mut fetched = Fetched {
-            after,
-            batch: ReadBatch {
-                entries: Vec::with_capacity(batch.entries.len()),
-                ..batch
-            },
-            events: Vec::with_capacity(batch.entries.len()),
+/// Stream records split into events (with their original bytes, which go to the lake as they
+/// are) and records that are not events. Repeats of an event id are dropped.
+pub(crate) struct Decoded {
+    pub events: Vec<DecodedEvent>,
+    pub undecodable: Vec<UndecodableRecord>,
+    event_ids: HashSet<Uuid>,
+}
+
+impl Decoded {
+    pub fn of(entries: &[StreamEntry]) -> Self {
+        let mut decoded = Decoded {
+            events: Vec::with_capacity(entries.len()),
             undecodable: Vec::new(),
-            read_at: Instant::now(),
-            event_ids: HashSet::with_capacity(batch.entries.len()),
+            event_ids: HashSet::with_capacity(entries.len()),
         };
-        fetched.add_entries(batch.entries);
-        fetched
+        for (record, entry) in entries.iter().enumerate() {
+            match serde_json::from_slice::<Event>(&entry.data) {
+                Ok(event) => {
+                    if decoded.event_ids.insert(event.event_id) {
+                        decoded.events.push(DecodedEvent {
+                            event,
+                            data: entry.data.clone(),
+                            record,
+                        });
+                    }
+                }
+                Err(e) => decoded.undecodable.push(UndecodableRecord {
+                    received_at_ms: now_ms(),
+                    reason: format!("sequence {}: {e}", entry.sequence),
+                    data: entry.data.clone(),
+                }),
+            }
+        }
+        decoded
+    }
+}
+
+impl Fetched {
+    /// `batch`, read after `after` just now, decoded.
+    pub fn decode(after: Option<String>, batch: ReadBatch) -> Self {
+        let Decoded {
+            events,
+            undecodable,
+            event_ids,
+        } = Decoded::of(&batch.entries);
+        Fetched {
+            after,
+            batch,
+            events,
+            undecodable,
+            read_at: Instant::now(),
+            event_ids,
+        }
     }
 
     /// The batch's records.
@@ -91,45 +126,18 @@ impl Fetched {
         }
         self.undecodable.extend(later.undecodable);
     }
-
-    fn add_entries(&mut self, entries: Vec<StreamEntry>) {
-        for entry in entries {
-            let record = self.batch.entries.len();
-            match serde_json::from_slice::<Event>(&entry.data) {
-                Ok(event) => {
-                    if self.event_ids.insert(event.event_id) {
-                        self.events.push(DecodedEvent {
-                            event,
-                            data: entry.data.clone(),
-                            record,
-                        });
-                    }
-                }
-                Err(e) => self.undecodable.push(UndecodableRecord {
-                    received_at_ms: now_ms(),
-                    reason: format!("sequence {}: {e}", entry.sequence),
-                    data: entry.data.clone(),
-                }),
-            }
-            self.batch.entries.push(entry);
-        }
-    }
 }
 
-/// A shard's reads gathered while its batch window is open.
+/// A shard's reads gathered while its batch window is open, which opened when the first of them
+/// was read (`read_at`, which later reads leave as it is).
 pub(crate) struct Gathered {
-    /// When the first of them was read.
-    pub opened: Instant,
     pub fetched: Fetched,
 }
 
 impl Gathered {
     /// The window opened by `first`, the first read of a batch.
     pub fn open(first: Fetched) -> Self {
-        Gathered {
-            opened: first.read_at,
-            fetched: first,
-        }
+        Gathered { fetched: first }
     }
 
     /// Whether the batch is to be written now: its window has passed, it holds `batch_size`
@@ -142,7 +150,7 @@ impl Gathered {
 
     /// When the window closes.
     pub fn due_at(&self, window: Duration) -> Instant {
-        self.opened + window
+        self.fetched.read_at + window
     }
 }
 
@@ -224,10 +232,8 @@ mod tests {
                 None,
             );
             fetched.batch.shard_ended = ended;
-            Gathered {
-                opened: now,
-                fetched,
-            }
+            fetched.read_at = now;
+            Gathered::open(fetched)
         };
         assert!(!gathered(2, false).is_due(window, 3, now));
         assert!(!gathered(2, false).is_due(window, 3, now + window / 2));

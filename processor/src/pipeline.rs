@@ -25,7 +25,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use crate::config::ProcessorConfig;
-use crate::fetched::{DecodedEvent, Fetched, Gathered};
+use crate::fetched::{Decoded, DecodedEvent, Fetched, Gathered};
 use crate::leasing::LeaseKeeper;
 use crate::metrics as m;
 use crate::model::ModelKeeper;
@@ -119,8 +119,9 @@ pub struct Processor {
     profiles: Option<Arc<dyn CommerceStore>>,
 }
 
-/// Least pause before a poll for a batch window that closed.
-const WINDOW_RECHECK: Duration = Duration::from_millis(10);
+/// Least pause of a poll loop that waits (the read rate, a backoff, a batch window): never a
+/// spin.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 /// Conditional session writes that lose a race are re-read and retried this often.
 const SESSION_WRITE_ATTEMPTS: u32 = 5;
@@ -188,8 +189,9 @@ impl Processor {
         self.leases.lock().await.instance_id.clone()
     }
 
-    /// Runs until `shutdown` completes, backing off on errors that a retry can cure; then
-    /// releases its leases so that other instances take the shards over at once.
+    /// Runs until `shutdown` completes, backing off on errors that a retry can cure; then writes
+    /// what its batch windows gathered and releases its leases, so that other instances take
+    /// the shards over at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
         let outcome = self.run_until(shutdown).await;
         self.write_gathered().await;
@@ -266,7 +268,7 @@ impl Processor {
     }
 
     /// How long until the first open batch window closes, of the shards not backing off (their
-    /// gathered batch waits for the backoff, as their reads do): at least [`WINDOW_RECHECK`],
+    /// gathered batch waits for the backoff, as their reads do): at least [`MIN_PAUSE`],
     /// so that a due batch the poll could not write (its shard asked for, say) is no spin.
     fn until_a_window_closes(&self) -> Duration {
         let now = Instant::now();
@@ -275,7 +277,7 @@ impl Processor {
             .filter(|(shard_id, _)| !self.backing_off(shard_id))
             .map(|(_, g)| g.due_at(self.batch_window).saturating_duration_since(now))
             .min()
-            .map_or(Duration::MAX, |wait| wait.max(WINDOW_RECHECK))
+            .map_or(Duration::MAX, |wait| wait.max(MIN_PAUSE))
     }
 
     /// Whether `shard_id` has reads gathered whose batch is to be written now.
@@ -289,8 +291,8 @@ impl Processor {
         self.gathered().contains_key(shard_id)
     }
 
-    /// Processes everything in the stream now, then releases its leases and returns how many
-    /// records it processed.
+    /// Processes everything in the stream now, waiting for open batch windows to close, then
+    /// releases its leases and returns how many records it processed.
     pub async fn drain(&self) -> Result<usize, ProcessorError> {
         let mut total = 0;
         let outcome = loop {
@@ -311,7 +313,7 @@ impl Processor {
                     // The read rate, a shard's backoff or an open batch window: wait a little,
                     // never spin. A window gathers what comes within it, read at the idle pace.
                     let pause = if self.gathered().is_empty() {
-                        self.min_read_interval.max(WINDOW_RECHECK)
+                        self.min_read_interval.max(MIN_PAUSE)
                     } else {
                         self.idle_poll.min(self.until_a_window_closes())
                     };
@@ -587,7 +589,7 @@ impl Processor {
         }
     }
 
-    /// Reads a batch of `shard_id` after `after` and decodes it; a long batch is decoded on
+    /// Reads up to `limit` records of `shard_id` after `after` and decodes them; a long batch is decoded on
     /// the blocking pool, so that it runs on the other core while the batch before it is
     /// still being sessionized and written.
     async fn fetch(
@@ -896,19 +898,13 @@ impl Processor {
         shard_id: &str,
         entries: &[StreamEntry],
     ) -> Result<BatchOutcome, ProcessorError> {
-        let fetched = Fetched::decode(
-            None,
-            ReadBatch {
-                entries: entries.to_vec(),
-                ..ReadBatch::default()
-            },
-        );
+        let decoded = Decoded::of(entries);
         self.apply_decoded(
             shard_id,
             Follows::Unknown,
             entries,
-            &fetched.events,
-            &fetched.undecodable,
+            &decoded.events,
+            &decoded.undecodable,
         )
         .await
     }

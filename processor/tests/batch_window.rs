@@ -32,7 +32,7 @@ fn page_view(n: u32, anon: &str) -> StreamRecord {
     }
 }
 
-/// The embedded log's reader, counting the records its reads returned.
+/// The embedded log's reader, counting its reads and the records they returned.
 struct CountingReader {
     inner: Arc<dyn StreamReader>,
     returned: AtomicUsize,
@@ -226,16 +226,21 @@ async fn a_full_batch_is_written_without_waiting_for_its_window() {
     assert_eq!(sessions(&backend, "dave").await, [(8, 2)]);
 }
 
-/// A processor with a window of 5 minutes running, once it has read three page views of `anon`.
+/// A processor with a window of 5 minutes and batches of `batch_size` running, once it has
+/// read three page views of `anon`.
 async fn gathering_three(
     backend: &Backend,
     reader: &CountingReader,
     anon: &str,
+    batch_size: usize,
 ) -> (
     oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), ProcessorError>>,
 ) {
-    let running = running(Processor::new(backend.clone(), &config(300_000, 500)));
+    let running = running(Processor::new(
+        backend.clone(),
+        &config(300_000, batch_size),
+    ));
     backend
         .sink
         .append((1..=3).map(|n| page_view(n, anon)).collect())
@@ -254,16 +259,7 @@ async fn gathering_three(
 async fn a_window_fills_its_batch_across_reads_and_no_further() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, reader) = backend(dir.path());
-    let (stop, task) = running(Processor::new(backend.clone(), &config(300_000, 5)));
-    backend
-        .sink
-        .append((1..=3).map(|n| page_view(n, "gus")).collect())
-        .await
-        .unwrap();
-    wait_until("the first three read", || async {
-        reader.returned.load(Ordering::SeqCst) >= 3
-    })
-    .await;
+    let (stop, task) = gathering_three(&backend, &reader, "gus", 5).await;
     backend
         .sink
         .append((4..=7).map(|n| page_view(n, "gus")).collect())
@@ -307,7 +303,7 @@ async fn drain_writes_what_a_window_gathered_when_it_closes() {
 async fn what_a_window_gathered_is_written_when_the_processor_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, reader) = backend(dir.path());
-    let (stop, task) = gathering_three(&backend, &reader, "erin").await;
+    let (stop, task) = gathering_three(&backend, &reader, "erin", 500).await;
     // Read, and held by the window: nothing written or checkpointed yet.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(sessions(&backend, "erin").await.is_empty());
@@ -327,7 +323,7 @@ async fn what_a_window_gathered_is_written_when_the_processor_stops() {
 async fn reads_gathered_by_a_processor_that_died_are_read_again_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, reader) = backend(dir.path());
-    let (_stop, first) = gathering_three(&backend, &reader, "finn").await;
+    let (_stop, first) = gathering_three(&backend, &reader, "finn", 500).await;
     // Killed: no shutdown, its lease left to expire.
     first.abort();
     let _ = first.await;

@@ -159,6 +159,14 @@ fn reads_where(fake: &FakeAws, keep: impl Fn(&ReadCall) -> bool) -> Vec<ReadCall
     })
 }
 
+/// The fake Kinesis's reads that returned records.
+fn reads_that_found(fake: &FakeAws) -> Vec<ReadCall> {
+    reads_where(
+        fake,
+        |r| matches!(r, ReadCall::Records { count, .. } if *count > 0),
+    )
+}
+
 fn throttled_reads(fake: &FakeAws) -> usize {
     reads_where(fake, |r| matches!(r, ReadCall::Throttled { .. })).len()
 }
@@ -387,11 +395,7 @@ async fn a_batch_window_writes_a_live_shards_reads_in_one_lake_call() {
     fake.with(|s| append(&mut s.kinesis, &events[..1]));
     // The processor takes its lease first: from its first read on, the events come one by one.
     wait_for("the first event read", Duration::from_secs(30), || {
-        let read = !reads_where(
-            &fake,
-            |r| matches!(r, ReadCall::Records { count, .. } if *count > 0),
-        )
-        .is_empty();
+        let read = !reads_that_found(&fake).is_empty();
         async move { read.then_some(()) }
     })
     .await;
@@ -407,10 +411,7 @@ async fn a_batch_window_writes_a_live_shards_reads_in_one_lake_call() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 
-    let reads_that_found = reads_where(
-        &fake,
-        |r| matches!(r, ReadCall::Records { count, .. } if *count > 0),
-    );
+    let reads_that_found = reads_that_found(&fake);
     assert!(
         reads_that_found.len() > 1,
         "the window gathered several reads: {reads_that_found:?}"

@@ -56,11 +56,12 @@ pub(super) struct WalKeeper {
     bounds: CheckpointBounds,
     /// Wakes the background checkpointer; holds at most one wake-up, which covers all before it.
     nudge: SyncSender<()>,
-    /// The WAL's length at the last commit, at the last wake-up of the background, and at
-    /// which the writer checkpoints itself (raised while a reader keeps a checkpoint from
-    /// copying everything, so that not every commit tries again).
+    /// The WAL's length after the last commit; a smaller one means it started over.
     last_pages: i32,
+    /// The WAL's length when the background was last woken.
     nudged_at: i32,
+    /// The length at which the writer checkpoints itself: `wal_bound`, raised while a reader
+    /// keeps a checkpoint from copying everything, so that not every commit tries again.
     checkpoint_at: i32,
 }
 
@@ -74,8 +75,6 @@ impl WalKeeper {
         bounds: CheckpointBounds,
     ) -> Result<Self> {
         let nudge = start_background(path, writer, "retailmind-log-checkpointer", Duration::ZERO)?;
-        // After turning automatic checkpoints off, which replaces the WAL hook.
-        writer.wal_hook(Some(note_wal_pages));
         Ok(WalKeeper {
             bounds,
             nudge,
@@ -99,7 +98,8 @@ impl WalKeeper {
             self.checkpoint_at = match checkpoint(writer) {
                 // The next commit starts the WAL over.
                 Ok(true) => self.bounds.wal_bound,
-                // A reader still uses the WAL's end: try again a little later.
+                // A reader still uses the WAL's end, or the background's checkpoint is
+                // running: try again a little later.
                 Ok(false) => pages.saturating_add(self.bounds.background_every),
                 Err(e) => {
                     tracing::warn!(error = %e, "checkpoint of the embedded log failed");
@@ -153,8 +153,6 @@ impl SharedWal {
     /// connection of its own to `path`; it stops when this is dropped.
     pub(super) fn start(path: &Path, writer: &Connection) -> Result<Self> {
         let nudge = start_background(path, writer, "retailmind-db-checkpointer", Self::COALESCE)?;
-        // After turning automatic checkpoints off, which replaces the WAL hook.
-        writer.wal_hook(Some(note_wal_pages));
         Ok(SharedWal {
             nudge,
             inline_above: AtomicI32::new(Self::BOUND_PAGES),
@@ -195,9 +193,10 @@ impl SharedWal {
     }
 }
 
-/// Turns off automatic checkpoints on `writer` and starts a thread, named `name`, that
-/// checkpoints on a connection of its own to `path` whenever the returned sender wakes it, at
-/// most once per `pause`. It stops when the sender is dropped.
+/// Turns off automatic checkpoints on `writer`, has SQLite note the WAL's length after each of
+/// its commits ([`WAL_PAGES`]), and starts a thread, named `name`, that checkpoints on a
+/// connection of its own to `path` whenever the returned sender wakes it, at most once per
+/// `pause`. It stops when the sender is dropped.
 fn start_background(
     path: &Path,
     writer: &Connection,
@@ -207,6 +206,8 @@ fn start_background(
     writer
         .pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(|e| sqlite_err("configure", e))?;
+    // After turning automatic checkpoints off, which replaces the WAL hook.
+    writer.wal_hook(Some(note_wal_pages));
     let conn = open_connection(path)?;
     let (nudge, nudged) = sync_channel(1);
     thread::Builder::new()
@@ -286,8 +287,9 @@ mod tests {
             // Two records, so the row is a compressed frame as a request's are.
             writer.append(vec![record(n), record(n)]).await.unwrap();
         }
-        // About 2.4 pages a commit: 5.8 MB of WAL without a checkpoint, as it was with the
-        // bound counted in bytes appended (about 360 KiB of them, under 1 MiB).
+        // About 2.4 pages a commit: 5.8 MB of WAL without a checkpoint, as it was when the
+        // bound counted the bytes appended (about 360 KB of records, which a bound of 1 MiB
+        // in bytes never reached).
         let wal = std::fs::metadata(dir.path().join("log.db-wal"))
             .unwrap()
             .len();

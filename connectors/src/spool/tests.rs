@@ -215,8 +215,8 @@ async fn records_the_stream_does_not_answer_for_in_time_are_spooled() {
     assert!(sink.spooled_bytes() > 0);
 }
 
-/// A spool file the count does not hold (a write that failed after its rename, its folder's
-/// fsync refused) is delivered, and the count stays at zero instead of wrapping around, which
+/// A spool file the count does not hold (one put in the folder after the spool started) is
+/// delivered, and the count stays at zero instead of wrapping around, which
 /// would make the collector not ready and its spool refuse every write.
 #[tokio::test]
 async fn a_spool_file_the_count_does_not_hold_is_delivered_without_wrapping_the_count() {
