@@ -1,6 +1,8 @@
 //! The batch window (`batch_window_ms`) on the embedded default: reads of a live stream
 //! gathered into one batch, written once per window, never checkpointed before they are.
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,15 @@ fn page_view(n: u32, anon: &str) -> StreamRecord {
         partition_key: anon.into(),
         data: Bytes::from(event.to_string()),
     }
+}
+
+/// Appends page views `numbers` of `anon` to the log in one request.
+async fn append_views(backend: &Backend, numbers: std::ops::RangeInclusive<u32>, anon: &str) {
+    backend
+        .sink
+        .append(numbers.map(|n| page_view(n, anon)).collect())
+        .await
+        .unwrap();
 }
 
 /// The embedded log's reader, counting its reads and the records they returned.
@@ -130,21 +141,7 @@ async fn sessions(backend: &Backend, anon: &str) -> Vec<(u32, u64)> {
 
 /// Files the lake holds under `events/`.
 fn lake_files(dir: &Path) -> usize {
-    let mut files = 0;
-    let mut folders = vec![dir.join("lake").join("events")];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.path().is_dir() {
-                folders.push(entry.path());
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                files += 1;
-            }
-        }
-    }
-    files
+    support::lake_files(dir, "events").len()
 }
 
 async fn checkpoint(backend: &Backend) -> Option<String> {
@@ -161,11 +158,7 @@ async fn live_visit(window_ms: u64) -> (Vec<(u32, u64)>, usize) {
     let (backend, reader) = backend(dir.path());
     let (stop, task) = running(Processor::new(backend.clone(), &config(window_ms, 500)));
     for n in 1..=6 {
-        backend
-            .sink
-            .append(vec![page_view(n, "carol")])
-            .await
-            .unwrap();
+        append_views(&backend, n..=n, "carol").await;
         // Read before the next one comes: each read finds one record.
         let read = n as usize;
         wait_until("the record read", || async {
@@ -211,11 +204,7 @@ async fn a_live_stream_is_written_once_per_window_not_once_per_read() {
 async fn a_full_batch_is_written_without_waiting_for_its_window() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, _) = backend(dir.path());
-    backend
-        .sink
-        .append((1..=8).map(|n| page_view(n, "dave")).collect())
-        .await
-        .unwrap();
+    append_views(&backend, 1..=8, "dave").await;
     // A window of 5 minutes, batches of 4: both batches are full when read.
     let processor = Processor::new(backend.clone(), &config(300_000, 4));
     let drained = tokio::time::timeout(Duration::from_secs(30), processor.drain())
@@ -241,11 +230,7 @@ async fn gathering_three(
         backend.clone(),
         &config(300_000, batch_size),
     ));
-    backend
-        .sink
-        .append((1..=3).map(|n| page_view(n, anon)).collect())
-        .await
-        .unwrap();
+    append_views(backend, 1..=3, anon).await;
     wait_until("the records read", || async {
         reader.returned.load(Ordering::SeqCst) >= 3
     })
@@ -260,11 +245,7 @@ async fn a_window_fills_its_batch_across_reads_and_no_further() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, reader) = backend(dir.path());
     let (stop, task) = gathering_three(&backend, &reader, "gus", 5).await;
-    backend
-        .sink
-        .append((4..=7).map(|n| page_view(n, "gus")).collect())
-        .await
-        .unwrap();
+    append_views(&backend, 4..=7, "gus").await;
     wait_until("a full batch of five written", || async {
         !sessions(&backend, "gus").await.is_empty()
     })
@@ -285,11 +266,7 @@ async fn a_window_fills_its_batch_across_reads_and_no_further() {
 async fn drain_writes_what_a_window_gathered_when_it_closes() {
     let dir = tempfile::tempdir().unwrap();
     let (backend, reader) = backend(dir.path());
-    backend
-        .sink
-        .append((1..=3).map(|n| page_view(n, "hana")).collect())
-        .await
-        .unwrap();
+    append_views(&backend, 1..=3, "hana").await;
     let processor = Processor::new(backend.clone(), &config(1_000, 500));
     assert_eq!(processor.drain().await.unwrap(), 3);
     assert_eq!(sessions(&backend, "hana").await, [(3, 1)]);

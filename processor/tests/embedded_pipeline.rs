@@ -1,6 +1,8 @@
 //! The consume loop against the embedded default: stream in SQLite, sessions in SQLite, lake on
 //! local disk.
 
+mod support;
+
 use std::path::Path;
 
 use bytes::Bytes;
@@ -55,20 +57,9 @@ async fn stored_model(backend: &Backend) -> StoredModel {
 /// Every line of every lake file under `prefix`.
 fn lake_lines(dir: &Path, prefix: &str) -> Vec<serde_json::Value> {
     let mut lines = Vec::new();
-    let root = dir.join("lake").join(prefix);
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                let text = std::fs::read_to_string(e.path()).unwrap();
-                lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-            }
-        }
+    for file in support::lake_files(dir, prefix) {
+        let text = std::fs::read_to_string(file).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
     }
     lines
 }

@@ -1,0 +1,23 @@
+//! What the processor's integration tests share.
+
+use std::path::{Path, PathBuf};
+
+/// Every file of the embedded lake in `dir` under `prefix` (`events`, `errors`), temporaries of
+/// a write in flight left out.
+pub fn lake_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.join("lake").join(prefix)];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
