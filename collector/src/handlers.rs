@@ -476,6 +476,15 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "not ready: the event stream does not answer".to_owned(),
         );
     }
+    // A request with a rejected event is answered 503 when its dead letters cannot be kept:
+    // an instance that cannot write them cannot take such a batch either.
+    if let Err(e) = state.dead_letters.ready().await {
+        tracing::warn!(error = %e, "dead-letter stream not ready");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the dead-letter stream does not answer".to_owned(),
+        );
+    }
     if let Some(commerce) = &state.commerce {
         if let Err(e) = commerce.ready().await {
             tracing::warn!(error = %e, "orders database not ready");

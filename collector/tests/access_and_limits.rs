@@ -858,12 +858,8 @@ async fn readiness_holds_while_a_spool_takes_the_outage() {
     let (sink, dead_letters) =
         retailmind_collector::spooled_edges(Arc::new(DownSink), Arc::new(DownSink), &config)
             .unwrap();
-    let app = router(AppState::new(sink, dead_letters, &config), &config);
-    let ready = app
-        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    let (status, _) = readiness(sink, dead_letters, &config).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// A path the collector does not serve gets a JSON error like every other refusal.
@@ -927,22 +923,53 @@ async fn a_method_a_path_does_not_take_is_a_json_405_that_names_the_ones_it_does
     }
 }
 
-#[tokio::test]
-async fn readiness_fails_while_the_stream_is_unreachable() {
-    let config = CollectorConfig::default();
-    let app = router(
-        AppState::new(Arc::new(DownSink), Arc::new(DownSink), &config),
-        &config,
-    );
-    let ready = app
+/// `GET /readyz` of a collector over these edges: its status and text.
+async fn readiness(
+    sink: Arc<dyn EventSink>,
+    dead_letters: Arc<dyn EventSink>,
+    config: &CollectorConfig,
+) -> (StatusCode, String) {
+    let ready = router(AppState::new(sink, dead_letters, config), config)
         .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
         .await
         .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let status = ready.status();
     let text = ready.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&text);
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_stream_is_unreachable() {
+    let config = CollectorConfig::default();
     // The SDK's own words (stream ARN, account) stay in the log.
-    assert_eq!(text, "not ready: the event stream does not answer");
+    assert_eq!(
+        readiness(Arc::new(DownSink), Arc::new(DownSink), &config).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the event stream does not answer".to_owned()
+        )
+    );
+}
+
+/// A batch with a rejected event is answered 503 while its dead letters cannot be written, so
+/// an instance whose dead-letter stream is down is not ready either.
+#[tokio::test]
+async fn readiness_fails_while_the_dead_letters_are_unreachable() {
+    let config = CollectorConfig::default();
+    let up = Embedded::new();
+    let sink = || up.backend.sink.clone();
+    assert_eq!(
+        readiness(sink(), Arc::new(DownSink), &config).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the dead-letter stream does not answer".to_owned()
+        )
+    );
+    assert_eq!(
+        readiness(sink(), up.backend.dead_letters.clone(), &config).await,
+        (StatusCode::OK, "ready".to_owned()),
+        "both edges up"
+    );
 }
 
 #[tokio::test]
