@@ -152,7 +152,7 @@ impl EtlConfig {
     /// The lake the configuration names.
     pub async fn store(&self) -> Result<Box<dyn LakeStore>, ConfigError> {
         match &self.backend {
-            BackendConfig::Embedded { data_dir } => Ok(Box::new(LocalStore::new(
+            BackendConfig::Embedded { data_dir, .. } => Ok(Box::new(LocalStore::new(
                 data_dir.join(retailmind_connectors::embedded::LAKE_DIR),
             ))),
             BackendConfig::Aws(aws) => {

@@ -280,6 +280,7 @@ impl CollectorConfig {
     /// The first setting the collector could not run sensibly with; run at start so that a
     /// mistake stops the service naming the field instead of refusing every request later.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.backend.check()?;
         let v = &self.validation;
         let r = &self.recommendations;
         check_ranges(&[

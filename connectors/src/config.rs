@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::{check_ranges, OutOfRange};
+
 /// Which implementation of the edges to use. Read from the `[backend]` table of the config file
 /// or from `RETAILMIND_BACKEND__*` environment variables.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -15,6 +17,12 @@ pub enum BackendConfig {
         /// Holds `retailmind.db` and `lake/`.
         #[serde(default = "default_data_dir")]
         data_dir: PathBuf,
+        /// Hours the event log keeps a record, as a Kinesis stream's retention period: older
+        /// records are deleted whether or not a processor read them (the processor counts those
+        /// it missed in `stream_records_expired_unread_total`). Sessions, the lake and dead
+        /// letters are kept.
+        #[serde(default = "default_stream_retention_hours")]
+        stream_retention_hours: u32,
     },
     /// Amazon Kinesis, DynamoDB and Kinesis Data Firehose.
     Aws(AwsConfig),
@@ -22,24 +30,57 @@ pub enum BackendConfig {
 
 impl Default for BackendConfig {
     fn default() -> Self {
-        BackendConfig::Embedded {
-            data_dir: default_data_dir(),
-        }
+        BackendConfig::embedded_at(default_data_dir())
     }
 }
 
 impl BackendConfig {
+    /// The embedded backend in `data_dir`, with its default retention.
+    pub fn embedded_at(data_dir: impl Into<PathBuf>) -> Self {
+        BackendConfig::Embedded {
+            data_dir: data_dir.into(),
+            stream_retention_hours: DEFAULT_STREAM_RETENTION_HOURS,
+        }
+    }
+
     /// The embedded backend's data folder; `None` on AWS.
     pub fn embedded_data_dir(&self) -> Option<&std::path::Path> {
         match self {
-            BackendConfig::Embedded { data_dir } => Some(data_dir),
+            BackendConfig::Embedded { data_dir, .. } => Some(data_dir),
             BackendConfig::Aws(_) => None,
+        }
+    }
+
+    /// The first setting outside the range the backend can run with.
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        match self {
+            BackendConfig::Embedded {
+                stream_retention_hours,
+                ..
+            } => check_ranges(&[(
+                "backend.stream_retention_hours",
+                i64::from(*stream_retention_hours),
+                1,
+                MAX_STREAM_RETENTION_HOURS,
+            )]),
+            BackendConfig::Aws(_) => Ok(()),
         }
     }
 }
 
+/// Ten years: longer than any log is worth keeping, short enough for the arithmetic in ms.
+const MAX_STREAM_RETENTION_HOURS: i64 = 87_600;
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from(".retailmind")
+}
+
+/// The embedded log's retention unless configured: a week, so that a processor stopped over a
+/// long weekend misses nothing, while a busy shop's log stays within a disk's reach.
+pub const DEFAULT_STREAM_RETENTION_HOURS: u32 = 7 * 24;
+
+fn default_stream_retention_hours() -> u32 {
+    DEFAULT_STREAM_RETENTION_HOURS
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -126,6 +167,42 @@ impl AwsConfig {
             delivery_stream: default_delivery_stream(),
             errors_delivery_stream: None,
             call_timeout_secs: default_call_timeout_secs(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_retention_is_read_and_checked() {
+        use figment::providers::{Format, Toml};
+        let read: BackendConfig = figment::Figment::from(Toml::string(
+            "kind = \"embedded\"\ndata_dir = \"/var/lib/retailmind\"\nstream_retention_hours = 24",
+        ))
+        .extract()
+        .unwrap();
+        assert_eq!(
+            read,
+            BackendConfig::Embedded {
+                data_dir: "/var/lib/retailmind".into(),
+                stream_retention_hours: 24,
+            }
+        );
+        assert_eq!(read.check(), Ok(()));
+        assert_eq!(BackendConfig::default().check(), Ok(()));
+        for hours in [0, 87_601] {
+            let config = BackendConfig::Embedded {
+                data_dir: ".".into(),
+                stream_retention_hours: hours,
+            };
+            assert_eq!(
+                config.check().unwrap_err().to_string(),
+                format!(
+                    "backend.stream_retention_hours is {hours}: it must be between 1 and 87600"
+                )
+            );
         }
     }
 }

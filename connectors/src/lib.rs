@@ -28,6 +28,7 @@ pub mod stream;
 mod test_fixtures;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use checkpoint::CheckpointStore;
 pub use config::{AwsConfig, BackendConfig};
@@ -58,7 +59,13 @@ pub struct Backend {
 /// Opens the backend that `config` names.
 pub async fn connect(config: &BackendConfig) -> Result<Backend> {
     match config {
-        BackendConfig::Embedded { data_dir } => embedded::open(data_dir),
+        BackendConfig::Embedded {
+            data_dir,
+            stream_retention_hours,
+        } => embedded::open_retaining(
+            data_dir,
+            Duration::from_secs(u64::from(*stream_retention_hours) * 3600),
+        ),
         BackendConfig::Aws(aws_config) => {
             let sdk = aws::load_sdk_config(aws_config).await;
             Ok(aws::backend(&sdk, aws_config))

@@ -151,6 +151,7 @@ impl ProcessorConfig {
     /// The first setting the processor could not run sensibly with; run at start so that a
     /// typo stops the service with the field's name instead of misbehaving.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.backend.check()?;
         check_ranges(&[
             ("batch_size", count(self.batch_size), 1, MAX_BATCH_SIZE),
             (

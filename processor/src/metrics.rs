@@ -13,6 +13,10 @@ use tokio::net::TcpListener;
 /// an instance that no longer holds the shard (its owner reports it). It keeps the figure of
 /// the last good batch while a shard's batches fail: [`BATCH_FAILURES`] is what rises then.
 pub const SHARD_MILLIS_BEHIND: &str = "shard_millis_behind";
+/// Records of the embedded log deleted past `backend.stream_retention_hours` before this
+/// processor read them: in no session and not in the lake. (Kinesis gives no such count: watch
+/// [`SHARD_MILLIS_BEHIND`] against the stream's retention period.)
+pub use retailmind_connectors::embedded::EXPIRED_UNREAD as STREAM_RECORDS_EXPIRED_UNREAD;
 /// Batches of a shard that failed (labels `consumer`, `shard_id`, `retryable`). A retryable
 /// failure is read again after the shard's backoff, from its checkpoint; another stops the
 /// processor. Alert on its rate: a shard failing over and over is not read at all.

@@ -39,9 +39,7 @@ fn page_views(anon: &str, at: &[(u32, i64)]) -> Vec<StreamRecord> {
 
 fn processor(dir: &Path, backend: Backend, consumer: &str) -> Processor {
     let config = ProcessorConfig {
-        backend: BackendConfig::Embedded {
-            data_dir: dir.to_path_buf(),
-        },
+        backend: BackendConfig::embedded_at(dir),
         consumer: consumer.into(),
         batch_size: 3, // several batches, so checkpoints move in between
         ..ProcessorConfig::default()
@@ -163,6 +161,44 @@ async fn events_become_sessions_and_lake_files_and_replays_change_nothing() {
     let learned = ModelState::from_snapshot(&after.bytes).unwrap();
     let p1 = learned.items().get("p1").expect("p1 was viewed");
     assert_eq!(learned.items().clicks(p1), 1);
+}
+
+/// A row of the log whose bytes were damaged on disk does not stop the shard: its bytes are
+/// kept under `errors/`, and the events before and after it reach their sessions.
+#[tokio::test]
+async fn a_damaged_log_row_goes_to_the_errors_and_the_shard_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = embedded::open(dir.path()).unwrap();
+    for first in [1, 4, 7] {
+        let at: Vec<(u32, i64)> = (first..first + 3)
+            .map(|n| (n, T0 + i64::from(n) * MIN))
+            .collect();
+        backend.sink.append(page_views("carol", &at)).await.unwrap();
+    }
+    rusqlite::Connection::open(dir.path().join(embedded::DB_FILE))
+        .unwrap()
+        .execute(
+            "UPDATE stream_log SET data = x'ffffff7f0000' WHERE seq = 6",
+            [],
+        )
+        .unwrap();
+
+    let p = processor(dir.path(), backend.clone(), "main");
+    p.drain().await.unwrap();
+
+    let carol = backend.sessions.sessions_of("carol").await.unwrap();
+    assert_eq!(carol.len(), 1);
+    assert_eq!(carol[0].event_count, 6, "views 1-3 and 7-9");
+    let errors = lake_lines(dir.path(), "errors");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["data_base64"], "////fwAA");
+    assert!(errors[0]["reason"].as_str().unwrap().contains("sequence 6"));
+    let checkpoint = backend
+        .checkpoints
+        .get("main", embedded::SHARD_ID)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint.as_deref(), Some("9"));
 }
 
 #[tokio::test]
@@ -321,9 +357,7 @@ async fn events_later_than_the_allowed_lateness_reach_the_lake_but_no_session() 
         let backend = embedded::open(dir.path()).unwrap();
         backend.sink.append(stream.clone()).await.unwrap();
         let config = ProcessorConfig {
-            backend: BackendConfig::Embedded {
-                data_dir: dir.path().to_path_buf(),
-            },
+            backend: BackendConfig::embedded_at(dir.path()),
             session_lateness_hours: lateness_hours,
             metrics_listen: None,
             ..ProcessorConfig::default()

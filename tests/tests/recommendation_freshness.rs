@@ -82,9 +82,7 @@ async fn other_shoppers_clicks_reach_recommendations_within_a_second_and_survive
     let processor = Processor::new(
         processor_backend,
         &ProcessorConfig {
-            backend: retailmind_connectors::BackendConfig::Embedded {
-                data_dir: dir.path().to_owned(),
-            },
+            backend: retailmind_connectors::BackendConfig::embedded_at(dir.path()),
             metrics_listen: None,
             ..ProcessorConfig::default()
         },

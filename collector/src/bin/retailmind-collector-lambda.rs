@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     config
         .check()
         .context("checking the collector configuration")?;
-    if let BackendConfig::Embedded { data_dir } = &config.backend {
+    if let BackendConfig::Embedded { data_dir, .. } = &config.backend {
         tracing::warn!(
             data_dir = %data_dir.display(),
             "embedded backend in Lambda: each instance has its own file, lost when the instance \

@@ -12,13 +12,15 @@ mod wal;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use lake::LocalLake;
 pub use leases::EmbeddedLeases;
-pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, SHARD_ID};
+pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, EXPIRED_UNREAD, SHARD_ID};
 pub use models::EmbeddedModels;
 pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
 
+use crate::config::DEFAULT_STREAM_RETENTION_HOURS;
 use crate::error::{ConnectorError, Result};
 use crate::Backend;
 
@@ -27,8 +29,17 @@ pub const DB_FILE: &str = "retailmind.db";
 /// The lake folder inside the data directory.
 pub const LAKE_DIR: &str = "lake";
 
-/// Opens every embedded edge under `data_dir`, creating what is missing.
+/// Opens every embedded edge under `data_dir`, creating what is missing; the event log keeps
+/// records for [`DEFAULT_STREAM_RETENTION_HOURS`].
 pub fn open(data_dir: &Path) -> Result<Backend> {
+    open_retaining(
+        data_dir,
+        Duration::from_secs(u64::from(DEFAULT_STREAM_RETENTION_HOURS) * 3600),
+    )
+}
+
+/// [`open`], with the event log keeping records for `retention` (see [`log`]'s trimming).
+pub fn open_retaining(data_dir: &Path, retention: Duration) -> Result<Backend> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
         ConnectorError::Misconfigured(format!(
             "cannot create data directory {}: {e}",
@@ -40,7 +51,7 @@ pub fn open(data_dir: &Path) -> Result<Backend> {
     let lake = LocalLake::new(data_dir.join(LAKE_DIR));
     sweep_in_background(LocalLake::new(lake.root()));
     Ok(Backend {
-        sink: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::Events)?),
+        sink: Arc::new(EmbeddedLogWriter::open_retaining(&db_path, retention)?),
         dead_letters: Arc::new(EmbeddedLogWriter::open(&db_path, LogTable::DeadLetters)?),
         // Its own connection: the processor reads the next batch while it writes sessions
         // and checkpoints through the shared one (WAL lets a reader run beside a writer).

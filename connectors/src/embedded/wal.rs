@@ -277,7 +277,7 @@ mod tests {
             background_every: i32::MAX,
             wal_bound: 256,
         };
-        let writer = EmbeddedLogWriter::open_with(&path, LogTable::Events, bounds).unwrap();
+        let writer = EmbeddedLogWriter::open_with(&path, LogTable::Events, bounds, None).unwrap();
         let appends: i64 = 600;
         let record = |n: i64| StreamRecord {
             partition_key: format!("a-{n}"),
