@@ -466,7 +466,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// Readiness: the stream takes writes (with a spool, or the spool has room for them).
 #[utoipa::path(get, path = "/readyz", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "the stream (and the spool, if any) or the orders database cannot take writes")))]
+    (status = 503, description = "the stream (and the spool, if any) or the orders database cannot take writes; the dead letters are not asked")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = state.sink.ready().await {
         // The SDK's words name the stream's ARN and the account: the log only.
@@ -476,15 +476,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             "not ready: the event stream does not answer".to_owned(),
         );
     }
-    // A request with a rejected event is answered 503 when its dead letters cannot be kept:
-    // an instance that cannot write them cannot take such a batch either.
-    if let Err(e) = state.dead_letters.ready().await {
-        tracing::warn!(error = %e, "dead-letter stream not ready");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the dead-letter stream does not answer".to_owned(),
-        );
-    }
+    // Not the dead letters: every instance shares them, and one whose dead letters are down
+    // still takes every batch without a rejected event (those with one are answered 503 and
+    // counted in `collector_dead_letter_failures_total`). Failing readiness on them would take
+    // the whole fleet out of service for the rare batch.
     if let Some(commerce) = &state.commerce {
         if let Err(e) = commerce.ready().await {
             tracing::warn!(error = %e, "orders database not ready");

@@ -358,11 +358,10 @@ async fn write(state: AppState, judged: Judged) -> Result<BatchResponse, Collect
     claim.commit();
     if !dead_letters.is_empty() {
         tracing::info!(%batch_id, %sender, rejected = rejected.len(), "events rejected");
-        state
-            .dead_letters
-            .append(dead_letters)
-            .await
-            .map_err(CollectorError::SinkUnavailable)?;
+        state.dead_letters.append(dead_letters).await.map_err(|e| {
+            metrics::counter!(m::DEAD_LETTER_FAILURES).increment(1);
+            CollectorError::SinkUnavailable(e)
+        })?;
     }
     metrics::counter!(m::EVENTS_ACCEPTED).increment((accepted - duplicates) as u64);
     metrics::counter!(m::EVENTS_DUPLICATE).increment(duplicates as u64);
@@ -458,7 +457,10 @@ async fn keep_letter(
         partition_key: caller.key_name.clone(),
         data: Bytes::from(serde_json::to_vec(letter).unwrap_or_default()),
     };
-    state.append_in_time(&state.dead_letters, letter).await?;
+    state
+        .append_in_time(&state.dead_letters, letter)
+        .await
+        .inspect_err(|_| metrics::counter!(m::DEAD_LETTER_FAILURES).increment(1))?;
     metrics::counter!(m::BODIES_DEAD_LETTERED).increment(1);
     Ok(())
 }

@@ -13,6 +13,10 @@ pub const REQUESTS_REFUSED: &str = "collector_requests_refused_total";
 pub const DEDUP_MEMORY_SECONDS: &str = "collector_dedup_memory_seconds";
 pub const SINK_APPEND_SECONDS: &str = "collector_sink_append_seconds";
 pub const SINK_FAILURES: &str = "collector_sink_failures_total";
+/// Writes to the dead letters that failed: the request was answered 503, and its sender sends
+/// it again. `/readyz` leaves them out (an instance whose dead letters are down still takes
+/// every batch without a rejected event), so alert on this rate.
+pub const DEAD_LETTER_FAILURES: &str = "collector_dead_letter_failures_total";
 /// Time to answer one recommendation request inside the server (label `placement`).
 pub const RECOMMENDATION_SECONDS: &str = "collector_recommendation_seconds";
 /// Recommendation answers (labels `placement`, `strategy`).

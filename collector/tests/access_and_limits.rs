@@ -951,24 +951,45 @@ async fn readiness_fails_while_the_stream_is_unreachable() {
     );
 }
 
-/// A batch with a rejected event is answered 503 while its dead letters cannot be written, so
-/// an instance whose dead-letter stream is down is not ready either.
+/// Every instance shares the dead letters: one whose dead letters are down stays ready, since
+/// it still takes every batch without a rejected event; the failures are counted instead.
 #[tokio::test]
-async fn readiness_fails_while_the_dead_letters_are_unreachable() {
+async fn readiness_holds_while_only_the_dead_letters_are_down_and_their_failures_are_counted() {
     let config = CollectorConfig::default();
     let up = Embedded::new();
-    let sink = || up.backend.sink.clone();
     assert_eq!(
-        readiness(sink(), Arc::new(DownSink), &config).await,
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the dead-letter stream does not answer".to_owned()
-        )
+        readiness(up.backend.sink.clone(), Arc::new(DownSink), &config).await,
+        (StatusCode::OK, "ready".to_owned())
     );
-    assert_eq!(
-        readiness(sink(), up.backend.dead_letters.clone(), &config).await,
-        (StatusCode::OK, "ready".to_owned()),
-        "both edges up"
+    let app = router(
+        AppState::new(up.backend.sink.clone(), Arc::new(DownSink), &config),
+        &config,
+    );
+    let rejected = batch_of(
+        &uuid_ending(901),
+        vec![json!({"event_id": uuid_ending(902), "type": "page_view"})],
+    );
+    let answer = app
+        .clone()
+        .oneshot(
+            Request::post("/v1/batch")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(rejected))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = app
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = metrics.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("collector_dead_letter_failures_total ")),
+        "{text}"
     );
 }
 

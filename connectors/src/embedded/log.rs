@@ -1,6 +1,7 @@
 //! The embedded stream: an ordered log in SQLite with one shard.
 //!
-//! Every record has a sequence number, one more than the record before it. A row of
+//! Every record has a sequence number, one more than the record before it (a damaged row's
+//! bytes are read as one record, at the row's last sequence). A row of
 //! `stream_log` holds up to [`RECORDS_PER_ROW`] consecutive records (`records` of them, framed
 //! in `data`; a row of one record holds it as it is, as every row did before rows held several)
 //! and its `seq` is the sequence of its last record, so a row covers the sequences after the
@@ -24,6 +25,8 @@
 //! falls in what was deleted goes on from the oldest record left, and says how many it missed.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,14 +71,17 @@ const LZ4_FRAME: &str = "lz4";
 /// Counter of records deleted past the retention period before the processor read them.
 pub const EXPIRED_UNREAD: &str = "stream_records_expired_unread_total";
 
-/// How often the writer looks for rows past retention while it found none left to delete.
-const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// How often the writer looks for rows past retention while it found none left to delete: a
+/// retention counts in hours, and the look (a bisection of the log) reads pages no one else
+/// needs.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// How long one step may delete rows: a step holds up the next commit. Deleting a row of a
 /// request's records costs 7-15 µs (its page freed, the b-tree mended), as much as appending
 /// it; steps at every commit while rows are due keep up with any rate the log takes in.
 const TRIM_STEP_TIME: Duration = Duration::from_millis(2);
-/// Rows deleted at a time within a step, between two looks at the clock.
-const TRIM_CHUNK_ROWS: i64 = 64;
+/// Rows deleted at a time within a step, between two looks at the clock: a row of 256 large
+/// records spans overflow pages, each read to be freed.
+const TRIM_CHUNK_ROWS: i64 = 16;
 
 /// Deleting the event log's rows past their retention, from the writer thread.
 pub(super) struct Trim {
@@ -243,51 +249,65 @@ fn write_loop(
             let _ = req.done.send(answer);
         }
         // After the answers: a checkpoint the writer runs itself, or a trim, delays only the
-        // next group.
-        if let Some(trimmer) = &mut trimmer {
-            trimmer.when_due(&mut conn);
-        }
+        // next group. After a failed commit (the file locked or full) neither is tried.
         if outcome.is_ok() {
+            if let Some(trimmer) = &mut trimmer {
+                trimmer.when_due(&mut conn);
+            }
             wal.committed(&conn);
         }
     }
 }
 
-/// The writer's side of [`Trim`]: one step when a second has passed since the last, or at
-/// once while the last step left rows past retention.
+/// The writer's side of [`Trim`], run after its commits (an idle log is not trimmed; it does
+/// not grow either): every [`TRIM_EVERY`] it finds the end of the rows past retention, without
+/// the write lock, then deletes up to there a step after each commit until none is left.
 struct Trimmer {
     trim: Trim,
-    next: Instant,
-    behind: bool,
+    next_look: Instant,
+    /// The last row to delete, while some are left. Rows only age, so it stays right.
+    due_through: Option<i64>,
 }
 
 impl Trimmer {
     fn new(trim: Trim) -> Self {
         Trimmer {
             trim,
-            next: Instant::now(),
-            behind: false,
+            next_look: Instant::now(),
+            due_through: None,
         }
     }
 
     fn when_due(&mut self, conn: &mut Connection) {
-        let now = Instant::now();
-        if !self.behind && now < self.next {
-            return;
+        if self.due_through.is_none() {
+            let now = Instant::now();
+            if now < self.next_look {
+                return;
+            }
+            self.next_look = now + TRIM_EVERY;
+            let retention_ms = i64::try_from(self.trim.retention.as_millis()).unwrap_or(i64::MAX);
+            match last_appended_before(conn, now_ms().saturating_sub(retention_ms)) {
+                Ok(found) => self.due_through = found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for event log rows past retention failed")
+                }
+            }
         }
-        self.next = now + TRIM_EVERY;
-        let retention_ms = i64::try_from(self.trim.retention.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms().saturating_sub(retention_ms);
-        match trim_step(conn, cutoff, self.trim.step_time, self.trim.chunk_rows) {
+        let Some(bound) = self.due_through else {
+            return;
+        };
+        match trim_step(conn, bound, self.trim.step_time, self.trim.chunk_rows) {
             Ok(step) => {
-                self.behind = step.more;
+                if !step.more {
+                    self.due_through = None;
+                }
                 if step.rows > 0 {
                     tracing::debug!(rows = step.rows, "deleted event log rows past retention");
                 }
             }
             Err(e) => {
-                self.behind = false;
-                tracing::warn!(error = %e, "deleting event log rows past retention failed; trying again in a second");
+                self.due_through = None;
+                tracing::warn!(error = %e, "deleting event log rows past retention failed");
             }
         }
     }
@@ -300,22 +320,16 @@ struct TrimStep {
     more: bool,
 }
 
-/// Deletes the oldest rows appended before `cutoff_ms`, `chunk_rows` at a time until none is
-/// left or `step_time` has passed, in one transaction.
+/// Deletes the rows up to `bound`, oldest first, `chunk_rows` at a time until none is left or
+/// `step_time` has passed, in one transaction.
 fn trim_step(
     conn: &mut Connection,
-    cutoff_ms: i64,
+    bound: i64,
     step_time: Duration,
     chunk_rows: i64,
 ) -> rusqlite::Result<TrimStep> {
     let started = Instant::now();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let Some(bound) = last_appended_before(&tx, cutoff_ms)? else {
-        return Ok(TrimStep {
-            rows: 0,
-            more: false,
-        });
-    };
     let mut rows = 0;
     let more = {
         let mut delete = tx.prepare_cached(
@@ -506,10 +520,16 @@ fn unframe(blob: &Bytes, count: usize) -> Option<Vec<(String, Bytes)>> {
 
 /// Records between a checkpoint `after` and the `first` record a read found were deleted past
 /// retention before anyone read them: lost to this consumer, which goes on from `first`.
-fn report_expired(after: i64, first: i64) {
+/// `reported` is the end of the last gap reported, so that reading it again (a batch retried
+/// from its checkpoint, a read ahead dropped) does not count it twice.
+/// Returns the records it reported.
+fn report_expired(reported: &AtomicI64, after: i64, first: i64) -> i64 {
     // A log read from its start (`after` 0) has no checkpoint to miss records from.
     let missed = first.saturating_sub(after).saturating_sub(1);
-    if after > 0 && missed > 0 {
+    if after <= 0 || missed <= 0 || reported.fetch_max(first, Ordering::Relaxed) >= first {
+        return 0;
+    }
+    {
         tracing::warn!(
             after,
             first,
@@ -519,6 +539,7 @@ fn report_expired(after: i64, first: i64) {
         );
         metrics::counter!(EXPIRED_UNREAD).increment(missed as u64);
     }
+    missed
 }
 
 #[async_trait]
@@ -557,11 +578,16 @@ impl EventSink for EmbeddedLogWriter {
 /// Reads the log in order.
 pub struct EmbeddedLogReader {
     db: Db,
+    /// See [`report_expired`].
+    expired_reported: Arc<AtomicI64>,
 }
 
 impl EmbeddedLogReader {
     pub fn new(db: Db) -> Self {
-        EmbeddedLogReader { db }
+        EmbeddedLogReader {
+            db,
+            expired_reported: Arc::new(AtomicI64::new(0)),
+        }
     }
 }
 
@@ -588,6 +614,7 @@ impl StreamReader for EmbeddedLogReader {
             })?,
         };
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let expired_reported = Arc::clone(&self.expired_reported);
         self.db
             .call(move |conn| {
                 // Each row holds at least one record, so `max` rows are always enough; the
@@ -599,7 +626,8 @@ impl StreamReader for EmbeddedLogReader {
                     )
                     .map_err(|e| sqlite_err("read log", e))?;
                 let mut entries = Vec::new();
-                let mut first_read = None;
+                // Where the records this read found begin, damaged rows included.
+                let mut found_from = None;
                 let mut last_appended = None;
                 let mut rows = stmt
                     .query(params![after, limit])
@@ -610,29 +638,39 @@ impl StreamReader for EmbeddedLogReader {
                     };
                     let (last_seq, count, partition_key, data, appended) =
                         log_row(row).map_err(|e| sqlite_err("read log", e))?;
-                    let (first_seq, records) = match count {
-                        1 => (last_seq, vec![(partition_key, Bytes::from(data))]),
-                        n => match read_frame(&partition_key, data, n as usize) {
-                            Ok(records) => (last_seq - n + 1, records),
-                            // Stopping here would stop the shard for good. Its bytes go on as
-                            // one record at the row's last sequence, which does not decode as
-                            // an event: the processor keeps it under the lake's `errors/`.
-                            Err(damaged) => {
-                                tracing::warn!(
-                                    row = last_seq,
-                                    records = n,
-                                    "a row of the event log is damaged: its bytes go on as one \
-                                     undecodable record"
-                                );
-                                (last_seq, vec![(partition_key, damaged)])
-                            }
-                        },
+                    // A row's count out of range is damage too: it cannot say where the
+                    // row begins.
+                    let frame = 1..=RECORDS_PER_ROW as i64;
+                    let begins = if frame.contains(&count) {
+                        last_seq - count + 1
+                    } else {
+                        after + 1
+                    };
+                    found_from.get_or_insert(begins.max(after + 1));
+                    let unframed = match count {
+                        1 => Ok(vec![(partition_key, Bytes::from(data))]),
+                        n if frame.contains(&n) => read_frame(&partition_key, data, n as usize),
+                        _ => Err(Bytes::from(data)),
+                    };
+                    let (first_seq, records) = match unframed {
+                        Ok(records) => (begins, records),
+                        // Stopping here would stop the shard for good. Its bytes go on as
+                        // one record at the row's last sequence, which does not decode as
+                        // an event: the processor keeps it under the lake's `errors/`.
+                        Err(damaged) => {
+                            tracing::warn!(
+                                row = last_seq,
+                                records = count,
+                                "a row of the event log is damaged: its bytes go on as one \
+                                 undecodable record"
+                            );
+                            (last_seq, vec![(String::new(), damaged)])
+                        }
                     };
                     for (seq, (partition_key, data)) in (first_seq..).zip(records) {
                         if seq <= after || entries.len() == max {
                             continue;
                         }
-                        first_read.get_or_insert(seq);
                         last_appended = Some(appended);
                         entries.push(StreamEntry {
                             sequence: seq.to_string(),
@@ -642,8 +680,8 @@ impl StreamReader for EmbeddedLogReader {
                     }
                 }
                 drop(rows);
-                if let Some(first) = first_read {
-                    report_expired(after, first);
+                if let Some(first) = found_from {
+                    report_expired(&expired_reported, after, first);
                 }
                 // The tip is the row with the highest sequence: one b-tree step, where
                 // MAX(appended_at_ms) would scan the whole log on every read.
@@ -887,6 +925,21 @@ mod tests {
             }
             assert_eq!(got, expected, "after {after:?}");
         }
+        assert_eq!(
+            reader.expired_reported.load(Ordering::Relaxed),
+            0,
+            "a damaged row is not a gap"
+        );
+        // A damaged record count, too.
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE stream_log SET records = -7 WHERE seq = 9", [])
+            .unwrap();
+        let batch = reader.read(SHARD_ID, Some("6"), 100).await.unwrap();
+        let last = &batch.entries[..];
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].sequence, "9");
+        assert_eq!(reader.expired_reported.load(Ordering::Relaxed), 0);
     }
 
     /// Rows deleted from the end of the log (by hand) never make their sequences count again:
@@ -955,6 +1008,17 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_gap_is_reported_once_however_often_it_is_read() {
+        let reported = AtomicI64::new(0);
+        assert_eq!(report_expired(&reported, 0, 10), 0, "no checkpoint yet");
+        assert_eq!(report_expired(&reported, 3, 4), 0, "no gap");
+        assert_eq!(report_expired(&reported, 3, 6), 2);
+        assert_eq!(report_expired(&reported, 3, 6), 0, "read again");
+        assert_eq!(report_expired(&reported, 4, 6), 0, "the same gap's end");
+        assert_eq!(report_expired(&reported, 8, 12), 3, "a later one");
+    }
+
     /// The end of the rows appended before a cutoff is found by bisection, across gaps in the
     /// sequences, for every cutoff: before all rows, between any two, after all.
     #[test]
@@ -997,11 +1061,11 @@ mod tests {
             .unwrap();
         }
         // Without time for a second chunk, a step deletes one.
-        let step = trim_step(&mut conn, 45, Duration::ZERO, 3).unwrap();
+        let step = trim_step(&mut conn, 4, Duration::ZERO, 3).unwrap();
         assert_eq!((step.rows, step.more), (3, true));
-        let step = trim_step(&mut conn, 45, Duration::ZERO, 3).unwrap();
+        let step = trim_step(&mut conn, 4, Duration::ZERO, 3).unwrap();
         assert_eq!((step.rows, step.more), (1, false));
-        let step = trim_step(&mut conn, 45, Duration::ZERO, 3).unwrap();
+        let step = trim_step(&mut conn, 4, Duration::ZERO, 3).unwrap();
         assert_eq!((step.rows, step.more), (0, false));
         // With time, chunk after chunk until none is due.
         for at in [60, 70, 80, 90, 100] {
@@ -1011,8 +1075,8 @@ mod tests {
             )
             .unwrap();
         }
-        let step = trim_step(&mut conn, 95, Duration::from_secs(60), 2).unwrap();
-        assert_eq!((step.rows, step.more), (5, false), "50 to 90");
+        let step = trim_step(&mut conn, 9, Duration::from_secs(60), 2).unwrap();
+        assert_eq!((step.rows, step.more), (5, false), "5 to 9");
         let left: i64 = conn
             .query_row("SELECT seq FROM stream_log", [], |r| r.get(0))
             .unwrap();
@@ -1063,6 +1127,11 @@ mod tests {
             let sequences: Vec<&str> = batch.entries.iter().map(|e| e.sequence.as_str()).collect();
             assert_eq!(sequences, ["4", "5", "6", "7"], "after {checkpoint:?}");
         }
+        assert_eq!(
+            reader.expired_reported.load(Ordering::Relaxed),
+            4,
+            "2 and 3 reported missed, up to 4"
+        );
     }
 
     #[tokio::test]
