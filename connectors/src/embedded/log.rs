@@ -521,15 +521,16 @@ fn unframe(blob: &Bytes, count: usize) -> Option<Vec<(String, Bytes)>> {
 /// Records between a checkpoint `after` and the `first` record a read found were deleted past
 /// retention before anyone read them: lost to this consumer, which goes on from `first`.
 /// `reported` is the end of the last gap reported, so that reading it again (a batch retried
-/// from its checkpoint, a read ahead dropped) does not count it twice.
-/// Returns the records it reported.
+/// from its checkpoint, a read ahead dropped, perhaps further trimmed since) counts only what
+/// was not counted. Returns the records it reported.
 fn report_expired(reported: &AtomicI64, after: i64, first: i64) -> i64 {
     // A log read from its start (`after` 0) has no checkpoint to miss records from.
-    let missed = first.saturating_sub(after).saturating_sub(1);
-    if after <= 0 || missed <= 0 || reported.fetch_max(first, Ordering::Relaxed) >= first {
+    if after <= 0 || first <= after.saturating_add(1) {
         return 0;
     }
-    {
+    let counted_before = reported.fetch_max(first, Ordering::Relaxed);
+    let missed = first - (after + 1).max(counted_before);
+    if missed > 0 {
         tracing::warn!(
             after,
             first,
@@ -1016,7 +1017,12 @@ mod tests {
         assert_eq!(report_expired(&reported, 3, 6), 2);
         assert_eq!(report_expired(&reported, 3, 6), 0, "read again");
         assert_eq!(report_expired(&reported, 4, 6), 0, "the same gap's end");
-        assert_eq!(report_expired(&reported, 8, 12), 3, "a later one");
+        assert_eq!(
+            report_expired(&reported, 3, 10),
+            4,
+            "trimmed further: 6 to 9"
+        );
+        assert_eq!(report_expired(&reported, 12, 16), 3, "a later one");
     }
 
     /// The end of the rows appended before a cutoff is found by bisection, across gaps in the
