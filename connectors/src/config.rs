@@ -83,6 +83,11 @@ fn default_stream_retention_hours() -> u32 {
     DEFAULT_STREAM_RETENTION_HOURS
 }
 
+/// A retention in hours, as a duration.
+pub fn retention(hours: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(hours) * 3600)
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {

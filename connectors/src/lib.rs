@@ -28,7 +28,6 @@ pub mod stream;
 mod test_fixtures;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use checkpoint::CheckpointStore;
 pub use config::{AwsConfig, BackendConfig};
@@ -62,10 +61,7 @@ pub async fn connect(config: &BackendConfig) -> Result<Backend> {
         BackendConfig::Embedded {
             data_dir,
             stream_retention_hours,
-        } => embedded::open_retaining(
-            data_dir,
-            Duration::from_secs(u64::from(*stream_retention_hours) * 3600),
-        ),
+        } => embedded::open_retaining(data_dir, config::retention(*stream_retention_hours)),
         BackendConfig::Aws(aws_config) => {
             let sdk = aws::load_sdk_config(aws_config).await;
             Ok(aws::backend(&sdk, aws_config))

@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::db::{open_connection, sqlite_err, Db};
 use super::wal::{CheckpointBounds, WalKeeper};
 use crate::clock::now_ms;
-use crate::config::DEFAULT_STREAM_RETENTION_HOURS;
+use crate::config::{retention, DEFAULT_STREAM_RETENTION_HOURS};
 use crate::error::{ConnectorError, Result};
 use crate::stream::{EventSink, ReadBatch, ShardInfo, StreamEntry, StreamReader, StreamRecord};
 
@@ -169,9 +169,10 @@ impl EmbeddedLogWriter {
     /// A writer to `table`; the event log keeps records for [`DEFAULT_STREAM_RETENTION_HOURS`],
     /// the dead letters for good.
     pub fn open(path: &Path, table: LogTable) -> Result<Self> {
-        let retention = Duration::from_secs(u64::from(DEFAULT_STREAM_RETENTION_HOURS) * 3600);
         match table {
-            LogTable::Events => Self::open_retaining(path, retention),
+            LogTable::Events => {
+                Self::open_retaining(path, retention(DEFAULT_STREAM_RETENTION_HOURS))
+            }
             LogTable::DeadLetters => {
                 Self::open_with(path, table, CheckpointBounds::default(), None)
             }

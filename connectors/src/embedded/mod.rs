@@ -20,7 +20,7 @@ pub use log::{EmbeddedLogReader, EmbeddedLogWriter, LogTable, EXPIRED_UNREAD, SH
 pub use models::EmbeddedModels;
 pub use store::{EmbeddedCheckpoints, EmbeddedSessions};
 
-use crate::config::DEFAULT_STREAM_RETENTION_HOURS;
+use crate::config::{retention, DEFAULT_STREAM_RETENTION_HOURS};
 use crate::error::{ConnectorError, Result};
 use crate::Backend;
 
@@ -32,10 +32,7 @@ pub const LAKE_DIR: &str = "lake";
 /// Opens every embedded edge under `data_dir`, creating what is missing; the event log keeps
 /// records for [`DEFAULT_STREAM_RETENTION_HOURS`].
 pub fn open(data_dir: &Path) -> Result<Backend> {
-    open_retaining(
-        data_dir,
-        Duration::from_secs(u64::from(DEFAULT_STREAM_RETENTION_HOURS) * 3600),
-    )
+    open_retaining(data_dir, retention(DEFAULT_STREAM_RETENTION_HOURS))
 }
 
 /// [`open`], with the event log keeping records for `retention` (see [`log`]'s trimming).
