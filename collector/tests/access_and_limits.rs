@@ -983,25 +983,11 @@ async fn readiness_holds_while_only_the_dead_letters_are_down_and_their_failures
         &uuid_ending(901),
         vec![json!({"event_id": uuid_ending(902), "type": "page_view"})],
     );
-    let answer = app
-        .clone()
-        .oneshot(
-            Request::post("/v1/batch")
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(rejected))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    let request = post("/v1/batch").body(Body::from(rejected)).unwrap();
+    let answer = app.clone().oneshot(request).await.unwrap();
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(failures().await > before);
-    let written = up
-        .backend
-        .reader
-        .read(retailmind_connectors::embedded::SHARD_ID, None, 10)
-        .await
-        .unwrap();
-    assert!(written.entries.is_empty(), "the batch had no good event");
+    assert!(up.stored().await.is_empty(), "the batch had no good event");
 }
 
 #[tokio::test]

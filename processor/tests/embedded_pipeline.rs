@@ -133,11 +133,7 @@ async fn events_become_sessions_and_lake_files_and_replays_change_nothing() {
     );
     assert!(errors[0]["reason"].as_str().unwrap().contains("sequence 3"));
 
-    let checkpoint = backend
-        .checkpoints
-        .get("main", embedded::SHARD_ID)
-        .await
-        .unwrap();
+    let checkpoint = support::embedded_checkpoint(&backend, "main").await;
     assert_eq!(checkpoint.as_deref(), Some("6"));
 
     // The drain saved the recommendation model with the records it holds.
@@ -193,11 +189,7 @@ async fn a_damaged_log_row_goes_to_the_errors_and_the_shard_reads_on() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0]["data_base64"], "////fwAA");
     assert!(errors[0]["reason"].as_str().unwrap().contains("sequence 6"));
-    let checkpoint = backend
-        .checkpoints
-        .get("main", embedded::SHARD_ID)
-        .await
-        .unwrap();
+    let checkpoint = support::embedded_checkpoint(&backend, "main").await;
     assert_eq!(checkpoint.as_deref(), Some("9"));
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use retailmind_connectors::{embedded, Backend};
+
 /// Every file of the embedded lake in `dir` under `prefix` (`events`, `errors`), temporaries of
 /// a write in flight left out.
 pub fn lake_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -20,4 +22,14 @@ pub fn lake_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// The checkpoint `consumer` stored for the embedded log's one shard.
+#[allow(dead_code)] // not every test binary that shares this module reads checkpoints
+pub async fn embedded_checkpoint(backend: &Backend, consumer: &str) -> Option<String> {
+    backend
+        .checkpoints
+        .get(consumer, embedded::SHARD_ID)
+        .await
+        .unwrap()
 }
