@@ -251,6 +251,11 @@ async fn a_window_fills_its_batch_across_reads_and_no_further() {
     })
     .await;
     assert_eq!(sessions(&backend, "gus").await, [(5, 1)]);
+    // A stop writes what was read, not what is still in the stream: 6 and 7 first.
+    wait_until("the rest read into the next window", || async {
+        reader.returned.load(Ordering::SeqCst) >= 7
+    })
+    .await;
 
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
