@@ -24,8 +24,9 @@ pub struct ProcessorConfig {
     /// snapshot, and a shard costs one checkpoint write and one lake file per partition per
     /// window instead of per read, at the cost of sessions and the model that much later, and
     /// of that much read again after a crash. While a window is open its shard is read every
-    /// `idle_poll_ms`. A stop writes what was gathered of the shards still held and not asked
-    /// for by another instance; a lease lost or handed over drops it for the next holder.
+    /// `idle_poll_ms`. A stop writes what was gathered or read ahead of the shards still held
+    /// and not asked for by another instance; a lease lost or handed over drops it for the
+    /// next holder.
     pub batch_window_ms: u64,
     /// Pause after a poll that found nothing new. Unset means 1000 ms on AWS, as the KCL does:
     /// a shard answers 5 reads a second to all the stream's consumers together, and an idle

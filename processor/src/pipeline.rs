@@ -7,7 +7,7 @@
 //! ids) and the lake's compaction drops by event id. Several instances with the same consumer
 //! name share the shards through leases (see `leasing.rs`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -241,18 +241,25 @@ impl Processor {
             };
             // A save of a large model to DynamoDB takes several calls: renewals go on.
             self.renewing(self.save_model(false)).await;
+            // A stop asked for during the poll is taken before the next: it writes what the
+            // poll left read and unwritten, and reads no more.
             tokio::select! {
+                biased;
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep(pause) => {}
             }
         }
     }
 
-    /// Writes and checkpoints what the batch windows gathered, at once, so that the shards'
-    /// next owners do not read it again. A failure leaves it to them.
+    /// Writes and checkpoints what was read and not yet written (gathered in batch windows, or
+    /// read ahead), at once, so that the shards' next owners do not read it again. A failure
+    /// leaves it to them.
     async fn write_gathered(&self) {
         self.closing.store(true, Ordering::Relaxed);
-        let shards: Vec<String> = self.gathered().keys().cloned().collect();
+        let mut shards: BTreeSet<String> = self.gathered().keys().cloned().collect();
+        if let Ok(ahead) = self.ahead.lock() {
+            shards.extend(ahead.keys().cloned());
+        }
         for shard_id in shards {
             if let Err(e) = self.renewing(self.process_held(&shard_id)).await {
                 warn!(shard_id, error = %e, "gathered records not written on shutdown; they are read again from the checkpoint");
@@ -696,8 +703,8 @@ impl Processor {
     /// (when the read rate lets the caller through), with what the shard's batch window
     /// gathered before it. `None` when there is nothing to write yet: the read rate holds the
     /// read back, the window is open and keeps what was read, what was gathered no longer
-    /// follows the checkpoint and is dropped, or the processor is closing and had gathered
-    /// nothing.
+    /// follows the checkpoint and is dropped, or the processor is closing and had neither
+    /// gathered nor read ahead anything that follows it.
     async fn next_batch(
         &self,
         shard_id: &str,
@@ -722,7 +729,10 @@ impl Processor {
                     g.fetched.last_sequence().map(str::to_owned),
                     self.batch_size.saturating_sub(g.fetched.len()).max(1),
                 ),
-                None if closing => return Ok(None),
+                // What was read ahead is written on a stop too, if it still follows.
+                None if closing => {
+                    return Ok(self.take_ahead(shard_id, checkpoint).ok().flatten());
+                }
                 None => (checkpoint.map(str::to_owned), self.batch_size),
             }
         };

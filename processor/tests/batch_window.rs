@@ -48,6 +48,14 @@ struct CountingReader {
     inner: Arc<dyn StreamReader>,
     returned: AtomicUsize,
     reads: AtomicUsize,
+    hold: Option<Hold>,
+}
+
+/// Holds back the read that follows the first `before` records returned until `release`.
+struct Hold {
+    before: usize,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 #[async_trait]
@@ -64,6 +72,12 @@ impl StreamReader for CountingReader {
     ) -> retailmind_connectors::Result<ReadBatch> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let batch = self.inner.read(shard_id, after, max).await?;
+        if let Some(hold) = &self.hold {
+            if !batch.entries.is_empty() && self.returned.load(Ordering::SeqCst) == hold.before {
+                hold.held.notify_one();
+                hold.release.notified().await;
+            }
+        }
         self.returned
             .fetch_add(batch.entries.len(), Ordering::SeqCst);
         Ok(batch)
@@ -72,11 +86,16 @@ impl StreamReader for CountingReader {
 
 /// The embedded backend in `dir`, its reader counted.
 fn backend(dir: &Path) -> (Backend, Arc<CountingReader>) {
+    backend_holding(dir, None)
+}
+
+fn backend_holding(dir: &Path, hold: Option<Hold>) -> (Backend, Arc<CountingReader>) {
     let mut backend = embedded::open(dir).unwrap();
     let reader = Arc::new(CountingReader {
         inner: backend.reader.clone(),
         returned: AtomicUsize::new(0),
         reads: AtomicUsize::new(0),
+        hold,
     });
     backend.reader = reader.clone();
     (backend, reader)
@@ -263,6 +282,41 @@ async fn a_window_fills_its_batch_across_reads_and_no_further() {
         sessions(&backend, "gus").await,
         [(7, 2)],
         "the rest on stop"
+    );
+}
+
+/// A stop asked for while the next batch is read ahead of the write of this one writes that
+/// batch too, so that the shard's next owner does not read it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_writes_what_was_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = Hold {
+        before: 2,
+        held: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    };
+    let (backend, reader) = backend_holding(dir.path(), Some(hold));
+    let hold = reader.hold.as_ref().unwrap();
+    append_views(&backend, 1..=4, "ida").await;
+    // No window, batches of 2: views 3 and 4 are read ahead while 1 and 2 are written.
+    let (stop, task) = running(Processor::new(backend.clone(), &config(0, 2)));
+    tokio::time::timeout(Duration::from_secs(30), hold.held.notified())
+        .await
+        .expect("views 3 and 4 read ahead");
+    stop.send(()).unwrap();
+    hold.release.notify_one();
+    task.await.unwrap().unwrap();
+    assert_eq!(sessions(&backend, "ida").await, [(4, 2)]);
+    let all = reader.inner.read("shard-000000", None, 10).await.unwrap();
+    assert_eq!(
+        checkpoint(&backend).await.as_deref(),
+        all.entries.last().map(|e| e.sequence.as_str()),
+        "checkpointed at view 4"
+    );
+    assert_eq!(
+        reader.returned.load(Ordering::SeqCst),
+        4,
+        "nothing read after the stop"
     );
 }
 
