@@ -188,12 +188,17 @@
       if (ticket !== started) return;
       status.textContent = String(e.message || e);
       status.classList.add("error");
+    } finally {
+      if (ticket === started) schedule();
     }
   }
 
+  // The next refresh is counted from the end of the newest load, not on a fixed beat: on a
+  // fixed beat, a server slower than the interval has every load overtaken by the next one,
+  // and the page never shows anything new.
   function schedule() {
-    clearInterval(timer);
-    timer = form.auto.checked ? setInterval(load, REFRESH_MS) : null;
+    clearTimeout(timer);
+    timer = form.auto.checked ? setTimeout(load, REFRESH_MS) : null;
   }
 
   form.addEventListener("submit", (e) => {
@@ -206,5 +211,4 @@
   });
   form.auto.addEventListener("change", schedule);
   load();
-  schedule();
 })();

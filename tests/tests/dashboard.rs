@@ -334,8 +334,8 @@ async fn the_dashboard_charts_what_the_sql_answers_after_a_storefront_visit() {
     // after the page loaded reaches the lake on the job's next run and shows up without a click.
     let loads = page["loads"].as_u64().unwrap();
     wait_for(
-        "two refreshes at one a second",
-        Duration::from_secs(5),
+        "two refreshes at one a second after the last",
+        Duration::from_secs(20),
         || async {
             let now = run_js(&browser, "return Number(document.body.dataset.loads);").await;
             (now.as_u64() >= Some(loads + 2)).then_some(())
