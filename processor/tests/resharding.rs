@@ -328,7 +328,8 @@ async fn the_lease_of_a_gone_shard_left_by_a_crashed_instance_is_removed_once_ex
     backend.reader = stream.clone();
     let config = ProcessorConfig {
         batch_size: 2,
-        lease_duration_ms: 300,
+        // Long enough that no stall of a loaded machine within the second drain lets it pass.
+        lease_duration_ms: 3_000,
         ..ProcessorConfig::default()
     };
     let p = Processor::new(backend.clone(), &config);
@@ -350,7 +351,7 @@ async fn the_lease_of_a_gone_shard_left_by_a_crashed_instance_is_removed_once_ex
         ["shard-1", "shard-2"],
         "its owner may still be alive"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_000)).await;
     p.drain().await.unwrap();
     assert_eq!(
         ids(leases.leases(&config.consumer).await.unwrap()),

@@ -28,13 +28,32 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts moto on a free port of 127.0.0.1 with the Python named by `RETAILMIND_PYTHON`
-    /// (default `python3`) and returns once it accepts connections.
+    /// (default `python3`) and returns once it accepts connections. The port is free when
+    /// picked, but moto binds it a second or two later, after Python's imports: when something
+    /// else took it meanwhile, moto exits, and is started again on another port.
     pub async fn start() -> MotoServer {
         let python = env_or("RETAILMIND_PYTHON", "python3");
-        let port = free_port();
+        let mut attempt = 1;
+        loop {
+            let port = free_port();
+            let mut server = MotoServer::spawn(&python, port);
+            match server.wait_until_listening(&python, port).await {
+                Ok(()) => return server,
+                Err(output) if attempt < 3 && output.contains("Address already in use") => {
+                    attempt += 1;
+                }
+                Err(output) => panic!(
+                    "`{python} -m moto.server` exited before listening on port {port}; if moto \
+                     is missing, {INSTALL_HINT}. Its output:\n{output}"
+                ),
+            }
+        }
+    }
+
+    fn spawn(python: &str, port: u16) -> MotoServer {
         let log = NamedTempFile::new().expect("a temp file for moto's output");
         let output = || Stdio::from(log.reopen().expect("moto's log file opens again"));
-        let child = Command::new(&python)
+        let child = Command::new(python)
             .args([
                 "-m",
                 "moto.server",
@@ -50,33 +69,31 @@ impl MotoServer {
             .unwrap_or_else(|e| {
                 panic!("cannot run `{python} -m moto.server`: {e}; {INSTALL_HINT}")
             });
-        let mut server = MotoServer {
+        MotoServer {
             child,
             log,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        server.wait_until_listening(&python, port).await;
-        server
+        }
     }
 
-    /// Polls the port and the child until moto listens; panics with its output if it exits
-    /// first or takes longer than [`LISTEN_TIMEOUT`].
-    async fn wait_until_listening(&mut self, python: &str, port: u16) {
+    /// Polls the port and the child until moto listens; its output if it exits first; panics if
+    /// it takes longer than [`LISTEN_TIMEOUT`].
+    async fn wait_until_listening(&mut self, python: &str, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + LISTEN_TIMEOUT;
         loop {
-            let exited = self.child.try_wait().expect("moto's status can be read");
-            if let Some(status) = exited {
-                panic!(
-                    "`{python} -m moto.server` exited ({status}) before listening on port \
-                     {port}; if moto is missing, {INSTALL_HINT}. Its output:\n{}",
-                    self.output()
-                );
+            if self
+                .child
+                .try_wait()
+                .expect("moto's status can be read")
+                .is_some()
+            {
+                return Err(self.output());
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,

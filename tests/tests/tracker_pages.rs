@@ -89,15 +89,14 @@ const HOLDING: &str =
     r#"{"batchSize":500,"flushIntervalMs":3600000,"autocapture":{"clicks":false}}"#;
 
 /// Waits until the send cycle the tracker starts with (its page view) has ended: an event
-/// tracked while a cycle runs goes with it, before its time.
+/// tracked while a cycle runs goes with it, before its time. The queue is empty before the
+/// cycle ends (it still deletes what was sent and reads the queue again); a flush is chained
+/// after the running cycle, so its answer means that cycle ended.
 async fn settle(lab: &Lab) {
     lab.wait_events("the page view", 1, |e| e.payload.kind() == "page_view")
         .await;
-    wait_for("the queue to empty", Duration::from_secs(10), || async {
-        (lab.js("return window.retailmind.queued();").await == 0).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(lab.flush().await, "ok");
+    assert_eq!(lab.js("return window.retailmind.queued();").await, 0);
 }
 
 /// Events tracked just before the page goes, sent by `exit` (see [`Lab::open_lab_with`]),
