@@ -4,8 +4,8 @@
 //!
 //! Freshness on the embedded default: the shopper's own product views reach their next request
 //! through the session memory at once; everyone else's reach the model within the processor's
-//! poll (200 ms idle) + save interval (250 ms) + this collector's reload poll (200 ms), about
-//! 0.3 s measured and 0.65 s at worst (`tests/tests/recommendation_freshness.rs`).
+//! poll (200 ms idle) + save interval (250 ms) + this collector's reload poll (200 ms), 0.65 s at
+//! worst on an idle machine (`cargo run --release -p retailmind-tests --example recs_freshness`).
 
 mod config;
 pub mod handler;

@@ -3,12 +3,13 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use retailmind_collector::{serve_on, AppState, CollectorConfig};
 use retailmind_commerce::CommerceStore;
-use retailmind_connectors::{Backend, StreamReader};
+use retailmind_connectors::{embedded, Backend, BackendConfig, StreamReader};
 use retailmind_processor::{Processor, ProcessorConfig};
 use retailmind_schema::Event;
 use tokio::sync::watch;
@@ -32,6 +33,34 @@ impl Pipeline {
         backend: Backend,
         commerce: Option<Arc<dyn CommerceStore>>,
     ) -> Pipeline {
+        let config = ProcessorConfig {
+            consumer: "e2e".into(),
+            idle_poll_ms: Some(50),
+            ..ProcessorConfig::default()
+        };
+        Pipeline::launch(backend.clone(), backend, config, commerce).await
+    }
+
+    /// Starts them as the embedded default runs deployed (`cargo xtask demo`): two processes,
+    /// each with its own connections to the files in `dir`, the processor at its default pace
+    /// (idle polls, model saves).
+    pub async fn start_deployed(dir: &Path) -> Pipeline {
+        let config = ProcessorConfig {
+            backend: BackendConfig::embedded_at(dir),
+            metrics_listen: None,
+            ..ProcessorConfig::default()
+        };
+        let collector = embedded::open(dir).unwrap();
+        let processor = embedded::open(dir).unwrap();
+        Pipeline::launch(collector, processor, config, None).await
+    }
+
+    async fn launch(
+        backend: Backend,
+        processor_backend: Backend,
+        processor_config: ProcessorConfig,
+        commerce: Option<Arc<dyn CommerceStore>>,
+    ) -> Pipeline {
         let (stop, stopped) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let collector_url = format!("http://{}", listener.local_addr().unwrap());
@@ -48,14 +77,7 @@ impl Pipeline {
                 .expect("collector serves");
         });
 
-        let mut processor = Processor::new(
-            backend.clone(),
-            &ProcessorConfig {
-                consumer: "e2e".into(),
-                idle_poll_ms: Some(50),
-                ..ProcessorConfig::default()
-            },
-        );
+        let mut processor = Processor::new(processor_backend, &processor_config);
         if let Some(store) = commerce {
             processor = processor.with_profiles(store);
         }
@@ -129,4 +151,42 @@ pub async fn stream_events(reader: &dyn StreamReader) -> Vec<Event> {
         }
     }
     events
+}
+
+pub fn now_ms() -> i64 {
+    retailmind_connectors::clock::now_ms()
+}
+
+/// A product view of `product` by the shopper whose session is `session` (and anonymous id
+/// `anon-<session>`).
+pub fn product_view(session: &str, product: &str, at_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": uuid::Uuid::now_v7(), "type": "product_view", "anonymous_id": format!("anon-{session}"),
+        "session_id": session, "timestamp": at_ms,
+        "context": {"page": {"url": format!("https://shop.example/p/{product}")}},
+        "properties": {"product_id": product}
+    })
+}
+
+/// The model version and the items the strategy chose (not the popularity fill) for a shopper
+/// of session `me` on `on_page`'s product page.
+pub async fn chosen(client: &reqwest::Client, url: &str, on_page: &str) -> (u64, Vec<String>) {
+    let body: serde_json::Value = client
+        .get(format!(
+            "{url}/v1/recommendations?anonymous_id=anon-me&session_id=me&placement=product&context_item={on_page}"
+        ))
+        .send()
+        .await
+        .expect("collector answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    let items = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|i| i["fallback"] == false)
+        .filter_map(|i| i["product_id"].as_str().map(str::to_owned))
+        .collect();
+    (body["model_version"].as_u64().unwrap_or(0), items)
 }
