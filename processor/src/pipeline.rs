@@ -106,7 +106,8 @@ pub struct Processor {
     batch_window: Duration,
     /// Each shard's reads gathered in its open batch window, after its checkpoint.
     gathered: Mutex<HashMap<String, Gathered>>,
-    /// Shutting down: what is gathered is written now, and nothing more is read.
+    /// Shutting down: what was read (gathered or read ahead) is written now, and nothing more
+    /// is read.
     closing: AtomicBool,
     /// Shards whose last batch failed, left alone until their backoff ends, so that one shard
     /// throttled or failing does not hold the others back.
@@ -190,11 +191,11 @@ impl Processor {
     }
 
     /// Runs until `shutdown` completes, backing off on errors that a retry can cure; then writes
-    /// what its batch windows gathered and releases its leases, so that other instances take
-    /// the shards over at once.
+    /// what it read and had not written yet and releases its leases, so that other instances
+    /// take the shards over at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), ProcessorError> {
         let outcome = self.run_until(shutdown).await;
-        self.write_gathered().await;
+        self.write_unwritten().await;
         self.release_leases().await;
         self.save_model(true).await;
         outcome
@@ -253,17 +254,31 @@ impl Processor {
 
     /// Writes and checkpoints what was read and not yet written (gathered in batch windows, or
     /// read ahead), at once, so that the shards' next owners do not read it again. A failure
-    /// leaves it to them.
-    async fn write_gathered(&self) {
+    /// leaves it to them, and so does a write that takes longer than a lease lasts: had this
+    /// instance crashed instead, its shards would be taken over by then, and an orchestrator
+    /// that kills a slow stop (ECS after 30 s) would leave the leases unreleased as well. Cut
+    /// off, a renewal or checkpoint in flight may leave the lease's counter here behind the
+    /// stored one; the release then fails and the lease expires instead.
+    async fn write_unwritten(&self) {
         self.closing.store(true, Ordering::Relaxed);
         let mut shards: BTreeSet<String> = self.gathered().keys().cloned().collect();
         if let Ok(ahead) = self.ahead.lock() {
             shards.extend(ahead.keys().cloned());
         }
-        for shard_id in shards {
-            if let Err(e) = self.renewing(self.process_held(&shard_id)).await {
-                warn!(shard_id, error = %e, "gathered records not written on shutdown; they are read again from the checkpoint");
+        let limit = self.leases.lock().await.lease_duration;
+        let written = tokio::time::timeout(limit, async {
+            for shard_id in shards {
+                if let Err(e) = self.renewing(self.process_held(&shard_id)).await {
+                    warn!(shard_id, error = %e, "records read were not written on shutdown; they are read again from the checkpoint");
+                }
             }
+        })
+        .await;
+        if written.is_err() {
+            warn!(
+                ?limit,
+                "writing what was read took longer than a lease on shutdown; the rest is read again from the checkpoints"
+            );
         }
         self.closing.store(false, Ordering::Relaxed);
     }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use retailmind_connectors::{embedded, Backend, ReadBatch, ShardInfo, StreamReader, StreamRecord};
+use retailmind_connectors::{
+    embedded, Backend, LakeRecord, LakeWriter, ReadBatch, ShardInfo, StreamReader, StreamRecord,
+    UndecodableRecord,
+};
 use retailmind_processor::{Processor, ProcessorConfig, ProcessorError};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -304,13 +307,15 @@ async fn a_stop_writes_what_was_read_ahead() {
         .await
         .expect("views 3 and 4 read ahead");
     stop.send(()).unwrap();
+    // What comes after the stop was asked for is left to the next owner.
+    append_views(&backend, 5..=6, "ida").await;
     hold.release.notify_one();
     task.await.unwrap().unwrap();
     assert_eq!(sessions(&backend, "ida").await, [(4, 2)]);
     let all = reader.inner.read("shard-000000", None, 10).await.unwrap();
     assert_eq!(
         checkpoint(&backend).await.as_deref(),
-        all.entries.last().map(|e| e.sequence.as_str()),
+        Some(all.entries[3].sequence.as_str()),
         "checkpointed at view 4"
     );
     assert_eq!(
@@ -318,6 +323,39 @@ async fn a_stop_writes_what_was_read_ahead() {
         4,
         "nothing read after the stop"
     );
+}
+
+/// A lake whose writes never end.
+struct HangingLake;
+
+#[async_trait]
+impl LakeWriter for HangingLake {
+    async fn write_events(&self, _: &[LakeRecord]) -> retailmind_connectors::Result<()> {
+        std::future::pending().await
+    }
+    async fn write_errors(&self, _: &[UndecodableRecord]) -> retailmind_connectors::Result<()> {
+        std::future::pending().await
+    }
+}
+
+/// A stop whose write of what was read hangs gives up after a lease duration and still
+/// releases the leases: the next owner reads those records again from the checkpoint, at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_whose_write_hangs_gives_up_after_a_lease_and_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut backend, reader) = backend(dir.path());
+    backend.lake = Arc::new(HangingLake);
+    let (stop, task) = gathering_three(&backend, &reader, "jo", 500).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the stop ends, its write cut off after the 600 ms lease")
+        .unwrap()
+        .unwrap();
+    let leases = backend.leases.leases(CONSUMER).await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].owner, None, "released");
+    assert_eq!(leases[0].checkpoint, None, "nothing checkpointed");
 }
 
 /// `drain` waits for an open window to close, then writes its batch once.
