@@ -25,7 +25,9 @@
 
   async function getJson(path) {
     const headers = token ? { Authorization: "Bearer " + token } : {};
-    const res = await fetch(path, { headers });
+    // A request that never settles must not stop the refreshes, which wait for the last load.
+    const signal = AbortSignal.timeout(Math.max(30000, 3 * REFRESH_MS));
+    const res = await fetch(path, { headers, signal });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(path + ": " + (body.error || res.status));
     return body;
@@ -167,6 +169,8 @@
     const q = "?from=" + form.from.value + "&to=" + form.to.value;
     // A slow refresh must not paint over the answer to a newer request (a range just submitted).
     const ticket = ++started;
+    // Nor may a pending refresh overtake this load: the next is scheduled when it ends.
+    clearTimeout(timer);
     try {
       const [live, job, ...results] = await Promise.all([
         getJson("/api/live"),

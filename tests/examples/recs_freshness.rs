@@ -4,7 +4,7 @@
 //! recommendations follow them. The target (issue 7): within 1 s.
 //!
 //! ```text
-//! cargo run --release -p retailmind-tests --example recs_freshness [ROUNDS]
+//! cargo run --release -p retailmind-tests --example recs_freshness [ROUNDS, default 100]
 //! ```
 //!
 //! Each round posts three sessions that look at a new product and then at its companion, and
@@ -29,7 +29,7 @@ async fn main() -> Result<()> {
     let rounds: usize = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(100);
     ensure!(rounds > 0, "ROUNDS must be at least 1");
     let dir = tempfile::tempdir()?;
     let pipeline = common::Pipeline::start_deployed(dir.path()).await;

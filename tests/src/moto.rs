@@ -28,7 +28,7 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts moto on a free port of 127.0.0.1 with the Python named by `RETAILMIND_PYTHON`
-    /// (default `python3`) and returns once it accepts connections. The port is free when
+    /// (default `python3`) and returns once it answers its own API there. The port is free when
     /// picked, but moto binds it a second or two later, after Python's imports: when something
     /// else took it meanwhile, moto exits, and is started again on another port.
     pub async fn start() -> MotoServer {
@@ -76,8 +76,9 @@ impl MotoServer {
         }
     }
 
-    /// Polls the port and the child until moto listens; its output if it exits first; panics if
-    /// it takes longer than [`LISTEN_TIMEOUT`].
+    /// Polls the port and the child until moto answers; its output if it exits first; panics if
+    /// it takes longer than [`LISTEN_TIMEOUT`]. Whatever else may listen on the port does not
+    /// answer moto's API, so it is not taken for moto.
     async fn wait_until_listening(&mut self, python: &str, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + LISTEN_TIMEOUT;
         loop {
@@ -89,10 +90,7 @@ impl MotoServer {
             {
                 return Err(self.output());
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if answers_as_moto(port).await {
                 return Ok(());
             }
             assert!(
@@ -192,4 +190,24 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether what listens on `port` of 127.0.0.1 answers moto's own API.
+async fn answers_as_moto(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(
+                b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            )
+            .await?;
+        let mut status = [0u8; 12];
+        stream.read_exact(&mut status).await?;
+        std::io::Result::Ok(status.starts_with(b"HTTP/1.") && status.ends_with(b"200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), ask).await,
+        Ok(Ok(true))
+    )
 }

@@ -133,11 +133,12 @@ async fn recommended_products_are_shown_and_their_impression_and_click_attribute
     lab.stop().await;
 }
 
-/// The collector remembers a session's clicks before it answers their batch, so recommendations
-/// asked for after the tracker's flush follow the click: no processor, no model save. How long
-/// it took is printed, not judged: a timed assertion would judge the CI machine's load.
+/// The collector remembers a session's clicks before it answers their batch, so the first
+/// recommendations asked for after the tracker's flush already follow the click, with no wait
+/// for the processor (which this lab also runs) to fold it into a saved model. How long the
+/// answer took is printed, not judged: a timed assertion would judge the CI machine's load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shoppers_own_click_changes_their_next_recommendations() {
+async fn the_shoppers_own_click_changes_their_very_next_recommendations() {
     let lab = Lab::start().await;
     teach_shoes_then_bottle(&lab).await;
     let browser = &lab.browser.client;
@@ -158,16 +159,14 @@ async fn the_shoppers_own_click_changes_their_next_recommendations() {
     lab.wait_ready().await;
     assert_eq!(lab.flush().await, "ok");
     let acknowledged = std::time::Instant::now();
-    let (mut answer, mut asked) = (session_recommendations(&lab).await, 1);
-    while !follows_the_shoes(&answer) && acknowledged.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        answer = session_recommendations(&lab).await;
-        asked += 1;
-    }
+    let answer = session_recommendations(&lab).await;
     println!(
-        "own click reflected in recommendations after {:?} ({asked} asks)",
+        "own click reflected in recommendations after {:?}",
         acknowledged.elapsed()
     );
-    assert!(follows_the_shoes(&answer), "{answer}");
+    assert!(
+        follows_the_shoes(&answer),
+        "the first answer after the flush: {answer}"
+    );
     lab.stop().await;
 }
