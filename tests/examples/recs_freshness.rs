@@ -38,16 +38,7 @@ async fn main() -> Result<()> {
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..450))).await;
         let (first, then) = (format!("item-{round}"), format!("companion-{round}"));
-        let t = common::now_ms() - 60_000;
-        let views = (0..3)
-            .flat_map(|i| {
-                let session = format!("round-{round}-{i}");
-                [
-                    common::product_view(&session, &first, t + i * 1000),
-                    common::product_view(&session, &then, t + i * 1000 + 500),
-                ]
-            })
-            .collect();
+        let views = common::viewed_one_after_the_other(&first, &then, &format!("round-{round}"));
         common::post_batch(&pipeline.collector_url, views).await;
         let acknowledged = Instant::now();
         loop {

@@ -37,7 +37,7 @@ impl MotoServer {
         loop {
             let port = free_port();
             let mut server = MotoServer::spawn(&python, port);
-            match server.wait_until_listening(&python, port).await {
+            match server.wait_until_answering(&python, port).await {
                 Ok(()) => return server,
                 Err(output) if attempt < 3 && output.contains("Address already in use") => {
                     attempt += 1;
@@ -79,7 +79,7 @@ impl MotoServer {
     /// Polls the port and the child until moto answers; its output if it exits first; panics if
     /// it takes longer than [`LISTEN_TIMEOUT`]. Whatever else may listen on the port does not
     /// answer moto's API, so it is not taken for moto.
-    async fn wait_until_listening(&mut self, python: &str, port: u16) -> Result<(), String> {
+    async fn wait_until_answering(&mut self, python: &str, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + LISTEN_TIMEOUT;
         loop {
             if self

@@ -37,18 +37,7 @@ async fn other_shoppers_clicks_reach_recommendations_and_survive_restart() {
     assert!(before.is_empty(), "nothing learned yet: {before:?}");
 
     // Other shoppers look at a case right after the phone.
-    let pairs = |first: &str, then: &str, prefix: &str| -> Vec<Value> {
-        let t = common::now_ms() - 60_000;
-        (0..3)
-            .flat_map(|i| {
-                let session = format!("{prefix}-{i}");
-                [
-                    common::product_view(&session, first, t + i * 1000),
-                    common::product_view(&session, then, t + i * 1000 + 500),
-                ]
-            })
-            .collect()
-    };
+    let pairs = common::viewed_one_after_the_other;
     let acknowledged = post(pairs("phone", "case", "other")).await;
 
     let (version, after) = wait_for(

@@ -168,6 +168,21 @@ pub fn product_view(session: &str, product: &str, at_ms: i64) -> serde_json::Val
     })
 }
 
+/// Three other shoppers' sessions (`<prefix>-0` to `-2`), a minute ago, each viewing `first`
+/// and then `then` half a second later: what teaches the model that `then` follows `first`.
+pub fn viewed_one_after_the_other(first: &str, then: &str, prefix: &str) -> Vec<serde_json::Value> {
+    let t = now_ms() - 60_000;
+    (0..3)
+        .flat_map(|i| {
+            let session = format!("{prefix}-{i}");
+            [
+                product_view(&session, first, t + i * 1000),
+                product_view(&session, then, t + i * 1000 + 500),
+            ]
+        })
+        .collect()
+}
+
 /// The model version and the items the strategy chose (not the popularity fill) for a shopper
 /// of session `me` on `on_page`'s product page.
 pub async fn chosen(client: &reqwest::Client, url: &str, on_page: &str) -> (u64, Vec<String>) {
