@@ -482,8 +482,40 @@ async fn invocation_error(
     StatusCode::ACCEPTED
 }
 
-#[tokio::test]
-async fn run_answers_api_gateway_events_from_the_lambda_runtime_api() {
+/// Set in the process [`run_answers_api_gateway_events_from_the_lambda_runtime_api`] starts to
+/// run itself alone.
+const ALONE: &str = "RETAILMIND_LAMBDA_RUNTIME_TEST_ALONE";
+
+/// `lambda::run` reads the function's settings from the environment only, as Lambda sets them.
+/// Setting variables while other tests of this binary run threads that may read the environment
+/// (C code reading `TMPDIR`, say) is undefined behaviour with glibc, so the test runs again in a
+/// process of its own, where nothing else runs yet when the variables are set.
+#[test]
+fn run_answers_api_gateway_events_from_the_lambda_runtime_api() {
+    if std::env::var_os(ALONE).is_some() {
+        return runtime_test_alone();
+    }
+    let name = "run_answers_api_gateway_events_from_the_lambda_runtime_api";
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs again");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(
+        run.status.success(),
+        "the test alone failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    // A filter that matched nothing would pass too.
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn runtime_test_alone() {
     let events = [
         (
             "rest-batch",
@@ -530,7 +562,8 @@ async fn run_answers_api_gateway_events_from_the_lambda_runtime_api() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // What Lambda sets for a function; only this test reads these variables.
+    // What Lambda sets for a function. This process runs only this test, and so far on this
+    // thread alone (the runtime is current-thread; the harness starts its threads below).
     std::env::set_var("AWS_LAMBDA_RUNTIME_API", addr.to_string());
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "retailmind-collector");
     std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256");
