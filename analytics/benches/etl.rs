@@ -68,11 +68,17 @@ fn load() -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; the first plain number is the event count.
-    let target: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.replace('_', "").parse().ok())
-        .unwrap_or(10_000_000);
+    // `cargo bench` passes `--bench`; a number is the event count.
+    let mut target = 10_000_000;
+    for arg in std::env::args().skip(1).filter(|a| a != "--bench") {
+        match arg.replace('_', "").parse() {
+            Ok(count) if count > 0 => target = count,
+            _ => {
+                eprintln!("usage: cargo xtask bench etl [EVENTS], a positive number; not {arg:?}");
+                std::process::exit(2);
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -172,6 +172,15 @@ impl EtlConfig {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_setting_is_known_to_the_shared_file() {
+        // The file every binary reads refuses keys no binary knows.
+        assert_eq!(
+            retailmind_connectors::settings::unlisted_settings::<EtlConfig>(),
+            Vec::<String>::new()
+        );
+    }
+
     #[tokio::test]
     async fn aws_needs_a_bucket_and_files_need_rows() {
         let config = EtlConfig {

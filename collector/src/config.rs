@@ -115,7 +115,7 @@ pub enum KeyKind {
 
 /// [`Limits`] as configuration.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ValidationLimits {
     pub max_id_len: usize,
     pub max_url_len: usize,
@@ -157,7 +157,7 @@ impl From<&ValidationLimits> for Limits {
 
 /// Requests per second allowed, with a burst allowance; 0 turns a limit off.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub per_key_per_sec: u32,
     pub per_ip_per_sec: u32,
@@ -475,6 +475,15 @@ mod tests {
             kind,
             origins: origins.iter().map(|o| o.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn every_setting_is_known_to_the_shared_file() {
+        // The file every binary reads refuses keys no binary knows.
+        assert_eq!(
+            retailmind_connectors::settings::unlisted_settings::<CollectorConfig>(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

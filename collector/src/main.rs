@@ -12,6 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    service::take_no_arguments(
+        env!("CARGO_BIN_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        "serves the collector (HTTP ingestion, transactions, recommendations) until Ctrl-C or SIGTERM",
+    )?;
     service::init_tracing();
     // First, so that a SIGTERM during start-up also stops the collector cleanly, also while
     // start-up waits on a backend.

@@ -12,6 +12,66 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
+/// A command-line argument given to a service, which takes none.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unexpected argument `{argument}`: {binary} takes none. {CONFIGURED_BY}")]
+pub struct UnexpectedArgument {
+    pub binary: String,
+    pub argument: String,
+}
+
+const CONFIGURED_BY: &str = "It is configured by `retailmind.toml` in the working directory \
+    (or the file RETAILMIND_CONFIG names) and by RETAILMIND_* environment variables, `__` \
+    between nested keys (RETAILMIND_BACKEND__KIND=aws); see the README.";
+
+/// What a service does with its command-line arguments (`std::env::args().skip(1)`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arguments {
+    /// None: run.
+    Run,
+    /// `--help` or `--version`: print this and exit.
+    Print(String),
+}
+
+/// Reads a service's arguments: it takes none, since its configuration comes from the file and
+/// the environment, and an argument meant as configuration (`--config prod.toml`) must not be
+/// run past as if it were not there. `about` is the binary's one-line description.
+pub fn arguments(
+    binary: &str,
+    version: &str,
+    about: &str,
+    mut args: impl Iterator<Item = String>,
+) -> Result<Arguments, UnexpectedArgument> {
+    let Some(first) = args.next() else {
+        return Ok(Arguments::Run);
+    };
+    match first.as_str() {
+        "-h" | "--help" | "help" => Ok(Arguments::Print(format!(
+            "{binary} {version}: {about}\n\nUsage: {binary}\n\n{CONFIGURED_BY}\n"
+        ))),
+        "-V" | "--version" => Ok(Arguments::Print(format!("{binary} {version}\n"))),
+        _ => Err(UnexpectedArgument {
+            binary: binary.to_owned(),
+            argument: first,
+        }),
+    }
+}
+
+/// [`arguments`] of this process: exits after printing what `--help` or `--version` asked for.
+pub fn take_no_arguments(
+    binary: &str,
+    version: &str,
+    about: &str,
+) -> Result<(), UnexpectedArgument> {
+    match arguments(binary, version, about, std::env::args().skip(1))? {
+        Arguments::Run => Ok(()),
+        Arguments::Print(text) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+    }
+}
+
 /// Runs a binary's start-up unless `shutdown` completes first (`None` then): a signal while
 /// start-up waits on a backend (retries, SQLite's busy timeout) stops the binary at once.
 pub async fn unless_shut_down<T>(
@@ -105,6 +165,32 @@ pub fn prometheus() -> PrometheusHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(args: &[&str]) -> Result<Arguments, UnexpectedArgument> {
+        let args = args.iter().map(|a| a.to_string());
+        arguments("retailmind-x", "1.2.3", "does x", args)
+    }
+
+    #[test]
+    fn a_service_runs_without_arguments_and_refuses_any_but_help_and_version() {
+        assert_eq!(read(&[]), Ok(Arguments::Run));
+        let Ok(Arguments::Print(help)) = read(&["--help"]) else {
+            panic!("--help prints");
+        };
+        assert!(help.starts_with("retailmind-x 1.2.3: does x\n\nUsage: retailmind-x\n"));
+        assert!(help.contains("RETAILMIND_CONFIG"), "{help}");
+        assert_eq!(
+            read(&["-V"]),
+            Ok(Arguments::Print("retailmind-x 1.2.3\n".into()))
+        );
+        let refused = read(&["--config", "prod.toml"]).unwrap_err();
+        assert_eq!(refused.argument, "--config");
+        let message = refused.to_string();
+        assert!(
+            message.starts_with("unexpected argument `--config`: retailmind-x takes none. It is configured by `retailmind.toml`"),
+            "{message}"
+        );
+    }
 
     /// Without upkeep, histogram samples pile up until someone scrapes `/metrics`.
     #[cfg(target_os = "linux")]

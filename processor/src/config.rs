@@ -283,6 +283,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_setting_is_known_to_the_shared_file() {
+        // The file every binary reads refuses keys no binary knows.
+        assert_eq!(
+            retailmind_connectors::settings::unlisted_settings::<ProcessorConfig>(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
     fn the_defaults_pass_the_check() {
         assert_eq!(ProcessorConfig::default().check(), Ok(()));
     }

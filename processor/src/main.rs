@@ -11,6 +11,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    service::take_no_arguments(
+        env!("CARGO_BIN_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        "consumes the event stream into sessions and the lake until Ctrl-C or SIGTERM",
+    )?;
     service::init_tracing();
     // First, so that a SIGTERM during start-up also stops the processor cleanly, also while
     // start-up waits on a backend.

@@ -220,7 +220,6 @@ fn spawn_processor(dir: &Path, instance_id: &str, batch_size: usize) -> Child {
     Command::new(processor_binary())
         .current_dir(dir)
         .env_clear()
-        .env("RETAILMIND_CONFIG", dir.join("no-such-file.toml"))
         .env("RETAILMIND_BACKEND__KIND", "embedded")
         .env("RETAILMIND_BACKEND__DATA_DIR", dir)
         .env("RETAILMIND_CONSUMER", CONSUMER)

@@ -22,6 +22,7 @@ use crate::util::workspace_root;
 
 /// `args`: `--no-build` skips `cargo xtask build-wasm` (measures the package as it is).
 pub fn run(args: &[&str]) -> Result<()> {
+    crate::util::only_switches("bench tracker", args, &["--no-build"])?;
     let root = workspace_root();
     if !args.contains(&"--no-build") {
         crate::wasm::build_demo_package(&crate::setup::wasm_toolchain()?)?;

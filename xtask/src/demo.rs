@@ -5,7 +5,7 @@ use std::process::{Child, Command};
 
 use anyhow::{Context, Result};
 
-use crate::util::{run, target_dir, workspace_root};
+use crate::util::{only_switches, run, target_dir, workspace_root};
 use crate::{setup, wasm};
 
 const COLLECTOR_ADDR: &str = "127.0.0.1:8700";
@@ -21,6 +21,7 @@ const DASHBOARD_ADDR: &str = "127.0.0.1:8704";
 /// webpack, instead of the script-tag stub; `--postgres` keeps orders and customer profiles in
 /// a local PostgreSQL server (the Amazon RDS stand-in) instead of SQLite.
 pub fn run_demo(args: &[&str]) -> Result<()> {
+    only_switches("demo", args, &["--bundled", "--postgres"])?;
     let toolchain = setup::wasm_toolchain()?;
     let pkg = wasm::build_demo_package(&toolchain)?;
     let bundle = if args.contains(&"--bundled") {

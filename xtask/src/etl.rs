@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{run, workspace_root};
+use crate::util::{only_switches, run, workspace_root};
 
 fn etl_binary(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO"));
@@ -31,8 +31,12 @@ fn etl_binary(args: &[&str]) -> Command {
 
 pub fn run_etl(args: &[&str]) -> Result<()> {
     match args.first().copied() {
-        None | Some("run") => run(&mut etl_binary(&["run"])),
+        None | Some("run") => {
+            only_switches("etl run", args.get(1..).unwrap_or_default(), &[])?;
+            run(&mut etl_binary(&["run"]))
+        }
         Some("ddl") => {
+            only_switches("etl ddl", &args[1..], &[])?;
             let out = etl_binary(&["ddl"])
                 .output()
                 .context("could not run retailmind-etl ddl")?;

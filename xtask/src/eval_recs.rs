@@ -78,6 +78,9 @@ fn parse_args(args: &[&str]) -> Result<Args> {
         .collect();
     let mut it = args.iter().copied();
     while let Some(flag) = it.next() {
+        if !["--train", "--test", "--mode", "--n", "--strategies"].contains(&flag) {
+            bail!("unknown option {flag}\n{USAGE}");
+        }
         let value = it
             .next()
             .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;

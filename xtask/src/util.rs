@@ -58,3 +58,18 @@ pub fn target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
 }
+
+/// Refuses any of `args` that is not one of `switches`, so that a misspelt one (`--postgress`)
+/// is not run past as if it were not there.
+pub fn only_switches(command: &str, args: &[&str], switches: &[&str]) -> anyhow::Result<()> {
+    match args.iter().find(|a| !switches.contains(a)) {
+        None => Ok(()),
+        Some(other) if switches.is_empty() => {
+            anyhow::bail!("`cargo xtask {command}` takes no arguments, and {other:?} was given")
+        }
+        Some(other) => anyhow::bail!(
+            "`cargo xtask {command}` takes {}, not {other:?}",
+            switches.join(", ")
+        ),
+    }
+}

@@ -15,6 +15,11 @@ use retailmind_connectors::{service, settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    service::take_no_arguments(
+        env!("CARGO_BIN_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        "the embedded dashboard: runs the lake job on a timer and serves its charts",
+    )?;
     service::init_tracing();
     let config: EtlConfig = settings::load().context("reading the configuration")?;
     let lake = config.local_lake().context(

@@ -12,35 +12,88 @@
 //! Configuration as for the other binaries: `retailmind.toml` (or `RETAILMIND_CONFIG`) and
 //! `RETAILMIND_*` variables; see `EtlConfig`.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
 use retailmind_analytics::analyses::{Analysis, DayRange, LocalAnalytics};
 use retailmind_analytics::config::EtlConfig;
 use retailmind_analytics::{etl, job, model_rebuild, tables};
 use retailmind_connectors::{service, settings};
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
+/// The `--name value` options of a command, each of `allowed` at most once; anything else in
+/// `args` is refused, so that a misspelt option is not run past as if it were not there.
+fn options<'a>(
+    command: &str,
+    args: &'a [String],
+    allowed: &[&str],
+) -> anyhow::Result<BTreeMap<&'a str, &'a str>> {
+    let mut found = BTreeMap::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let arg = arg.as_str();
+        if !allowed.contains(&arg) {
+            match allowed {
+                [] => bail!("`{command}` takes no arguments, and {arg:?} was given"),
+                _ => bail!("`{command}` takes {}, not {arg:?}", allowed.join(", ")),
+            }
+        }
+        let value = match args.next() {
+            Some(value) if !value.starts_with("--") => value.as_str(),
+            _ => bail!("{arg} needs a value"),
+        };
+        if found.insert(arg, value).is_some() {
+            bail!("{arg} is given twice");
+        }
+    }
+    Ok(found)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("run") => run().await,
-        Some("ddl") => {
-            let database = flag(&args, "--database").unwrap_or("${database}");
-            let lake = flag(&args, "--lake").unwrap_or("${lake}");
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("run", &args[..]),
+    };
+    match command {
+        "run" => {
+            options(command, rest, &[])?;
+            run().await
+        }
+        "ddl" => {
+            let given = options(command, rest, &["--database", "--lake"])?;
+            let database = given.get("--database").copied().unwrap_or("${database}");
+            let lake = given.get("--lake").copied().unwrap_or("${lake}");
             print!("{}", tables::athena_ddl(database, lake));
             Ok(())
         }
-        Some("query") => query(&args[1..]).await,
-        Some("rebuild-model") => rebuild_model().await,
-        Some(other) => bail!("unknown command {other:?}; use run, rebuild-model, ddl or query"),
+        "query" => query(rest).await,
+        "rebuild-model" => {
+            options(command, rest, &[])?;
+            rebuild_model().await
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            bail!("unknown command {other:?}; use run, rebuild-model, ddl or query\n\n{USAGE}")
+        }
     }
 }
+
+const USAGE: &str = "\
+Usage:
+  retailmind-etl [run]                        one run of the lake job, then its report
+  retailmind-etl rebuild-model                the recommendation model taught again from the lake
+                                              (stop the processors first)
+  retailmind-etl ddl [--database NAME] [--lake s3://BUCKET]
+                                              the Athena DDL of every table
+  retailmind-etl query NAME --from YYYY-MM-DD --to YYYY-MM-DD
+                                              one analysis over the embedded lake, as JSON
+
+Configured by `retailmind.toml` (or the file RETAILMIND_CONFIG names) and RETAILMIND_* variables.
+";
 
 async fn run() -> anyhow::Result<()> {
     service::init_tracing();
@@ -87,16 +140,17 @@ async fn rebuild_model() -> anyhow::Result<()> {
 }
 
 async fn query(args: &[String]) -> anyhow::Result<()> {
-    let Some(name) = args.first() else {
+    let Some((name, rest)) = args.split_first() else {
         bail!("query needs an analysis name");
     };
     let analysis = Analysis::by_name(name).with_context(|| {
         let names: Vec<&str> = Analysis::ALL.iter().map(|a| a.name()).collect();
         format!("no analysis {name:?}; there are {names:?}")
     })?;
+    let given = options("query", rest, &["--from", "--to"])?;
     let range = DayRange::new(
-        flag(args, "--from").context("--from YYYY-MM-DD is needed")?,
-        flag(args, "--to").context("--to YYYY-MM-DD is needed")?,
+        given.get("--from").context("--from YYYY-MM-DD is needed")?,
+        given.get("--to").context("--to YYYY-MM-DD is needed")?,
     )?;
     let config: EtlConfig = settings::load().context("reading the ETL configuration")?;
     let lake = config
