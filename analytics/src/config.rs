@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use retailmind_commerce::{CommerceConfig, CommerceStore};
-use retailmind_connectors::{BackendConfig, SessionStore};
+use retailmind_connectors::{BackendConfig, SessionStore, ValidationLimits};
+use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
 use crate::etl::EtlOptions;
@@ -34,6 +35,9 @@ pub struct EtlConfig {
     /// The stored recommendation model `retailmind-etl rebuild-model` replaces (the processor's
     /// and the collector's `model_name`).
     pub model_name: String,
+    /// The rules lines of the lake are checked against: the collector's `[validation]`, so that
+    /// an event it accepted (one two months old, with `max_age_days = 90`) is not quarantined.
+    pub validation: ValidationLimits,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -97,6 +101,7 @@ impl Default for EtlConfig {
             commerce: CommerceConfig::default(),
             dashboard: DashboardConfig::default(),
             model_name: "recommendations".into(),
+            validation: ValidationLimits::default(),
         }
     }
 }
@@ -122,7 +127,7 @@ impl EtlConfig {
             late_window_hours: self.late_window_hours,
             max_rows_per_file: self.max_rows_per_file,
             max_batch_bytes: self.max_batch_mib.max(1) * 1024 * 1024,
-            ..EtlOptions::default()
+            limits: Limits::from(&self.validation),
         })
     }
 
@@ -179,6 +184,16 @@ mod tests {
             retailmind_connectors::settings::unlisted_settings::<EtlConfig>(),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_lake_job_judges_lines_by_the_collectors_rules() {
+        let mut config = EtlConfig::default();
+        config.validation.max_age_days = 90;
+        config.validation.max_items = 500;
+        let limits = config.options().unwrap().limits;
+        assert_eq!(limits.max_age_ms, 90 * 86_400_000);
+        assert_eq!(limits.max_items, 500);
     }
 
     #[tokio::test]

@@ -15,7 +15,10 @@ use axum::extract::Path;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use retailmind_commerce::order::{decode_order, decode_status_change, purchase_event};
+use retailmind_commerce::order::{
+    check_purchase_event, decode_order, decode_status_change, purchase_event,
+    too_old_for_the_stream,
+};
 use retailmind_commerce::profile::decode_traits;
 use retailmind_commerce::{
     CommerceError, CommerceStore, CustomerProfile, Forgotten, NewOrder, Order, Problem,
@@ -74,6 +77,11 @@ pub async fn post_transaction(front: Front, body: Body) -> Result<Response, Coll
     let bytes = front.body(body).await?;
     let now = now_ms();
     let order = decode_order(&bytes, now)?;
+    let state = front.state();
+    let problems = check_purchase_event(&order, now, &state.commerce_page_url, &state.limits);
+    if !problems.is_empty() {
+        return Err(CommerceError::Invalid(problems).into());
+    }
     let key = match front.header(IDEMPOTENCY_KEY) {
         Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN => {
             return Err(CollectorError::InvalidHeader {
@@ -114,8 +122,18 @@ pub async fn post_transaction(front: Front, body: Body) -> Result<Response, Coll
 async fn emit(front: &Front, order: &Order) -> Result<(), CollectorError> {
     let state = front.state();
     let placed_at = order.order.placed_at.unwrap_or(order.created_at);
+    let now = now_ms();
+    if too_old_for_the_stream(placed_at, now, &state.limits) {
+        tracing::info!(
+            order_id = %order.order.order_id,
+            placed_at,
+            "order older than the stream takes events: stored without a purchase event"
+        );
+        metrics::counter!(crate::metrics::ORDERS_WITHOUT_EVENT).increment(1);
+        return Ok(());
+    }
     let mut event = purchase_event(&order.order, placed_at, &state.commerce_page_url);
-    event.received_at = Some(now_ms());
+    event.received_at = Some(now);
     let data = serde_json::to_vec(&event).expect("an event serializes");
     let record = StreamRecord {
         partition_key: event.anonymous_id.clone(),
@@ -166,8 +184,9 @@ pub async fn post_transaction_status(
 ) -> Result<Json<Order>, CollectorError> {
     let store = admit(&front)?;
     let bytes = front.body(body).await?;
-    let change = decode_status_change(&bytes)?;
-    let order = store.change_status(&order_id, &change, now_ms()).await?;
+    let now = now_ms();
+    let change = decode_status_change(&bytes, now)?;
+    let order = store.change_status(&order_id, &change, now).await?;
     metrics::counter!(crate::metrics::ORDER_STATUS_CHANGES, "status" => change.status.as_str())
         .increment(1);
     Ok(Json(order))

@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 pub use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
+pub use retailmind_connectors::ValidationLimits;
 use retailmind_recommend::strategy;
-use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
 pub use crate::recs::{PlacementStrategies, RecommendationsConfig};
@@ -113,48 +113,6 @@ pub enum KeyKind {
     Secret,
 }
 
-/// [`Limits`] as configuration.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ValidationLimits {
-    pub max_id_len: usize,
-    pub max_url_len: usize,
-    pub max_text_len: usize,
-    pub max_items: usize,
-    pub max_props_depth: usize,
-    pub max_future_skew_secs: i64,
-    pub max_age_days: i64,
-}
-
-impl Default for ValidationLimits {
-    fn default() -> Self {
-        let l = Limits::default();
-        ValidationLimits {
-            max_id_len: l.max_id_len,
-            max_url_len: l.max_url_len,
-            max_text_len: l.max_text_len,
-            max_items: l.max_items,
-            max_props_depth: l.max_props_depth,
-            max_future_skew_secs: l.max_future_skew_ms / 1000,
-            max_age_days: l.max_age_ms / 86_400_000,
-        }
-    }
-}
-
-impl From<&ValidationLimits> for Limits {
-    fn from(v: &ValidationLimits) -> Self {
-        Limits {
-            max_id_len: v.max_id_len,
-            max_url_len: v.max_url_len,
-            max_text_len: v.max_text_len,
-            max_items: v.max_items,
-            max_props_depth: v.max_props_depth,
-            max_future_skew_ms: v.max_future_skew_secs * 1000,
-            max_age_ms: v.max_age_days * 86_400_000,
-        }
-    }
-}
-
 /// Requests per second allowed, with a burst allowance; 0 turns a limit off.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -233,6 +191,8 @@ pub enum ConfigError {
         placement: &'static str,
         name: String,
     },
+    #[error("commerce.default_page_url is {0:?}: it must be an absolute http(s) URL of at most validation.max_url_len bytes, the page of the purchase events of orders that name none")]
+    NotAPageUrl(String),
     #[error("segment.default_currency is {0:?}: it must be an ISO 4217 code of three capital letters, such as \"EUR\"")]
     NotACurrency(String),
 }
@@ -406,6 +366,10 @@ impl CollectorConfig {
                 ),
             ])?;
         }
+        let page_url = &self.commerce.default_page_url;
+        if !retailmind_schema::is_http_url(page_url) || page_url.len() > v.max_url_len {
+            return Err(ConfigError::NotAPageUrl(page_url.clone()));
+        }
         if let Some(code) = &self.segment.default_currency {
             if !(code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())) {
                 return Err(ConfigError::NotACurrency(code.clone()));
@@ -497,6 +461,24 @@ mod tests {
         config.segment.default_currency = Some("eur".into());
         assert_eq!(config.check(), Err(ConfigError::NotACurrency("eur".into())));
         config.segment.default_currency = Some("EUR".into());
+        assert_eq!(config.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_default_page_of_orders_must_be_a_url_their_events_may_carry() {
+        let mut config = CollectorConfig::default();
+        for bad in [
+            "/thanks",
+            "https://",
+            &format!("https://shop.example/{}", "a".repeat(4096)),
+        ] {
+            config.commerce.default_page_url = bad.to_owned();
+            assert_eq!(
+                config.check(),
+                Err(ConfigError::NotAPageUrl(bad.to_owned()))
+            );
+        }
+        config.commerce.default_page_url = "https://shop.example/thanks".into();
         assert_eq!(config.check(), Ok(()));
     }
 

@@ -28,6 +28,9 @@ pub const MODEL_RELOAD_FAILURES: &str = "collector_model_reload_failures_total";
 
 /// Orders received (label `outcome`: `stored` or `replayed`).
 pub const ORDERS: &str = "collector_orders_total";
+/// Orders placed longer ago than the stream takes events (a backfill of history): stored and
+/// exported, with no purchase event.
+pub const ORDERS_WITHOUT_EVENT: &str = "collector_orders_without_event_total";
 /// Order status changes (label `status`).
 pub const ORDER_STATUS_CHANGES: &str = "collector_order_status_changes_total";
 

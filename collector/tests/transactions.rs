@@ -143,12 +143,19 @@ impl Shop {
     }
 }
 
+/// When the orders of this test binary were placed: a minute before it started, one time for
+/// all, so that an order sent again is the same order.
+fn placed_at() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| common::now_ms() - 60_000)
+}
+
 fn order(order_id: &str) -> Value {
     json!({
         "order_id": order_id,
         "customer_id": "cust-1",
         "anonymous_id": "anon-1",
-        "placed_at": 1_764_500_000_000_i64,
+        "placed_at": placed_at(),
         "currency": "EUR",
         "lines": [
             {"product_id": "P1", "name": "Trail shoes", "category": "footwear", "unit_price_minor": 8999, "quantity": 1},
@@ -181,16 +188,74 @@ async fn an_order_is_stored_once_and_becomes_one_purchase_event() {
     let stored = shop.embedded.stored().await;
     assert_eq!(stored.len(), 1, "one purchase event for one order");
     let event = &stored[0];
-    assert_eq!(
-        event.event_id,
-        purchase_event_id("A-100", 1_764_500_000_000)
-    );
+    assert_eq!(event.event_id, purchase_event_id("A-100", placed_at()));
     assert_eq!(event.anonymous_id, "anon-1");
     assert_eq!(event.user_id.as_deref(), Some("cust-1"));
     let Payload::Purchase(p) = &event.payload else {
         panic!("a purchase: {event:?}")
     };
     assert_eq!((p.revenue_minor, p.items.len()), (11_896, 2));
+}
+
+/// The order rules and the stream's rules (`validation`) are one: an order whose purchase
+/// event the lake would quarantine is refused, naming the order's own field, and not stored.
+#[tokio::test]
+async fn an_order_whose_purchase_event_the_stream_would_refuse_is_refused() {
+    let shop = Shop::open().await;
+    let mut big = order("A-110");
+    let line = json!({"product_id": "P9", "name": "Pin", "unit_price_minor": 100, "quantity": 1});
+    big["lines"] = Value::Array(vec![line; 201]);
+    big["subtotal_minor"] = json!(20_100);
+    big["total_minor"] = json!(20_100 + 1899);
+    let (status, body, _) = shop.place(&big, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["problems"][0]["field"], "lines", "{body}");
+    assert_eq!(
+        body["error"]["problems"][0]["reason"],
+        "has 201 entries, at most 200 allowed"
+    );
+
+    let (status, _, _) = shop
+        .call(
+            Method::GET,
+            "/v1/transactions/A-110",
+            Some(SECRET),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not stored");
+    assert!(shop.embedded.stored().await.is_empty());
+}
+
+/// History sent late (a backfill) is stored and exported, but older than the stream takes
+/// events it sends no purchase event, which the lake would quarantine.
+#[tokio::test]
+async fn an_order_older_than_the_stream_takes_is_stored_without_an_event() {
+    let shop = Shop::open().await;
+    let mut old = order("A-120");
+    old["placed_at"] = json!(common::now_ms() - 40 * 86_400_000);
+    let (status, body, _) = shop.place(&old, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, _) = shop
+        .call(
+            Method::GET,
+            "/v1/transactions/A-120",
+            Some(SECRET),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(shop.embedded.stored().await.is_empty(), "no event");
+
+    let (status, body, _) = shop.place(&order("A-121"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        shop.embedded.stored().await.len(),
+        1,
+        "a recent one has its event"
+    );
 }
 
 #[tokio::test]

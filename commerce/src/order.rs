@@ -5,7 +5,9 @@
 
 use std::fmt;
 
-use retailmind_schema::{CartLine, Context, Event, Page, Payload, Product, Purchase};
+use retailmind_schema::{
+    validate, CartLine, Context, Event, Limits, Page, Payload, Product, Purchase, Violation,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -253,15 +255,32 @@ pub fn decode_order(body: &[u8], now_ms: i64) -> Result<NewOrder> {
 }
 
 /// A status update from a request body, swept for card numbers like an order.
-pub fn decode_status_change(body: &[u8]) -> Result<StatusChange> {
+pub fn decode_status_change(body: &[u8], now_ms: i64) -> Result<StatusChange> {
     let change: StatusChange = typed(swept_json(body)?)?;
+    let mut p = Vec::new();
     if change.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_LEN) {
-        return Err(CommerceError::Invalid(vec![Problem::new(
+        p.push(Problem::new(
             "note",
             format!("is longer than {MAX_TEXT_LEN} bytes"),
-        )]));
+        ));
     }
-    Ok(change)
+    if let Some(at) = change.at {
+        time(&mut p, "at", at, now_ms);
+    }
+    if p.is_empty() {
+        Ok(change)
+    } else {
+        Err(CommerceError::Invalid(p))
+    }
+}
+
+/// A time in ms since the Unix epoch, at most a day ahead of the clock.
+fn time(p: &mut Vec<Problem>, field: &str, at: i64, now_ms: i64) {
+    if at <= 0 {
+        p.push(Problem::new(field, "must be ms since the Unix epoch"));
+    } else if at > now_ms + FUTURE_SLACK_MS {
+        p.push(Problem::new(field, "is more than a day in the future"));
+    }
 }
 
 /// A request body as JSON, refused as a whole if it is not JSON.
@@ -304,14 +323,7 @@ pub fn check_order(order: &NewOrder, now_ms: i64) -> Vec<Problem> {
         id(&mut p, "anonymous_id", a);
     }
     if let Some(at) = order.placed_at {
-        if at <= 0 {
-            p.push(Problem::new("placed_at", "must be ms since the Unix epoch"));
-        } else if at > now_ms + FUTURE_SLACK_MS {
-            p.push(Problem::new(
-                "placed_at",
-                "is more than a day in the future",
-            ));
-        }
+        time(&mut p, "placed_at", at, now_ms);
     }
     if !is_code(&order.currency, 3) {
         p.push(Problem::new(
@@ -340,6 +352,11 @@ pub fn check_order(order: &NewOrder, now_ms: i64) -> Vec<Problem> {
         }
         if line.quantity < 1 {
             p.push(Problem::new(at("quantity"), "must be at least 1"));
+        } else if u32::try_from(line.quantity).is_err() {
+            p.push(Problem::new(
+                at("quantity"),
+                format!("must be at most {}", u32::MAX),
+            ));
         }
         if line.discount_minor < 0 {
             p.push(Problem::new(at("discount_minor"), "must not be negative"));
@@ -520,6 +537,83 @@ pub fn purchase_event(order: &NewOrder, placed_at: i64, default_page_url: &str) 
     }
 }
 
+/// What the purchase event of `order` would break of the stream's rules (`limits`, the
+/// collector's), named as the order's fields: such an order is refused, instead of stored with
+/// an event the lake would quarantine. Age is no problem: an order placed longer ago than the
+/// stream takes events is history sent late (a backfill), stored without an event (see
+/// [`too_old_for_the_stream`]).
+pub fn check_purchase_event(
+    order: &NewOrder,
+    now_ms: i64,
+    default_page_url: &str,
+    limits: &Limits,
+) -> Vec<Problem> {
+    let mut event = purchase_event(order, order.placed_at.unwrap_or(now_ms), default_page_url);
+    event.received_at = Some(now_ms);
+    let Err(errors) = validate(&event, limits, now_ms) else {
+        return Vec::new();
+    };
+    errors
+        .into_iter()
+        .filter(|e| !matches!(e.violation, Violation::TooOld { .. }))
+        .map(|e| {
+            let reason = e.violation.to_string();
+            match order_field(&e.field).as_deref() {
+                Some("page_url") if order.page_url.is_none() => Problem::new(
+                    "page_url",
+                    format!("is not given, and commerce.default_page_url {reason}"),
+                ),
+                // The visitor id falls back to the customer id, then to `order:` + the order id.
+                Some("anonymous_id") if order.anonymous_id.is_none() => match &order.customer_id {
+                    Some(_) => Problem::new("customer_id", reason),
+                    None => Problem::new(
+                        "order_id",
+                        format!("{reason} once `order:` is put before it as the visitor id"),
+                    ),
+                },
+                Some(field) => Problem::new(field, reason),
+                None => Problem::new(
+                    e.field.clone(),
+                    format!("{reason} (in the purchase event the order becomes)"),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Whether an order placed at `placed_at` is older than the stream takes events
+/// (`validation.max_age_days`): it is stored, and reaches the lake through the orders export,
+/// but sends no purchase event, which the lake would quarantine.
+pub fn too_old_for_the_stream(placed_at: i64, now_ms: i64, limits: &Limits) -> bool {
+    placed_at < now_ms.saturating_sub(limits.max_age_ms)
+}
+
+/// The order's field that a field of its purchase event comes from.
+fn order_field(event_field: &str) -> Option<String> {
+    let top = match event_field {
+        "timestamp" => "placed_at",
+        "context.page.url" => "page_url",
+        "anonymous_id" => "anonymous_id",
+        "user_id" => "customer_id",
+        "properties.order_id" => "order_id",
+        "properties.currency" => "currency",
+        "properties.revenue_minor" => "total_minor",
+        "properties.items" => "lines",
+        _ => {
+            let line = event_field.strip_prefix("properties.items[")?;
+            let (index, field) = line.split_once("].")?;
+            let field = match field {
+                "product_id" | "name" | "category" | "quantity" => field,
+                "price_minor" => "unit_price_minor",
+                "currency" => return Some("currency".into()),
+                _ => return None,
+            };
+            return Some(format!("lines[{index}].{field}"));
+        }
+    };
+    Some(top.into())
+}
+
 /// The event id [`purchase_event`] gives an order (for tests and the lake's attribution).
 pub fn purchase_event_id(order_id: &str, placed_at: i64) -> Uuid {
     let digest = Sha256::digest(format!("retailmind-order:{order_id}"));
@@ -647,6 +741,101 @@ mod tests {
         assert_eq!(a.anonymous_id, "anon-1");
         let limits = retailmind_schema::Limits::default();
         retailmind_schema::validate(&a, &limits, NOW).unwrap();
+    }
+
+    fn event_problems(v: Value, default_page_url: &str, limits: &Limits) -> Vec<(String, String)> {
+        let order = decode_order(v.to_string().as_bytes(), NOW).unwrap();
+        check_purchase_event(&order, NOW, default_page_url, limits)
+            .into_iter()
+            .map(|p| (p.field, p.reason))
+            .collect()
+    }
+
+    #[test]
+    fn an_order_whose_purchase_event_the_stream_would_refuse_is_refused_by_its_own_fields() {
+        let limits = Limits::default();
+        let page = "https://shop.example/thanks";
+        assert_eq!(event_problems(body(), page, &limits), []);
+
+        let mut many = body();
+        let line =
+            json!({"product_id": "P9", "name": "Pin", "unit_price_minor": 100, "quantity": 1});
+        many["lines"] = Value::Array(vec![line; 201]);
+        many["subtotal_minor"] = json!(20_100);
+        many["total_minor"] = json!(20_100 - 500 + 1900 + 495);
+        let problems = event_problems(many, page, &limits);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "lines");
+        assert!(problems[0].1.contains("200"), "{problems:?}");
+
+        let mut url = body();
+        url["page_url"] = json!("https://a b/");
+        assert_eq!(event_problems(url, page, &limits)[0].0, "page_url");
+        let problems = event_problems(body(), "/thanks", &limits);
+        assert_eq!(problems[0].0, "page_url");
+        assert!(
+            problems[0]
+                .1
+                .starts_with("is not given, and commerce.default_page_url"),
+            "{problems:?}"
+        );
+
+        let strict = Limits {
+            max_id_len: 8,
+            ..Limits::default()
+        };
+        let mut long = body();
+        long["lines"][1]["product_id"] = json!("P-123456789");
+        long.as_object_mut().unwrap().remove("anonymous_id");
+        long.as_object_mut().unwrap().remove("customer_id");
+        // The order id (6 bytes) fits; the visitor id made of it (`order:A-1001`) does not.
+        let problems = event_problems(long, page, &strict);
+        let fields: Vec<&str> = problems.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(fields, ["order_id", "lines[1].product_id"]);
+        assert!(
+            problems[0]
+                .1
+                .ends_with("once `order:` is put before it as the visitor id"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_order_older_than_the_stream_takes_is_stored_without_an_event() {
+        let limits = Limits::default();
+        let mut old = body();
+        let placed_at = NOW - limits.max_age_ms - 1;
+        old["placed_at"] = json!(placed_at);
+        assert_eq!(event_problems(old, "https://shop.example/", &limits), []);
+        assert!(too_old_for_the_stream(placed_at, NOW, &limits));
+        assert!(!too_old_for_the_stream(placed_at + 1, NOW, &limits));
+    }
+
+    #[test]
+    fn a_quantity_the_event_cannot_carry_and_a_bad_status_time_are_refused() {
+        let mut v = body();
+        v["lines"][1]["quantity"] = json!(5_000_000_000_i64);
+        v["lines"][1]["unit_price_minor"] = json!(0);
+        v["subtotal_minor"] = json!(9000);
+        v["total_minor"] = json!(9000 - 500 + 1900 + 495);
+        let p = problems(v);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "lines[1].quantity");
+        assert_eq!(p[0].reason, "must be at most 4294967295");
+
+        let change = |at: i64| {
+            decode_status_change(
+                json!({"status": "paid", "at": at}).to_string().as_bytes(),
+                NOW,
+            )
+        };
+        assert!(change(NOW).is_ok());
+        for at in [-5, 0, NOW + 2 * FUTURE_SLACK_MS] {
+            match change(at) {
+                Err(CommerceError::Invalid(p)) => assert_eq!(p[0].field, "at"),
+                other => panic!("{at}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use retailmind_schema::Limits;
 use serde::{Deserialize, Serialize};
 
 use crate::settings::{check_ranges, OutOfRange};
@@ -172,6 +173,49 @@ impl AwsConfig {
             delivery_stream: default_delivery_stream(),
             errors_delivery_stream: None,
             call_timeout_secs: default_call_timeout_secs(),
+        }
+    }
+}
+
+/// [`Limits`] as configuration (`[validation]`): the collector judges events by them, and the
+/// lake job reads them too, so that it keeps every event the collector accepted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationLimits {
+    pub max_id_len: usize,
+    pub max_url_len: usize,
+    pub max_text_len: usize,
+    pub max_items: usize,
+    pub max_props_depth: usize,
+    pub max_future_skew_secs: i64,
+    pub max_age_days: i64,
+}
+
+impl Default for ValidationLimits {
+    fn default() -> Self {
+        let l = Limits::default();
+        ValidationLimits {
+            max_id_len: l.max_id_len,
+            max_url_len: l.max_url_len,
+            max_text_len: l.max_text_len,
+            max_items: l.max_items,
+            max_props_depth: l.max_props_depth,
+            max_future_skew_secs: l.max_future_skew_ms / 1000,
+            max_age_days: l.max_age_ms / 86_400_000,
+        }
+    }
+}
+
+impl From<&ValidationLimits> for Limits {
+    fn from(v: &ValidationLimits) -> Self {
+        Limits {
+            max_id_len: v.max_id_len,
+            max_url_len: v.max_url_len,
+            max_text_len: v.max_text_len,
+            max_items: v.max_items,
+            max_props_depth: v.max_props_depth,
+            max_future_skew_ms: v.max_future_skew_secs * 1000,
+            max_age_ms: v.max_age_days * 86_400_000,
         }
     }
 }

@@ -30,7 +30,7 @@ mod test_fixtures;
 use std::sync::Arc;
 
 pub use checkpoint::CheckpointStore;
-pub use config::{AwsConfig, BackendConfig};
+pub use config::{AwsConfig, BackendConfig, ValidationLimits};
 pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use lease::{Lease, LeaseStore};

@@ -19,7 +19,7 @@ pub use session::{
     device_class, CurrencyRevenue, Session, SessionOrder, ENGAGED_MS, MAX_OTHER_CURRENCIES,
     MAX_SESSION_EVENTS, MAX_SESSION_ORDERS, PAGE_ENGAGEMENT, SESSION_EVENTS_LIMIT,
 };
-pub use validate::{validate, FieldError, Limits, Violation};
+pub use validate::{is_http_url, validate, FieldError, Limits, Violation};
 
 /// Where events are partitioned in the stream: one browser's events stay in order on one shard.
 /// The anonymous id rather than the user id, because it is there from the first page view on.
