@@ -153,22 +153,41 @@ impl Front {
     }
 
     pub(crate) async fn body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
-        body::read(&self.headers, self.gzip(), body, self.state.max_body_bytes).await
+        body::read(&self.headers, self.gzip()?, body, self.state.max_body_bytes).await
     }
 
-    fn gzip(&self) -> bool {
-        self.query
-            .compression
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+    /// Whether `?compression=` says gzip. Any other compression is refused: read as it is, the
+    /// body would be judged "not a batch", and its bytes mangled in the dead letters.
+    fn gzip(&self) -> Result<bool, CollectorError> {
+        match self.query.compression.as_deref().map(str::trim) {
+            None | Some("") => Ok(false),
+            Some(c) if c.eq_ignore_ascii_case("gzip") => Ok(true),
+            Some(c) if c.eq_ignore_ascii_case("identity") || c.eq_ignore_ascii_case("none") => {
+                Ok(false)
+            }
+            Some(other) => Err(CollectorError::InvalidParameter {
+                field: "compression",
+                reason: format!("is {other:?}: the only compression taken is gzip"),
+            }),
+        }
     }
 
     /// The body of an event endpoint. One that arrived whole but does not decompress is kept
     /// in the dead letters (its events may be recoverable) when a key from outside the body was
     /// admitted, as a body that is not a batch is.
     pub(crate) async fn event_body(&self, body: Body) -> Result<bytes::Bytes, CollectorError> {
-        let read =
-            body::read_keeping(&self.headers, self.gzip(), body, self.state.max_body_bytes).await;
+        let read = match self.gzip() {
+            Ok(gzip) => {
+                body::read_keeping(&self.headers, gzip, body, self.state.max_body_bytes).await
+            }
+            // Kept as it came (base64), as a body that does not decompress.
+            Err(refusal) => {
+                match body::read(&self.headers, false, body, self.state.max_body_bytes).await {
+                    Ok(raw) => Err((refusal, Some(raw))),
+                    Err(_) => Err((refusal, None)),
+                }
+            }
+        };
         match read {
             Ok(bytes) => Ok(bytes),
             Err((refusal, Some(compressed))) => {

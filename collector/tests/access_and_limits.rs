@@ -543,6 +543,52 @@ async fn a_gzip_body_that_does_not_decompress_is_kept_as_it_came() {
     }
 }
 
+/// A compression the collector does not take is refused naming `compression`, and the body is
+/// kept as it came, in base64: read as plain text it would be "not a batch", its bytes mangled.
+#[tokio::test]
+async fn an_unknown_compression_is_refused_by_name_and_the_body_kept_as_it_came() {
+    use base64::Engine as _;
+    let h = Harness::new(CollectorConfig {
+        keys: keys(),
+        ..CollectorConfig::default()
+    });
+    let compressed = vec![0x78, 0x9c, 0xff, 0x00, 0x10, 0x80];
+    let request = Request::post("/v1/batch?compression=deflate&key=pk_live_shop")
+        .header(header::ORIGIN, SHOP)
+        .body(Body::from(compressed.clone()))
+        .unwrap();
+    let r = h.send(request).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(r).await;
+    assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
+    assert_eq!(body["error"]["field"], "compression", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"deflate\""),
+        "{body}"
+    );
+    let letters = h.letters();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["body_encoding"], "base64");
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(letters[0]["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept, compressed);
+
+    // gzip, in any case, is taken.
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(batch(BATCH_ID, 2).as_bytes()).unwrap();
+    let request = Request::post("/v1/batch?compression=GZIP&key=pk_live_shop")
+        .header(header::ORIGIN, SHOP)
+        .body(Body::from(enc.finish().unwrap()))
+        .unwrap();
+    assert_eq!(h.send(request).await.status(), StatusCode::OK);
+    assert_eq!(h.stored().await.len(), 2);
+}
+
 /// When the dead letters cannot take a refused body, the sender hears 503 and sends it again
 /// later, as for a rejected event's letter: the 400 comes only once the body is kept.
 #[tokio::test]

@@ -183,6 +183,50 @@ pub fn normalise_traits(mut values: Map<String, Value>) -> Result<Traits> {
     }
 }
 
+/// Traits from an identify call, kept as far as they pass: Segment's own spec nests `address`
+/// and `company`, so an object's keys become `address.city`, `company.name` (one level); a
+/// trait that still does not pass [`normalise_traits`] is left out with its problem, and the
+/// others are kept. A sender cannot fix what it sent long ago, and one bad trait must not cost
+/// a customer's email and name.
+pub fn identify_traits(props: &Map<String, Value>) -> (Traits, Vec<Problem>) {
+    let mut values = Map::new();
+    for (key, value) in props {
+        match value {
+            Value::Object(inner) => {
+                for (inner_key, inner_value) in inner {
+                    values.insert(format!("{key}.{inner_key}"), inner_value.clone());
+                }
+            }
+            _ => {
+                values.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let problems = match normalise_traits(values.clone()) {
+        Ok(traits) => return (traits, Vec::new()),
+        Err(CommerceError::Invalid(problems)) => problems,
+        Err(other) => vec![Problem::new("traits", other.to_string())],
+    };
+    let at_fault = |key: &str| {
+        problems.iter().any(|p| {
+            p.field == key
+                || p.field
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    };
+    values.retain(|key, _| !at_fault(key));
+    // Too many keys is no one key's fault: the first ones are kept.
+    let mut values: Map<String, Value> = values.into_iter().take(MAX_TRAITS).collect();
+    if problems.iter().any(|p| p.field == "email") {
+        values.remove("email");
+    }
+    match normalise_traits(values) {
+        Ok(traits) => (traits, problems),
+        Err(_) => (Traits::default(), problems),
+    }
+}
+
 /// Traits from a request body (`PUT /v1/customers/{id}/traits`): a JSON object, normalised.
 pub fn decode_traits(body: &[u8]) -> Result<Traits> {
     match crate::order::parse_json(body)? {
@@ -217,8 +261,8 @@ pub struct VisitFacts {
 
 impl VisitFacts {
     /// Facts from events (in stream order) and the sessions that hold them as stored now.
-    /// Identify traits that do not pass [`normalise_traits`] are left out (the event itself was
-    /// valid and is kept in the lake); the link still counts.
+    /// Identify traits that do not pass are left out one by one ([`identify_traits`]; the event
+    /// itself was valid and is kept in the lake, whole); the link still counts.
     pub fn gather<'a>(
         events: impl IntoIterator<Item = &'a Event>,
         sessions: impl IntoIterator<Item = &'a Session>,
@@ -246,7 +290,20 @@ impl VisitFacts {
                     }
                 }
                 Payload::Custom(c) if c.name == "identify" => {
-                    if let Ok(traits) = normalise_traits(c.props.clone()) {
+                    let (traits, left_out) = identify_traits(&c.props);
+                    if !left_out.is_empty() {
+                        // Fields and reasons only: a value may be what must not be logged.
+                        let left_out: Vec<String> = left_out
+                            .iter()
+                            .map(|p| format!("{}: {}", p.field, p.reason))
+                            .collect();
+                        tracing::warn!(
+                            event_id = %event.event_id,
+                            ?left_out,
+                            "identify traits left out of the customer profile"
+                        );
+                    }
+                    if left_out.is_empty() || traits != Traits::default() {
                         facts.traits.push((user.clone(), traits, event.timestamp));
                     }
                 }
@@ -311,6 +368,44 @@ mod tests {
             "b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72"
         );
         assert_eq!(t.values["city"], "Berlin");
+    }
+
+    #[test]
+    fn an_identify_keeps_every_trait_that_passes_and_flattens_segments_objects() {
+        let props = json!({
+            "email": "ada@example.com",
+            "name": "Ada",
+            "address": {"city": "Berlin", "geo": {"lat": 52.5}},
+            "company": {"name": "Analytical Engines"},
+            "note": "card 4111 1111 1111 1111",
+            "tags": [1, 2, {"x": 1}]
+        });
+        let (traits, left_out) = identify_traits(props.as_object().unwrap());
+        assert_eq!(traits.email_sha256, Some(email_hash("ada@example.com")));
+        assert_eq!(traits.values["name"], "Ada");
+        assert_eq!(traits.values["address.city"], "Berlin");
+        assert_eq!(traits.values["company.name"], "Analytical Engines");
+        let kept: Vec<&str> = traits.values.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["address.city", "company.name", "name"]);
+        let mut fields: Vec<&str> = left_out.iter().map(|p| p.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(fields, ["address.geo", "note", "tags"]);
+        assert!(
+            left_out.iter().all(|p| !p.reason.contains("4111")),
+            "no value in a reason: {left_out:?}"
+        );
+
+        let clean = json!({"name": "Bo", "plan": "pro"});
+        let (traits, left_out) = identify_traits(clean.as_object().unwrap());
+        assert!(left_out.is_empty());
+        assert_eq!(
+            traits,
+            normalise_traits(clean.as_object().unwrap().clone()).unwrap()
+        );
+
+        let (traits, left_out) = identify_traits(json!({"email": 42}).as_object().unwrap());
+        assert_eq!(traits, Traits::default());
+        assert_eq!(left_out[0].field, "email");
     }
 
     #[test]

@@ -50,9 +50,11 @@ impl FromStr for Placement {
 }
 
 /// The parameters as they arrive: all text, all optional, so that checking them is ours and
-/// every refusal says which one is wrong.
+/// every refusal says which one is wrong. An unknown one is refused (naming it and the known
+/// ones): `limit=5` or `categroy=shoes` would otherwise answer ten unfiltered items.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct RecsParams {
     /// The shopper's anonymous id (required).
     pub anonymous_id: Option<String>,
