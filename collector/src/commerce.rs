@@ -11,7 +11,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::Path;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,7 +31,25 @@ use crate::config::KeyKind;
 use crate::error::{CollectorError, ErrorBody};
 use crate::handlers::Front;
 
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The id in a route's path. axum's own refusal (an id that is not UTF-8 once percent-decoded)
+/// is plain text; this one is the service's JSON error, naming the path.
+pub struct IdInPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdInPath {
+    type Rejection = CollectorError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(IdInPath(id)),
+            Err(refused) => Err(CollectorError::InvalidParameter {
+                field: "path",
+                reason: refused.body_text(),
+            }),
+        }
+    }
+}
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 fn store(front: &Front) -> Result<Arc<dyn CommerceStore>, CollectorError> {
@@ -82,7 +101,7 @@ pub async fn post_transaction(front: Front, body: Body) -> Result<Response, Coll
     if !problems.is_empty() {
         return Err(CommerceError::Invalid(problems).into());
     }
-    let key = match front.header(IDEMPOTENCY_KEY) {
+    let key = match front.header(IDEMPOTENCY_KEY)? {
         Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN => {
             return Err(CollectorError::InvalidHeader {
                 field: "Idempotency-Key",
@@ -158,7 +177,7 @@ async fn emit(front: &Front, order: &Order) -> Result<(), CollectorError> {
 )]
 pub async fn get_transaction(
     front: Front,
-    Path(order_id): Path<String>,
+    IdInPath(order_id): IdInPath,
 ) -> Result<Json<Order>, CollectorError> {
     let store = admit(&front)?;
     found(store.order(&order_id).await?, "order", order_id)
@@ -179,7 +198,7 @@ pub async fn get_transaction(
 )]
 pub async fn post_transaction_status(
     front: Front,
-    Path(order_id): Path<String>,
+    IdInPath(order_id): IdInPath,
     body: Body,
 ) -> Result<Json<Order>, CollectorError> {
     let store = admit(&front)?;
@@ -204,7 +223,7 @@ pub async fn post_transaction_status(
 )]
 pub async fn get_customer(
     front: Front,
-    Path(customer_id): Path<String>,
+    IdInPath(customer_id): IdInPath,
 ) -> Result<Json<CustomerProfile>, CollectorError> {
     let store = admit(&front)?;
     found(store.customer(&customer_id).await?, "customer", customer_id)
@@ -223,7 +242,7 @@ pub async fn get_customer(
 )]
 pub async fn put_customer_traits(
     front: Front,
-    Path(customer_id): Path<String>,
+    IdInPath(customer_id): IdInPath,
     body: Body,
 ) -> Result<Json<CustomerProfile>, CollectorError> {
     let store = admit(&front)?;
@@ -261,7 +280,7 @@ pub async fn put_customer_traits(
 )]
 pub async fn delete_customer(
     front: Front,
-    Path(customer_id): Path<String>,
+    IdInPath(customer_id): IdInPath,
 ) -> Result<Json<Forgotten>, CollectorError> {
     let store = admit(&front)?;
     // Sessions first: if this fails the profile is still there to find them again on a retry.

@@ -184,6 +184,12 @@ pub enum ConfigError {
     )]
     NoOrigins { index: usize, name: String },
     #[error(
+        "keys[{index}].origins has {origin:?}, which no page's Origin header can match: an \
+         origin is a scheme and a host, with a port if not the scheme's own \
+         (\"https://shop.example\", \"http://localhost:8080\"), or \"*\" for any"
+    )]
+    NotAnOrigin { index: usize, origin: String },
+    #[error(
         "recommendations.strategies.{placement} names {name:?}, which is none of {}",
         strategy::NAMES.join(", ")
     )]
@@ -235,6 +241,40 @@ const MAX_DEDUP_BATCHES: i64 = 5_000_000;
 const MAX_DEDUP_EVENTS: i64 = 50_000_000;
 /// Most live sessions remembered for recommendations (about 1 KB each: 10 GB).
 const MAX_MEMORY_SESSIONS: i64 = 10_000_000;
+
+/// Whether `origin` can match a browser's `Origin` header: `*`, or `scheme://host[:port]`
+/// (a trailing `/` is forgiven, as when comparing), nothing after the host.
+fn is_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    // An IPv6 literal is bracketed ([::1]:8080); any other host has no colon but the port's.
+    let (name, port) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, "")) => (address, None),
+            Some((address, rest)) => match rest.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !name.is_empty()
+        && !name.contains(['/', '?', '#', '@', ' '])
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
 
 impl CollectorConfig {
     /// The first setting the collector could not run sensibly with; run at start so that a
@@ -423,6 +463,12 @@ impl CollectorConfig {
                     name: key.name.clone(),
                 });
             }
+            if let Some(origin) = key.origins.iter().find(|o| !is_origin(o)) {
+                return Err(ConfigError::NotAnOrigin {
+                    index,
+                    origin: origin.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -461,6 +507,51 @@ mod tests {
         config.segment.default_currency = Some("eur".into());
         assert_eq!(config.check(), Err(ConfigError::NotACurrency("eur".into())));
         config.segment.default_currency = Some("EUR".into());
+        assert_eq!(config.check(), Ok(()));
+    }
+
+    #[test]
+    fn an_origin_must_be_one_a_page_can_send() {
+        for good in [
+            "*",
+            "https://shop.example",
+            "https://shop.example/",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "shop.example",
+            "https://",
+            "https://shop.example/checkout",
+            "https://shop.example:port",
+            "https://user@shop.example",
+            "//shop.example",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+        let mut config = CollectorConfig {
+            keys: vec![key(
+                "pk_1",
+                "shop",
+                KeyKind::Publishable,
+                &["https://a.example", "shop.example"],
+            )],
+            ..CollectorConfig::default()
+        };
+        let refused = config.check().unwrap_err();
+        assert_eq!(
+            refused,
+            ConfigError::NotAnOrigin {
+                index: 0,
+                origin: "shop.example".into()
+            }
+        );
+        assert!(refused
+            .to_string()
+            .starts_with("keys[0].origins has \"shop.example\""));
+        config.keys[0].origins[1] = "https://shop.example".into();
         assert_eq!(config.check(), Ok(()));
     }
 

@@ -82,8 +82,17 @@ impl Front {
         &self.state
     }
 
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+    /// A header's text; one that is there but not visible ASCII is refused, naming it, rather
+    /// than taken for absent.
+    pub(crate) fn header(&self, name: &'static str) -> Result<Option<&str>, CollectorError> {
+        match self.headers.get(name).map(|v| v.to_str()) {
+            None => Ok(None),
+            Some(Ok(text)) => Ok(Some(text)),
+            Some(Err(_)) => Err(CollectorError::InvalidHeader {
+                field: name,
+                reason: "must be visible ASCII".into(),
+            }),
+        }
     }
 
     pub(crate) fn meta(&self) -> RequestMeta {
@@ -116,6 +125,11 @@ impl Front {
             .clone()
             .or_else(|| key_in_headers(&self.headers))
             .or_else(|| body_key.map(str::to_owned));
+        if key.is_none() {
+            if let Some(refusal) = unusable_authorization(&self.headers) {
+                return Err(refusal);
+            }
+        }
         let origin = self
             .headers
             .get(header::ORIGIN)
@@ -214,22 +228,55 @@ pub(crate) fn key_in_headers(headers: &HeaderMap) -> Option<String> {
         .or_else(|| bearer_token(headers))
 }
 
+/// The `Authorization` header's scheme, lower-cased (schemes are case-insensitive), and its
+/// credentials.
+fn authorization(headers: &HeaderMap) -> Option<(String, &str)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    Some((scheme.to_ascii_lowercase(), credentials.trim()))
+}
+
 /// Server-to-server callers may send their secret key as `Authorization: Bearer <key>`.
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    (!token.is_empty()).then(|| token.to_owned())
+    let (scheme, token) = authorization(headers)?;
+    (scheme == "bearer" && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// Segment's libraries send the write key as the Basic auth user name.
 fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ")?;
+    let (scheme, encoded) = authorization(headers)?;
+    if scheme != "basic" {
+        return None;
+    }
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
+        .decode(encoded)
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     Some(text.split(':').next().unwrap_or_default().to_owned()).filter(|k| !k.is_empty())
+}
+
+/// Why a Basic or Bearer `Authorization` header gave no key: said as it is, rather than
+/// answered as if no key had been sent. Other schemes are someone else's (an API Gateway's
+/// SigV4 signature) and left alone.
+fn unusable_authorization(headers: &HeaderMap) -> Option<CollectorError> {
+    let value = headers.get(header::AUTHORIZATION)?;
+    let reason = match value.to_str().ok().map(str::trim) {
+        None => "must be visible ASCII",
+        Some(value) => {
+            let scheme = value.split(' ').next().unwrap_or_default();
+            if scheme.eq_ignore_ascii_case("basic") {
+                "Basic credentials must be base64 of `<write key>:` (the key as the user name)"
+            } else if scheme.eq_ignore_ascii_case("bearer") {
+                "Bearer must be followed by the key"
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(CollectorError::InvalidHeader {
+        field: "Authorization",
+        reason: reason.into(),
+    })
 }
 
 /// The answers of every event endpoint, for the OpenAPI document (never built: the handlers

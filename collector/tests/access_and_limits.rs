@@ -145,6 +145,38 @@ async fn keys_and_origins_decide_who_may_send() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Schemes are case-insensitive (RFC 7235).
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(header::AUTHORIZATION, "bearer sk_live_shop")
+                .body(Body::from(batch("01936a1c-3b5e-7cc4-9a1e-0000000000bc", 1)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Credentials that cannot be read are said to be so, not taken for a missing key.
+    for (authorization, reason) in [
+        ("Basic not-base64!", "Basic credentials must be base64"),
+        ("Bearer ", "Bearer must be followed by the key"),
+    ] {
+        let r = h
+            .send(
+                post("/v1/batch")
+                    .header(header::AUTHORIZATION, authorization)
+                    .body(Body::from(batch("01936a1c-3b5e-7cc4-9a1e-0000000000bd", 1)))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{authorization}");
+        let body = json_of(r).await;
+        assert_eq!(body["error"]["code"], "invalid_header", "{body}");
+        assert_eq!(body["error"]["field"], "Authorization", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(reason),
+            "{body}"
+        );
+    }
 }
 
 /// analytics.js posts each call, as text/plain from the page, to the first letter of its type

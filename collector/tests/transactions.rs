@@ -341,6 +341,37 @@ async fn bad_orders_are_refused_naming_every_field() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "order_exists");
 
+    // A key that is not visible ASCII is refused, not taken for no key (the order id).
+    let request = Request::post("/v1/transactions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+        .header(
+            "Idempotency-Key",
+            axum::http::HeaderValue::from_bytes("bestellung-ü-1".as_bytes()).unwrap(),
+        )
+        .body(Body::from(order("A-303").to_string()))
+        .unwrap();
+    let response = shop.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(response).await;
+    assert_eq!(body["error"]["code"], "invalid_header", "{body}");
+    assert_eq!(body["error"]["field"], "Idempotency-Key", "{body}");
+
+    // An id in the path that is not UTF-8 gets the same JSON error as anything else.
+    let (status, body, _) = shop
+        .call(Method::GET, "/v1/transactions/%FF", Some(SECRET), &[], None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_parameter", "{body}");
+    assert_eq!(body["error"]["field"], "path", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("order_id"),
+        "{body}"
+    );
+
     let (status, _, _) = shop
         .call(
             Method::POST,

@@ -243,7 +243,8 @@ const MAX_LINES: usize = 1000;
 
 /// Reads an order from a request body: first the card-number sweep over the raw JSON (so a
 /// number is refused whatever field it hides in, and never reaches a typed value or a log),
-/// then the shape, then every rule. All problems are reported at once.
+/// then the shape, then every rule. A shape problem (a missing field, a wrong type) is
+/// reported alone, as serde stops at the first; the rules' problems are reported all at once.
 pub fn decode_order(body: &[u8], now_ms: i64) -> Result<NewOrder> {
     let order: NewOrder = typed(swept_json(body)?)?;
     let problems = check_order(&order, now_ms);
@@ -303,12 +304,29 @@ fn swept_json(body: &[u8]) -> Result<Value> {
     }
 }
 
-/// Serde's own message, with the path of the field it is about.
+/// The typed document, or the first problem of its shape, naming its field: a missing field by
+/// its own path (`payment.status`, "is required"), anything else with serde's own message.
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(raw: Value) -> Result<T> {
+    if !raw.is_object() {
+        return Err(CommerceError::Invalid(vec![Problem::new(
+            "(body)",
+            "must be a JSON object",
+        )]));
+    }
     serde_path_to_error::deserialize(raw).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "(body)".into() } else { path };
-        CommerceError::Invalid(vec![Problem::new(field, e.into_inner().to_string())])
+        let message = e.into_inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_owned());
+        let problem = match (missing, path.as_str()) {
+            (Some(name), ".") => Problem::new(name, "is required"),
+            (Some(name), parent) => Problem::new(format!("{parent}.{name}"), "is required"),
+            (None, ".") => Problem::new("(body)", message),
+            (None, _) => Problem::new(path, message),
+        };
+        CommerceError::Invalid(vec![problem])
     })
 }
 
@@ -709,6 +727,31 @@ mod tests {
         for f in ["currency", "lines[0].quantity", "payment.card_last4"] {
             assert!(fields.iter().any(|x| x == f), "{f} missing in {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_path_and_a_body_that_is_no_object_is_said_so() {
+        let mut v = body();
+        v.as_object_mut().unwrap().remove("currency");
+        let p = problems(v);
+        assert_eq!(
+            (p[0].field.as_str(), p[0].reason.as_str()),
+            ("currency", "is required")
+        );
+
+        let mut v = body();
+        v["payment"].as_object_mut().unwrap().remove("status");
+        let p = problems(v);
+        assert_eq!(
+            (p[0].field.as_str(), p[0].reason.as_str()),
+            ("payment.status", "is required")
+        );
+
+        let p = problems(json!([]));
+        assert_eq!(
+            (p[0].field.as_str(), p[0].reason.as_str()),
+            ("(body)", "must be a JSON object")
+        );
     }
 
     #[test]
