@@ -68,9 +68,10 @@ fn load() -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a number is the event count.
+    // `cargo bench` passes `--bench` (and other flags, to every bench of a workspace run);
+    // a number is the event count.
     let mut target = 10_000_000;
-    for arg in std::env::args().skip(1).filter(|a| a != "--bench") {
+    for arg in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
         match arg.replace('_', "").parse() {
             Ok(count) if count > 0 => target = count,
             _ => {

@@ -36,7 +36,7 @@ pub struct EtlConfig {
     /// and the collector's `model_name`).
     pub model_name: String,
     /// The rules lines of the lake are checked against: the collector's `[validation]`, so that
-    /// an event it accepted (one two months old, with `max_age_days = 90`) is not quarantined.
+    /// the job does not judge by other limits than the collector did (raised `max_items`, say).
     pub validation: ValidationLimits,
 }
 
@@ -112,6 +112,8 @@ pub enum ConfigError {
     MissingBucket,
     #[error("max_rows_per_file must be at least 1")]
     NoRowsPerFile,
+    #[error(transparent)]
+    OutOfRange(#[from] retailmind_connectors::settings::OutOfRange),
     #[error("opening the session store: {0}")]
     Sessions(String),
     #[error("opening the transactions store: {0}")]
@@ -123,6 +125,7 @@ impl EtlConfig {
         if self.max_rows_per_file == 0 {
             return Err(ConfigError::NoRowsPerFile);
         }
+        self.validation.check()?;
         Ok(EtlOptions {
             late_window_hours: self.late_window_hours,
             max_rows_per_file: self.max_rows_per_file,
@@ -194,6 +197,11 @@ mod tests {
         let limits = config.options().unwrap().limits;
         assert_eq!(limits.max_age_ms, 90 * 86_400_000);
         assert_eq!(limits.max_items, 500);
+        config.validation.max_age_days = 1_000_000_000_000;
+        assert_eq!(
+            config.options().unwrap_err().to_string(),
+            "validation.max_age_days is 1000000000000: it must be between 1 and 3660"
+        );
     }
 
     #[tokio::test]

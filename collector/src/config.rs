@@ -4,6 +4,7 @@ pub use retailmind_commerce::CommerceConfig;
 use retailmind_connectors::settings::{check_ranges, count, OutOfRange};
 use retailmind_connectors::BackendConfig;
 pub use retailmind_connectors::ValidationLimits;
+use retailmind_connectors::MAX_PARTITION_KEY_CHARS;
 use retailmind_recommend::strategy;
 use serde::{Deserialize, Serialize};
 
@@ -184,8 +185,8 @@ pub enum ConfigError {
     )]
     NoOrigins { index: usize, name: String },
     #[error(
-        "keys[{index}].origins has {origin:?}, which no page's Origin header can match: an \
-         origin is a scheme and a host, with a port if not the scheme's own \
+        "keys[{index}].origins has {origin:?}, which is no origin a shop's page sends: an \
+         origin is a scheme and a host in ASCII, with a port only if not the scheme's own \
          (\"https://shop.example\", \"http://localhost:8080\"), or \"*\" for any"
     )]
     NotAnOrigin { index: usize, origin: String },
@@ -209,8 +210,6 @@ pub enum ConfigError {
 const MAX_EVENT_BYTES: i64 = 1_000_000;
 /// Kinesis's most bytes per record, the partition key included.
 const KINESIS_RECORD_BYTES: i64 = 1 << 20;
-/// Kinesis's longest partition key; a visitor's id is one.
-const MAX_PARTITION_KEY_CHARS: i64 = 256;
 /// What the server writes into an event besides the User-Agent (`received_at`, `context.ip`,
 /// their keys), with room to spare.
 const SERVER_FIELDS_BYTES: i64 = 1024;
@@ -242,8 +241,10 @@ const MAX_DEDUP_EVENTS: i64 = 50_000_000;
 /// Most live sessions remembered for recommendations (about 1 KB each: 10 GB).
 const MAX_MEMORY_SESSIONS: i64 = 10_000_000;
 
-/// Whether `origin` can match a browser's `Origin` header: `*`, or `scheme://host[:port]`
-/// (a trailing `/` is forgiven, as when comparing), nothing after the host.
+/// Whether `origin` can match a browser's `Origin` header as [`crate::access`] compares it:
+/// `*`, or `scheme://host[:port]` with nothing after the host (trailing `/`s are forgiven, as
+/// when comparing), the host in ASCII (browsers send punycode), the port in digits and not the
+/// scheme's own (browsers leave that out).
 fn is_origin(origin: &str) -> bool {
     if origin == "*" {
         return true;
@@ -251,7 +252,7 @@ fn is_origin(origin: &str) -> bool {
     let Some((scheme, rest)) = origin.split_once("://") else {
         return false;
     };
-    let host = rest.strip_suffix('/').unwrap_or(rest);
+    let host = rest.trim_end_matches('/');
     // An IPv6 literal is bracketed ([::1]:8080); any other host has no colon but the port's.
     let (name, port) = match host.strip_prefix('[') {
         Some(bracketed) => match bracketed.split_once(']') {
@@ -267,13 +268,25 @@ fn is_origin(origin: &str) -> bool {
             None => (host, None),
         },
     };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        _ => None,
+    };
     !scheme.is_empty()
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         && !name.is_empty()
-        && !name.contains(['/', '?', '#', '@', ' '])
-        && port.is_none_or(|p| p.parse::<u16>().is_ok())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'))
+        && port.is_none_or(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok()
+                && Some(p) != default_port
+        })
 }
 
 impl CollectorConfig {
@@ -282,6 +295,7 @@ impl CollectorConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.backend.check()?;
         let v = &self.validation;
+        v.check()?;
         let r = &self.recommendations;
         check_ranges(&[
             (
@@ -316,30 +330,6 @@ impl CollectorConfig {
                 1,
                 3_600,
             ),
-            // Ids are Kinesis partition keys, at most 256 characters: a longer one fails the
-            // whole request's PutRecords, every time it is retried.
-            (
-                "validation.max_id_len",
-                count(v.max_id_len),
-                1,
-                MAX_PARTITION_KEY_CHARS,
-            ),
-            ("validation.max_url_len", count(v.max_url_len), 1, 65_536),
-            ("validation.max_text_len", count(v.max_text_len), 1, 65_536),
-            ("validation.max_items", count(v.max_items), 1, 10_000),
-            (
-                "validation.max_props_depth",
-                count(v.max_props_depth),
-                1,
-                64,
-            ),
-            (
-                "validation.max_future_skew_secs",
-                v.max_future_skew_secs,
-                0,
-                366 * 86_400,
-            ),
-            ("validation.max_age_days", v.max_age_days, 1, 3660),
             (
                 "dedup_window_secs",
                 count(self.dedup_window_secs),
@@ -521,13 +511,20 @@ mod tests {
         ] {
             assert!(is_origin(good), "{good}");
         }
+        assert!(is_origin("https://shop.example//"));
         for bad in [
             "shop.example",
             "https://",
             "https://shop.example/checkout",
             "https://shop.example:port",
+            "https://shop.example:+80",
+            "https://shop.example:443",
+            "http://shop.example:80",
+            "https://*.shop.example",
+            "https://bücher.example",
             "https://user@shop.example",
             "//shop.example",
+            "null",
         ] {
             assert!(!is_origin(bad), "{bad}");
         }

@@ -125,8 +125,9 @@ impl Front {
             .clone()
             .or_else(|| key_in_headers(&self.headers))
             .or_else(|| body_key.map(str::to_owned));
-        if key.is_none() {
-            if let Some(refusal) = unusable_authorization(&self.headers) {
+        // In open mode no key is needed, so none is missed either.
+        if key.is_none() && !self.state.access.is_open() {
+            if let Some(refusal) = unusable_key_header(&self.headers) {
                 return Err(refusal);
             }
         }
@@ -255,10 +256,19 @@ fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
     Some(text.split(':').next().unwrap_or_default().to_owned()).filter(|k| !k.is_empty())
 }
 
-/// Why a Basic or Bearer `Authorization` header gave no key: said as it is, rather than
-/// answered as if no key had been sent. Other schemes are someone else's (an API Gateway's
-/// SigV4 signature) and left alone.
-fn unusable_authorization(headers: &HeaderMap) -> Option<CollectorError> {
+/// Why an `X-Write-Key`, or a Basic or Bearer `Authorization` header, gave no key: said as it
+/// is, rather than answered as if no key had been sent. Other schemes are someone else's (an
+/// API Gateway's SigV4 signature) and left alone.
+fn unusable_key_header(headers: &HeaderMap) -> Option<CollectorError> {
+    if headers
+        .get("x-write-key")
+        .is_some_and(|v| v.to_str().is_err())
+    {
+        return Some(CollectorError::InvalidHeader {
+            field: "X-Write-Key",
+            reason: "must be visible ASCII".into(),
+        });
+    }
     let value = headers.get(header::AUTHORIZATION)?;
     let reason = match value.to_str().ok().map(str::trim) {
         None => "must be visible ASCII",

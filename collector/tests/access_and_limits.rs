@@ -177,6 +177,19 @@ async fn keys_and_origins_decide_who_may_send() {
             "{body}"
         );
     }
+    let r = h
+        .send(
+            post("/v1/batch")
+                .header(
+                    "x-write-key",
+                    axum::http::HeaderValue::from_bytes("pk_shöp".as_bytes()).unwrap(),
+                )
+                .body(Body::from(batch("01936a1c-3b5e-7cc4-9a1e-0000000000be", 1)))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(r).await["error"]["field"], "X-Write-Key");
 }
 
 /// analytics.js posts each call, as text/plain from the page, to the first letter of its type

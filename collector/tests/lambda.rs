@@ -562,8 +562,9 @@ async fn runtime_test_alone() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // What Lambda sets for a function. This process runs only this test, and so far on this
-    // thread alone (the runtime is current-thread; the harness starts its threads below).
+    // What Lambda sets for a function. This process runs only this test: beside its thread
+    // only libtest's main thread, waiting for it, and nothing that reads the environment (the
+    // runtime is current-thread; this test's harness starts its threads below).
     std::env::set_var("AWS_LAMBDA_RUNTIME_API", addr.to_string());
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "retailmind-collector");
     std::env::set_var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256");

@@ -454,7 +454,7 @@ pub fn check_order(order: &NewOrder, now_ms: i64) -> Vec<Problem> {
         text(&mut p, "payment.card_brand", brand, true);
     }
     if let Some(url) = &order.page_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        if !retailmind_schema::is_http_url(url) {
             p.push(Problem::new("page_url", "must be an absolute http(s) URL"));
         }
     }
@@ -571,7 +571,8 @@ pub fn check_purchase_event(
     let Err(errors) = validate(&event, limits, now_ms) else {
         return Vec::new();
     };
-    errors
+    let mut problems: Vec<Problem> = Vec::new();
+    let named = errors
         .into_iter()
         .filter(|e| !matches!(e.violation, Violation::TooOld { .. }))
         .map(|e| {
@@ -595,8 +596,14 @@ pub fn check_purchase_event(
                     format!("{reason} (in the purchase event the order becomes)"),
                 ),
             }
-        })
-        .collect()
+        });
+    // The visitor id can fall back to the customer id, which is the user id too: one problem.
+    for problem in named {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
+    problems
 }
 
 /// Whether an order placed at `placed_at` is older than the stream takes events
@@ -812,7 +819,7 @@ mod tests {
         assert!(problems[0].1.contains("200"), "{problems:?}");
 
         let mut url = body();
-        url["page_url"] = json!("https://a b/");
+        url["page_url"] = json!(format!("https://shop.example/{}", "a".repeat(5000)));
         assert_eq!(event_problems(url, page, &limits)[0].0, "page_url");
         let problems = event_problems(body(), "/thanks", &limits);
         assert_eq!(problems[0].0, "page_url");

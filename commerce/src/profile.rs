@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::card::{find_card_numbers, find_nul_characters};
+use crate::card::{contains_card_number, find_card_numbers, find_nul_characters};
 use crate::error::{CommerceError, Problem, Result};
 use crate::order::hex;
 
@@ -187,44 +187,74 @@ pub fn normalise_traits(mut values: Map<String, Value>) -> Result<Traits> {
 /// and `company`, so an object's keys become `address.city`, `company.name` (one level); a
 /// trait that still does not pass [`normalise_traits`] is left out with its problem, and the
 /// others are kept. A sender cannot fix what it sent long ago, and one bad trait must not cost
-/// a customer's email and name.
+/// a customer's email and name. A problem's field never holds a card number (a key can), so
+/// the problems can be logged.
 pub fn identify_traits(props: &Map<String, Value>) -> (Traits, Vec<Problem>) {
-    let mut values = Map::new();
+    let mut flat: Vec<(String, &Value)> = Vec::new();
     for (key, value) in props {
         match value {
             Value::Object(inner) => {
-                for (inner_key, inner_value) in inner {
-                    values.insert(format!("{key}.{inner_key}"), inner_value.clone());
-                }
+                flat.extend(inner.iter().map(|(k, v)| (format!("{key}.{k}"), v)));
             }
-            _ => {
-                values.insert(key.clone(), value.clone());
-            }
+            _ => flat.push((key.clone(), value)),
         }
     }
-    let problems = match normalise_traits(values.clone()) {
-        Ok(traits) => return (traits, Vec::new()),
-        Err(CommerceError::Invalid(problems)) => problems,
+    let mut values = Map::new();
+    let mut problems = Vec::new();
+    for (key, value) in flat {
+        if key.ends_with(".email") {
+            // Only the customer's own email is kept, and only as its hash.
+            problems.push(Problem::new(
+                key,
+                "an email is kept only as `email`, hashed",
+            ));
+        } else if values.contains_key(&key) {
+            problems.push(Problem::new(
+                key,
+                "is given both nested and flat; the nested one is kept",
+            ));
+        } else {
+            values.insert(key, value.clone());
+        }
+    }
+    let refused = match normalise_traits(values.clone()) {
+        Ok(traits) => return (traits, redacted(problems)),
+        Err(CommerceError::Invalid(refused)) => refused,
         Err(other) => vec![Problem::new("traits", other.to_string())],
     };
+    // A problem is a key's own, or of a list item under it (`tags[2]`).
     let at_fault = |key: &str| {
-        problems.iter().any(|p| {
+        refused.iter().any(|p| {
             p.field == key
                 || p.field
                     .strip_prefix(key)
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                    .is_some_and(|rest| rest.starts_with('['))
         })
     };
     values.retain(|key, _| !at_fault(key));
-    // Too many keys is no one key's fault: the first ones are kept.
-    let mut values: Map<String, Value> = values.into_iter().take(MAX_TRAITS).collect();
-    if problems.iter().any(|p| p.field == "email") {
-        values.remove("email");
+    // Too many keys is no one key's fault: the email and the first others are kept.
+    let email = values.remove("email");
+    let room = MAX_TRAITS - usize::from(email.is_some());
+    let mut values: Map<String, Value> = values.into_iter().take(room).collect();
+    if let Some(email) = email {
+        values.insert("email".into(), email);
     }
+    problems.extend(refused);
     match normalise_traits(values) {
-        Ok(traits) => (traits, problems),
-        Err(_) => (Traits::default(), problems),
+        Ok(traits) => (traits, redacted(problems)),
+        Err(_) => (Traits::default(), redacted(problems)),
     }
+}
+
+/// `problems` with any field that holds a card number (a trait's key can) written over.
+fn redacted(problems: Vec<Problem>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|p| match contains_card_number(&p.field) {
+            true => Problem::new("(a key holding a card number)", p.reason),
+            false => p,
+        })
+        .collect()
 }
 
 /// Traits from a request body (`PUT /v1/customers/{id}/traits`): a JSON object, normalised.
@@ -292,7 +322,7 @@ impl VisitFacts {
                 Payload::Custom(c) if c.name == "identify" => {
                     let (traits, left_out) = identify_traits(&c.props);
                     if !left_out.is_empty() {
-                        // Fields and reasons only: a value may be what must not be logged.
+                        // Fields (never holding a card number) and reasons, never values.
                         let left_out: Vec<String> = left_out
                             .iter()
                             .map(|p| format!("{}: {}", p.field, p.reason))
@@ -406,6 +436,38 @@ mod tests {
         let (traits, left_out) = identify_traits(json!({"email": 42}).as_object().unwrap());
         assert_eq!(traits, Traits::default());
         assert_eq!(left_out[0].field, "email");
+    }
+
+    #[test]
+    fn what_an_identify_leaves_out_never_names_a_card_number_or_keeps_a_second_email() {
+        let props = json!({
+            "4111 1111 1111 1111": true,
+            "plan": "pro",
+            "plan.tier": [{"deep": 1}],
+            "address": {"city": "Berlin"},
+            "address.city": "Bonn",
+            "company": {"email": "office@example.com"}
+        });
+        let (traits, left_out) = identify_traits(props.as_object().unwrap());
+        let kept: Vec<&str> = traits.values.keys().map(String::as_str).collect();
+        assert_eq!(
+            kept,
+            ["address.city", "plan"],
+            "a sibling's problem is not plan's"
+        );
+        assert_eq!(traits.values["address.city"], "Berlin");
+        assert_eq!(traits.email_sha256, None);
+        let logged = format!("{left_out:?}");
+        assert!(!logged.contains("4111"), "{logged}");
+        let fields: Vec<&str> = left_out.iter().map(|p| p.field.as_str()).collect();
+        for field in [
+            "(a key holding a card number)",
+            "plan.tier",
+            "address.city",
+            "company.email",
+        ] {
+            assert!(fields.contains(&field), "{field} in {fields:?}");
+        }
     }
 
     #[test]

@@ -178,7 +178,8 @@ impl AwsConfig {
 }
 
 /// [`Limits`] as configuration (`[validation]`): the collector judges events by them, and the
-/// lake job reads them too, so that it keeps every event the collector accepted.
+/// lake job reads them too, so that it does not judge by other limits than the collector's (it
+/// quarantines, besides, the events of days it closed: `late_window_hours`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationLimits {
@@ -206,6 +207,48 @@ impl Default for ValidationLimits {
     }
 }
 
+/// The longest id: ids are Kinesis partition keys, at most 256 characters, and a longer one
+/// fails the whole request's PutRecords, every time it is retried.
+pub const MAX_PARTITION_KEY_CHARS: i64 = 256;
+
+impl ValidationLimits {
+    /// The first limit outside what can be run with (the collector and the lake job both check).
+    pub fn check(&self) -> Result<(), OutOfRange> {
+        let count = crate::settings::count;
+        check_ranges(&[
+            (
+                "validation.max_id_len",
+                count(self.max_id_len),
+                1,
+                MAX_PARTITION_KEY_CHARS,
+            ),
+            ("validation.max_url_len", count(self.max_url_len), 1, 65_536),
+            // The purchase events of orders carry a library name of 23 bytes.
+            (
+                "validation.max_text_len",
+                count(self.max_text_len),
+                32,
+                65_536,
+            ),
+            ("validation.max_items", count(self.max_items), 1, 10_000),
+            (
+                "validation.max_props_depth",
+                count(self.max_props_depth),
+                1,
+                64,
+            ),
+            (
+                "validation.max_future_skew_secs",
+                self.max_future_skew_secs,
+                0,
+                366 * 86_400,
+            ),
+            ("validation.max_age_days", self.max_age_days, 1, 3660),
+        ])
+    }
+}
+
+/// Saturating: [`ValidationLimits::check`] keeps the figures far from overflow where it runs.
 impl From<&ValidationLimits> for Limits {
     fn from(v: &ValidationLimits) -> Self {
         Limits {
@@ -214,8 +257,8 @@ impl From<&ValidationLimits> for Limits {
             max_text_len: v.max_text_len,
             max_items: v.max_items,
             max_props_depth: v.max_props_depth,
-            max_future_skew_ms: v.max_future_skew_secs * 1000,
-            max_age_ms: v.max_age_days * 86_400_000,
+            max_future_skew_ms: v.max_future_skew_secs.saturating_mul(1000),
+            max_age_ms: v.max_age_days.saturating_mul(86_400_000),
         }
     }
 }

@@ -30,7 +30,7 @@ mod test_fixtures;
 use std::sync::Arc;
 
 pub use checkpoint::CheckpointStore;
-pub use config::{AwsConfig, BackendConfig, ValidationLimits};
+pub use config::{AwsConfig, BackendConfig, ValidationLimits, MAX_PARTITION_KEY_CHARS};
 pub use error::{ConnectorError, Result};
 pub use lake::{LakeRecord, LakeWriter, UndecodableRecord};
 pub use lease::{Lease, LeaseStore};

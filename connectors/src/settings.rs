@@ -106,7 +106,8 @@ pub fn load<T: DeserializeOwned + Serialize + Default>() -> Result<T, SettingsEr
 /// The file to read, given [`CONFIG_VAR`]'s value: the one it names, which must be there, or
 /// else [`DEFAULT_FILE`] if the working directory has one.
 fn config_file(named: Option<std::ffi::OsString>) -> Result<Option<PathBuf>, SettingsError> {
-    match named {
+    // Set empty is how env files and `docker run -e` unset a variable.
+    match named.filter(|named| !named.is_empty()) {
         Some(named) => {
             let path = PathBuf::from(named);
             match std::fs::metadata(&path) {
@@ -344,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn the_file_named_must_be_there_and_the_default_one_need_not() {
+    fn the_file_named_must_be_there_and_empty_names_none() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("prod.toml");
         let message = config_file(Some(missing.clone().into_os_string()))
@@ -365,6 +366,11 @@ mod tests {
         assert_eq!(
             config_file(Some(path.clone().into_os_string())).unwrap(),
             Some(path)
+        );
+        // As if unset: the working directory's retailmind.toml, if any.
+        assert_eq!(
+            config_file(Some("".into())).unwrap(),
+            config_file(None).unwrap()
         );
     }
 

@@ -112,7 +112,7 @@ fn parse_args(args: &[&str]) -> Result<Args> {
                     );
                 }
             }
-            _ => bail!("unknown option {flag}\n{USAGE}"),
+            _ => unreachable!("options are checked before their value is read"),
         }
     }
     Ok(Args {

@@ -10,11 +10,6 @@ use retailmind_connectors::{service, settings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    service::take_no_arguments(
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        "the lake job as an AWS Lambda function, for a schedule",
-    )?;
     service::init_tracing();
     let config: EtlConfig = settings::load()?;
     let options = config.options()?;

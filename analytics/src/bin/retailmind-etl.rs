@@ -76,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{USAGE}");
             Ok(())
         }
+        "-V" | "--version" => {
+            println!("retailmind-etl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
         other => {
             bail!("unknown command {other:?}; use run, rebuild-model, ddl or query\n\n{USAGE}")
         }
@@ -140,6 +144,7 @@ async fn rebuild_model() -> anyhow::Result<()> {
 }
 
 async fn query(args: &[String]) -> anyhow::Result<()> {
+    service::init_tracing();
     let Some((name, rest)) = args.split_first() else {
         bail!("query needs an analysis name");
     };

@@ -13,11 +13,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    service::take_no_arguments(
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        "the collector as an AWS Lambda function behind API Gateway",
-    )?;
     service::init_tracing();
     let config: CollectorConfig =
         settings::load().context("reading the collector configuration")?;

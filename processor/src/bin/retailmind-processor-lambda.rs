@@ -9,11 +9,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    service::take_no_arguments(
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        "the processor as an AWS Lambda function behind a Kinesis event source mapping",
-    )?;
     service::init_tracing();
     let config: ProcessorConfig = settings::load()?;
     config.check()?;
